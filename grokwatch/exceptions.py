@@ -1,0 +1,43 @@
+"""Every error grokwatch raises on purpose.
+
+Hierarchy::
+
+    GrokwatchError                 base of everything below
+    ├── ConfigError (ValueError)   a bad option, probe name, cadence or data shape
+    ├── ProbeNotApplicable         a probe does not apply to this model (reported, never raised
+    │                              into training)
+    ├── StoreError                 the run database refused an operation
+    │   └── UnknownRunError (KeyError)
+    └── SchemaError (ValueError)   a saved file or payload has an unknown format version
+
+User-input errors subclass ``ValueError`` so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class GrokwatchError(Exception):
+    """Base class of every grokwatch error."""
+
+
+class ConfigError(GrokwatchError, ValueError):
+    """An option, probe name, cadence or data set that cannot be used."""
+
+
+class ProbeNotApplicable(GrokwatchError):  # noqa: N818 - a status, not a failure
+    """Raised inside a probe when the model lacks what the probe measures.
+
+    The probe runner turns it into a ``not_applicable`` result; it never reaches training.
+    """
+
+
+class StoreError(GrokwatchError):
+    """The run database could not complete an operation."""
+
+
+class UnknownRunError(StoreError, KeyError):
+    """A run id that the store has never seen."""
+
+
+class SchemaError(GrokwatchError, ValueError):
+    """A saved file or payload whose format version this code does not read."""

@@ -1,0 +1,21 @@
+"""Progress probes: one small class per measure, looked up by name.
+
+Importing this package registers every built-in probe in :data:`BUILTIN`.
+"""
+
+from grokwatch.probes.base import Capture, Layout, Probe, ProbeContext, ProbeResult, measuring
+from grokwatch.probes.registry import BUILTIN, register, resolve, run_probe, run_probes
+
+__all__ = [
+    "BUILTIN",
+    "Capture",
+    "Layout",
+    "Probe",
+    "ProbeContext",
+    "ProbeResult",
+    "measuring",
+    "register",
+    "resolve",
+    "run_probe",
+    "run_probes",
+]
