@@ -67,6 +67,9 @@ class Probe(abc.ABC):
 
     name: ClassVar[str]
     period: int = 1
+    requires: ClassVar[tuple[str, ...]] = ()
+    """What the probe needs: any of "embedding", "hidden", "output", "train", "test". An agent
+    given this probe by name refuses a model or data set that lacks one."""
 
     @abc.abstractmethod
     def compute(self, ctx: ProbeContext) -> Mapping[str, Value]:
@@ -256,6 +259,8 @@ class ProbeContext:
         those tensors replace the model's own (``torch.func.functional_call``), so a perturbed
         copy is evaluated without writing to the model.
         """
+        if hidden_masks is not None and self.layout.hidden is None:
+            raise ProbeNotApplicable("the model has no hidden activation layer to apply masks to")
         store: dict[str, torch.Tensor] = {}
         handles: list[torch.utils.hooks.RemovableHandle] = []
         k = 1 if hidden_masks is None else hidden_masks.shape[0]
@@ -296,6 +301,7 @@ class ProbeContext:
             return None if t is None else t.reshape(-1, t.shape[-1])
 
         return Capture(
-            logits=logits, hidden=flat(store.get("hidden")), penultimate=flat(store.get("penultimate"))
+            logits=logits,
+            hidden=flat(store.get("hidden")),
+            penultimate=flat(store.get("penultimate")),
         )
-

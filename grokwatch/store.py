@@ -1,0 +1,257 @@
+"""Run storage: an embedded SQLite database (default) and an in-memory store for tests.
+
+Schema (``user_version`` = :data:`SCHEMA_VERSION`)::
+
+    runs(run_id PK, created_at, updated_at, finished_at, meta JSON, summary JSON)
+    points(run_id, step, "values" JSON, PK(run_id, step))        -- one row per evaluation
+    snapshots(run_id, step, name, dtype, shape JSON, data BLOB, PK(run_id, step, name))
+
+Points are idempotent on ``(run_id, step)``: a duplicate step is ignored, an out-of-order step
+is accepted. Non-finite values are stored as the JSON strings ``"nan"``, ``"inf"``, ``"-inf"``
+and come back as floats. The database runs in WAL mode, so a process killed mid-write leaves
+the last committed transaction intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from grokwatch.exceptions import SchemaError, StoreError, UnknownRunError
+
+SCHEMA_VERSION = 1
+
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    meta: Mapping[str, Any]
+    summary: Mapping[str, Any]
+    n_points: int = 0
+
+
+class Store(Protocol):
+    """What the agent and the service need from a run database."""
+
+    def create_run(self, run_id: str, meta: Mapping[str, Any], *, exist_ok: bool = True) -> bool:
+        """Register a run; returns False when it already existed (its meta is kept)."""
+
+    def add_points(self, run_id: str, points: Iterable[tuple[int, Mapping[str, float]]]) -> int:
+        """Insert evaluation points; returns how many were new (duplicates are ignored)."""
+
+    def add_snapshot(self, run_id: str, step: int, arrays: Mapping[str, np.ndarray]) -> None: ...
+
+    def update_summary(
+        self, run_id: str, summary: Mapping[str, Any], *, finished: bool = False
+    ) -> None: ...
+
+    def get_run(self, run_id: str) -> RunRecord: ...
+
+    def list_runs(self) -> list[RunRecord]: ...
+
+    def points(self, run_id: str) -> list[tuple[int, dict[str, float]]]: ...
+
+    def snapshots(self, run_id: str) -> dict[int, dict[str, np.ndarray]]: ...
+
+    def close(self) -> None: ...
+
+
+def encode_values(values: Mapping[str, float]) -> str:
+    """JSON with non-finite floats as strings (standard JSON has no NaN)."""
+    return json.dumps({k: _enc(v) for k, v in values.items()}, separators=(",", ":"))
+
+
+def decode_values(text: str) -> dict[str, float]:
+    raw = json.loads(text)
+    return {k: _NONFINITE[v] if isinstance(v, str) else float(v) for k, v in raw.items()}
+
+
+def _enc(value: float) -> float | str:
+    value = float(value)
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+class SQLiteStore:
+    """The default store: one SQLite file in WAL mode, safe to share between threads."""
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                str(path), timeout=timeout, check_same_thread=False, isolation_level=None
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open run database {str(path)!r}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version not in (0, SCHEMA_VERSION):
+            raise SchemaError(
+                f"run database {str(self.path)!r} has schema version {version}; "
+                f"this grokwatch reads version {SCHEMA_VERSION}"
+            )
+        with self._tx() as db:
+            db.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS runs (
+                    run_id TEXT PRIMARY KEY, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+                    finished_at REAL, meta TEXT NOT NULL, summary TEXT NOT NULL DEFAULT '{}');
+                CREATE TABLE IF NOT EXISTS points (
+                    run_id TEXT NOT NULL, step INTEGER NOT NULL, "values" TEXT NOT NULL,
+                    PRIMARY KEY (run_id, step)) WITHOUT ROWID;
+                CREATE TABLE IF NOT EXISTS snapshots (
+                    run_id TEXT NOT NULL, step INTEGER NOT NULL, name TEXT NOT NULL,
+                    dtype TEXT NOT NULL, shape TEXT NOT NULL, data BLOB NOT NULL,
+                    PRIMARY KEY (run_id, step, name)) WITHOUT ROWID;
+                """
+            )
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    class _Tx:
+        def __init__(self, store: SQLiteStore) -> None:
+            self.store = store
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.store._lock.acquire()
+            self.store._db.execute("BEGIN IMMEDIATE")
+            return self.store._db
+
+        def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+            try:
+                self.store._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            finally:
+                self.store._lock.release()
+
+    def _tx(self) -> SQLiteStore._Tx:
+        return SQLiteStore._Tx(self)
+
+    def _require(self, db: sqlite3.Connection, run_id: str) -> None:
+        if db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is None:
+            raise UnknownRunError(run_id)
+
+    def create_run(self, run_id: str, meta: Mapping[str, Any], *, exist_ok: bool = True) -> bool:
+        now = time.time()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO runs(run_id, created_at, updated_at, meta) VALUES (?,?,?,?)",
+                (run_id, now, now, json.dumps(dict(meta), default=str)),
+            )
+            created = cur.rowcount == 1
+        if not created and not exist_ok:
+            raise StoreError(f"run {run_id!r} already exists")
+        return created
+
+    def add_points(self, run_id: str, points: Iterable[tuple[int, Mapping[str, float]]]) -> int:
+        rows = [(run_id, int(step), encode_values(values)) for step, values in points]
+        with self._tx() as db:
+            self._require(db, run_id)
+            before = db.total_changes
+            db.executemany('INSERT OR IGNORE INTO points(run_id, step, "values") VALUES (?,?,?)', rows)
+            added = db.total_changes - before
+            db.execute("UPDATE runs SET updated_at=? WHERE run_id=?", (time.time(), run_id))
+        return added
+
+    def add_snapshot(self, run_id: str, step: int, arrays: Mapping[str, np.ndarray]) -> None:
+        rows = []
+        for name, arr in arrays.items():
+            a = np.ascontiguousarray(arr)
+            rows.append((run_id, int(step), name, a.dtype.str, json.dumps(a.shape), a.tobytes()))
+        with self._tx() as db:
+            self._require(db, run_id)
+            db.executemany("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?,?)", rows)
+
+    def update_summary(
+        self, run_id: str, summary: Mapping[str, Any], *, finished: bool = False
+    ) -> None:
+        now = time.time()
+        with self._tx() as db:
+            self._require(db, run_id)
+            db.execute(
+                "UPDATE runs SET summary=?, updated_at=?, "
+                "finished_at=CASE WHEN ? THEN ? ELSE finished_at END WHERE run_id=?",
+                (json.dumps(dict(summary), default=str), now, finished, now, run_id),
+            )
+
+    def _record(self, row: Sequence[Any]) -> RunRecord:
+        return RunRecord(
+            run_id=row[0],
+            created_at=row[1],
+            updated_at=row[2],
+            finished_at=row[3],
+            meta=json.loads(row[4]),
+            summary=json.loads(row[5]),
+            n_points=row[6],
+        )
+
+    _SELECT = (
+        "SELECT r.run_id, r.created_at, r.updated_at, r.finished_at, r.meta, r.summary, "
+        "(SELECT COUNT(*) FROM points p WHERE p.run_id = r.run_id) FROM runs r"
+    )
+
+    def get_run(self, run_id: str) -> RunRecord:
+        with self._lock:
+            row = self._db.execute(self._SELECT + " WHERE r.run_id=?", (run_id,)).fetchone()
+        if row is None:
+            raise UnknownRunError(run_id)
+        return self._record(row)
+
+    def list_runs(self) -> list[RunRecord]:
+        with self._lock:
+            rows = self._db.execute(self._SELECT + " ORDER BY r.created_at").fetchall()
+        return [self._record(r) for r in rows]
+
+    def points(self, run_id: str) -> list[tuple[int, dict[str, float]]]:
+        with self._lock:
+            self._require(self._db, run_id)
+            rows = self._db.execute(
+                'SELECT step, "values" FROM points WHERE run_id=? ORDER BY step', (run_id,)
+            ).fetchall()
+        return [(step, decode_values(text)) for step, text in rows]
+
+    def snapshots(self, run_id: str) -> dict[int, dict[str, np.ndarray]]:
+        with self._lock:
+            self._require(self._db, run_id)
+            rows = self._db.execute(
+                "SELECT step, name, dtype, shape, data FROM snapshots WHERE run_id=? ORDER BY step",
+                (run_id,),
+            ).fetchall()
+        out: dict[int, dict[str, np.ndarray]] = {}
+        for step, name, dtype, shape, data in rows:
+            arr = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(json.loads(shape))
+            out.setdefault(step, {})[name] = arr.copy()
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class MemoryStore(SQLiteStore):
+    """The same store in memory: nothing touches disk (tests, throwaway runs)."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
