@@ -148,7 +148,9 @@ class Agent:
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"{name} must be an int >= {low}, got {name}={value!r}")
-        if snapshot_every is not None and (not isinstance(snapshot_every, int) or snapshot_every < 1):
+        if snapshot_every is not None and (
+            not isinstance(snapshot_every, int) or snapshot_every < 1
+        ):
             raise ConfigError(f"snapshot_every must be an int >= 1, got {snapshot_every=!r}")
         if budget is not None and (not isinstance(budget, int) or budget < 1):
             raise ConfigError(f"budget must be a positive int, got {budget=!r}")
@@ -221,7 +223,9 @@ class Agent:
         if data is None:
             return None
         if not (isinstance(data, tuple | list) and len(data) == 2):
-            raise ConfigError(f"{split} must be an (inputs, targets) pair, got {type(data).__name__}")
+            raise ConfigError(
+                f"{split} must be an (inputs, targets) pair, got {type(data).__name__}"
+            )
         x, y = data
         if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
             raise ConfigError(f"{split} inputs and targets must be tensors")

@@ -11,7 +11,7 @@ import dataclasses
 import enum
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     """Where a run stands, by the transparent rules of :mod:`grokwatch.events`."""
 
     MEMORIZING = "memorizing"
@@ -28,13 +28,13 @@ class Phase(str, enum.Enum):
     """The training loss is NaN or infinite."""
 
 
-class Action(str, enum.Enum):
+class Action(enum.StrEnum):
     CONTINUE = "continue"
     STOP = "stop"
     EXTEND = "extend"
 
 
-class Reason(str, enum.Enum):
+class Reason(enum.StrEnum):
     NO_FORECASTER = "no_forecaster"
     """Rule-based phases only: grokwatch does not advise stopping without a forecast."""
     NOT_MEASURED = "not_measured"

@@ -83,7 +83,8 @@ class RunDetector:
             "t_mem": ev.t_mem,
             "t_grok": ev.t_grok,
             "gap": ev.gap,
-            "sharpness": None if ev.sharpness is None or not math.isfinite(ev.sharpness)
+            "sharpness": None
+            if ev.sharpness is None or not math.isfinite(ev.sharpness)
             else ev.sharpness,
             "last_step": ev.last_step,
             "phase": self.phase.value,

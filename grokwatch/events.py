@@ -24,7 +24,7 @@ from grokwatch.decision import Phase
 from grokwatch.exceptions import ConfigError
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     GROKKING = "grokking"
     COMPREHENSION = "comprehension"
     MEMORIZATION = "memorization"

@@ -170,7 +170,9 @@ class SQLiteStore:
         with self._tx() as db:
             self._require(db, run_id)
             before = db.total_changes
-            db.executemany('INSERT OR IGNORE INTO points(run_id, step, "values") VALUES (?,?,?)', rows)
+            db.executemany(
+                'INSERT OR IGNORE INTO points(run_id, step, "values") VALUES (?,?,?)', rows
+            )
             added = db.total_changes - before
             db.execute("UPDATE runs SET updated_at=? WHERE run_id=?", (time.time(), run_id))
         return added

@@ -1,0 +1,203 @@
+"""Prometheus export of live runs: a custom collector over run views, never a global registry.
+
+Names follow the Prometheus conventions of RESEARCH §5: ``grokwatch_`` prefix, base units,
+0-1 ratios, ``_timestamp_seconds`` rather than "time since", ``_total`` on counters, and a
+``run_id`` label only for live runs (the caller decides which runs it yields).
+
+============================================  =====  ==========================================
+metric                                        type   meaning
+============================================  =====  ==========================================
+grokwatch_run_step                            gauge  last evaluated training step
+grokwatch_run_train_accuracy_ratio            gauge  train accuracy (0-1)
+grokwatch_run_test_accuracy_ratio             gauge  test accuracy (0-1)
+grokwatch_run_train_loss                      gauge  train loss (nats)
+grokwatch_run_test_loss                       gauge  test loss (nats)
+grokwatch_run_measure                         gauge  every scalar progress measure, ``measure``
+                                                     label (per-layer values excluded)
+grokwatch_run_phase                           gauge  1 for the current phase, 0 for the others
+grokwatch_run_event_step                      gauge  step of ``t_mem`` / ``t_grok`` once seen
+grokwatch_run_grokking_gap_steps              gauge  t_grok - t_mem once both are seen
+grokwatch_run_grok_probability_ratio          gauge  forecast P(grok within budget)
+grokwatch_run_predicted_grok_step             gauge  forecast t_grok
+grokwatch_run_last_report_timestamp_seconds   gauge  wall time of the last evaluation
+grokwatch_run_agent_errors_total              count  internal agent errors (never raised)
+grokwatch_run_dropped_records_total           count  records the transport had to drop
+============================================  =====  ==========================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from grokwatch.decision import Forecast, Phase
+
+NAMED = {
+    "train_accuracy": ("grokwatch_run_train_accuracy_ratio", "Train accuracy of the run (0-1)."),
+    "test_accuracy": ("grokwatch_run_test_accuracy_ratio", "Test accuracy of the run (0-1)."),
+    "train_loss": ("grokwatch_run_train_loss", "Train loss of the run (nats)."),
+    "test_loss": ("grokwatch_run_test_loss", "Test loss of the run (nats)."),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunView:
+    """What the exporter shows of one live run."""
+
+    run_id: str
+    step: int | None
+    values: Mapping[str, float]
+    phase: Phase | None
+    events: Mapping[str, int | None]
+    last_report: float | None
+    forecast: Forecast | None = None
+    agent_errors: int = 0
+    dropped: int = 0
+
+
+def agent_view(agent: Any) -> RunView:
+    """The view of an in-process :class:`~grokwatch.Agent`."""
+    step, values = agent.history[-1] if agent.history else (None, {})
+    ev = agent.events
+    return RunView(
+        run_id=agent.run_id,
+        step=step,
+        values=values,
+        phase=agent.phase if agent.history else None,
+        events={"t_mem": ev.t_mem, "t_grok": ev.t_grok},
+        last_report=agent.last_report_time,
+        forecast=agent.decision.forecast,
+        agent_errors=agent.errors,
+        dropped=agent.transport.stats.dropped,
+    )
+
+
+class RunCollector(Collector):
+    """Yields the per-run metric families for whatever runs ``source()`` returns now."""
+
+    def __init__(self, source: Callable[[], Iterable[RunView]]) -> None:
+        self._source = source
+
+    def describe(self) -> list[Metric]:
+        return []  # dynamic: registering must not call the source
+
+    def collect(self) -> Iterator[Metric]:
+        runs = list(self._source())
+        g = {
+            "step": GaugeMetricFamily(
+                "grokwatch_run_step", "Last evaluated training step of the run.", labels=["run_id"]
+            ),
+            "measure": GaugeMetricFamily(
+                "grokwatch_run_measure",
+                "Scalar progress measure of the run (see the README measure table).",
+                labels=["run_id", "measure"],
+            ),
+            "phase": GaugeMetricFamily(
+                "grokwatch_run_phase",
+                "1 for the run's current phase, 0 for the other phases.",
+                labels=["run_id", "phase"],
+            ),
+            "event": GaugeMetricFamily(
+                "grokwatch_run_event_step",
+                "Training step at which a grokking event (t_mem, t_grok) was first seen.",
+                labels=["run_id", "event"],
+            ),
+            "gap": GaugeMetricFamily(
+                "grokwatch_run_grokking_gap_steps",
+                "Grokking gap t_grok - t_mem in steps, once both events were seen.",
+                labels=["run_id"],
+            ),
+            "prob": GaugeMetricFamily(
+                "grokwatch_run_grok_probability_ratio",
+                "Forecast probability that the run groks within its budget (0-1).",
+                labels=["run_id"],
+            ),
+            "pred": GaugeMetricFamily(
+                "grokwatch_run_predicted_grok_step",
+                "Forecast training step at which the run groks.",
+                labels=["run_id"],
+            ),
+            "seen": GaugeMetricFamily(
+                "grokwatch_run_last_report_timestamp_seconds",
+                "Unix time of the run's last evaluation.",
+                labels=["run_id"],
+            ),
+        }
+        named = {
+            key: GaugeMetricFamily(name, doc, labels=["run_id"])
+            for key, (name, doc) in NAMED.items()
+        }
+        errors = CounterMetricFamily(
+            "grokwatch_run_agent_errors",
+            "Internal agent errors of the run (never raised into training).",
+            labels=["run_id"],
+        )
+        dropped = CounterMetricFamily(
+            "grokwatch_run_dropped_records",
+            "Records the run's transport dropped because its queue was full.",
+            labels=["run_id"],
+        )
+        for run in runs:
+            rid = [run.run_id]
+            if run.step is not None:
+                g["step"].add_metric(rid, run.step)
+            for key, value in run.values.items():
+                if key in named:
+                    named[key].add_metric(rid, value)
+                elif "/" not in key:
+                    g["measure"].add_metric([run.run_id, key], value)
+            if run.phase is not None:
+                for phase in Phase:
+                    g["phase"].add_metric([run.run_id, phase.value], float(phase is run.phase))
+            for event, step in run.events.items():
+                if step is not None:
+                    g["event"].add_metric([run.run_id, event], step)
+            t_mem, t_grok = run.events.get("t_mem"), run.events.get("t_grok")
+            if t_mem is not None and t_grok is not None:
+                g["gap"].add_metric(rid, t_grok - t_mem)
+            if run.forecast is not None:
+                g["prob"].add_metric(rid, run.forecast.p_grok_budget)
+                if run.forecast.t_grok is not None and math.isfinite(run.forecast.t_grok):
+                    g["pred"].add_metric(rid, run.forecast.t_grok)
+            if run.last_report is not None:
+                g["seen"].add_metric(rid, run.last_report)
+            errors.add_metric(rid, run.agent_errors)
+            dropped.add_metric(rid, run.dropped)
+        yield from named.values()
+        yield from g.values()
+        yield errors
+        yield dropped
+
+
+def serve_agent_metrics(
+    agents: Callable[[], Iterable[Any]], *, port: int, host: str = "127.0.0.1"
+) -> Callable[[], None]:
+    """Serve ``/metrics`` for in-process agents on ``host:port``; returns a stop function.
+
+    The registry is private to this server (no process-global state is written).
+    """
+    from prometheus_client import start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    lock = threading.Lock()
+
+    def views() -> list[RunView]:
+        with lock:
+            return [agent_view(a) for a in agents()]
+
+    registry.register(RunCollector(views))
+    server, thread = start_http_server(port, addr=host, registry=registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return stop
