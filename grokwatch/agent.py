@@ -352,6 +352,9 @@ class Agent:
         values.update(given)
         self._evaluations += 1
         self.decision = self.detector.observe(step, values)
+        remote = self.transport.remote_decision()
+        if remote is not None:
+            self.decision = remote
         self.history.append((step, values))
         self.transport.submit(Record("points", self.run_id, points=[(step, values)]))
         new_event = self._new_event()

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from grokwatch.decision import Decision
 from grokwatch.store import Store
 
 log = logging.getLogger("grokwatch")
@@ -70,6 +71,13 @@ class Transport:
 
     def deliver(self, records: Sequence[Record]) -> None:
         raise NotImplementedError
+
+    def remote_decision(self) -> Decision | None:
+        """The newest decision a remote detector sent back, if this transport has one.
+
+        Called on the training thread at each evaluation: must return at once.
+        """
+        return None
 
     def submit(self, record: Record) -> bool:
         """Enqueue without blocking; False (and counted) when dropped."""
