@@ -263,6 +263,9 @@ class Agent:
 
     def _check_layers_used(self, *, insisted: bool) -> None:
         """Probes the user named must find the layers they need (checked by name only)."""
+        name = self.layout.embedding
+        if name is not None and not isinstance(self.model.get_submodule(name), nn.Embedding):
+            raise ConfigError(f"embedding layer {name!r} is not an nn.Embedding")
         if not insisted:
             return
         have = {

@@ -89,6 +89,18 @@ def _enc(value: float) -> float | str:
     return value
 
 
+_DDL = (
+    "CREATE TABLE IF NOT EXISTS runs ("
+    " run_id TEXT PRIMARY KEY, created_at REAL NOT NULL, updated_at REAL NOT NULL,"
+    " finished_at REAL, meta TEXT NOT NULL, summary TEXT NOT NULL DEFAULT '{}')",
+    'CREATE TABLE IF NOT EXISTS points (run_id TEXT NOT NULL, step INTEGER NOT NULL, "values"'
+    " TEXT NOT NULL, PRIMARY KEY (run_id, step)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS snapshots (run_id TEXT NOT NULL, step INTEGER NOT NULL,"
+    " name TEXT NOT NULL, dtype TEXT NOT NULL, shape TEXT NOT NULL, data BLOB NOT NULL,"
+    " PRIMARY KEY (run_id, step, name)) WITHOUT ROWID",
+)
+
+
 class SQLiteStore:
     """The default store: one SQLite file in WAL mode, safe to share between threads."""
 
@@ -115,20 +127,8 @@ class SQLiteStore:
                 f"this grokwatch reads version {SCHEMA_VERSION}"
             )
         with self._tx() as db:
-            db.executescript(
-                """
-                CREATE TABLE IF NOT EXISTS runs (
-                    run_id TEXT PRIMARY KEY, created_at REAL NOT NULL, updated_at REAL NOT NULL,
-                    finished_at REAL, meta TEXT NOT NULL, summary TEXT NOT NULL DEFAULT '{}');
-                CREATE TABLE IF NOT EXISTS points (
-                    run_id TEXT NOT NULL, step INTEGER NOT NULL, "values" TEXT NOT NULL,
-                    PRIMARY KEY (run_id, step)) WITHOUT ROWID;
-                CREATE TABLE IF NOT EXISTS snapshots (
-                    run_id TEXT NOT NULL, step INTEGER NOT NULL, name TEXT NOT NULL,
-                    dtype TEXT NOT NULL, shape TEXT NOT NULL, data BLOB NOT NULL,
-                    PRIMARY KEY (run_id, step, name)) WITHOUT ROWID;
-                """
-            )
+            for statement in _DDL:
+                db.execute(statement)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     class _Tx:

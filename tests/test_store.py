@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import math
+import sqlite3
+
+import numpy as np
+import pytest
+
+from grokwatch import MemoryStore, SchemaError, SQLiteStore, UnknownRunError
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    s = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "runs.db")
+    yield s
+    s.close()
+
+
+def test_round_trip_with_nonfinite_values_and_idempotent_points(store):
+    assert store.create_run("r1", {"config": {"p": 53}})
+    assert not store.create_run("r1", {"config": {"p": 97}})  # kept, not overwritten
+    pts = [(0, {"a": 1.0, "b": math.nan}), (100, {"a": math.inf, "b": -math.inf})]
+    assert store.add_points("r1", pts) == 2
+    assert store.add_points("r1", [(100, {"a": 5.0}), (50, {"a": 2.0})]) == 1  # dup + late
+    got = store.points("r1")
+    assert [s for s, _ in got] == [0, 50, 100]
+    assert math.isnan(got[0][1]["b"]) and got[2][1] == {"a": math.inf, "b": -math.inf}
+    store.add_snapshot("r1", 100, {"m": np.arange(6, dtype=np.float32).reshape(2, 3)})
+    snap = store.snapshots("r1")[100]["m"]
+    assert snap.dtype == np.float32 and snap.tolist() == [[0, 1, 2], [3, 4, 5]]
+    store.update_summary("r1", {"outcome": "grokking"}, finished=True)
+    rec = store.get_run("r1")
+    assert rec.meta == {"config": {"p": 53}} and rec.summary == {"outcome": "grokking"}
+    assert rec.finished_at is not None and rec.n_points == 3
+    assert [r.run_id for r in store.list_runs()] == ["r1"]
+
+
+def test_unknown_run(store):
+    with pytest.raises(UnknownRunError):
+        store.get_run("nope")
+    with pytest.raises(UnknownRunError):
+        store.add_points("nope", [(0, {"a": 1.0})])
+
+
+def test_reopen_keeps_everything(tmp_path):
+    path = tmp_path / "runs.db"
+    s = SQLiteStore(path)
+    s.create_run("r", {})
+    s.add_points("r", [(i, {"x": float(i)}) for i in range(10)])
+    s.close()
+    s2 = SQLiteStore(path)
+    assert len(s2.points("r")) == 10
+    s2.close()
+
+
+def test_refuses_unknown_schema_version(tmp_path):
+    path = tmp_path / "future.db"
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA user_version=99")
+    con.close()
+    with pytest.raises(SchemaError, match="schema version 99"):
+        SQLiteStore(path)
