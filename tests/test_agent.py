@@ -224,7 +224,7 @@ def test_insisted_probe_without_its_layer_is_refused():
         def forward(self, x):
             return self.lin(x)
 
-    with pytest.raises(ConfigError, match="embedding_structure.*needs embedding"):
+    with pytest.raises(ConfigError, match=r"embedding_structure.*needs embedding"):
         Agent(NoEmbedding(), db=None, probes=["embedding_structure"])
     # not insisted: the probe is simply not applicable
     agent = Agent(NoEmbedding(), db=None, every=1)
