@@ -1,0 +1,108 @@
+"""Agent overhead on the reference run, side by side in one process.
+
+The seed-000 run (p=53, add, frac 0.5, Embedding 128 -> 256 -> 53, factorized first layer,
+full-batch AdamW) is trained for ``--steps`` steps without and with a ``grokwatch.Agent``
+attached (every built-in probe, default cadence, SQLite store in a temp dir), alternating
+``--repeats`` times so machine noise hits both alike. Reports the wall-time ratio and each
+probe's cost as a fraction of one training step. One torch thread, as in a sweep worker.
+
+    python benchmarks/overhead.py [--steps 2000] [--repeats 3] [--every 100] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from grokwatch import Agent
+from grokwatch.agent import DEFAULT_EVERY
+from trainer.config import RunConfig
+from trainer.tasks import make_dataset
+from trainer.train import build_model, build_optimizer
+
+
+def one_run(config: RunConfig, *, every: int | None, db: Path) -> tuple[float, Agent | None]:
+    torch.manual_seed(config.seed)
+    data = make_dataset(config.p, config.op, config.frac, data_seed=config.data_seed)
+    model = build_model(config)
+    opt = build_optimizer(model, config)
+    agent = None
+    if every is not None:
+        agent = Agent(
+            model,
+            train=(data.train_x, data.train_y),
+            test=(data.test_x, data.test_y),
+            every=every,
+            db=db,
+            modulus=config.p,
+        )
+    start = time.perf_counter()
+    for step in range(1, config.steps + 1):
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(data.train_x), data.train_y)
+        loss.backward()
+        opt.step()
+        if agent is not None:
+            agent.step(step, loss=loss.detach())
+    if agent is not None:
+        agent.close()
+    return time.perf_counter() - start, agent
+
+
+def main() -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--every", type=int, default=DEFAULT_EVERY)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    config = RunConfig(p=53, op="add", frac=0.5, lr=3e-3, wd=1.0, steps=args.steps)
+    one_run(RunConfig(steps=20), every=None, db=Path("unused"))  # warm-up
+    bare, watched, probe_cost = [], [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeats):
+            bare.append(one_run(config, every=None, db=Path(tmp) / "x.db")[0])
+            t, agent = one_run(config, every=args.every, db=Path(tmp) / f"runs{i}.db")
+            watched.append(t)
+            assert agent is not None
+            probe_cost = {k: v / agent._evaluations for k, v in agent.probe_seconds.items()}
+            evaluations = agent._evaluations
+    step_seconds = statistics.median(bare) / args.steps
+    ratios = [w / b for w, b in zip(watched, bare, strict=True)]
+    result = {
+        "steps": args.steps,
+        "every": args.every,
+        "repeats": args.repeats,
+        "bare_seconds": bare,
+        "watched_seconds": watched,
+        "ratio_median": statistics.median(ratios),
+        "overhead_percent": 100 * (statistics.median(ratios) - 1),
+        "train_step_ms": 1000 * step_seconds,
+        "evaluations": evaluations,
+        "probe_cost_in_train_steps": {k: v / step_seconds for k, v in probe_cost.items()},
+    }
+    print(f"reference run: {args.steps} steps, agent every {args.every} steps, 1 thread")
+    print(f"one training step: {result['train_step_ms']:.2f} ms")
+    print(f"bare    : {' '.join(f'{t:.2f}s' for t in bare)}")
+    print(f"watched : {' '.join(f'{t:.2f}s' for t in watched)}")
+    print(f"ratio watched/bare (median): {result['ratio_median']:.4f} "
+          f"-> overhead {result['overhead_percent']:+.2f} %")
+    print("per-probe cost per evaluation, in training steps (snapshot cost amortized):")
+    for name, cost in sorted(result["probe_cost_in_train_steps"].items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<22} {cost:6.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
