@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train a run that groks, with the agent attached")
     demo.add_argument("--out", default="out/demo", help="output directory")
-    demo.add_argument("--steps", type=int, default=None, help="training steps (default 3000)")
+    demo.add_argument("--steps", type=int, default=None, help="training steps (default 6000)")
     demo.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on 127.0.0.1")
     demo.add_argument("--db", default=None, help="run database (default OUT/runs.db)")
     demo.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")

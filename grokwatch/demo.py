@@ -22,11 +22,11 @@ DEMO = {
     "p": 53,
     "op": "add",
     "frac": 0.5,
-    "lr": 3e-3,
+    "lr": 1e-3,
     "wd": 1.0,
-    "steps": 3000,
+    "steps": 6000,
     "seed": 0,
-    "eval_every": 50,
+    "eval_every": 100,
 }
 
 
