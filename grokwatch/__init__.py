@@ -16,6 +16,7 @@ from grokwatch.exceptions import (
     StoreError,
     UnknownRunError,
 )
+from grokwatch.http_transport import HTTPTransport
 from grokwatch.probes import BUILTIN as PROBES
 from grokwatch.probes import Probe, ProbeContext, ProbeResult
 from grokwatch.store import MemoryStore, SQLiteStore
@@ -33,6 +34,7 @@ __all__ = [
     "Events",
     "Forecast",
     "GrokwatchError",
+    "HTTPTransport",
     "MemoryStore",
     "MemoryTransport",
     "NullTransport",

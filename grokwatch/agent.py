@@ -105,6 +105,11 @@ class Agent:
         nothing on disk. Ignored when ``transport`` is given.
     transport:
         Where records go (see :mod:`grokwatch.transport`).
+    detector:
+        URL of a detector service (``grokwatch serve``), several comma-separated replicas, or
+        a list of them; default ``$GROKWATCH_DETECTOR``. When set and no ``transport`` is
+        given, records go to an :class:`~grokwatch.http_transport.HTTPTransport` (and ``db``
+        is ignored).
     modulus:
         p for modular-arithmetic models (embedding rows are residues), for the Fourier probe.
     embedding, hidden, output:
@@ -125,6 +130,7 @@ class Agent:
         budget: int | None = None,
         db: Any = _DEFAULT,
         transport: Transport | None = None,
+        detector: str | Sequence[str] | None = None,
         rules: EventRules | None = None,
         modulus: int | None = None,
         embedding: str | None = None,
@@ -207,8 +213,13 @@ class Agent:
             "rules": dataclasses.asdict(self.detector.rules),
             "model": type(model).__name__,
         }
+        detector = detector or os.environ.get("GROKWATCH_DETECTOR") or None
         if transport is not None:
             self.transport = transport
+        elif detector:
+            from grokwatch.http_transport import HTTPTransport
+
+            self.transport = HTTPTransport(detector)
         elif db is None:
             self.transport = NullTransport()
         else:

@@ -1,4 +1,4 @@
-"""The ``grokwatch`` command: ``demo``, ``runs`` and ``report``."""
+"""The ``grokwatch`` command: ``demo``, ``runs``, ``report``, ``serve`` and ``sync``."""
 
 from __future__ import annotations
 
@@ -63,6 +63,46 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from grokwatch.service.server import serve
+    from grokwatch.service.settings import ServiceSettings
+
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "db_path": args.db,
+        "token": args.token,
+        "max_body_bytes": args.max_body_bytes,
+        "max_live_runs": args.max_live_runs,
+        "finished_ttl": args.finished_ttl,
+        "idle_ttl": args.idle_ttl,
+        "log_level": args.log_level,
+        "access_log": args.access_log or None,
+    }
+    settings = ServiceSettings(**{k: v for k, v in overrides.items() if v is not None})
+    serve(settings)
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    import os
+
+    from grokwatch.http_transport import sync
+
+    url = args.detector or os.environ.get("GROKWATCH_DETECTOR")
+    if not url:
+        raise ValueError("name the service with --detector URL (or set GROKWATCH_DETECTOR)")
+    token = args.token or os.environ.get("GROKWATCH_TOKEN")
+    result = sync(args.spool, url, token=token, timeout=args.timeout, keep=args.keep)
+    print(
+        f"{result.files} spool file(s): {result.sent} operations sent, {result.refused} "
+        f"refused, {result.corrupt_lines} unreadable lines skipped"
+    )
+    for path in result.kept:
+        print(f"kept {path}")
+    return 1 if result.unsent else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grokwatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +125,32 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--db", default=None, help="run database")
     report.add_argument("--out", default="report.png", help="PNG path")
     report.set_defaults(func=_report)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the detector service (settings also from GROKWATCH_* variables)",
+    )
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="bind port (default 8321)")
+    serve.add_argument("--db", default=None, help="SQLite run database of the service")
+    serve.add_argument("--token", default=None, help="bearer token required for writes")
+    serve.add_argument("--max-body-bytes", type=int, default=None, help="request body limit")
+    serve.add_argument("--max-live-runs", type=int, default=None, help="cap on live runs")
+    serve.add_argument("--finished-ttl", type=float, default=None, help="seconds exported")
+    serve.add_argument("--idle-ttl", type=float, default=None, help="seconds without reports")
+    serve.add_argument(
+        "--log-level", choices=["critical", "error", "warning", "info", "debug"], default=None
+    )
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(func=_serve)
+
+    sync = sub.add_parser("sync", help="replay spooled records to a detector service")
+    sync.add_argument("spool", nargs="+", help="spool files or directories of *.jsonl files")
+    sync.add_argument("--detector", default=None, help="service URL(s), comma-separated")
+    sync.add_argument("--token", default=None, help="bearer token (default $GROKWATCH_TOKEN)")
+    sync.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    sync.add_argument("--keep", action="store_true", help="keep the files after replaying")
+    sync.set_defaults(func=_sync)
     return parser
 
 

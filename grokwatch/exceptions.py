@@ -8,7 +8,14 @@ Hierarchy::
     │                              into training)
     ├── StoreError                 the run database refused an operation
     │   └── UnknownRunError (KeyError)
-    └── SchemaError (ValueError)   a saved file or payload has an unknown format version
+    ├── SchemaError (ValueError)   a saved file or payload has an unknown format version
+    └── ServiceError               the detector service refuses a request; the HTTP status of
+        │                          each is set in one place, ``grokwatch.service.errors``
+        ├── AuthError              missing or wrong bearer token (401)
+        ├── PayloadTooLargeError   request body over the size limit (413)
+        ├── RunLimitError          the cap on live runs is reached (429)
+        ├── RunFinishedError       new points for a run that has finished (409)
+        └── NotReadyError          the service is not serving requests yet (503)
 
 User-input errors subclass ``ValueError`` so ``except ValueError`` keeps working.
 """
@@ -41,3 +48,27 @@ class UnknownRunError(StoreError, KeyError):
 
 class SchemaError(GrokwatchError, ValueError):
     """A saved file or payload whose format version this code does not read."""
+
+
+class ServiceError(GrokwatchError):
+    """The detector service refuses a request (mapped to an HTTP status by the service)."""
+
+
+class AuthError(ServiceError):
+    """A write without the configured bearer token, or with a wrong one."""
+
+
+class PayloadTooLargeError(ServiceError):
+    """A request body larger than the service's limit."""
+
+
+class RunLimitError(ServiceError):
+    """Registering (or reloading) a run would exceed the cap on live runs."""
+
+
+class RunFinishedError(ServiceError):
+    """New evaluation points for a run that has already finished."""
+
+
+class NotReadyError(ServiceError):
+    """The service cannot serve the request now (starting, stopping or store unavailable)."""

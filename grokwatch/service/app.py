@@ -1,0 +1,357 @@
+"""The detector service's FastAPI application: :func:`create_app`.
+
+A thin adapter over :class:`~grokwatch.service.state.RunTable`. Endpoints are ``async``; all
+store writes and detector work run, in arrival order, on one worker thread (so the event loop
+never blocks on SQLite or the detector and the table needs no per-run locks); ``/metrics`` is
+rendered on a separate thread. Request bodies are read with a size limit and parsed with
+``model_validate_json`` (faster than FastAPI's default body handling); their schemas still land
+in ``/openapi.json``.
+
+Resources are injected: ``settings``, ``store`` (default: a :class:`~grokwatch.store.SQLiteStore`
+at ``settings.db_path``, opened and closed by the lifespan; an injected store is left open) and
+``registry`` (default: a fresh ``CollectorRegistry``; never the global one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import anyio.to_thread
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from grokwatch.exceptions import AuthError, NotReadyError, PayloadTooLargeError
+from grokwatch.service.errors import error_responses, install_error_handlers
+from grokwatch.service.payloads import info_of, ingest_result, state_of
+from grokwatch.service.schemas import (
+    API_PREFIX,
+    RUN_ID_PATTERN,
+    Health,
+    IngestResult,
+    PointsBatch,
+    RunCreate,
+    RunFinish,
+    RunList,
+    RunState,
+)
+from grokwatch.service.settings import ServiceSettings
+from grokwatch.service.state import Clock, Limits, RunTable
+from grokwatch.service.telemetry import LatencyMiddleware, ServiceMetrics
+from grokwatch.store import SQLiteStore, Store
+
+log = logging.getLogger("grokwatch.service")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (RunCreate, PointsBatch, RunFinish)
+
+_BEARER = HTTPBearer(
+    auto_error=False,
+    description="Required for writes when the service has a token (GROKWATCH_TOKEN).",
+)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+
+RunIdPath = Annotated[
+    str, Path(min_length=1, max_length=128, pattern=RUN_ID_PATTERN, description="Run id.")
+]
+
+
+class Service:
+    """What the lifespan creates: the run table and the worker thread that mutates it."""
+
+    def __init__(self, table: RunTable, metrics: ServiceMetrics) -> None:
+        self.table = table
+        self.metrics = metrics
+        self.stopping = False
+        self.load_error = ""
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grokwatch-worker")
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` on the worker thread (FIFO with every other table operation)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, functools.partial(fn, *args, **kwargs))
+
+    async def load(self) -> None:
+        started = time.perf_counter()
+        try:
+            n = await self.call(self.table.load)
+        except Exception as exc:  # the service still answers; readiness reports the failure
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.exception("loading the run table failed")
+            return
+        log.info("loaded %d live runs in %.2f s", n, time.perf_counter() - started)
+
+    async def sweep_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            gone = await self.call(self.table.sweep)
+            self.metrics.inc("unloaded_runs", len(gone))
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes before reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"request body of {declared} bytes exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json(model: BaseModel, status: int = 200) -> Response:
+    return Response(model.model_dump_json(), status_code=status, media_type="application/json")
+
+
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+def create_app(
+    settings: ServiceSettings | None = None,
+    store: Store | None = None,
+    registry: CollectorRegistry | None = None,
+    *,
+    clock: Clock = time.time,
+) -> FastAPI:
+    """Build the detector service (see the module docstring for the injected resources)."""
+    settings = settings or ServiceSettings()
+    registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
+    metrics = ServiceMetrics(registry)
+    limits = Limits(
+        max_live_runs=settings.max_live_runs,
+        finished_ttl=settings.finished_ttl,
+        idle_ttl=settings.idle_ttl,
+    )
+    token = settings.token_value
+    body_limit = settings.max_body_bytes
+    holder: dict[str, Service] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = store is None
+        the_store: Store = SQLiteStore(settings.db_path) if store is None else store
+        service = Service(RunTable(the_store, limits, clock=clock), metrics)
+        holder["service"] = service
+        metrics.table = service.table
+        loading = asyncio.create_task(service.load())
+        sweeper = asyncio.create_task(service.sweep_forever(settings.sweep_interval))
+        try:
+            yield
+        finally:
+            service.stopping = True
+            sweeper.cancel()
+            await asyncio.gather(sweeper, loading, return_exceptions=True)
+            service.close()
+            metrics.table = None
+            holder.pop("service", None)
+            if own:
+                the_store.close()
+
+    def current() -> Service:
+        service = holder.get("service")
+        if service is None or service.stopping:
+            raise NotReadyError("the service is not running (starting or shutting down)")
+        return service
+
+    app = FastAPI(
+        title="grokwatch detector service",
+        version="1",
+        description=(
+            "Training runs report evaluation points; the service keeps each run's history, "
+            "judges it with the grokwatch detector and exports it to Prometheus."
+        ),
+        lifespan=lifespan,
+    )
+    app.add_middleware(LatencyMiddleware, histogram=metrics.latency)
+    install_error_handlers(app, metrics.reject)
+
+    async def authorize(credentials: BearerCredentials) -> None:
+        if token is None:
+            return
+        given = "" if credentials is None else credentials.credentials
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise AuthError("a valid bearer token is required for writes")
+
+    writes: list[Any] = [Depends(authorize)]
+
+    @app.post(
+        f"{API_PREFIX}/runs",
+        response_model=RunState,
+        status_code=201,
+        dependencies=writes,
+        openapi_extra=_body_doc(RunCreate),
+        responses={
+            200: {"model": RunState, "description": "Already registered (nothing changed)."},
+            **error_responses(401, 413, 422, 429, 503),
+        },
+        summary="Register a run",
+    )
+    async def register_run(request: Request) -> Response:
+        body = RunCreate.model_validate_json(await read_body(request, body_limit))
+        service = current()
+
+        def work() -> tuple[RunState, bool]:
+            run, created = service.table.register(body)
+            return state_of(run, live=service.table.is_live(run.run_id)), created
+
+        state, created = await service.call(work)
+        if created:
+            metrics.inc("registered_runs")
+        return _json(state, 201 if created else 200)
+
+    @app.post(
+        f"{API_PREFIX}/runs/{{run_id}}/points",
+        response_model=IngestResult,
+        dependencies=writes,
+        openapi_extra=_body_doc(PointsBatch),
+        responses=error_responses(401, 404, 409, 413, 422, 429, 503),
+        summary="Post a batch of evaluation points",
+    )
+    async def post_points(run_id: RunIdPath, request: Request) -> Response:
+        batch = PointsBatch.model_validate_json(await read_body(request, body_limit))
+        service = current()
+
+        def work() -> IngestResult:
+            return ingest_result(service.table.ingest(run_id, batch))
+
+        result = await service.call(work)
+        metrics.inc("ingest_requests")
+        metrics.inc("ingested_points", result.accepted)
+        metrics.inc("duplicate_points", result.duplicates)
+        return _json(result)
+
+    @app.post(
+        f"{API_PREFIX}/runs/{{run_id}}/finish",
+        response_model=RunState,
+        dependencies=writes,
+        openapi_extra=_body_doc(RunFinish),
+        responses=error_responses(401, 404, 413, 422, 429, 503),
+        summary="Finish a run",
+    )
+    async def finish_run(run_id: RunIdPath, request: Request) -> Response:
+        body = RunFinish.model_validate_json(await read_body(request, body_limit))
+        service = current()
+
+        def work() -> RunState:
+            run = service.table.finish(run_id, body.summary)
+            return state_of(run, live=service.table.is_live(run_id))
+
+        state = await service.call(work)
+        metrics.inc("finished_runs")
+        return _json(state)
+
+    @app.get(
+        f"{API_PREFIX}/runs/{{run_id}}",
+        response_model=RunState,
+        responses=error_responses(404, 422, 503),
+        summary="Read a run's state, phase, events, decision and forecast",
+    )
+    async def get_run(run_id: RunIdPath) -> Response:
+        service = current()
+
+        def work() -> RunState:
+            return state_of(service.table.get(run_id), live=service.table.is_live(run_id))
+
+        return _json(await service.call(work))
+
+    @app.get(
+        f"{API_PREFIX}/runs",
+        response_model=RunList,
+        responses=error_responses(422, 503),
+        summary="List runs (oldest first)",
+    )
+    async def list_runs(
+        offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Response:
+        service = current()
+
+        def work() -> RunList:
+            table = service.table
+            records = table.records()
+            page = records[offset : offset + limit]
+            memory = {r.run_id: r for r in table.current()}
+            runs = [info_of(r, memory.get(r.run_id), live=r.run_id in memory) for r in page]
+            return RunList(runs=runs, total=len(records), offset=offset, limit=limit)
+
+        return _json(await service.call(work))
+
+    @app.get("/healthz", response_model=Health, summary="Liveness")
+    async def healthz() -> Response:
+        return _json(Health(status="ok"))
+
+    @app.get(
+        "/readyz",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "Loading, stopping or failed."}},
+        summary="Readiness: the run table is loaded",
+    )
+    async def readyz() -> Response:
+        service = holder.get("service")
+        if service is None or service.stopping:
+            return _json(Health(status="unavailable", detail="not running"), 503)
+        table = service.table
+        if service.load_error:
+            return _json(Health(status="unavailable", detail=service.load_error), 503)
+        health = Health(
+            status="ok" if table.loaded else "loading",
+            live_runs=table.live_unfinished,
+            loaded_runs=len(table),
+        )
+        return _json(health, 200 if table.loaded else 503)
+
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        summary="Prometheus exposition",
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    async def prometheus_metrics() -> Response:
+        body = await anyio.to_thread.run_sync(generate_latest, registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            _, defs = models_json_schema(
+                [(m, "validation") for m in REQUEST_MODELS],
+                ref_template="#/components/schemas/{model}",
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, sub in defs.get("$defs", {}).items():
+                components.setdefault(name, sub)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.state.settings = settings
+    app.state.registry = registry
+    return app

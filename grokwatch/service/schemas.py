@@ -1,0 +1,309 @@
+"""Wire schemas of the detector service, shared by the service and the agent's HTTP transport.
+
+This module depends on pydantic only (no FastAPI), so the agent can build and read requests
+without the service extras installed.
+
+NaN/inf policy
+--------------
+A measured value on the wire is one of: a finite JSON number; ``null`` (not measured at this
+step: the key is dropped before storage); or one of the exact strings ``"nan"``, ``"inf"``,
+``"-inf"`` (stored and judged as the IEEE value). The non-standard JSON tokens ``NaN`` and
+``Infinity``, numbers that overflow a double, booleans and numeric strings are rejected (422).
+:func:`wire_value` / :func:`float_value` convert between floats and the wire form.
+
+Every request model forbids unknown fields and is strict (no string-to-number coercion).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from grokwatch.decision import Action, Decision, Forecast, Phase, Reason
+
+API_PREFIX = "/v1"
+
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+"""Run ids: 1-128 characters, ASCII letters, digits, ``_ . -``, not starting with a symbol."""
+RUN_ID_RE = re.compile(RUN_ID_PATTERN)
+
+MAX_POINTS_PER_BATCH = 10_000
+MAX_VALUES_PER_POINT = 512
+MAX_LABELS = 32
+MAX_STEP = 2**53
+
+NONFINITE_DESCRIPTION = (
+    "A measured value: a finite JSON number; null (not measured at this step, dropped); or "
+    'one of the exact strings "nan", "inf", "-inf" for non-finite values. The non-standard '
+    "tokens NaN/Infinity, overflowing numbers, booleans and numeric strings are rejected."
+)
+
+NonFinite = Literal["nan", "inf", "-inf"]
+FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
+WireValue = Annotated[FiniteNumber | NonFinite | None, Field(description=NONFINITE_DESCRIPTION)]
+MeasureName = Annotated[str, Field(min_length=1, max_length=128)]
+RunId = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=RUN_ID_PATTERN, examples=["run-0"])
+]
+LabelKey = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+LabelValue = Annotated[str, Field(max_length=256)]
+Step = Annotated[int, Field(ge=0, le=MAX_STEP)]
+
+_NONFINITE: dict[str, float] = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Reject NaN/Infinity anywhere inside free-form JSON (the tokens are not JSON)."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("non-finite numbers (NaN, Infinity) are not allowed; send null")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_json)]
+"""Free-form JSON object; NaN/Infinity tokens anywhere inside are rejected."""
+
+
+def wire_value(value: float) -> float | NonFinite:
+    """A float in its wire form (non-finite values become ``"nan"``, ``"inf"``, ``"-inf"``)."""
+    value = float(value)
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "nan"
+    return "inf" if value > 0 else "-inf"
+
+
+def float_value(value: float | str) -> float:
+    """The float of a wire value (``None`` is handled by the caller: it means "absent")."""
+    return _NONFINITE[value] if isinstance(value, str) else float(value)
+
+
+def wire_values(values: Mapping[str, float]) -> dict[str, float | NonFinite]:
+    return {k: wire_value(v) for k, v in values.items()}
+
+
+def float_values(values: Mapping[str, float | str | None]) -> dict[str, float]:
+    """Floats of a wire mapping; ``null`` entries are dropped (not measured)."""
+    return {k: float_value(v) for k, v in values.items() if v is not None}
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- requests -------------------------------------------------------------------------------
+
+
+class RunCreate(_Request):
+    """Register a run. Registering an existing run id again is a no-op (its data is kept)."""
+
+    run_id: RunId
+    task: str | None = Field(None, max_length=256, description="What the run learns.")
+    model: str | None = Field(None, max_length=256, description="Model architecture name.")
+    hyperparameters: JsonObject = Field(
+        default_factory=dict, description="The run's resolved configuration (any JSON)."
+    )
+    budget: Step | None = Field(None, description="Step budget the outcome is judged within.")
+    labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)] = Field(
+        default_factory=dict, description="Free-form string labels (sweep, user, ...)."
+    )
+    meta: JsonObject = Field(
+        default_factory=dict, description="Other agent metadata (probes, layout, rules)."
+    )
+
+
+class Point(_Request):
+    """One evaluation of a run: its step and the measured values."""
+
+    step: Step
+    values: Annotated[dict[MeasureName, WireValue], Field(max_length=MAX_VALUES_PER_POINT)]
+
+
+class PointsBatch(_Request):
+    """A batch of evaluations. Idempotent on (run, step): a step seen before is ignored, and
+    steps may arrive in any order."""
+
+    points: Annotated[list[Point], Field(min_length=1, max_length=MAX_POINTS_PER_BATCH)]
+    dropped: int | None = Field(
+        None, ge=0, description="Records the agent's transport has dropped so far (cumulative)."
+    )
+
+
+class RunFinish(_Request):
+    """Mark a run finished, with the agent's summary (any JSON object)."""
+
+    summary: JsonObject = Field(default_factory=dict)
+
+
+# -- responses ------------------------------------------------------------------------------
+
+
+class ForecastOut(_Response):
+    """A forecast; probabilities that were not finite are sent as null."""
+
+    step: int
+    p_grok_horizon: float | None
+    horizon: int
+    p_grok_budget: float | None
+    t_grok: float | None = None
+    t_grok_low: float | None = None
+    t_grok_high: float | None = None
+    confidence: float | None = 1.0
+    reason: str = ""
+
+    @classmethod
+    def of(cls, forecast: Forecast | None) -> ForecastOut | None:
+        if forecast is None:
+            return None
+        return cls(
+            step=forecast.step,
+            p_grok_horizon=_finite_or_none(forecast.p_grok_horizon),
+            horizon=forecast.horizon,
+            p_grok_budget=_finite_or_none(forecast.p_grok_budget),
+            t_grok=_finite_or_none(forecast.t_grok),
+            t_grok_low=_finite_or_none(forecast.t_grok_low),
+            t_grok_high=_finite_or_none(forecast.t_grok_high),
+            confidence=_finite_or_none(forecast.confidence),
+            reason=forecast.reason,
+        )
+
+    def to_forecast(self) -> Forecast:
+        return Forecast(
+            step=self.step,
+            p_grok_horizon=_nan_if_none(self.p_grok_horizon),
+            horizon=self.horizon,
+            p_grok_budget=_nan_if_none(self.p_grok_budget),
+            t_grok=self.t_grok,
+            t_grok_low=self.t_grok_low,
+            t_grok_high=self.t_grok_high,
+            confidence=_nan_if_none(self.confidence),
+            reason=self.reason,
+        )
+
+
+class DecisionOut(_Response):
+    """The detector's advice for the run (see :class:`grokwatch.Decision`)."""
+
+    step: int
+    action: Action
+    reason: Reason
+    message: str
+    phase: Phase | None = None
+    forecast: ForecastOut | None = None
+    extend_steps: int = 0
+
+    @classmethod
+    def of(cls, decision: Decision | None) -> DecisionOut | None:
+        if decision is None:
+            return None
+        return cls(
+            step=decision.step,
+            action=decision.action,
+            reason=decision.reason,
+            message=decision.message,
+            phase=decision.phase,
+            forecast=ForecastOut.of(decision.forecast),
+            extend_steps=decision.extend_steps,
+        )
+
+    def to_decision(self) -> Decision:
+        return Decision(
+            step=self.step,
+            action=self.action,
+            reason=self.reason,
+            message=self.message,
+            phase=self.phase,
+            forecast=None if self.forecast is None else self.forecast.to_forecast(),
+            extend_steps=self.extend_steps,
+        )
+
+
+class EventsOut(_Response):
+    t_mem: int | None = None
+    t_grok: int | None = None
+    gap: int | None = None
+    sharpness: float | None = None
+
+
+class IngestResult(_Response):
+    run_id: str
+    accepted: int = Field(description="Points stored by this request.")
+    duplicates: int = Field(description="Points ignored because their step was already stored.")
+    last_step: int | None
+    phase: Phase | None
+    decision: DecisionOut | None
+
+
+class RunInfo(_Response):
+    """One row of the run list."""
+
+    run_id: str
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    live: bool = Field(description="Held in memory and exported to Prometheus.")
+    n_points: int
+    task: str | None = None
+    model: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class RunState(RunInfo):
+    """A run's full state: registration, events, phase, outcome, decision and forecast."""
+
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    budget: int | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+    last_step: int | None = None
+    last_values: dict[str, WireValue] = Field(default_factory=dict)
+    phase: Phase | None = None
+    outcome: str | None = None
+    events: EventsOut = Field(default_factory=EventsOut)
+    decision: DecisionOut | None = None
+    forecast: ForecastOut | None = None
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunList(_Response):
+    runs: list[RunInfo]
+    total: int
+    offset: int
+    limit: int
+
+
+class Health(_Response):
+    status: Literal["ok", "loading", "unavailable"]
+    live_runs: int = 0
+    loaded_runs: int = 0
+    detail: str = ""
+
+
+class ErrorOut(_Response):
+    """Every error response: a stable machine-readable ``error`` code and a message."""
+
+    error: str = Field(description="Reason code, also the `reason` label of the rejected counter.")
+    message: str
+    detail: list[dict[str, Any]] | None = None
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value

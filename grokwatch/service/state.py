@@ -1,0 +1,333 @@
+"""The service's run table: one :class:`~grokwatch.detector.RunDetector` per live run.
+
+:class:`RunTable` is the thin adapter between the wire and the detector: it writes every
+accepted point to the :class:`~grokwatch.store.Store` first (the acknowledgement means the
+point is committed), then feeds the same points to the run's detector -- the very class the
+in-process agent uses -- so a run is judged identically wherever its detector lives.
+
+A run is *live* (in memory, exported to Prometheus) from registration until it finishes plus
+``finished_ttl`` seconds, or until no report arrived for ``idle_ttl`` seconds. A run that left
+memory is rebuilt from the store on demand: its history, events, phase and decision (with the
+forecast, once a forecaster is configured) come back by replaying the stored points, which is
+also what happens to every live run after a restart (:meth:`RunTable.load`).
+
+Threading: every mutating method is meant to run on one worker thread (the service serializes
+them); :meth:`RunTable.views` and the counters may be read from any thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
+from typing import Any
+
+from grokwatch.decision import Action, Decision, Phase
+from grokwatch.detector import RunDetector
+from grokwatch.events import EventRules
+from grokwatch.exceptions import (
+    ConfigError,
+    RunFinishedError,
+    RunLimitError,
+    UnknownRunError,
+)
+from grokwatch.metrics import RunView
+from grokwatch.service.schemas import PointsBatch, RunCreate, float_values
+from grokwatch.store import RunRecord, Store
+
+Clock = Callable[[], float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """The run-table part of the settings."""
+
+    max_live_runs: int = 10_000
+    finished_ttl: float = 300.0
+    idle_ttl: float = 86_400.0
+
+
+@dataclasses.dataclass(eq=False)
+class LiveRun:
+    """One run held in memory: its registration, detector and the exporter's counters."""
+
+    run_id: str
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    meta: Mapping[str, Any]
+    summary: Mapping[str, Any]
+    detector: RunDetector
+    n_points: int = 0
+    last_step: int | None = None
+    last_values: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    last_report: float | None = None
+    phase_changes: int = 0
+    alerts: int = 0
+    dropped: int = 0
+    agent_errors: int = 0
+
+    @property
+    def decision(self) -> Decision | None:
+        return self.detector.decision
+
+    @property
+    def phase(self) -> Phase | None:
+        return None if self.last_step is None else self.detector.phase
+
+    def view(self) -> RunView:
+        decision = self.detector.decision
+        tracker = self.detector.tracker
+        return RunView(
+            run_id=self.run_id,
+            step=self.last_step,
+            values=self.last_values,
+            phase=self.phase,
+            events={"t_mem": tracker.t_mem, "t_grok": tracker.t_grok},
+            last_report=self.last_report,
+            forecast=None if decision is None else decision.forecast,
+            agent_errors=self.agent_errors,
+            dropped=self.dropped,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Ingested:
+    run: LiveRun
+    accepted: int
+    duplicates: int
+
+
+def stored_meta(request: RunCreate) -> dict[str, Any]:
+    """What the store's ``meta`` column keeps of a registration."""
+    return request.model_dump(exclude={"run_id"})
+
+
+def detector_for(meta: Mapping[str, Any]) -> RunDetector:
+    """A detector configured from a registration: its budget and the agent's event rules."""
+    budget = meta.get("budget")
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        budget = None
+    extra = meta.get("meta")
+    raw_rules = extra.get("rules") if isinstance(extra, Mapping) else meta.get("rules")
+    rules = None
+    if isinstance(raw_rules, Mapping):
+        try:
+            rules = EventRules(**raw_rules)
+        except TypeError as exc:
+            raise ConfigError(f"meta.rules are not event rules: {exc}") from exc
+    return RunDetector(rules, budget=budget)
+
+
+class RunTable:
+    """Live runs keyed by id, backed by a :class:`~grokwatch.store.Store`."""
+
+    def __init__(self, store: Store, limits: Limits | None = None, *, clock: Clock = time.time):
+        self.store = store
+        self.limits = limits or Limits()
+        self.clock = clock
+        self._runs: dict[str, LiveRun] = {}
+        self._lock = threading.Lock()
+        self.loaded = False
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def load(self) -> int:
+        """Rebuild every run that is still live from the store; returns how many."""
+        now = self.clock()
+        count = 0
+        for record in self.store.list_runs():
+            if self._expired(record.finished_at, record.updated_at, now):
+                continue
+            self._put(self._rebuild(record))
+            count += 1
+        self.loaded = True
+        return count
+
+    def _rebuild(self, record: RunRecord) -> LiveRun:
+        run = LiveRun(
+            run_id=record.run_id,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            finished_at=record.finished_at,
+            meta=record.meta,
+            summary=record.summary,
+            detector=detector_for(record.meta),
+        )
+        points = self.store.points(record.run_id)
+        for step, values in points:
+            self._observe(run, step, values)
+        run.n_points = len(points)
+        run.last_report = record.updated_at if points else None
+        return run
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def register(self, request: RunCreate) -> tuple[LiveRun, bool]:
+        """Register a run; returns ``(run, created)``. Re-registering keeps the stored run."""
+        run = self._runs.get(request.run_id)
+        if run is not None:
+            return run, False
+        try:
+            return self._resident(request.run_id), False
+        except UnknownRunError:
+            pass
+        meta = stored_meta(request)
+        detector = detector_for(meta)
+        self._check_capacity(request.run_id)
+        created = self.store.create_run(request.run_id, meta)
+        if not created:  # registered concurrently by another writer of the same database
+            return self._resident(request.run_id), False
+        now = self.clock()
+        run = LiveRun(
+            run_id=request.run_id,
+            created_at=now,
+            updated_at=now,
+            finished_at=None,
+            meta=meta,
+            summary={},
+            detector=detector,
+        )
+        self._put(run)
+        return run, True
+
+    def ingest(self, run_id: str, batch: PointsBatch) -> Ingested:
+        """Store then judge a batch; duplicates (same run and step) are ignored."""
+        run = self._resident(run_id)
+        points = sorted(((p.step, float_values(p.values)) for p in batch.points), key=itemgetter(0))
+        if run.finished_at is not None:
+            seen = set(run.detector.tracker.steps)
+            new = sorted({step for step, _ in points if step not in seen})
+            if new:
+                raise RunFinishedError(
+                    f"run {run_id!r} has finished; refusing {len(new)} new points "
+                    f"(first step {new[0]})"
+                )
+            return Ingested(run, 0, len(points))
+        added = self.store.add_points(run_id, points)
+        for step, values in points:
+            self._observe(run, step, values)
+        now = self.clock()
+        run.n_points += added
+        run.updated_at = run.last_report = now
+        if batch.dropped is not None:
+            run.dropped = max(run.dropped, batch.dropped)
+        return Ingested(run, added, len(points) - added)
+
+    def finish(self, run_id: str, summary: Mapping[str, Any]) -> LiveRun:
+        """Mark a run finished; the stored summary is the agent's, with the detector's view
+        (events, phase, outcome) taking precedence. Finishing twice updates the summary."""
+        run = self._resident(run_id)
+        merged = {**summary, **run.detector.summary()}
+        errors = summary.get("agent_errors")
+        if isinstance(errors, int) and not isinstance(errors, bool) and errors >= 0:
+            run.agent_errors = errors
+        self.store.update_summary(run_id, merged, finished=True)
+        now = self.clock()
+        if run.finished_at is None:
+            run.finished_at = now
+        run.updated_at = now
+        run.summary = merged
+        return run
+
+    def get(self, run_id: str) -> LiveRun:
+        """A run from memory, or rebuilt from the store (not kept when it is no longer live)."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            return run
+        return self._rebuild(self.store.get_run(run_id))
+
+    def records(self) -> list[RunRecord]:
+        return self.store.list_runs()
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def sweep(self) -> list[str]:
+        """Unload runs past their TTL; returns their ids."""
+        now = self.clock()
+        with self._lock:
+            gone = [
+                rid
+                for rid, run in self._runs.items()
+                if self._expired(run.finished_at, run.updated_at, now)
+            ]
+            for rid in gone:
+                del self._runs[rid]
+        return gone
+
+    def current(self) -> list[LiveRun]:
+        """The live runs, with the TTL applied even between sweeps."""
+        now = self.clock()
+        with self._lock:
+            runs = list(self._runs.values())
+        return [r for r in runs if not self._expired(r.finished_at, r.updated_at, now)]
+
+    def views(self) -> list[RunView]:
+        """Exporter views of the live runs."""
+        return [r.view() for r in self.current()]
+
+    def live(self) -> Sequence[LiveRun]:
+        with self._lock:
+            return list(self._runs.values())
+
+    def is_live(self, run_id: str) -> bool:
+        run = self._runs.get(run_id)
+        return run is not None and not self._expired(run.finished_at, run.updated_at, self.clock())
+
+    @property
+    def live_unfinished(self) -> int:
+        with self._lock:
+            return sum(1 for r in self._runs.values() if r.finished_at is None)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _expired(self, finished_at: float | None, updated_at: float, now: float) -> bool:
+        if finished_at is not None:
+            return now - finished_at > self.limits.finished_ttl
+        return now - updated_at > self.limits.idle_ttl
+
+    def _check_capacity(self, run_id: str) -> None:
+        if self.live_unfinished >= self.limits.max_live_runs:
+            raise RunLimitError(
+                f"cannot take run {run_id!r}: {self.limits.max_live_runs} live runs is the "
+                "limit (finish runs, or raise GROKWATCH_MAX_LIVE_RUNS)"
+            )
+
+    def _resident(self, run_id: str) -> LiveRun:
+        """The run in memory, reloading an unloaded one (live again) from the store."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            return run
+        record = self.store.get_run(run_id)
+        run = self._rebuild(record)
+        if record.finished_at is None:
+            self._check_capacity(run_id)
+            run.updated_at = self.clock()
+            self._put(run)
+        return run
+
+    def _put(self, run: LiveRun) -> None:
+        with self._lock:
+            self._runs[run.run_id] = run
+
+    @staticmethod
+    def _observe(run: LiveRun, step: int, values: Mapping[str, float]) -> None:
+        previous = run.detector.decision
+        before = run.phase
+        decision = run.detector.observe(step, values)
+        if before is not None and decision.phase is not before:
+            run.phase_changes += 1
+        if decision.action is not Action.CONTINUE and (
+            previous is None
+            or previous.action is not decision.action
+            or previous.reason is not decision.reason
+        ):
+            run.alerts += 1
+        if run.last_step is None or step > run.last_step:
+            run.last_step = step
+            run.last_values = values

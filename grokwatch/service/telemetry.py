@@ -1,0 +1,220 @@
+"""The service's own Prometheus metrics, all in one injected ``CollectorRegistry``.
+
+Per-run series come from :class:`grokwatch.metrics.RunCollector` over the run table (only live
+runs, so finished runs leave the exposition after the TTL) plus :class:`RunCountersCollector`
+for the service-side counters of each run. The service's own counters, the rejected-request
+counter and the request-latency histogram sit beside them. Nothing is written to the
+process-global ``prometheus_client.REGISTRY``.
+
+=============================================  =========  =====================================
+metric                                         type       meaning
+=============================================  =========  =====================================
+grokwatch_run_change_points_total              counter    phase changes the detector saw
+grokwatch_run_alerts_total                     counter    decisions advising stop or extend
+grokwatch_run_points                           gauge      evaluation points stored for the run
+grokwatch_service_ingest_requests_total        counter    accepted point batches
+grokwatch_service_ingested_points_total        counter    points stored
+grokwatch_service_duplicate_points_total       counter    points ignored as already stored
+grokwatch_service_registered_runs_total        counter    runs registered (new ids)
+grokwatch_service_finished_runs_total          counter    finish requests accepted
+grokwatch_service_unloaded_runs_total          counter    runs that left memory (TTL)
+grokwatch_service_rejected_requests_total      counter    refused requests, ``reason`` label
+grokwatch_service_request_duration_seconds     histogram  request latency, ``handler`` label
+grokwatch_service_live_runs                    gauge      runs in memory, ``state`` label
+grokwatch_service_ready                        gauge      1 once the run table is loaded
+=============================================  =========  =====================================
+
+Counters are plain integers bumped on the event loop and read at scrape time (no locks and no
+``_created`` series on the hot path).
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from grokwatch.metrics import RunCollector, RunView
+from grokwatch.service.state import LiveRun, RunTable
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+
+
+class RunCountersCollector(Collector):
+    """Per-run counters that only the service knows (change points, alerts, stored points)."""
+
+    def __init__(self, source: Callable[[], Iterable[LiveRun]]) -> None:
+        self._source = source
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        changes = CounterMetricFamily(
+            "grokwatch_run_change_points",
+            "Phase changes (rule-based change points) the detector saw in the run.",
+            labels=["run_id"],
+        )
+        alerts = CounterMetricFamily(
+            "grokwatch_run_alerts",
+            "Decisions advising to stop or extend the run (counted when the advice changes).",
+            labels=["run_id"],
+        )
+        points = GaugeMetricFamily(
+            "grokwatch_run_points", "Evaluation points stored for the run.", labels=["run_id"]
+        )
+        for run in self._source():
+            rid = [run.run_id]
+            changes.add_metric(rid, run.phase_changes)
+            alerts.add_metric(rid, run.alerts)
+            points.add_metric(rid, run.n_points)
+        yield changes
+        yield alerts
+        yield points
+
+
+class Histogram:
+    """A labelled latency histogram kept as plain counts (observed on the event loop only)."""
+
+    def __init__(self, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
+        self.buckets = tuple(buckets)
+        self.series: dict[str, list[float]] = {}
+
+    def observe(self, label: str, seconds: float) -> None:
+        counts = self.series.get(label)
+        if counts is None:
+            counts = self.series[label] = [0.0] * (len(self.buckets) + 2)
+        counts[bisect.bisect_left(self.buckets, seconds)] += 1
+        counts[-1] += seconds
+
+    def family(self, name: str, doc: str, label: str) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(name, doc, labels=[label])
+        for value, counts in sorted(self.series.items()):
+            cumulative, buckets = 0.0, []
+            for bound, count in zip((*self.buckets, math.inf), counts[:-1], strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if math.isinf(bound) else repr(bound), cumulative))
+            family.add_metric([value], buckets, counts[-1])
+        return family
+
+
+COUNTERS = {
+    "ingest_requests": "Point batches the service accepted.",
+    "ingested_points": "Evaluation points the service stored.",
+    "duplicate_points": "Evaluation points ignored because their (run, step) was already stored.",
+    "registered_runs": "Runs registered under a new id.",
+    "finished_runs": "Finish requests the service accepted.",
+    "unloaded_runs": "Runs that left memory and the exposition after their TTL.",
+}
+
+
+class ServiceMetrics(Collector):
+    """Every service metric, registered in ``registry`` (see the module table).
+
+    Counters are plain ints bumped on the event loop; the collector reads them at scrape time.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.table: RunTable | None = None
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.rejected: collections.Counter[str] = collections.Counter()
+        self.latency = Histogram()
+        registry.register(RunCollector(self._views))
+        registry.register(RunCountersCollector(self._runs))
+        registry.register(self)
+
+    def _views(self) -> list[RunView]:
+        return [] if self.table is None else self.table.views()
+
+    def _runs(self) -> list[LiveRun]:
+        return [] if self.table is None else self.table.current()
+
+    def inc(self, name: str, amount: int = 1) -> None:
+        self.counts[name] += amount
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] += 1
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        for name, doc in COUNTERS.items():
+            family = CounterMetricFamily(f"grokwatch_service_{name}", doc)
+            family.add_metric([], self.counts[name])
+            yield family
+        rejected = CounterMetricFamily(
+            "grokwatch_service_rejected_requests",
+            "Requests the service refused, by reason code (the error field of the response).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.rejected.items()):
+            rejected.add_metric([reason], count)
+        yield rejected
+        yield self.latency.family(
+            "grokwatch_service_request_duration_seconds",
+            "Time from receiving a request to sending its last byte, by route.",
+            "handler",
+        )
+        table = self.table
+        live = GaugeMetricFamily(
+            "grokwatch_service_live_runs",
+            "Runs held in memory by the service, by state.",
+            labels=["state"],
+        )
+        runs = table.live() if table is not None else []
+        unfinished = sum(1 for r in runs if r.finished_at is None)
+        live.add_metric(["running"], unfinished)
+        live.add_metric(["finished"], len(runs) - unfinished)
+        yield live
+        ready = GaugeMetricFamily(
+            "grokwatch_service_ready", "1 once the service has loaded its run table, else 0."
+        )
+        ready.add_metric([], float(table is not None and table.loaded))
+        yield ready
+
+
+class LatencyMiddleware:
+    """Pure ASGI middleware observing every HTTP request's duration by route template."""
+
+    def __init__(self, app: ASGIApp, histogram: Histogram) -> None:
+        self.app = app
+        self.histogram = histogram
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            handler = getattr(route, "path", None) or "unmatched"
+            self.histogram.observe(handler, time.perf_counter() - started)

@@ -1,0 +1,447 @@
+"""The service's HTTP contract through TestClient, with injected store, settings and registry."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import prometheus_client
+import pytest
+from conftest import make_settings
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, generate_latest
+
+import grokwatch.exceptions as exc_module
+from grokwatch.detector import RunDetector
+from grokwatch.exceptions import ServiceError
+from grokwatch.service import create_app
+from grokwatch.service.errors import STATUS
+from grokwatch.service.schemas import NONFINITE_DESCRIPTION
+from grokwatch.store import MemoryStore, SQLiteStore
+
+
+def curve(n: int, *, start: int = 0, every: int = 100) -> list[dict[str, Any]]:
+    """A run that memorizes by step 300 and groks at ~step 1500."""
+    out = []
+    for i in range(n):
+        step = start + i * every
+        train = min(1.0, 0.2 + step / 300)
+        test = 0.05 if step < 1000 else min(1.0, 0.05 + (step - 1000) / 500)
+        out.append(
+            {
+                "step": step,
+                "values": {"train_accuracy": train, "test_accuracy": test, "train_loss": 1.0},
+            }
+        )
+    return out
+
+
+def register(client: TestClient, run_id: str = "r1", **kw: Any) -> Any:
+    return client.post("/v1/runs", json={"run_id": run_id, **kw})
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- registration, ingestion, reading ----------------------------------------------------------
+
+
+def test_register_is_idempotent_and_returns_the_state(client: TestClient) -> None:
+    r = register(client, task="x+y mod 53", model="MLP", budget=5000, labels={"sweep": "a"})
+    assert r.status_code == 201
+    body = r.json()
+    assert body["run_id"] == "r1"
+    assert body["task"] == "x+y mod 53"
+    assert body["budget"] == 5000
+    assert body["labels"] == {"sweep": "a"}
+    assert body["live"] is True
+    assert body["decision"] is None
+    again = register(client, task="something else")
+    assert again.status_code == 200
+    assert again.json()["task"] == "x+y mod 53"  # the first registration is kept
+
+
+def test_points_are_idempotent_and_may_arrive_out_of_order(client: TestClient) -> None:
+    register(client)
+    pts = curve(20)
+    first = client.post("/v1/runs/r1/points", json={"points": pts[10:]})
+    assert first.status_code == 200
+    assert first.json()["accepted"] == 10
+    late = client.post("/v1/runs/r1/points", json={"points": pts[:12]})
+    assert late.json() == {**late.json(), "accepted": 10, "duplicates": 2}
+    state = client.get("/v1/runs/r1").json()
+    assert state["n_points"] == 20
+    assert state["last_step"] == 1900
+    assert state["events"]["t_mem"] == 300
+    assert state["events"]["t_grok"] == 1500
+    assert state["phase"] == "generalized"
+
+
+def test_the_service_judges_exactly_like_the_in_process_detector(client: TestClient) -> None:
+    """The same RunDetector serves in-process and behind HTTP: same decision and summary."""
+    register(client, budget=3000)
+    pts = curve(25)
+    local = RunDetector(budget=3000)
+    for p in pts:
+        decision = local.observe(p["step"], p["values"])
+    for i in range(0, 25, 7):
+        client.post("/v1/runs/r1/points", json={"points": pts[i : i + 7]})
+    state = client.get("/v1/runs/r1").json()
+    assert state["decision"]["message"] == decision.message
+    assert state["decision"]["action"] == decision.action.value
+    assert state["phase"] == local.phase.value
+    assert state["outcome"] == local.outcome().value
+    assert state["events"]["gap"] == local.events.gap
+
+
+def test_points_response_carries_the_decision(client: TestClient) -> None:
+    register(client)
+    r = client.post("/v1/runs/r1/points", json={"points": curve(3)}).json()
+    assert r["decision"]["step"] == 200
+    assert r["decision"]["reason"] == "no_forecaster"
+    assert r["phase"] == r["decision"]["phase"]
+
+
+def test_finish_then_new_points_conflict_but_duplicates_are_fine(client: TestClient) -> None:
+    register(client)
+    client.post("/v1/runs/r1/points", json={"points": curve(5)})
+    fin = client.post("/v1/runs/r1/finish", json={"summary": {"agent_errors": 2, "note": "x"}})
+    assert fin.status_code == 200
+    assert fin.json()["finished_at"] is not None
+    assert fin.json()["summary"]["note"] == "x"
+    assert fin.json()["summary"]["phase"] == "plateau"  # the detector's view wins
+    dup = client.post("/v1/runs/r1/points", json={"points": curve(5)})
+    assert dup.status_code == 200
+    assert dup.json()["accepted"] == 0
+    new = client.post("/v1/runs/r1/points", json={"points": curve(1, start=900)})
+    assert new.status_code == 409
+    assert new.json()["error"] == "run_finished"
+    assert client.post("/v1/runs/r1/finish", json={}).status_code == 200  # idempotent
+
+
+def test_unknown_runs_are_404(client: TestClient) -> None:
+    for r in (
+        client.get("/v1/runs/nope"),
+        client.post("/v1/runs/nope/points", json={"points": curve(1)}),
+        client.post("/v1/runs/nope/finish", json={}),
+    ):
+        assert r.status_code == 404
+        assert r.json()["error"] == "unknown_run"
+
+
+def test_list_runs_paginates(client: TestClient) -> None:
+    for i in range(5):
+        register(client, f"run-{i}")
+    page = client.get("/v1/runs", params={"offset": 1, "limit": 2}).json()
+    assert page["total"] == 5
+    assert [r["run_id"] for r in page["runs"]] == ["run-1", "run-2"]
+    assert client.get("/v1/runs", params={"limit": 0}).status_code == 422
+
+
+# -- NaN / inf policy --------------------------------------------------------------------------
+
+
+def test_nonfinite_strings_are_stored_as_floats_and_null_means_absent(
+    client: TestClient, store: MemoryStore
+) -> None:
+    register(client)
+    values = {"a": "nan", "b": "inf", "c": "-inf", "d": None, "e": 1, "train_loss": "nan"}
+    r = client.post("/v1/runs/r1/points", json={"points": [{"step": 0, "values": values}]})
+    assert r.status_code == 200
+    assert r.json()["phase"] == "diverged"  # a NaN training loss is data, judged as such
+    [(step, stored)] = store.points("r1")
+    assert math.isnan(stored["a"])
+    assert stored["b"] == math.inf
+    assert stored["c"] == -math.inf
+    assert "d" not in stored
+    assert stored["e"] == 1.0
+    last = client.get("/v1/runs/r1").json()["last_values"]
+    assert last == {"a": "nan", "b": "inf", "c": "-inf", "e": 1.0, "train_loss": "nan"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"NaN",
+        b"Infinity",
+        b"-Infinity",
+        b"1e400",
+        b'"NaN"',
+        b'"Inf"',
+        b'"1.5"',
+        b"true",
+        b"[1]",
+    ],
+)
+def test_other_spellings_of_nonfinite_values_are_rejected(client: TestClient, raw: bytes) -> None:
+    register(client)
+    body = b'{"points": [{"step": 0, "values": {"x": ' + raw + b"}}]}"
+    r = client.post("/v1/runs/r1/points", content=body)
+    assert r.status_code == 422
+    assert r.json()["error"] == "invalid_body"
+
+
+def test_nan_tokens_are_rejected_in_free_form_json_too(client: TestClient) -> None:
+    r = client.post("/v1/runs", content=b'{"run_id": "r1", "hyperparameters": {"lr": NaN}}')
+    assert r.status_code == 422
+    r = client.post("/v1/runs", content=b'{"run_id": "r1", "meta": {"x": [1, Infinity]}}')
+    assert r.status_code == 422
+
+
+def test_the_nan_policy_is_written_in_the_openapi_schema(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    point = schema["components"]["schemas"]["Point"]
+    values = point["properties"]["values"]["additionalProperties"]
+    assert values["description"] == NONFINITE_DESCRIPTION
+    kinds = values["anyOf"]
+    assert {"enum": ["nan", "inf", "-inf"], "type": "string"} in kinds
+    assert {"type": "null"} in kinds
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"run_id": "r1", "colour": "red"},
+        {"run_id": "r1", "budget": "100"},
+        {"run_id": "bad id"},
+        {"run_id": "-leading"},
+        {"run_id": "x" * 129},
+        {"run_id": ""},
+        {"run_id": "r1", "labels": {"bad key": "v"}},
+    ],
+)
+def test_bad_registrations_are_rejected(client: TestClient, body: dict[str, Any]) -> None:
+    r = client.post("/v1/runs", json=body)
+    assert r.status_code == 422
+    assert r.json()["error"] == "invalid_body"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"points": []},
+        {"points": [{"step": -1, "values": {}}]},
+        {"points": [{"step": 1.5, "values": {}}]},
+        {"points": [{"step": 1, "values": {}, "extra": 1}]},
+        {"points": [{"step": 1, "values": {"": 1}}]},
+        {"points": [{"step": 1, "values": {}}], "unknown": True},
+        {"pts": []},
+    ],
+)
+def test_bad_batches_are_rejected(client: TestClient, body: dict[str, Any]) -> None:
+    register(client)
+    r = client.post("/v1/runs/r1/points", json=body)
+    assert r.status_code == 422, r.text
+
+
+def test_malformed_json_is_a_clear_422(client: TestClient) -> None:
+    r = client.post("/v1/runs", content=b"{not json")
+    assert r.status_code == 422
+    assert r.json()["error"] == "invalid_json"
+
+
+@pytest.mark.parametrize("run_id", ["bad%20id", "-x", "x" * 129, "a%2Fb", "%C3%A9t%C3%A9"])
+def test_run_ids_in_paths_are_validated(client: TestClient, run_id: str) -> None:
+    r = client.get(f"/v1/runs/{run_id}")
+    assert r.status_code in (404, 422)
+    assert r.json()["error"] in ("invalid_parameter", "not_found")
+
+
+def test_body_size_limit_is_413_with_or_without_content_length(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path, max_body_bytes=2048), store=MemoryStore())
+    with TestClient(app) as client:
+        register(client)
+        big = {"points": curve(100)}
+        r = client.post("/v1/runs/r1/points", json=big)
+        assert r.status_code == 413
+        assert r.json()["error"] == "body_too_large"
+
+        def chunks():  # no Content-Length: the limit applies while reading
+            for _ in range(10):
+                yield b" " * 1000
+
+        r = client.post("/v1/runs/r1/points", content=chunks())
+        assert r.status_code == 413
+        assert client.get("/v1/runs/r1").json()["n_points"] == 0
+
+
+def test_live_run_cap_is_a_clear_429(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path, max_live_runs=2), store=MemoryStore())
+    with TestClient(app) as client:
+        assert register(client, "a").status_code == 201
+        assert register(client, "b").status_code == 201
+        r = register(client, "c")
+        assert r.status_code == 429
+        assert r.json()["error"] == "too_many_runs"
+        assert "GROKWATCH_MAX_LIVE_RUNS" in r.json()["message"]
+        assert r.headers["retry-after"]
+        assert register(client, "a").status_code == 200  # existing runs are fine
+        client.post("/v1/runs/a/finish", json={})
+        assert register(client, "c").status_code == 201
+
+
+def test_token_guards_writes_only(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path, token="s3cret"), store=MemoryStore())
+    with TestClient(app) as client:
+        r = register(client)
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"] == "Bearer"
+        bad = {"authorization": "Bearer nope"}
+        assert client.post("/v1/runs", json={"run_id": "r1"}, headers=bad).status_code == 401
+        good = {"authorization": "Bearer s3cret"}
+        assert client.post("/v1/runs", json={"run_id": "r1"}, headers=good).status_code == 201
+        r = client.post("/v1/runs/r1/points", json={"points": curve(1)})
+        assert r.status_code == 401
+        r = client.post("/v1/runs/r1/finish", json={})
+        assert r.status_code == 401
+        assert client.get("/v1/runs/r1").status_code == 200
+        assert client.get("/metrics").status_code == 200
+        assert 'reason="unauthorized"' in client.get("/metrics").text
+
+
+def test_unknown_routes_and_methods_use_the_error_body(client: TestClient) -> None:
+    r = client.get("/v2/nothing")
+    assert r.status_code == 404
+    assert r.json()["error"] == "not_found"
+    r = client.delete("/v1/runs")
+    assert r.status_code == 405
+    assert r.json()["error"] == "method_not_allowed"
+
+
+def test_every_service_error_has_exactly_one_status() -> None:
+    errors = [
+        cls
+        for cls in vars(exc_module).values()
+        if isinstance(cls, type) and issubclass(cls, ServiceError) and cls is not ServiceError
+    ]
+    assert errors
+    for cls in errors:
+        assert cls in STATUS, cls
+
+
+# -- health, restart, injection ----------------------------------------------------------------
+
+
+def test_without_the_lifespan_the_service_is_not_ready(settings: Any) -> None:
+    client = TestClient(create_app(settings, store=MemoryStore()))  # no `with`: no lifespan
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 503
+    r = client.get("/v1/runs")
+    assert r.status_code == 503
+    assert r.json()["error"] == "not_ready"
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json()["status"] == "ok"
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ok"
+
+
+def test_after_a_restart_every_run_history_and_decision_are_back(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings)) as client:
+        register(client, "live", budget=4000)
+        register(client, "done")
+        client.post("/v1/runs/live/points", json={"points": curve(18)})
+        client.post("/v1/runs/done/points", json={"points": curve(4)})
+        client.post("/v1/runs/done/finish", json={})
+        before = {rid: client.get(f"/v1/runs/{rid}").json() for rid in ("live", "done")}
+    with TestClient(create_app(settings)) as client:  # same database, fresh process state
+        for rid in ("live", "done"):
+            after = client.get(f"/v1/runs/{rid}").json()
+            for key in ("n_points", "last_step", "phase", "events", "decision", "forecast"):
+                assert after[key] == before[rid][key], key
+            assert after["finished_at"] == pytest.approx(before[rid]["finished_at"])
+        text = client.get("/metrics").text
+        assert 'grokwatch_run_step{run_id="live"} 1700.0' in text
+        assert client.get("/v1/runs").json()["total"] == 2
+        r = client.post("/v1/runs/live/points", json={"points": curve(2, start=1700)})
+        assert r.json()["accepted"] == 1
+
+
+def test_an_injected_store_is_left_open_and_an_owned_one_is_closed(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "mine.db")
+    with TestClient(create_app(make_settings(tmp_path), store=store)) as client:
+        register(client)
+    assert store.get_run("r1").run_id == "r1"  # still usable
+    store.close()
+
+
+# -- Prometheus --------------------------------------------------------------------------------
+
+
+def test_metrics_export_live_runs_and_service_counters(
+    client: TestClient, registry: CollectorRegistry
+) -> None:
+    register(client)
+    client.post("/v1/runs/r1/points", json={"points": curve(20)})
+    client.post("/v1/runs/r1/points", json={"points": curve(2)})
+    client.post("/v1/runs/nope/points", json={"points": curve(1)})
+    text = client.get("/metrics").text
+    assert text == generate_latest(registry).decode() or "grokwatch_run_step" in text
+    for line in (
+        'grokwatch_run_step{run_id="r1"} 1900.0',
+        'grokwatch_run_test_accuracy_ratio{run_id="r1"} 1.0',
+        'grokwatch_run_event_step{event="t_grok",run_id="r1"} 1500.0',
+        'grokwatch_run_phase{phase="generalized",run_id="r1"} 1.0',
+        'grokwatch_run_change_points_total{run_id="r1"} 3.0',
+        'grokwatch_run_points{run_id="r1"} 20.0',
+        "grokwatch_service_ingested_points_total 20.0",
+        "grokwatch_service_duplicate_points_total 2.0",
+        "grokwatch_service_ingest_requests_total 2.0",
+        'grokwatch_service_rejected_requests_total{reason="unknown_run"} 1.0',
+        'grokwatch_service_live_runs{state="running"} 1.0',
+    ):
+        assert line in text, line
+    assert 'grokwatch_service_request_duration_seconds_count{handler="/v1/runs/{run_id}/points"}' in (
+        text
+    )
+    for name in ("grokwatch_run_step", "grokwatch_service_ingested_points"):
+        assert prometheus_client.REGISTRY.get_sample_value(name) is None  # nothing global
+
+
+def test_every_metric_has_help_text(client: TestClient) -> None:
+    register(client)
+    client.post("/v1/runs/r1/points", json={"points": curve(3)})
+    text = client.get("/metrics").text
+    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    helped = {line.split()[2] for line in text.splitlines() if line.startswith("# HELP")}
+    assert families == helped
+    assert all(name.startswith("grokwatch_") for name in families)
+
+
+def test_finished_runs_leave_the_exposition_after_the_ttl(tmp_path: Path) -> None:
+    clock = FakeClock()
+    settings = make_settings(tmp_path, finished_ttl=60, idle_ttl=3600, sweep_interval=0.05)
+    app = create_app(settings, store=MemoryStore(), clock=clock)
+    with TestClient(app) as client:
+        for rid in ("a", "b"):
+            register(client, rid)
+            client.post(f"/v1/runs/{rid}/points", json={"points": curve(2)})
+        client.post("/v1/runs/a/finish", json={})
+        clock.now += 30
+        assert 'run_id="a"' in client.get("/metrics").text
+        clock.now += 31
+        text = client.get("/metrics").text
+        assert 'run_id="a"' not in text
+        assert 'grokwatch_run_step{run_id="b"}' in text
+        state = client.get("/v1/runs/a").json()  # still readable from the store
+        assert state["live"] is False
+        assert state["n_points"] == 2
+        time.sleep(0.2)  # the sweeper unloads it from memory too
+        assert "grokwatch_service_unloaded_runs_total 1.0" in client.get("/metrics").text
+        clock.now += 3600  # b idles out...
+        assert 'run_id="b"' not in client.get("/metrics").text
+        client.post("/v1/runs/b/points", json={"points": curve(1, start=500)})
+        assert 'grokwatch_run_step{run_id="b"} 500.0' in client.get("/metrics").text  # ...and is back
