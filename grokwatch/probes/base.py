@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any, ClassVar, Literal
@@ -62,7 +63,8 @@ class Probe(abc.ABC):
     Subclasses set ``name`` and implement :meth:`compute`. ``period`` is how many evaluations
     pass between two computations (1: every evaluation); costly snapshot probes use a larger one.
     Raise :class:`~grokwatch.exceptions.ProbeNotApplicable` when the model lacks what the
-    probe needs.
+    probe needs. Constructor options are keyword-only and stored unmodified under their own
+    names, so ``repr`` shows them.
     """
 
     name: ClassVar[str]
@@ -76,7 +78,8 @@ class Probe(abc.ABC):
         """Return measure name -> float (series) or ndarray (snapshot)."""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        options = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({options})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,7 +173,7 @@ class ProbeContext:
     train_losses:
         Recent training-loss values, oldest first (for loss-dynamics probes).
     generator_seed:
-        Seed of the private RNG; the same step gives the same masks.
+        Seed of the private RNGs; the same (seed, step, stream) gives the same draws.
     loss_fn:
         Per-sample loss ``(logits, targets) -> (N,)``; cross-entropy by default.
     modulus:
@@ -203,21 +206,27 @@ class ProbeContext:
         self.modulus = modulus
         self.snapshot = snapshot
         self._seed = generator_seed
-        self._generators: dict[torch.device, torch.Generator] = {}
+        self._generators: dict[tuple[torch.device, str], torch.Generator] = {}
 
     @property
     def device(self) -> torch.device:
         first = next(iter(self.model.parameters()), None)
         return first.device if first is not None else torch.device("cpu")
 
-    def generator(self, device: torch.device | None = None) -> torch.Generator:
-        """A private generator seeded from (seed, step); never the global RNG."""
-        device = device or self.device
-        if device not in self._generators:
+    def generator(self, device: torch.device | None = None, *, stream: str = "") -> torch.Generator:
+        """A private generator seeded from (seed, step, stream); never the global RNG.
+
+        Each ``stream`` (a probe passes its ``name``) gets its own generator, so a probe draws
+        the same numbers at a given step whichever other probes ran before it.
+        """
+        device = torch.device(device or self.device)
+        key = (device, stream)
+        if key not in self._generators:
             gen = torch.Generator(device=device)
-            gen.manual_seed((self._seed * 1_000_003 + self.step) % (2**63))
-            self._generators[device] = gen
-        return self._generators[device]
+            digest = hashlib.blake2b(f"{self._seed}:{self.step}:{stream}".encode(), digest_size=8)
+            gen.manual_seed(int.from_bytes(digest.digest(), "little") % (2**63))
+            self._generators[key] = gen
+        return self._generators[key]
 
     def module(self, name: str | None, label: str) -> nn.Module:
         """The module called ``name``, or :class:`ProbeNotApplicable` naming what is missing."""
@@ -253,26 +262,67 @@ class ProbeContext:
     ) -> Capture:
         """One forward pass capturing hidden and penultimate activations.
 
-        With ``hidden_masks`` of shape ``(K, H)``, the input is tiled K times and sub-network k
-        has its hidden activations multiplied by ``hidden_masks[k]``: K dropout passes in one
-        batched forward. The returned logits then have shape ``(K, N, C)``. With ``params``,
-        those tensors replace the model's own (``torch.func.functional_call``), so a perturbed
-        copy is evaluated without writing to the model.
+        With ``hidden_masks`` of shape ``(K, H)``, sub-network k has its hidden activations
+        multiplied by ``hidden_masks[k]``: K dropout passes in one batched forward, returning
+        logits of shape ``(K, N, C)``. Everything before the hidden layer is the same in all K
+        sub-networks, so it runs once on the N inputs and the hidden output is expanded to K * N
+        rows; if the model cannot carry the larger batch past that point (a residual connection
+        from before the hidden layer, a reshape by the input's batch size), the input is tiled
+        K times instead. With ``params``, those tensors replace the model's own
+        (``torch.func.functional_call``), so a perturbed copy is evaluated without writing to
+        the model.
         """
-        if hidden_masks is not None and self.layout.hidden is None:
-            raise ProbeNotApplicable("the model has no hidden activation layer to apply masks to")
+        if hidden_masks is None:
+            logits, store = self._run(x, None, params, tile=False)
+        else:
+            if self.layout.hidden is None:
+                raise ProbeNotApplicable("the model has no hidden activation layer to mask")
+            k, n = hidden_masks.shape[0], x.shape[0]
+            try:
+                logits, store = self._run(x, hidden_masks, params, tile=False)
+                shared = logits.shape[0] == k * n
+            except Exception:  # the model needs its own batch size past the hidden layer
+                shared = False
+            if not shared:
+                logits, store = self._run(x, hidden_masks, params, tile=True)
+            if "hidden" not in store:
+                raise ProbeNotApplicable("the hidden activation layer was not called")
+            logits = logits.reshape(k, n, *logits.shape[1:])
+
+        def flat(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.reshape(-1, t.shape[-1])
+
+        return Capture(
+            logits=logits,
+            hidden=flat(store.get("hidden")),
+            penultimate=flat(store.get("penultimate")),
+        )
+
+    def _run(
+        self,
+        x: torch.Tensor,
+        hidden_masks: torch.Tensor | None,
+        params: Mapping[str, torch.Tensor] | None,
+        *,
+        tile: bool,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The hooked forward of :meth:`forward`; ``tile`` repeats the input K times."""
         store: dict[str, torch.Tensor] = {}
         handles: list[torch.utils.hooks.RemovableHandle] = []
+        n = x.shape[0]
         k = 1 if hidden_masks is None else hidden_masks.shape[0]
-        xin = x if k == 1 else x.repeat(k, *([1] * (x.dim() - 1)))
+        xin = x.repeat(k, *([1] * (x.dim() - 1))) if tile and k > 1 else x
         if self.layout.hidden is not None:
             mod = self.model.get_submodule(self.layout.hidden)
 
             def on_hidden(_m: nn.Module, _i: Any, out: torch.Tensor) -> torch.Tensor | None:
                 if hidden_masks is not None:
-                    shaped = out.reshape(k, -1, *out.shape[1:])  # (K, N, ..., H)
+                    if out.shape[0] == n:  # shared prefix: one copy for all K sub-networks
+                        shaped = out.unsqueeze(0)  # (1, N, ..., H)
+                    else:
+                        shaped = out.reshape(k, -1, *out.shape[1:])  # (K, N, ..., H)
                     view = (k,) + (1,) * (shaped.dim() - 2) + (hidden_masks.shape[-1],)
-                    out = (shaped * hidden_masks.reshape(view)).reshape(out.shape)
+                    out = (shaped * hidden_masks.reshape(view)).flatten(0, 1)  # (K * N, ..., H)
                 store["hidden"] = out
                 return out if hidden_masks is not None else None
 
@@ -294,14 +344,4 @@ class ProbeContext:
         finally:
             for handle in handles:
                 handle.remove()
-        if k > 1:
-            logits = logits.reshape(k, -1, *logits.shape[1:])
-
-        def flat(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.reshape(-1, t.shape[-1])
-
-        return Capture(
-            logits=logits,
-            hidden=flat(store.get("hidden")),
-            penultimate=flat(store.get("penultimate")),
-        )
+        return logits, store

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import torch
 
 from grokwatch.exceptions import ConfigError, ProbeNotApplicable
 from grokwatch.probes.base import Probe, ProbeContext, ProbeResult
@@ -44,20 +45,25 @@ def resolve(probes: Iterable[str | Probe] | None) -> list[Probe]:
 
 
 def run_probe(probe: Probe, ctx: ProbeContext) -> ProbeResult:
-    """Compute one probe; never raises. Non-finite values are kept and flagged."""
+    """Compute one probe under ``torch.no_grad()``; never raises.
+
+    Non-finite values are kept and flagged. A value that cannot be read as a float is an error
+    of the probe, reported like any other.
+    """
+    values: dict[str, float] = {}
+    arrays: dict[str, np.ndarray] = {}
     try:
-        raw = probe.compute(ctx)
+        with torch.no_grad():
+            raw = probe.compute(ctx)
+        for key, value in raw.items():
+            if isinstance(value, np.ndarray):
+                arrays[key] = value
+            else:
+                values[key] = float(value)
     except ProbeNotApplicable as exc:
         return ProbeResult(probe.name, "not_applicable", reason=str(exc))
     except Exception as exc:  # a broken probe must never reach the training loop
         return ProbeResult(probe.name, "error", reason=f"{type(exc).__name__}: {exc}")
-    values: dict[str, float] = {}
-    arrays: dict[str, np.ndarray] = {}
-    for key, value in raw.items():
-        if isinstance(value, np.ndarray):
-            arrays[key] = value
-        else:
-            values[key] = float(value)
     bad = sorted(k for k, v in values.items() if not math.isfinite(v))
     if bad:
         return ProbeResult(
