@@ -14,7 +14,6 @@ Hierarchy::
         ├── AuthError              missing or wrong bearer token (401)
         ├── PayloadTooLargeError   request body over the size limit (413)
         ├── RunLimitError          the cap on live runs is reached (429)
-        ├── RunFinishedError       new points for a run that has finished (409)
         └── NotReadyError          the service is not serving requests yet (503)
 
 User-input errors subclass ``ValueError`` so ``except ValueError`` keeps working.
@@ -64,10 +63,6 @@ class PayloadTooLargeError(ServiceError):
 
 class RunLimitError(ServiceError):
     """Registering (or reloading) a run would exceed the cap on live runs."""
-
-
-class RunFinishedError(ServiceError):
-    """New evaluation points for a run that has already finished."""
 
 
 class NotReadyError(ServiceError):

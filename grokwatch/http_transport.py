@@ -28,6 +28,7 @@ Decisions: each acknowledged points batch carries the service's :class:`Decision
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import hashlib
@@ -319,23 +320,46 @@ class HTTPTransport(Transport):
         """
         if self._closed:
             return True
-        self._deadline = time.monotonic() + max(timeout, 0.0) * 0.8
-        done = super().close(timeout)
-        if done:
-            if self._own_client:
-                self._client.close()
-            if self.spool is not None:
-                self.spool.close()
-                if self.spool.pending:
-                    log.warning(
-                        "grokwatch: the detector service was unreachable; %d bytes of records "
-                        "are spooled in %s -- replay them with: grokwatch sync %s --detector %s",
-                        self.spool.size - self.spool.offset,
-                        self.spool.path,
-                        self.spool.path,
-                        ",".join(self.urls),
-                    )
-        return done
+        self._closed = True
+        now = time.monotonic()
+        self._deadline = now + max(timeout, 0.0) * 0.8
+        if self._thread is None:
+            self._release()
+            return True
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=max(timeout * 0.9, 0.001))
+        self._thread.join(max(now + timeout - time.monotonic(), 0.0))
+        if not self._thread.is_alive():
+            return True
+        # the delivery thread is stuck in a request: keep what is still queued, in the spool
+        left: list[Record] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                item = self._queue.get_nowait()
+                if item is not None:
+                    left.append(item)
+        self._safely(lambda: self._to_spool(self._ops(left)))
+        with self._count_lock:
+            self._pending -= len(left)
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
+        return False
+
+    def _release(self) -> None:
+        """Close the spool file and an owned client (on the delivery thread, as it ends)."""
+        if self._own_client:
+            self._client.close()
+        if self.spool is not None:
+            self.spool.close()
+            if self.spool.pending:
+                log.warning(
+                    "grokwatch: the detector service was unreachable; %d bytes of records "
+                    "are spooled in %s -- replay them with: grokwatch sync %s --detector %s",
+                    self.spool.size - self.spool.offset,
+                    self.spool.path,
+                    self.spool.path,
+                    ",".join(self.urls),
+                )
 
     # -- the background loop ----------------------------------------------------------------
 
@@ -365,6 +389,7 @@ class HTTPTransport(Transport):
                 self._deliver_safely(batch)
         if self.spool is not None and self.spool.pending and not self._past_deadline():
             self._safely(lambda: self._replay(force=True))
+        self._safely(self._release)
 
     def _deliver_safely(self, batch: Sequence[Record]) -> None:
         self._safely(lambda: self.deliver(batch))
@@ -569,6 +594,9 @@ def sync(
         for path in spool_files(paths):
             result.files += 1
             spool = Spool(path)
+            for op in spool.scan():  # registrations first: a 404 re-registers with the meta
+                if op["op"] == "register":
+                    sender.known_meta.setdefault(op["run_id"], op["body"])
             complete = True
             while spool.pending and complete:
                 chunk = spool.read(limit=256)

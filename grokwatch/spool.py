@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Literal, TypedDict
@@ -43,8 +44,8 @@ class Spool:
     """One spool file: :meth:`append` writes lines, :meth:`read` yields them from an offset.
 
     The file is created on the first append, so a transport that never went offline leaves no
-    file. ``max_bytes`` bounds the file; appends beyond it are refused (the caller counts them
-    as dropped).
+    file. Appends are thread-safe. ``max_bytes`` bounds the file; appends beyond it are refused
+    (the caller counts them as dropped).
     """
 
     def __init__(self, path: str | Path, *, max_bytes: int = 1 << 30, fsync: bool = False):
@@ -58,6 +59,7 @@ class Spool:
         self.offset = 0
         """Bytes of the file already replayed (kept in memory; replays are idempotent)."""
         self.corrupt_lines = 0
+        self._lock = threading.Lock()
 
     @property
     def pending(self) -> bool:
@@ -68,24 +70,25 @@ class Spool:
         lines = [
             json.dumps(op, separators=(",", ":"), allow_nan=False).encode() + b"\n" for op in ops
         ]
-        fit: list[bytes] = []
-        size = self.size
-        for line in lines:
-            if size + len(line) > self.max_bytes:
-                break
-            fit.append(line)
-            size += len(line)
-        if not fit:
-            return 0
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "ab")  # noqa: SIM115 - kept open between appends
-        self._file.write(b"".join(fit))
-        self._file.flush()
-        if self.fsync:
-            os.fsync(self._file.fileno())
-        self.size = size
-        return len(fit)
+        with self._lock:
+            fit: list[bytes] = []
+            size = self.size
+            for line in lines:
+                if size + len(line) > self.max_bytes:
+                    break
+                fit.append(line)
+                size += len(line)
+            if not fit:
+                return 0
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, "ab")  # noqa: SIM115 - kept open between appends
+            self._file.write(b"".join(fit))
+            self._file.flush()
+            if self.fsync:
+                os.fsync(self._file.fileno())
+            self.size = size
+            return len(fit)
 
     def read(self, limit: int = 1000) -> list[tuple[Op, int]]:
         """Up to ``limit`` operations after :attr:`offset`, each with the offset past it."""
@@ -108,6 +111,16 @@ class Spool:
                     break
         return out
 
+    def scan(self) -> Iterator[Op]:
+        """Every readable operation in the file, from the start (does not move the offset)."""
+        if not self.path.exists():
+            return
+        with open(self.path, "rb") as f:
+            for raw in f:
+                op = parse_line(raw)
+                if op is not None:
+                    yield op
+
     def clear(self) -> None:
         """Forget everything (after a complete replay): truncate and remove the file."""
         self.close()
@@ -116,9 +129,10 @@ class Spool:
         self.size = self.offset = 0
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 def parse_line(raw: bytes) -> Op | None:

@@ -227,7 +227,7 @@ def create_app(
         response_model=IngestResult,
         dependencies=writes,
         openapi_extra=_body_doc(PointsBatch),
-        responses=error_responses(401, 404, 409, 413, 422, 429, 503),
+        responses=error_responses(401, 404, 413, 422, 429, 503),
         summary="Post a batch of evaluation points",
     )
     async def post_points(run_id: RunIdPath, request: Request) -> Response:

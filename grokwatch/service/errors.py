@@ -11,7 +11,6 @@ exception                                   status  ``error`` / ``reason``
 :class:`~grokwatch.exceptions.UnknownRunError`  404  ``unknown_run``
 no such route                               404     ``not_found``
 method not allowed                          405     ``method_not_allowed``
-:class:`~grokwatch.exceptions.RunFinishedError`  409  ``run_finished``
 :class:`~grokwatch.exceptions.PayloadTooLargeError`  413  ``body_too_large``
 malformed JSON                              422     ``invalid_json``
 body fails the schema                       422     ``invalid_body``
@@ -39,7 +38,6 @@ from grokwatch.exceptions import (
     ConfigError,
     NotReadyError,
     PayloadTooLargeError,
-    RunFinishedError,
     RunLimitError,
     StoreError,
     UnknownRunError,
@@ -49,7 +47,6 @@ from grokwatch.service.schemas import ErrorOut
 STATUS: dict[type[Exception], tuple[int, str]] = {
     AuthError: (401, "unauthorized"),
     UnknownRunError: (404, "unknown_run"),
-    RunFinishedError: (409, "run_finished"),
     PayloadTooLargeError: (413, "body_too_large"),
     ConfigError: (422, "invalid_config"),
     RunLimitError: (429, "too_many_runs"),
@@ -63,7 +60,6 @@ RETRY_AFTER = {429: "5", 503: "1"}
 ERROR_DOCS: dict[int, str] = {
     401: "Bearer token missing or wrong (writes only, when a token is configured).",
     404: "No run with this id.",
-    409: "New points for a finished run.",
     413: "Request body larger than GROKWATCH_MAX_BODY_BYTES.",
     422: "Malformed JSON, or the body or a parameter fails the schema.",
     429: "The cap on live runs is reached; retry after finishing runs.",

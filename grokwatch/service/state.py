@@ -29,7 +29,6 @@ from grokwatch.detector import RunDetector
 from grokwatch.events import EventRules
 from grokwatch.exceptions import (
     ConfigError,
-    RunFinishedError,
     RunLimitError,
     UnknownRunError,
 )
@@ -194,26 +193,25 @@ class RunTable:
         return run, True
 
     def ingest(self, run_id: str, batch: PointsBatch) -> Ingested:
-        """Store then judge a batch; duplicates (same run and step) are ignored."""
+        """Store then judge a batch; duplicates (same run and step) are ignored.
+
+        Points may arrive in any order, even after the run finished (a replayed spool): late
+        points are stored and judged, and a finished run's stored summary is refreshed with
+        the detector's view; the run stays finished.
+        """
         run = self._resident(run_id)
         points = sorted(((p.step, float_values(p.values)) for p in batch.points), key=itemgetter(0))
-        if run.finished_at is not None:
-            seen = set(run.detector.tracker.steps)
-            new = sorted({step for step, _ in points if step not in seen})
-            if new:
-                raise RunFinishedError(
-                    f"run {run_id!r} has finished; refusing {len(new)} new points "
-                    f"(first step {new[0]})"
-                )
-            return Ingested(run, 0, len(points))
         added = self.store.add_points(run_id, points)
         for step, values in points:
             self._observe(run, step, values)
-        now = self.clock()
         run.n_points += added
-        run.updated_at = run.last_report = now
         if batch.dropped is not None:
             run.dropped = max(run.dropped, batch.dropped)
+        if run.finished_at is None:
+            run.updated_at = run.last_report = self.clock()
+        elif added:
+            run.summary = {**run.summary, **run.detector.summary()}
+            self.store.update_summary(run_id, run.summary)
         return Ingested(run, added, len(points) - added)
 
     def finish(self, run_id: str, summary: Mapping[str, Any]) -> LiveRun:
