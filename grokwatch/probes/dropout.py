@@ -2,9 +2,10 @@
 
 Dropout is applied to the hidden activations (``ctx.layout.hidden``) of the trained model, which
 need not have been trained with dropout. K sub-networks, one Bernoulli keep mask each, run in ONE
-batched forward (:meth:`~grokwatch.probes.base.ProbeContext.forward` with ``hidden_masks``): on a
-CPU this costs about 1.1 training steps at K = 16, where fresh per-input masks cost 4-9 steps
-(RESEARCH.md §4). Masks come from the probe's private generator.
+batched forward (:meth:`~grokwatch.probes.base.ProbeContext.forward` with ``hidden_masks``); the
+layers before the hidden activation run once, only the layers after it run K times. Fresh
+per-input masks would cost 4-9 training steps at K = 16 (RESEARCH.md §4). Masks come from the
+probe's private generator.
 """
 
 from __future__ import annotations
@@ -56,11 +57,12 @@ class MCDropout(Probe):
     passes). Salah & Yevick (2025, arXiv 2507.11645, seed 000) found the variance peaks locally
     around grokking; one replication found the peak at or after grokking on a transformer.
 
-    ``passes`` defaults to 16, not the paper's 100: the batched forward grows linearly with K, so
-    100 passes would cost ~7 training steps at every evaluation against ~1.1 for 16; the
+    ``passes`` defaults to 16, not the paper's 100, for cost: the masked part of the forward
+    grows linearly with K. On the p = 53 seed-000 model (1405 test inputs, one CPU thread) 16
+    passes cost about 2 full-batch training steps at every evaluation, 100 passes about 19. The
     relative standard error of a variance estimated from K passes is about ``sqrt(2 / (K - 1))``,
-    0.37 at K = 16 versus 0.14 at K = 100, enough to see a peak that spans several evaluations.
-    Not applicable without a hidden activation layer or without test data.
+    0.37 at K = 16 against 0.14 at K = 100: coarser, but enough to see a peak that spans several
+    evaluations. Not applicable without a hidden activation layer or without test data.
     """
 
     name = "mc_dropout"
@@ -93,8 +95,8 @@ class DropoutRobustness(Probe):
     rate (Salah & Yevick 2025, arXiv 2507.11645, seed 000: generalizing networks degrade more
     gracefully). Keys: ``dropout_robustness_auc``, the mean accuracy over the rates (area under
     the curve on [0, 1) with step 0.1); snapshot arrays ``dropout_robustness_curve`` ``(10,)`` and
-    ``dropout_robustness_rates`` ``(10,)``. Computed every 10th evaluation (``period``) as it
-    costs about 40 forward passes over the test set.
+    ``dropout_robustness_rates`` ``(10,)``. Computed every 10th evaluation (``period``): its 40
+    sub-networks cost about 8 training steps on the p = 53 seed-000 model (one CPU thread).
     """
 
     name = "dropout_robustness"

@@ -207,6 +207,8 @@ class FourierSparsity(Probe):
     - ``fourier_ipr``: inverse participation ratio of the powers, ``sum q^2 / (sum q)^2``, from
       ``1/m`` to 1; ``1 / fourier_ipr`` is the effective number of frequencies used.
 
+    Both are NaN when all rows are equal (no frequency but k = 0 is used).
+
     Generalizing solutions to modular addition are sparse in this basis: a handful of key
     frequencies (Nanda et al. 2023, arXiv 2301.05217; Gromov 2023, arXiv 2301.02679).
     Snapshot arrays: ``fourier_power`` ``(m,)`` and ``fourier_frequencies`` ``(m,)`` (k = 1..m).
@@ -216,8 +218,13 @@ class FourierSparsity(Probe):
     requires = ("embedding",)
 
     def compute(self, ctx: ProbeContext) -> Mapping[str, Value]:
-        power = fourier_power(embedding_rows(ctx, minimum=3))  # (m,)
-        packed = torch.stack([gini(power.sqrt()), inverse_participation(power)])
+        rows = embedding_rows(ctx, minimum=3)
+        power = fourier_power(rows)  # (m,)
+        stats = torch.stack([gini(power.sqrt()), inverse_participation(power)])
+        # Parseval: the powers sum to n * sum(rows^2) minus the mean's share; all rows equal
+        # (up to rounding) leaves no non-constant component to be sparse or not
+        flat = power.sum() <= 1e-20 * rows.shape[0] * rows.square().sum()
+        packed = torch.where(flat, torch.full_like(stats, math.nan), stats)
         if ctx.snapshot:
             packed = torch.cat([packed, power])
         host = packed.cpu().numpy()  # sync

@@ -198,6 +198,11 @@ def test_fourier_power_matches_numpy_with_folding(n: int) -> None:
     np.testing.assert_allclose(fourier_power(torch.from_numpy(weight)).numpy(), expected)
 
 
+def test_fourier_of_equal_rows_is_non_finite() -> None:
+    rows = np.tile(np.random.default_rng(4).normal(size=(1, 6)), (9, 1))
+    assert run_probe(FourierSparsity(), ctx_for(rows)).status == "non_finite"
+
+
 def test_fourier_uses_modulus_rows() -> None:
     weight = np.concatenate([circle_embedding(11, (2,)), np.ones((1, 16))])
     out = run_probe(FourierSparsity(), ctx_for(weight, modulus=11)).values
