@@ -61,42 +61,60 @@ def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--every", type=int, default=DEFAULT_EVERY)
+    parser.add_argument(
+        "--every", type=int, nargs="+", default=[DEFAULT_EVERY], help="one or more cadences"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = RunConfig(p=53, op="add", frac=0.5, lr=3e-3, wd=1.0, steps=args.steps)
     one_run(RunConfig(steps=20), every=None, db=Path("unused"))  # warm-up
-    bare, watched, probe_cost = [], [], {}
+    bare: list[float] = []
+    watched: dict[int, list[float]] = {e: [] for e in args.every}
+    probe_cost: dict[str, float] = {}
+    evaluations = 0
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
             bare.append(one_run(config, every=None, db=Path(tmp) / "x.db")[0])
-            t, agent = one_run(config, every=args.every, db=Path(tmp) / f"runs{i}.db")
-            watched.append(t)
-            assert agent is not None
-            probe_cost = {k: v / agent._evaluations for k, v in agent.probe_seconds.items()}
-            evaluations = agent._evaluations
+            for every in args.every:
+                t, agent = one_run(config, every=every, db=Path(tmp) / f"runs{i}-{every}.db")
+                watched[every].append(t)
+                if agent is not None and every == args.every[0]:
+                    probe_cost = {k: v / agent._evaluations for k, v in agent.probe_seconds.items()}
+                    evaluations = agent._evaluations
     step_seconds = statistics.median(bare) / args.steps
-    ratios = [w / b for w, b in zip(watched, bare, strict=True)]
-    result = {
+    result: dict[str, Any] = {
         "steps": args.steps,
-        "every": args.every,
         "repeats": args.repeats,
         "bare_seconds": bare,
-        "watched_seconds": watched,
-        "ratio_median": statistics.median(ratios),
-        "overhead_percent": 100 * (statistics.median(ratios) - 1),
         "train_step_ms": 1000 * step_seconds,
-        "evaluations": evaluations,
+        "cadences": {},
+        "evaluations_at_first_cadence": evaluations,
         "probe_cost_in_train_steps": {k: v / step_seconds for k, v in probe_cost.items()},
     }
-    print(f"reference run: {args.steps} steps, agent every {args.every} steps, 1 thread")
+    print(
+        f"reference run (p=53 add, factorized MLP): {args.steps} steps, 1 thread, "
+        f"{args.repeats} interleaved repeats"
+    )
     print(f"one training step: {result['train_step_ms']:.2f} ms")
-    print(f"bare    : {' '.join(f'{t:.2f}s' for t in bare)}")
-    print(f"watched : {' '.join(f'{t:.2f}s' for t in watched)}")
-    print(f"ratio watched/bare (median): {result['ratio_median']:.4f} "
-          f"-> overhead {result['overhead_percent']:+.2f} %")
-    print("per-probe cost per evaluation, in training steps (snapshot cost amortized):")
+    print(f"bare            : {' '.join(f'{t:.2f}s' for t in bare)}")
+    for every, times in watched.items():
+        ratios = [w / b for w, b in zip(times, bare, strict=True)]
+        ratio = statistics.median(ratios)
+        result["cadences"][every] = {
+            "seconds": times,
+            "ratio_median": ratio,
+            "overhead_percent": 100 * (ratio - 1),
+        }
+        print(
+            f"every {every:>5} steps: {' '.join(f'{t:.2f}s' for t in times)}  "
+            f"ratio {ratio:.4f} -> overhead {100 * (ratio - 1):+.2f} %"
+        )
+    total = sum(result["probe_cost_in_train_steps"].values())
+    print(
+        f"per-probe cost per evaluation at every={args.every[0]} (periodic and snapshot probes "
+        f"amortized), in training steps; total {total:.2f}:"
+    )
     for name, cost in sorted(result["probe_cost_in_train_steps"].items(), key=lambda kv: -kv[1]):
         print(f"  {name:<22} {cost:6.3f}")
     if args.json:
