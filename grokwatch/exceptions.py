@@ -30,7 +30,7 @@ class ConfigError(GrokwatchError, ValueError):
     """An option, probe name, cadence or data set that cannot be used."""
 
 
-class ProbeNotApplicable(GrokwatchError):  # noqa: N818 - a status, not a failure
+class ProbeNotApplicable(GrokwatchError):
     """Raised inside a probe when the model lacks what the probe measures.
 
     The probe runner turns it into a ``not_applicable`` result; it never reaches training.
