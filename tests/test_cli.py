@@ -31,8 +31,9 @@ def test_demo_writes_events_report_and_serves_metrics(tmp_path, capsys):
     thread.start()
     out = tmp_path / "demo"
     try:
-        code = main(["demo", "--out", str(out), "--steps", "400", "--quiet",
-                     "--metrics-port", str(port)])
+        code = main(
+            ["demo", "--out", str(out), "--steps", "400", "--quiet", "--metrics-port", str(port)]
+        )
     finally:
         done.set()
         thread.join()
@@ -52,8 +53,19 @@ def test_demo_writes_events_report_and_serves_metrics(tmp_path, capsys):
     assert main(["runs", "--db", str(out / "runs.db")]) == 0
     listing = capsys.readouterr().out
     assert events["run_id"] in listing
-    assert main(["report", events["run_id"], "--db", str(out / "runs.db"),
-                 "--out", str(tmp_path / "again.png")]) == 0
+    assert (
+        main(
+            [
+                "report",
+                events["run_id"],
+                "--db",
+                str(out / "runs.db"),
+                "--out",
+                str(tmp_path / "again.png"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "again.png").stat().st_size > 10_000
 
 

@@ -18,13 +18,18 @@ def test_collector_exposes_run_gauges_with_help_and_bounded_labels():
     view = RunView(
         run_id="r1",
         step=300,
-        values={"train_accuracy": 1.0, "test_accuracy": 0.2, "weight_norm": 12.5,
-                "weight_norm/out.weight": 3.0},
+        values={
+            "train_accuracy": 1.0,
+            "test_accuracy": 0.2,
+            "weight_norm": 12.5,
+            "weight_norm/out.weight": 3.0,
+        },
         phase=Phase.PLATEAU,
         events={"t_mem": 100, "t_grok": None},
         last_report=1_700_000_000.0,
-        forecast=Forecast(step=300, p_grok_horizon=0.4, horizon=1000, p_grok_budget=0.8,
-                          t_grok=2500.0),
+        forecast=Forecast(
+            step=300, p_grok_horizon=0.4, horizon=1000, p_grok_budget=0.8, t_grok=2500.0
+        ),
         agent_errors=2,
     )
     registry = CollectorRegistry(auto_describe=False)
