@@ -1,0 +1,449 @@
+"""Sweeps: train every run of a spec, watched by the real grokwatch agent, into a corpus.
+
+    python -m trainer.sweep --spec trainer/specs/mlp-train.json --out trainer/data/corpus
+    python -m trainer.sweep --spec SPEC --out DIR --backend ray [--ray-address ADDR]
+
+The unit of work is `run_one(task) -> RunResult`: a top-level function of picklable data, so
+any `concurrent.futures`-style executor can run it. Three come ready:
+
+- a local process pool (the default): `spawn` start method (a forked CUDA context is unsafe),
+  one torch thread per worker, as many workers as the CPU quota allows. Processes, not threads:
+  one full-batch step of these small models is a handful of small matmuls that one thread
+  runs at ~80 % of its matmul peak, and two processes give ~1.9× one (RESEARCH.md §4);
+- `RayExecutor`, for a Ray cluster (`ray.init(address=...)`) or a local Ray;
+- anything with `submit(fn, *args) -> Future` (pass it to `sweep(executor=...)`).
+
+The main process alone writes the corpus (`trainer.corpus`), one atomic file per finished
+run, so workers need no shared file system and a killed sweep resumes where it stopped: runs
+already on disk are skipped, by id. A run that raises is recorded with its error (status
+"failed") and the sweep goes on; `--retry-failed` runs those again.
+
+Each run is trained with `grokwatch.Agent` (every built-in probe, `every` steps apart, no
+store: `history` is read back at the end), so the corpus holds exactly the measures users'
+agents compute. Once the run has generalized (t_grok) its label can no longer change within
+the budget, so the run is stopped `max(tail · t_grok, tail_min)` steps later: enough of the
+curve after the jump for a forecaster to see it, without paying for a flat line to the budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import dataclasses
+import math
+import multiprocessing
+import os
+import platform
+import sys
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer import corpus as corpus_io
+from trainer.families import FAMILIES
+from trainer.spec import RunTask, SpecError, SweepSpec, load_spec
+
+SHORT = {"grokking": "grok", "comprehension": "comp", "memorization": "mem", "confusion": "conf"}
+
+
+# -- the unit of work ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What `run_one` sends back to the process that writes the corpus."""
+
+    task: RunTask
+    status: str  # "ok" or "failed"
+    error: str = ""
+    steps: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    columns: tuple[str, ...] = ()
+    values: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    labels: dict[str, Any] = dataclasses.field(default_factory=dict)
+    steps_run: int = 0
+    wall_time: float = 0.0
+    agent: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def meta(self) -> dict[str, Any]:
+        t = self.task
+        return {
+            "run_id": t.run_id,
+            "spec": t.spec,
+            "family": t.family,
+            "split": t.split,
+            "status": self.status,
+            "error": self.error,
+            "config": t.config,
+            "every": t.every,
+            "max_samples": t.max_samples,
+            "tail": t.tail,
+            "tail_min": t.tail_min,
+            "labels": self.labels,
+            "steps_run": self.steps_run,
+            "wall_time": self.wall_time,
+            "agent": self.agent,
+            "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        }
+
+
+class _Stop:
+    should_stop = True
+
+
+class StopAfterGeneralization:
+    """Wraps a `grokwatch.Agent` for the trainer's loop: the agent observes and decides as
+    usual; this wrapper only adds "stop, the label is settled" once the run generalized."""
+
+    def __init__(self, agent: Any, *, tail: float, tail_min: int) -> None:
+        self.agent, self.tail, self.tail_min = agent, tail, tail_min
+
+    def step(self, step: int, *, loss: torch.Tensor) -> Any:
+        decision = self.agent.step(step, loss=loss)
+        t_grok = self.agent.events.t_grok
+        settled = t_grok is not None and step >= t_grok + max(self.tail * t_grok, self.tail_min)
+        if settled and step % self.agent.every == 0:  # stop on an evaluation: it is recorded
+            return _Stop()
+        return decision
+
+    def close(self) -> None:
+        self.agent.close()
+
+
+def run_one(task: RunTask) -> RunResult:
+    """Train one run with the grokwatch agent attached; never raises (errors are recorded)."""
+    from grokwatch import Agent
+
+    started = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread per worker: parallelism comes from processes
+    holder: dict[str, Any] = {}
+    try:
+        family = FAMILIES[task.family]
+        config = family.config_cls.from_dict(dict(task.config))
+
+        def factory(model: torch.nn.Module, data: Any, cfg: Any) -> StopAfterGeneralization:
+            agent = Agent(
+                model,
+                train=(data.train_x, data.train_y),
+                test=(data.test_x, data.test_y),
+                every=task.every,
+                run_id=task.run_id,
+                config=task.config,
+                budget=task.budget,
+                db=None,  # nothing on disk: the history is read back below
+                modulus=family.modulus(cfg),
+                loss_fn=family.loss_fn,
+                max_samples=task.max_samples,
+            )
+            holder["agent"] = agent
+            return StopAfterGeneralization(agent, tail=task.tail, tail_min=task.tail_min)
+
+        result = family.train(config, agent_factory=factory)
+        agent = holder["agent"]
+        steps, columns, values = history_arrays(agent.history)
+        summary = agent.summary()
+        labels = {k: summary[k] for k in ("outcome", "t_mem", "t_grok", "gap", "sharpness")}
+        labels["budget"] = task.budget
+        return RunResult(
+            task=task,
+            status="ok",
+            steps=steps,
+            columns=columns,
+            values=values,
+            labels=labels,
+            steps_run=int(result.steps),
+            wall_time=time.perf_counter() - started,
+            agent={
+                "errors": summary["agent_errors"],
+                "last_error": summary["agent_last_error"],
+                "measure_seconds": summary["measure_seconds"],
+                "probe_status": summary["probe_status"],
+            },
+        )
+    except Exception as exc:
+        return RunResult(
+            task=task,
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}",
+            wall_time=time.perf_counter() - started,
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def history_arrays(
+    history: Iterable[tuple[int, dict[str, float]]],
+) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
+    """Agent history → steps `(T,)`, sorted column names `(M,)`, values `(T, M)` float32 with
+    NaN where a measure is missing or not finite (the corpus's NaN policy)."""
+    points = list(history)
+    columns = tuple(sorted({k for _, v in points for k in v}))
+    index = {c: j for j, c in enumerate(columns)}
+    values = np.full((len(points), len(columns)), np.nan, dtype=np.float32)
+    for i, (_, v) in enumerate(points):
+        for key, x in v.items():
+            values[i, index[key]] = x if math.isfinite(x) else np.nan
+    steps = np.array([s for s, _ in points], dtype=np.int64)
+    return steps, columns, values
+
+
+# -- executors -------------------------------------------------------------------------------
+
+
+def cpu_quota() -> int:
+    """CPUs this process may really use: the affinity mask, capped by a cgroup CPU quota
+    (cgroup v2 `cpu.max`, v1 `cpu.cfs_quota_us`) — in a container `nproc` can overstate it."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    quota = None
+    try:
+        text = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if text and text[0] != "max":
+            quota = int(text[0]) / int(text[1])
+    except (OSError, ValueError, IndexError):
+        try:
+            q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+            period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+            if q > 0:
+                quota = q / period
+        except (OSError, ValueError):
+            pass
+    if quota is not None:
+        cpus = min(cpus, max(1, math.floor(quota)))
+    return max(1, cpus)
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def local_executor(workers: int | None = None) -> cf.ProcessPoolExecutor:
+    """Process pool with the spawn start method and one torch thread per worker."""
+    return cf.ProcessPoolExecutor(
+        max_workers=workers or cpu_quota(),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+    )
+
+
+class RayExecutor:
+    """A `concurrent.futures`-style executor over Ray tasks (one CPU each).
+
+    Connects to `address` (a cluster, "auto") or starts a local Ray with `num_cpus`; if Ray
+    is already initialized it is used as is and left running at shutdown.
+    """
+
+    def __init__(self, address: str | None = None, *, num_cpus: int | None = None) -> None:
+        try:
+            import ray
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RuntimeError("the ray backend needs `pip install grokwatch[ray]`") from exc
+        self._ray = ray
+        self._owns = not ray.is_initialized()
+        if self._owns:
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if address is not None:
+                kwargs["address"] = address
+            else:
+                kwargs["num_cpus"] = num_cpus or cpu_quota()
+            ray.init(**kwargs)
+        self._remotes: dict[Callable[..., Any], Any] = {}
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        if fn not in self._remotes:
+            self._remotes[fn] = self._ray.remote(num_cpus=1, max_retries=0)(fn)
+        future: cf.Future[Any] = self._remotes[fn].remote(*args, **kwargs).future()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._owns and self._ray.is_initialized():
+            self._ray.shutdown()
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+class InlineExecutor:
+    """Runs each task in the calling process at submit time (debugging, tiny tests)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        pass
+
+
+# -- the sweep -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class SweepReport:
+    total: int  # runs in the specs
+    skipped: int  # already on disk
+    done: int  # trained and written now
+    failed: int
+    outcomes: Counter[str]
+    wall_time: float
+
+
+def _postfix(outcomes: Counter[str]) -> str:
+    return " ".join(f"{SHORT.get(k, k)} {outcomes[k]}" for k in (*SHORT, "failed"))
+
+
+def sweep(
+    specs: Sequence[SweepSpec],
+    out: str | Path,
+    *,
+    executor: Any = None,
+    workers: int | None = None,
+    retry_failed: bool = False,
+    limit: int | None = None,
+    progress: bool = True,
+    fn: Callable[[RunTask], RunResult] = run_one,
+) -> SweepReport:
+    """Run every task of `specs` not yet in `out`; write each result as it arrives.
+
+    `executor` is anything with `submit(fn, *args) -> Future`; None builds the local process
+    pool (and shuts it down at the end). `limit` trains at most that many pending runs (a
+    pilot). `fn` is the unit of work (tests pass a failing one).
+    """
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    out = Path(out)
+    tasks: list[RunTask] = []
+    for spec in specs:
+        corpus_io.register_spec(out, spec.to_dict(), spec.family_.role)
+        tasks += spec.tasks()
+    corpus_io.clean_temporaries(out)
+    done = corpus_io.finished_ids(out, include_failed=not retry_failed)
+    pending = [t for t in tasks if t.run_id not in done]
+    if limit is not None:
+        pending = pending[:limit]
+    outcomes: Counter[str] = Counter()
+    report = SweepReport(len(tasks), len(tasks) - len(pending), 0, 0, outcomes, 0.0)
+    if not pending:
+        report.wall_time = time.perf_counter() - started
+        return report
+
+    own = executor is None
+    if own:
+        executor = local_executor(min(workers or cpu_quota(), len(pending)))
+    bar = tqdm(total=len(pending), unit="run", disable=not progress, dynamic_ncols=True)
+    try:
+        futures = {executor.submit(fn, task): task for task in pending}
+        for future in cf.as_completed(futures):
+            task = futures[future]
+            try:
+                result = future.result()
+            except Exception as exc:  # the worker died or the backend lost the task
+                result = RunResult(task=task, status="failed", error=f"{type(exc).__name__}: {exc}")
+            corpus_io.write_run(out, result.meta(), result.steps, result.columns, result.values)
+            key = result.labels.get("outcome", "failed") if result.status == "ok" else "failed"
+            outcomes[key] += 1
+            report.done += 1
+            report.failed += result.status != "ok"
+            bar.set_postfix_str(_postfix(outcomes), refresh=False)
+            bar.update()
+    except BaseException:
+        if own:
+            executor.shutdown(wait=False, cancel_futures=True)
+            own = False
+        raise
+    finally:
+        bar.close()
+        if own:
+            executor.shutdown()
+    report.wall_time = time.perf_counter() - started
+    return report
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.sweep", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--spec", type=Path, action="append", required=True,
+                        help="sweep spec JSON (repeat for several)")  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True, help="corpus directory")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="local worker processes (default: the CPU quota)")  # fmt: skip
+    parser.add_argument("--backend", choices=("local", "ray"), default="local")
+    parser.add_argument("--ray-address", default=None,
+                        help="Ray cluster address (default: start a local Ray)")  # fmt: skip
+    parser.add_argument("--retry-failed", action="store_true", help="train failed runs again")
+    parser.add_argument("--limit", type=int, default=None, help="train at most N pending runs")
+    parser.add_argument("--dry-run", action="store_true", help="check the specs, count runs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> SweepReport | None:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit must be >= 1, got {args.limit}")
+    try:
+        specs = [load_spec(path) for path in args.spec]
+    except (OSError, SpecError) as exc:
+        parser.error(str(exc))
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        parser.error(f"spec names must differ, got {names}")
+    if args.dry_run:
+        for spec in specs:
+            tasks = spec.tasks()
+            budgets = [t.budget for t in tasks]
+            print(
+                f"{spec.name}: {len(tasks)} runs of {spec.family}, budgets "
+                f"{min(budgets)}–{max(budgets)} (sum {sum(budgets):,} steps)"
+            )
+        return None
+    executor = None
+    if args.backend == "ray":
+        executor = RayExecutor(args.ray_address, num_cpus=args.workers)
+    try:
+        report = sweep(
+            specs,
+            args.out,
+            executor=executor,
+            workers=args.workers,
+            retry_failed=args.retry_failed,
+            limit=args.limit,
+            progress=not args.quiet,
+        )
+    finally:
+        if executor is not None:
+            executor.shutdown()
+    print(
+        f"{report.done} runs trained ({report.failed} failed), {report.skipped} already done, "
+        f"of {report.total}, in {report.wall_time:.0f} s | {_postfix(report.outcomes)} "
+        f"| corpus in {args.out}"
+    )
+    return report
+
+
+if __name__ == "__main__":
+    # Import by module name, so run_one pickles as trainer.sweep.run_one for spawned workers.
+    from trainer.sweep import main as _main
+
+    _main(sys.argv[1:])
