@@ -141,7 +141,7 @@ def write_run(
         meta=np.array(json.dumps(meta, sort_keys=True, allow_nan=False)),
     )
     final = run_path(directory, str(meta["run_id"]))
-    _atomic_write(final, buf.getvalue())
+    atomic_write(final, buf.getvalue())
     return final
 
 
@@ -223,7 +223,7 @@ def register_spec(directory: str | Path, spec: Mapping[str, Any], role: str) -> 
     for key, values in (spec.get("holdout") or {}).items():
         merged = manifest["holdout"].setdefault(key, [])
         merged.extend(v for v in values if v not in merged)
-    _atomic_write(directory / "corpus.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    atomic_write(directory / "corpus.json", (json.dumps(manifest, indent=2) + "\n").encode())
     return manifest
 
 
@@ -331,7 +331,7 @@ def load(
     return corpus.select(**where) if where else corpus
 
 
-def _atomic_write(final: Path, data: bytes) -> None:
+def atomic_write(final: Path, data: bytes) -> None:
     """Write `data` to `final` so that readers see the old file or the new one, never a mix."""
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
     try:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import dataclasses
+import json
 import math
 import multiprocessing
 import os
@@ -322,14 +323,32 @@ def sweep(
     pool (and shuts it down at the end). `limit` trains at most that many pending runs (a
     pilot). `fn` is the unit of work (tests pass a failing one).
     """
-    from tqdm import tqdm
-
-    started = time.perf_counter()
     out = Path(out)
     tasks: list[RunTask] = []
     for spec in specs:
         corpus_io.register_spec(out, spec.to_dict(), spec.family_.role)
         tasks += spec.tasks()
+    return execute(
+        tasks, out, executor=executor, workers=workers, retry_failed=retry_failed,
+        limit=limit, progress=progress, fn=fn,
+    )  # fmt: skip
+
+
+def execute(
+    tasks: Sequence[RunTask],
+    out: Path,
+    *,
+    executor: Any = None,
+    workers: int | None = None,
+    retry_failed: bool = False,
+    limit: int | None = None,
+    progress: bool = True,
+    fn: Callable[[RunTask], RunResult] = run_one,
+) -> SweepReport:
+    """The loop of `sweep` over tasks whose specs are already in `out`'s manifest."""
+    from tqdm import tqdm
+
+    started = time.perf_counter()
     corpus_io.clean_temporaries(out)
     done = corpus_io.finished_ids(out, include_failed=not retry_failed)
     pending = [t for t in tasks if t.run_id not in done]
@@ -373,6 +392,81 @@ def sweep(
     return report
 
 
+def check_memorization(
+    directory: str | Path,
+    n: int,
+    *,
+    factor: int = 3,
+    seed: int = 0,
+    executor: Any = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Are slow grokkers mislabelled? Continue `n` runs labelled memorization to `factor`×
+    their budget and count those that generalize after all.
+
+    The runs are trained again from scratch with the larger budget: training is deterministic
+    on a CPU, so the first B steps repeat exactly (checked: the same t_mem), and the runs land
+    in `DIR/checks/memorization/` (a corpus of its own) with `report.json` beside them.
+    """
+    import random
+
+    from trainer.summary import CHECK_DIR
+
+    directory = Path(directory)
+    source = corpus_io.load(directory)
+    memorized = sorted((r for r in source if r.outcome == "memorization"), key=lambda r: r.run_id)
+    sample = random.Random(seed).sample(memorized, min(n, len(memorized)))
+    out = directory / CHECK_DIR
+    name = f"check-x{factor}"
+    corpus_io.register_spec(out, {"name": name, "factor": factor, "n": n, "seed": seed}, "check")
+    tasks = [
+        RunTask(
+            run_id=f"{r.run_id}-x{factor}",
+            spec=name,
+            family=r.family,
+            split=r.split,
+            config={**r.config, "steps": factor * int(r.labels["budget"])},
+            every=int(r.meta["every"]),
+            tail=float(r.meta["tail"]),
+            tail_min=int(r.meta["tail_min"]),
+            max_samples=int(r.meta["max_samples"]),
+        )
+        for r in sample
+    ]
+    execute(tasks, out, executor=executor, workers=workers, progress=progress)
+    by_id = {r.run_id: r for r in sample}
+    later, ratios, same, rows = 0, [], 0, []
+    for run in corpus_io.load(out):
+        original = by_id.get(run.run_id.rsplit("-x", 1)[0])
+        if original is None:
+            continue
+        budget = int(original.labels["budget"])
+        t_grok = run.labels.get("t_grok")
+        same += run.labels.get("t_mem") == original.labels.get("t_mem")
+        if t_grok is not None:
+            later += 1
+            ratios.append(round(t_grok / budget, 2))
+        rows.append({"run_id": original.run_id, "wd": original.config["wd"], "budget": budget,
+                     "t_grok": t_grok, "outcome_at_factor": run.outcome})  # fmt: skip
+    checked = len(rows)
+    report = {
+        "checked": checked,
+        "factor": factor,
+        "grokked_later": later,
+        "mislabel_rate": later / checked if checked else 0.0,
+        "t_grok_over_budget": sorted(ratios),
+        "same_prefix": same,
+        "with_weight_decay": sum(r["wd"] > 0 for r in rows),
+        "grokked_later_with_weight_decay": sum(
+            r["wd"] > 0 and r["t_grok"] is not None for r in rows
+        ),
+        "runs": rows,
+    }
+    corpus_io.atomic_write(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    return report
+
+
 # -- command line ----------------------------------------------------------------------------
 
 
@@ -380,7 +474,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainer.sweep", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--spec", type=Path, action="append", required=True,
+    parser.add_argument("--spec", type=Path, action="append", default=[],
                         help="sweep spec JSON (repeat for several)")  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="corpus directory")
     parser.add_argument("--workers", type=int, default=None,
@@ -392,6 +486,14 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None, help="train at most N pending runs")
     parser.add_argument("--dry-run", action="store_true", help="check the specs, count runs")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--check-memorization",
+        type=int,
+        default=None,
+        metavar="N",
+        help="continue N memorization runs of --out to --factor × budget",
+    )
+    parser.add_argument("--factor", type=int, default=3, help="(with --check-memorization)")
     return parser
 
 
@@ -402,6 +504,17 @@ def main(argv: Sequence[str] | None = None) -> SweepReport | None:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be >= 1, got {args.limit}")
+    if args.check_memorization is not None:
+        if args.check_memorization < 1 or args.factor < 2:
+            parser.error("--check-memorization needs N >= 1 and --factor >= 2")
+        check = check_memorization(
+            args.out, args.check_memorization, factor=args.factor, workers=args.workers,
+            progress=not args.quiet,
+        )  # fmt: skip
+        print(json.dumps({k: v for k, v in check.items() if k != "runs"}))
+        return None
+    if not args.spec:
+        parser.error("--spec is required (or --check-memorization N)")
     try:
         specs = [load_spec(path) for path in args.spec]
     except (OSError, SpecError) as exc:

@@ -1,0 +1,166 @@
+"""Summarize a corpus: outcomes per family and split, and a phase diagram.
+
+    python -m trainer.summary trainer/data/corpus --png trainer/data/phase_diagram.png
+
+Prints a markdown table of outcomes per family (and per split: "train" fits the forecaster,
+"heldout" are training-family runs on held-out ops/moduli, "eval" the evaluation-only
+families), the failed runs, the wall time spent, and the result of the slow-grokker check if
+one was run (`python -m trainer.sweep --check-memorization`). The phase diagram puts each run
+at (weight decay, training fraction) — Liu et al. 2022 (arXiv 2205.10343, Fig. 1) draw these
+phases on the same axes — coloured by outcome, one panel per family; the digits family has
+no training fraction and is drawn over (weight decay, init scale), Omnigrok's axes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from trainer import corpus as corpus_io
+from trainer.corpus import OUTCOMES, Corpus
+
+COLOURS = {
+    "grokking": "#d62728",
+    "comprehension": "#2ca02c",
+    "memorization": "#1f77b4",
+    "confusion": "#7f7f7f",
+}
+FAMILY_ORDER = ("mlp", "transformer", "digits")
+CHECK_DIR = Path("checks") / "memorization"
+
+
+def _families(c: Corpus) -> list[str]:
+    present = {r.family for r in c}
+    return [f for f in FAMILY_ORDER if f in present] + sorted(present - set(FAMILY_ORDER))
+
+
+def outcome_table(c: Corpus, *, by: str = "family") -> str:
+    """Markdown table: one row per family (or family/split), outcome counts and shares."""
+    rows: dict[str, Counter[str]] = {}
+    for run in c:
+        key = run.family if by == "family" else f"{run.family} / {run.split}"
+        outcome = run.outcome if run.status == "ok" else "failed"
+        rows.setdefault(key, Counter())[outcome or "failed"] += 1
+    order = sorted(rows, key=lambda k: (_rank(k.split(" / ")[0]), k))
+    head = f"| {by} | runs | " + " | ".join(OUTCOMES) + " | failed |"
+    lines = [head, "|" + "---|" * (len(OUTCOMES) + 3)]
+    for key in order:
+        counts = rows[key]
+        ok = sum(counts[o] for o in OUTCOMES)
+        cells = [f"{counts[o]} ({100 * counts[o] / ok:.0f} %)" if ok else "0" for o in OUTCOMES]
+        lines.append(
+            f"| {key} | {sum(counts.values())} | " + " | ".join(cells) + f" | {counts['failed']} |"
+        )
+    return "\n".join(lines)
+
+
+def _rank(family: str) -> int:
+    return FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
+
+
+def phase_diagram(c: Corpus, path: str | Path) -> Path:
+    """Scatter of the runs over (weight decay, train fraction), coloured by outcome; PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families = _families(c) or ["mlp"]
+    fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 4.4), squeeze=False)
+    for ax, family in zip(axes[0], families, strict=True):
+        runs = [r for r in c if r.family == family and r.status == "ok"]
+        y_key = "frac" if all("frac" in r.config for r in runs) else "init_scale"
+        for outcome in OUTCOMES:
+            sel = [r for r in runs if r.outcome == outcome]
+            if not sel:
+                continue
+            wd = np.array([r.config["wd"] for r in sel], dtype=float)
+            y = np.array([r.config[y_key] for r in sel], dtype=float)
+            ax.scatter(wd, y, s=12, c=COLOURS[outcome], alpha=0.75, linewidths=0,
+                       label=f"{outcome} ({len(sel)})")  # fmt: skip
+        # weight decay 0 is a phase of its own (no grokking): a symlog axis keeps it visible
+        ax.set_xscale("symlog", linthresh=0.1)
+        if y_key == "init_scale":
+            ax.set_yscale("log")
+        ax.set_xlabel("weight decay")
+        ax.set_ylabel("training fraction" if y_key == "frac" else "init scale")
+        ax.set_title(f"{family} ({len(runs)} runs)")
+        ax.legend(fontsize=8, loc="best", framealpha=0.8)
+        ax.grid(alpha=0.3)
+    fig.suptitle("Outcome within each run's budget")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def timing(c: Corpus) -> dict[str, float]:
+    """Training wall time summed over runs, in seconds, per family (one worker's time)."""
+    out: dict[str, float] = {}
+    for run in c:
+        out[run.family] = out.get(run.family, 0.0) + float(run.meta.get("wall_time") or 0.0)
+    return out
+
+
+def check_report(directory: str | Path) -> str | None:
+    """The slow-grokker check (memorization runs continued to a multiple of the budget)."""
+    path = Path(directory) / CHECK_DIR / "report.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())
+    return (
+        f"Slow-grokker check: {r['checked']} runs labelled memorization were continued to "
+        f"{r['factor']}× their budget; {r['grokked_later']} generalized between B and "
+        f"{r['factor']}·B ({r['mislabel_rate']:.0%})"
+        + (f", at {r['t_grok_over_budget']} × B" if r["grokked_later"] else "")
+        + f"; {r['same_prefix']} of {r['checked']} reproduced t_mem exactly."
+    )
+
+
+def summarize(directory: str | Path, *, png: str | Path | None = None) -> str:
+    c = corpus_io.load(directory, include_failed=True)
+    parts = [
+        f"{len(c)} runs in {directory}",
+        "",
+        outcome_table(c),
+        "",
+        outcome_table(c, by="split"),
+    ]
+    times = timing(c)
+    parts += ["", "training time (one worker): " + ", ".join(
+        f"{f} {t / 3600:.2f} h" for f, t in sorted(times.items())
+    )]  # fmt: skip
+    report = check_report(directory)
+    if report:
+        parts += ["", report]
+    failed = [r for r in c if r.status != "ok"]
+    if failed:
+        parts += ["", f"{len(failed)} failed runs, e.g. {failed[0].run_id}: "
+                  f"{failed[0].meta.get('error', '').splitlines()[0]}"]  # fmt: skip
+    if png is not None:
+        parts += ["", f"phase diagram: {phase_diagram(c, png)}"]
+    return "\n".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(prog="python -m trainer.summary", description=__doc__)
+    parser.add_argument("corpus", type=Path, help="corpus directory")
+    parser.add_argument("--png", type=Path, default=None, help="write the phase diagram here")
+    args = parser.parse_args(argv)
+    try:
+        text = summarize(args.corpus, png=args.png)
+    except corpus_io.CorpusFormatError as exc:
+        parser.error(str(exc))
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
