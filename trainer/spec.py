@@ -102,6 +102,7 @@ class RunTask:
     tail: float
     tail_min: int
     max_samples: int
+    threads: int | None = 1  # torch threads in the worker; None leaves torch's default
 
     @property
     def budget(self) -> int:

@@ -122,7 +122,8 @@ def run_one(task: RunTask) -> RunResult:
 
     started = time.perf_counter()
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread per worker: parallelism comes from processes
+    if task.threads is not None:
+        torch.set_num_threads(task.threads)  # one per worker: parallelism comes from processes
     holder: dict[str, Any] = {}
     try:
         family = FAMILIES[task.family]
