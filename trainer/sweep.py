@@ -35,6 +35,8 @@ import math
 import multiprocessing
 import os
 import platform
+import random
+import signal
 import sys
 import time
 import traceback
@@ -353,6 +355,9 @@ def execute(
     corpus_io.clean_temporaries(out)
     done = corpus_io.finished_ids(out, include_failed=not retry_failed)
     pending = [t for t in tasks if t.run_id not in done]
+    # A fixed shuffle: whenever a sweep stops, what it wrote is a uniform sample of all its
+    # specs (a usable pilot), and long and short runs mix so the ETA is honest early on.
+    random.Random(0).shuffle(pending)
     if limit is not None:
         pending = pending[:limit]
     outcomes: Counter[str] = Counter()
@@ -383,6 +388,9 @@ def execute(
     except BaseException:
         if own:
             executor.shutdown(wait=False, cancel_futures=True)
+            # a running worker would otherwise finish its run for nobody
+            for process in list(getattr(executor, "_processes", {}).values()):
+                process.terminate()
             own = False
         raise
     finally:
@@ -410,8 +418,6 @@ def check_memorization(
     on a CPU, so the first B steps repeat exactly (checked: the same t_mem), and the runs land
     in `DIR/checks/memorization/` (a corpus of its own) with `report.json` beside them.
     """
-    import random
-
     from trainer.summary import CHECK_DIR
 
     directory = Path(directory)
@@ -469,6 +475,10 @@ def check_memorization(
 
 
 # -- command line ----------------------------------------------------------------------------
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -532,6 +542,9 @@ def main(argv: Sequence[str] | None = None) -> SweepReport | None:
                 f"{min(budgets)}–{max(budgets)} (sum {sum(budgets):,} steps)"
             )
         return None
+    # SIGTERM (a scheduler stopping the job) ends the sweep like Ctrl-C: workers are stopped,
+    # every run already written stays, and the next start resumes from there.
+    signal.signal(signal.SIGTERM, _interrupt)
     executor = None
     if args.backend == "ray":
         executor = RayExecutor(args.ray_address, num_cpus=args.workers)
