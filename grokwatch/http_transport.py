@@ -244,7 +244,7 @@ class HTTPTransport(Transport):
         timeout: float = 5.0,
         attempts: int = 3,
         backoff: float = 0.1,
-        max_backoff: float = 30.0,
+        max_backoff: float = 10.0,
         max_queue: int = 10_000,
         batch: int = 256,
         max_points: int = 500,

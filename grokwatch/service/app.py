@@ -66,7 +66,14 @@ _BEARER = HTTPBearer(
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 
 RunIdPath = Annotated[
-    str, Path(min_length=1, max_length=128, pattern=RUN_ID_PATTERN, description="Run id.")
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        pattern=RUN_ID_PATTERN,
+        description="Run id: 1-128 of A-Z a-z 0-9 _ . - (not starting with a symbol).",
+        examples=["run-0"],
+    ),
 ]
 
 

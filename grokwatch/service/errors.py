@@ -32,6 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from grokwatch.exceptions import (
     AuthError,
@@ -103,6 +104,16 @@ def _errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI, count: Callable[[str], None]) -> None:
     """Map every exception to its status (see the module table); ``count(reason)`` is called
     once per refused request."""
@@ -134,7 +145,10 @@ def install_error_handlers(app: FastAPI, count: Callable[[str], None]) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         error = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return reply(exc.status_code, error, str(exc.detail), headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return reply(exc.status_code, error, str(exc.detail), headers=headers)
 
     for cls in STATUS:
         app.add_exception_handler(cls, service_error)

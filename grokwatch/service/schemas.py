@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from grokwatch.decision import Action, Decision, Forecast, Phase, Reason
 
@@ -49,9 +49,34 @@ MeasureName = Annotated[str, Field(min_length=1, max_length=128)]
 RunId = Annotated[
     str, Field(min_length=1, max_length=128, pattern=RUN_ID_PATTERN, examples=["run-0"])
 ]
-LabelKey = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+LABEL_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+LabelKey = Annotated[str, Field(min_length=1, max_length=64, pattern=LABEL_KEY_PATTERN)]
 LabelValue = Annotated[str, Field(max_length=256)]
-Step = Annotated[int, Field(ge=0, le=MAX_STEP)]
+Labels = Annotated[
+    dict[LabelKey, LabelValue],
+    Field(max_length=MAX_LABELS),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_LABELS,
+            "propertyNames": {"pattern": LABEL_KEY_PATTERN, "minLength": 1, "maxLength": 64},
+            "additionalProperties": {"type": "string", "maxLength": 256},
+        }
+    ),
+]
+"""Label names follow Prometheus label-name rules; values are short strings."""
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema integers include ``5.0``: accept integral floats, still refuse strings and
+    booleans (the models are strict)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Count = Annotated[int, Field(ge=0), BeforeValidator(_integral)]
+Step = Annotated[int, Field(ge=0, le=MAX_STEP), BeforeValidator(_integral)]
 
 _NONFINITE: dict[str, float] = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
@@ -119,7 +144,7 @@ class RunCreate(_Request):
         default_factory=dict, description="The run's resolved configuration (any JSON)."
     )
     budget: Step | None = Field(None, description="Step budget the outcome is judged within.")
-    labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)] = Field(
+    labels: Labels = Field(
         default_factory=dict, description="Free-form string labels (sweep, user, ...)."
     )
     meta: JsonObject = Field(
@@ -139,8 +164,8 @@ class PointsBatch(_Request):
     steps may arrive in any order."""
 
     points: Annotated[list[Point], Field(min_length=1, max_length=MAX_POINTS_PER_BATCH)]
-    dropped: int | None = Field(
-        None, ge=0, description="Records the agent's transport has dropped so far (cumulative)."
+    dropped: Count | None = Field(
+        None, description="Records the agent's transport has dropped so far (cumulative)."
     )
 
 
