@@ -6,7 +6,7 @@ attached (every built-in probe, default cadence, SQLite store in a temp dir), al
 ``--repeats`` times so machine noise hits both alike. Reports the wall-time ratio and each
 probe's cost as a fraction of one training step. One torch thread, as in a sweep worker.
 
-    python benchmarks/overhead.py [--steps 2000] [--repeats 3] [--every 100] [--json OUT]
+    python benchmarks/overhead.py [--steps 3000] [--repeats 3] [--every 100] [--json OUT]
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def one_run(config: RunConfig, *, every: int | None, db: Path) -> tuple[float, A
 
 def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--every", type=int, nargs="+", default=[DEFAULT_EVERY], help="one or more cadences"

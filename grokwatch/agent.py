@@ -197,6 +197,7 @@ class Agent:
         self._evaluations = 0
         self._next_snapshot = 0
         self._seen_events: set[str] = set()
+        self._array_probes: set[str] = set()
         self._closed = False
         self.last_report_time: float | None = None
         self.decision = Decision.keep_going(
@@ -374,12 +375,13 @@ class Agent:
         new_event = self._new_event()
         if snapshot or new_event:
             if not snapshot:
-                self._run_probes(step, True)
+                self._run_probes(step, True, extra=True)
             self._next_snapshot = step + self.snapshot_every
         self.last_report_time = time.time()
         self.measure_seconds += time.perf_counter() - started
 
-    def _run_probes(self, step: int, snapshot: bool) -> dict[str, float]:
+    def _run_probes(self, step: int, snapshot: bool, *, extra: bool = False) -> dict[str, float]:
+        """Run the due probes; ``extra`` snapshots (events, close) rerun only array probes."""
         ctx = ProbeContext(
             self.model,
             step=step,
@@ -397,12 +399,16 @@ class Agent:
         for probe in self.probes:
             if not snapshot and self._evaluations % probe.period:
                 continue
+            if extra and self._array_probes and probe.name not in self._array_probes:
+                continue
             t0 = time.perf_counter()
             result = run_probe(probe, ctx)
             self.probe_seconds[probe.name] += time.perf_counter() - t0
             self.statuses[probe.name] = result
             values.update(result.values)
             arrays.update(result.arrays)
+            if result.arrays:
+                self._array_probes.add(probe.name)
         if snapshot and arrays:
             self._keep_snapshot(step, arrays)
         return values
@@ -465,7 +471,7 @@ class Agent:
             return
         try:
             if self._last_step is not None and self._last_step not in self.snapshots:
-                self._run_probes(self._last_step, True)
+                self._run_probes(self._last_step, True, extra=True)
         except Exception as exc:
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
