@@ -387,9 +387,10 @@ def execute(
             bar.update()
     except BaseException:
         if own:
-            executor.shutdown(wait=False, cancel_futures=True)
             # a running worker would otherwise finish its run for nobody
-            for process in list(getattr(executor, "_processes", {}).values()):
+            workers_ = list((getattr(executor, "_processes", None) or {}).values())
+            executor.shutdown(wait=False, cancel_futures=True)
+            for process in workers_:
                 process.terminate()
             own = False
         raise
@@ -558,6 +559,10 @@ def main(argv: Sequence[str] | None = None) -> SweepReport | None:
             limit=args.limit,
             progress=not args.quiet,
         )
+    except KeyboardInterrupt:
+        done = len(corpus_io.finished_ids(args.out))
+        print(f"interrupted: {done} runs are in {args.out}; the same command resumes", flush=True)
+        raise SystemExit(130) from None
     finally:
         if executor is not None:
             executor.shutdown()
