@@ -96,7 +96,7 @@ def state_of(run: LiveRun, *, live: bool) -> RunState:
 
 def ingest_result(done: Ingested) -> IngestResult:
     run = done.run
-    return IngestResult(
+    return IngestResult.model_construct(
         run_id=run.run_id,
         accepted=done.accepted,
         duplicates=done.duplicates,

@@ -120,7 +120,14 @@ def wire_values(values: Mapping[str, float]) -> dict[str, float | NonFinite]:
 
 def float_values(values: Mapping[str, float | str | None]) -> dict[str, float]:
     """Floats of a wire mapping; ``null`` entries are dropped (not measured)."""
-    return {k: float_value(v) for k, v in values.items() if v is not None}
+    out = dict(values)
+    for k, v in values.items():
+        if type(v) is not float:
+            if v is None:
+                del out[k]
+            else:
+                out[k] = float_value(v)
+    return out  # type: ignore[return-value]
 
 
 class _Request(BaseModel):
@@ -195,7 +202,7 @@ class ForecastOut(_Response):
     def of(cls, forecast: Forecast | None) -> ForecastOut | None:
         if forecast is None:
             return None
-        return cls(
+        return cls.model_construct(
             step=forecast.step,
             p_grok_horizon=_finite_or_none(forecast.p_grok_horizon),
             horizon=forecast.horizon,
@@ -236,7 +243,7 @@ class DecisionOut(_Response):
     def of(cls, decision: Decision | None) -> DecisionOut | None:
         if decision is None:
             return None
-        return cls(
+        return cls.model_construct(
             step=decision.step,
             action=decision.action,
             reason=decision.reason,

@@ -6,8 +6,20 @@ from grokwatch.service.settings import ServiceSettings
 
 
 def serve(settings: ServiceSettings) -> None:
-    """Serve :func:`~grokwatch.service.app.create_app` until SIGINT/SIGTERM (graceful stop)."""
+    """Serve :func:`~grokwatch.service.app.create_app` until SIGINT/SIGTERM (graceful stop).
+
+    Process-wide choices live here, not in the app factory: uvloop/httptools when installed,
+    and the garbage-collector thresholds of ``settings.gc_threshold``.
+    """
+    import gc
+
     import uvicorn
+
+    if settings.gc_threshold is not None:
+        # the service allocates many short-lived containers per request; the default gen-0
+        # threshold (700) triggers full collections every few seconds that stall requests by
+        # up to ~100 ms (benchmarks/service_ingest.py); this process is ours to tune
+        gc.set_threshold(*settings.gc_threshold)
 
     from grokwatch.service.app import create_app
 

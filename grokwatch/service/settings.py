@@ -17,6 +17,8 @@ environment variable             default                         meaning
 ``GROKWATCH_SWEEP_INTERVAL``     ``5``                           seconds between TTL sweeps
 ``GROKWATCH_LOG_LEVEL``          ``info``                        uvicorn log level
 ``GROKWATCH_ACCESS_LOG``         ``false``                       per-request access log
+``GROKWATCH_GC_THRESHOLD``       ``[50000, 20, 1000]``           ``gc.set_threshold`` of the
+                                                                 serve process (JSON list)
 ===============================  ==============================  ==============================
 """
 
@@ -60,6 +62,7 @@ class ServiceSettings(BaseSettings):
     sweep_interval: float = Field(default=5.0, gt=0.0)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     access_log: bool = False
+    gc_threshold: tuple[int, int, int] | None = (50_000, 20, 1000)
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> ServiceSettings:

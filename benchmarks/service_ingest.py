@@ -1,0 +1,166 @@
+"""Ingest benchmark of the detector service on loopback (server and load in two processes).
+
+Two scenarios against a real ``grokwatch serve`` (uvloop + httptools, access log off, SQLite
+WAL database in a temp dir):
+
+- **throughput** (closed loop): ``--agents`` simulated agents, each on its own kept-alive
+  connection and run, post batches of ``--batch`` points back to back for ``--duration``
+  seconds. Reports points/s, requests/s and latency percentiles.
+- **live** (open loop): ``--runs`` live runs each post one batch of ``--report-points`` points
+  once a second (random phase), on their own connections. Latency is measured from each
+  request's *scheduled* send time, so queueing shows up (no coordinated omission).
+
+Every point carries twelve values (the four performance measures and eight probes).
+
+    python benchmarks/service_ingest.py [--scenario both] [--duration 10] [--agents 32]
+        [--batch 100 ...] [--runs 1000 ...] [--report-points 10] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from service_common import MEASURES, Connection, Server, register, summary_ms, use_uvloop
+
+
+def _body(start: int, n: int, values_json: str) -> bytes:
+    pts = ",".join(f'{{"step":{s},"values":{values_json}}}' for s in range(start, start + n))
+    return f'{{"points":[{pts}]}}'.encode()
+
+
+def _values(rng: random.Random) -> str:
+    """A run on its post-memorization plateau (the common state of a live grokking run)."""
+    values = {m: round(rng.random(), 6) for m in MEASURES}
+    values.update(train_accuracy=1.0, test_accuracy=round(0.05 + 0.05 * rng.random(), 6))
+    return json.dumps(values, separators=(",", ":"))
+
+
+async def throughput(server: Server, agents: int, batch: int, duration: float) -> dict[str, Any]:
+    runs = [f"tp-{i}" for i in range(agents)]
+    register(server.url, runs)
+    latencies: list[float] = []
+    points = 0
+    errors = 0
+    cpu0, client0 = server.cpu_seconds(), time.process_time()
+    began = time.perf_counter()
+    end = began + duration
+
+    async def agent(run: str, seed: int) -> None:
+        nonlocal points, errors
+        values = _values(random.Random(seed))
+        conn = Connection("127.0.0.1", server.port)
+        await conn.open()
+        step = 0
+        path = f"/v1/runs/{run}/points"
+        while time.perf_counter() < end:
+            body = _body(step, batch, values)
+            t0 = time.perf_counter()
+            status, _ = await conn.request("POST", path, body)
+            latencies.append(time.perf_counter() - t0)
+            if status == 200:
+                points += batch
+            else:
+                errors += 1
+            step += batch
+        conn.close()
+
+    await asyncio.gather(*(agent(run, i) for i, run in enumerate(runs)))
+    elapsed = time.perf_counter() - began
+    return {
+        "scenario": "throughput",
+        "agents": agents,
+        "batch": batch,
+        "duration_s": round(elapsed, 2),
+        "requests_per_s": round(len(latencies) / elapsed),
+        "points_per_s": round(points / elapsed),
+        "values_per_s": round(points * len(MEASURES) / elapsed),
+        "errors": errors,
+        "server_cpu_cores": round((server.cpu_seconds() - cpu0) / elapsed, 2),
+        "client_cpu_cores": round((time.process_time() - client0) / elapsed, 2),
+        **summary_ms(latencies),
+    }
+
+
+async def live(server: Server, runs: int, report_points: int, duration: float) -> dict[str, Any]:
+    ids = [f"live-{i}" for i in range(runs)]
+    register(server.url, ids)
+    conns = [Connection("127.0.0.1", server.port) for _ in ids]
+    for c in conns:
+        await c.open()
+    latencies: list[float] = []
+    errors = 0
+    rng = random.Random(0)
+    cpu0, client0 = server.cpu_seconds(), time.process_time()
+    start = time.perf_counter() + 0.5
+    end = start + duration
+
+    async def run(i: int) -> None:
+        nonlocal errors
+        values = _values(random.Random(i))
+        scheduled = start + rng.random()
+        step = 0
+        path = f"/v1/runs/{ids[i]}/points"
+        while scheduled < end:
+            await asyncio.sleep(max(scheduled - time.perf_counter(), 0))
+            status, _ = await conns[i].request("POST", path, _body(step, report_points, values))
+            latencies.append(time.perf_counter() - scheduled)
+            errors += status != 200
+            step += report_points
+            scheduled += 1.0
+
+    await asyncio.gather(*(run(i) for i in range(runs)))
+    elapsed = time.perf_counter() - start
+    for c in conns:
+        c.close()
+    return {
+        "scenario": "live",
+        "runs": runs,
+        "report_points": report_points,
+        "duration_s": round(elapsed, 2),
+        "requests_per_s": round(len(latencies) / elapsed),
+        "points_per_s": round(len(latencies) * report_points / elapsed),
+        "errors": errors,
+        "server_cpu_cores": round((server.cpu_seconds() - cpu0) / elapsed, 2),
+        "client_cpu_cores": round((time.process_time() - client0) / elapsed, 2),
+        **summary_ms(latencies),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scenario", choices=["throughput", "live", "both"], default="both")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--agents", type=int, default=32)
+    parser.add_argument("--batch", type=int, nargs="+", default=[100])
+    parser.add_argument("--runs", type=int, nargs="+", default=[1000])
+    parser.add_argument("--report-points", type=int, default=10)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    use_uvloop()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.scenario in ("throughput", "both"):
+            for b in args.batch:
+                with Server(Path(tmp) / f"tp{b}.db") as server:
+                    res = asyncio.run(throughput(server, args.agents, b, args.duration))
+                print(json.dumps(res))
+                results.append(res)
+        if args.scenario in ("live", "both"):
+            for n in args.runs:
+                with Server(Path(tmp) / f"live{n}.db") as server:
+                    res = asyncio.run(live(server, n, args.report_points, args.duration))
+                print(json.dumps(res))
+                results.append(res)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
