@@ -4,7 +4,7 @@ The public facade: :class:`Agent` for training loops, the typed :class:`Decision
 the :class:`Probe` extension point and the stores and transports runs are kept in.
 """
 
-from grokwatch.agent import Agent, RunData
+from grokwatch.agent import Agent
 from grokwatch.decision import Action, Decision, Forecast, Phase, Reason
 from grokwatch.detector import RunDetector
 from grokwatch.events import EventRules, Events, Outcome
@@ -19,6 +19,7 @@ from grokwatch.exceptions import (
 from grokwatch.http_transport import HTTPTransport
 from grokwatch.probes import BUILTIN as PROBES
 from grokwatch.probes import Probe, ProbeContext, ProbeResult
+from grokwatch.rundata import RunData
 from grokwatch.store import MemoryStore, SQLiteStore
 from grokwatch.transport import MemoryTransport, NullTransport, StoreTransport, Transport
 

@@ -39,7 +39,9 @@ from grokwatch.detector import RunDetector
 from grokwatch.events import EventRules
 from grokwatch.exceptions import ConfigError
 from grokwatch.probes import Layout, Probe, ProbeContext, ProbeResult, resolve, run_probe
-from grokwatch.probes.base import cross_entropy_per_sample, measuring
+from grokwatch.probes.base import cross_entropy_per_sample
+from grokwatch.probesets import Data, prepare_probe_set
+from grokwatch.rundata import RunData
 from grokwatch.store import SQLiteStore
 from grokwatch.transport import NullTransport, Record, StoreTransport, Transport
 
@@ -51,8 +53,6 @@ DEFAULT_EVERY = 250
 
 _DEFAULT = object()
 
-Data = tuple[torch.Tensor, torch.Tensor]
-
 
 def default_db_path() -> Path:
     """``$GROKWATCH_DB``, else ``$GROKWATCH_HOME/runs.db``, else ``~/.grokwatch/runs.db``."""
@@ -60,25 +60,6 @@ def default_db_path() -> Path:
         return Path(os.environ["GROKWATCH_DB"])
     home = Path(os.environ.get("GROKWATCH_HOME", Path.home() / ".grokwatch"))
     return home / "runs.db"
-
-
-@dataclasses.dataclass(frozen=True)
-class RunData:
-    """Everything needed to report on a run, from an agent's memory or from a store."""
-
-    run_id: str
-    meta: Mapping[str, Any]
-    summary: Mapping[str, Any]
-    points: Sequence[tuple[int, Mapping[str, float]]]
-    snapshots: Mapping[int, Mapping[str, np.ndarray]]
-
-    def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Steps and values of one measure (steps where it is missing are skipped)."""
-        pairs = [(s, v[name]) for s, v in self.points if name in v]
-        if not pairs:
-            return np.empty(0, dtype=np.int64), np.empty(0)
-        steps, vals = zip(*pairs, strict=True)
-        return np.asarray(steps, dtype=np.int64), np.asarray(vals, dtype=float)
 
 
 class Agent:
@@ -173,8 +154,8 @@ class Agent:
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._seed = seed
         self._gen = torch.Generator().manual_seed(seed)
-        self._train = self._prepare("train", train, max_samples)
-        self._test = self._prepare("test", test, max_samples)
+        self._train = prepare_probe_set("train", train, model, max_samples, self._gen)
+        self._test = prepare_probe_set("test", test, model, max_samples, self._gen)
         self._check_layers_used(insisted=probes is not None)
         self.detector = RunDetector(rules, budget=budget)
         self.history: collections.deque[tuple[int, dict[str, float]]] = collections.deque(
@@ -230,48 +211,6 @@ class Agent:
         self.transport.submit(Record("start", self.run_id, meta=self.meta))
 
     # -- set-up -----------------------------------------------------------------------------
-
-    def _prepare(self, split: str, data: Data | None, max_samples: int) -> Data | None:
-        if data is None:
-            return None
-        if not (isinstance(data, tuple | list) and len(data) == 2):
-            raise ConfigError(
-                f"{split} must be an (inputs, targets) pair, got {type(data).__name__}"
-            )
-        x, y = data
-        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-            raise ConfigError(f"{split} inputs and targets must be tensors")
-        if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-            raise ConfigError(
-                f"{split} inputs and targets must have the same non-zero number of rows, "
-                f"got inputs {tuple(x.shape)} and targets {tuple(y.shape)}"
-            )
-        if y.dim() != 1 or y.is_floating_point():
-            raise ConfigError(
-                f"{split} targets must be a 1-D tensor of class indices, got shape "
-                f"{tuple(y.shape)} dtype {y.dtype}"
-            )
-        if x.shape[0] > max_samples:
-            keep = torch.randperm(x.shape[0], generator=self._gen)[:max_samples]
-            x, y = x[keep], y[keep]
-        device = _device_of(self.model)
-        x, y = x.detach().to(device), y.detach().to(device)
-        try:
-            with measuring(self.model):
-                out = self.model(x[:2])
-        except Exception as exc:
-            raise ConfigError(
-                f"the model cannot run on the {split} inputs of shape {tuple(x.shape)}: {exc}"
-            ) from exc
-        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != min(2, len(x)):
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ConfigError(f"the model must return (batch, classes) logits, got {shape}")
-        if int(y.max()) >= out.shape[1] or int(y.min()) < 0:
-            raise ConfigError(
-                f"{split} targets must lie in [0, {out.shape[1]}), got range "
-                f"[{int(y.min())}, {int(y.max())}]"
-            )
-        return x, y
 
     def _check_layers_used(self, *, insisted: bool) -> None:
         """Probes the user named must find the layers they need (checked by name only)."""
@@ -484,8 +423,3 @@ class Agent:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    first = next(iter(model.parameters()), None)
-    return first.device if first is not None else torch.device("cpu")

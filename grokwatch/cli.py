@@ -51,7 +51,8 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from grokwatch.report import load_run, write_report
+    from grokwatch.report import write_report
+    from grokwatch.rundata import load_run
     from grokwatch.store import SQLiteStore
 
     store = SQLiteStore(args.db or default_db_path())

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from grokwatch.agent import RunData
-from grokwatch.store import Store
+from grokwatch.rundata import RunData
 
 SERIES: list[tuple[str, list[str], str]] = [
     ("weight norm (L2)", ["weight_norm"], "linear"),
@@ -33,18 +32,6 @@ SERIES: list[tuple[str, list[str], str]] = [
     ("train-loss spectral energy", ["loss_spectral_energy"], "log"),
     ("softmax collapse / grad-weight cosine", ["softmax_collapse", "grad_weight_cosine"], "linear"),
 ]
-
-
-def load_run(store: Store, run_id: str) -> RunData:
-    """A stored run as :class:`RunData` (raises ``UnknownRunError`` for an unknown id)."""
-    rec = store.get_run(run_id)
-    return RunData(
-        run_id=run_id,
-        meta=rec.meta,
-        summary=rec.summary,
-        points=store.points(run_id),
-        snapshots=store.snapshots(run_id),
-    )
 
 
 def _pick_snapshots(

@@ -18,7 +18,8 @@ from grokwatch import (
     Reason,
     SQLiteStore,
 )
-from grokwatch.report import load_run, write_report
+from grokwatch.report import write_report
+from grokwatch.rundata import load_run
 
 
 def train(steps: int, *, attach: bool, every: int = 5, tmp_db=None, lr: float = 3e-3):
