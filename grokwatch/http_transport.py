@@ -34,6 +34,7 @@ import enum
 import hashlib
 import json
 import logging
+import os
 import queue
 import random
 import time
@@ -211,7 +212,7 @@ class HTTPTransport(Transport):
     url:
         ``"http://host:port"``, a comma-separated list of replicas, or a list of URLs.
     token:
-        Bearer token for the service's writes (``GROKWATCH_TOKEN`` on the service).
+        Bearer token for the service's writes; default ``$GROKWATCH_TOKEN``.
     spool:
         Spool file path; default a fresh file under ``$GROKWATCH_HOME/spool``. ``False``
         disables spooling (records that cannot be sent are then dropped and counted).
@@ -261,6 +262,8 @@ class HTTPTransport(Transport):
                 f"attempts and max_points must be >= 1, got {attempts=}, {max_points=}"
             )
         self.urls = parse_urls(url)
+        if token is None:
+            token = os.environ.get("GROKWATCH_TOKEN") or None
         self.attempts = attempts
         self.backoff = backoff
         self.max_backoff = max(max_backoff, backoff)
