@@ -47,7 +47,7 @@ from grokwatch.service.schemas import (
     RunState,
 )
 from grokwatch.service.settings import ServiceSettings
-from grokwatch.service.state import Clock, Limits, RunTable
+from grokwatch.service.state import Clock, DetectorFactory, Limits, RunTable
 from grokwatch.service.telemetry import LatencyMiddleware, ServiceMetrics
 from grokwatch.service.worker import Worker
 from grokwatch.store import SQLiteStore, Store
@@ -141,8 +141,14 @@ def create_app(
     registry: CollectorRegistry | None = None,
     *,
     clock: Clock = time.time,
+    detector_factory: DetectorFactory | None = None,
 ) -> FastAPI:
-    """Build the detector service (see the module docstring for the injected resources)."""
+    """Build the detector service (see the module docstring for the injected resources).
+
+    ``clock`` (wall time) drives the TTLs; ``detector_factory`` builds each run's
+    :class:`~grokwatch.detector.RunDetector` from its registration (default: the budget and
+    the agent's event rules), the place to plug a forecaster in.
+    """
     settings = settings or ServiceSettings()
     registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
     metrics = ServiceMetrics(registry)
@@ -159,7 +165,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = store is None
         the_store: Store = SQLiteStore(settings.db_path) if store is None else store
-        service = Service(RunTable(the_store, limits, clock=clock), metrics)
+        table = RunTable(the_store, limits, clock=clock, detector_factory=detector_factory)
+        service = Service(table, metrics)
         holder["service"] = service
         metrics.table = service.table
         loading = asyncio.create_task(service.load())

@@ -37,6 +37,8 @@ from grokwatch.service.schemas import PointsBatch, RunCreate, float_values
 from grokwatch.store import RunRecord, Store
 
 Clock = Callable[[], float]
+DetectorFactory = Callable[[Mapping[str, Any]], RunDetector]
+"""Builds a run's detector from its stored registration (inject one to add a forecaster)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,10 +125,18 @@ def detector_for(meta: Mapping[str, Any]) -> RunDetector:
 class RunTable:
     """Live runs keyed by id, backed by a :class:`~grokwatch.store.Store`."""
 
-    def __init__(self, store: Store, limits: Limits | None = None, *, clock: Clock = time.time):
+    def __init__(
+        self,
+        store: Store,
+        limits: Limits | None = None,
+        *,
+        clock: Clock = time.time,
+        detector_factory: DetectorFactory | None = None,
+    ) -> None:
         self.store = store
         self.limits = limits or Limits()
         self.clock = clock
+        self.detector_for = detector_factory or detector_for
         self._runs: dict[str, LiveRun] = {}
         self._lock = threading.Lock()
         self.loaded = False
@@ -153,7 +163,7 @@ class RunTable:
             finished_at=record.finished_at,
             meta=record.meta,
             summary=record.summary,
-            detector=detector_for(record.meta),
+            detector=self.detector_for(record.meta),
         )
         points = self.store.points(record.run_id)
         for step, values in points:
@@ -174,7 +184,7 @@ class RunTable:
         except UnknownRunError:
             pass
         meta = stored_meta(request)
-        detector = detector_for(meta)
+        detector = self.detector_for(meta)
         self._check_capacity(request.run_id)
         created = self.store.create_run(request.run_id, meta)
         if not created:  # registered concurrently by another writer of the same database

@@ -448,3 +448,45 @@ def test_finished_runs_leave_the_exposition_after_the_ttl(tmp_path: Path) -> Non
         client.post("/v1/runs/b/points", json={"points": curve(1, start=500)})
         text = client.get("/metrics").text
         assert 'grokwatch_run_step{run_id="b"} 500.0' in text  # ...and it is back
+
+
+# -- a forecaster plugged into the detector --------------------------------------------------
+
+
+class ForecastingDetector(RunDetector):
+    """A deterministic stand-in for a forecaster: P(grok) is the last test accuracy."""
+
+    def observe(self, step: int, values: Any) -> Any:
+        import dataclasses
+
+        from grokwatch.decision import Forecast
+
+        decision = super().observe(step, values)
+        last = self._values[self._steps[-1]]
+        p = float(last.get("test_accuracy", 0.0))
+        forecast = Forecast(
+            step=decision.step,
+            p_grok_horizon=p,
+            horizon=500,
+            p_grok_budget=p,
+            t_grok=2000.0 if p < 0.9 else float(decision.step),
+        )
+        self.decision = dataclasses.replace(decision, forecast=forecast)
+        return self.decision
+
+
+def test_forecasts_flow_to_the_api_and_prometheus_and_survive_a_restart(tmp_path: Path) -> None:
+    def factory(meta: Any) -> RunDetector:
+        return ForecastingDetector(budget=meta.get("budget"))
+
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings, detector_factory=factory)) as client:
+        register(client, budget=5000)
+        r = client.post("/v1/runs/r1/points", json={"points": curve(12)}).json()
+        assert r["decision"]["forecast"]["p_grok_budget"] == pytest.approx(0.25)
+        text = client.get("/metrics").text
+        assert 'grokwatch_run_grok_probability_ratio{run_id="r1"} 0.25' in text
+        assert 'grokwatch_run_predicted_grok_step{run_id="r1"} 2000.0' in text
+        before = client.get("/v1/runs/r1").json()["forecast"]
+    with TestClient(create_app(settings, detector_factory=factory)) as client:
+        assert client.get("/v1/runs/r1").json()["forecast"] == before
