@@ -1,11 +1,21 @@
 """grokwatch: early warning for grokking in PyTorch training runs.
 
 The public facade: :class:`Agent` for training loops, the typed :class:`Decision` it returns,
-the :class:`Probe` extension point and the stores and transports runs are kept in.
+the :class:`Probe` extension point, the stores and transports runs are kept in, and the
+:class:`GrokForecaster` that forecasts grokking (with its null and constant stand-ins).
 """
 
 from grokwatch.agent import Agent
-from grokwatch.decision import Action, Decision, Forecast, Phase, Reason
+from grokwatch.decision import (
+    Action,
+    ChangePoint,
+    Decision,
+    Direction,
+    Forecast,
+    ForecastReason,
+    Phase,
+    Reason,
+)
 from grokwatch.detector import RunDetector
 from grokwatch.events import EventRules, Events, Outcome
 from grokwatch.exceptions import (
@@ -16,6 +26,8 @@ from grokwatch.exceptions import (
     StoreError,
     UnknownRunError,
 )
+from grokwatch.forecast import ConstantForecaster, GrokForecaster, NullForecaster
+from grokwatch.forecast.io import load as load_forecaster
 from grokwatch.http_transport import HTTPTransport
 from grokwatch.probes import BUILTIN as PROBES
 from grokwatch.probes import Probe, ProbeContext, ProbeResult
@@ -29,15 +41,21 @@ __all__ = [
     "PROBES",
     "Action",
     "Agent",
+    "ChangePoint",
     "ConfigError",
+    "ConstantForecaster",
     "Decision",
+    "Direction",
     "EventRules",
     "Events",
     "Forecast",
+    "ForecastReason",
+    "GrokForecaster",
     "GrokwatchError",
     "HTTPTransport",
     "MemoryStore",
     "MemoryTransport",
+    "NullForecaster",
     "NullTransport",
     "Outcome",
     "Phase",
@@ -55,4 +73,5 @@ __all__ = [
     "Transport",
     "UnknownRunError",
     "__version__",
+    "load_forecaster",
 ]

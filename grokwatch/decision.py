@@ -2,7 +2,8 @@
 
 A :class:`Decision` is never a bare bool: it carries an :class:`Action`, an enum
 :class:`Reason`, a readable message, the current :class:`Phase` and, once a forecaster exists,
-a :class:`Forecast`.
+a :class:`Forecast` (with its :class:`ForecastReason`) and the :class:`ChangePoint` events
+confirmed at that update.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ class Action(enum.StrEnum):
 
 class Reason(enum.StrEnum):
     NO_FORECASTER = "no_forecaster"
-    """Rule-based phases only: grokwatch does not advise stopping without a forecast."""
+    """Rule-based phases only: grokwatch does not advise stopping without a forecast. Also
+    given while the forecast is too unsure to act on (confidence below
+    ``RunDetector.min_confidence``, e.g. during the first evaluations); the decision then
+    carries that forecast and its own reason."""
     NOT_MEASURED = "not_measured"
     """No measurement yet (before the first evaluation)."""
     AGENT_ERROR = "agent_error"
@@ -44,8 +48,83 @@ class Reason(enum.StrEnum):
     DETECTOR_UNAVAILABLE = "detector_unavailable"
     """A remote detector has not answered yet."""
     WILL_GROK = "will_grok"
+    """The forecast alerts: P(grok within budget) is at or above the forecaster's alert
+    threshold (chosen on validation runs for a false-alarm rate <= 5 %)."""
     HOPELESS = "hopeless"
+    """The forecast is confident the run will not grok within its budget."""
     FINISHED = "finished"
+    """The run has generalized (``t_grok`` seen): nothing is left to forecast."""
+    UNDECIDED = "undecided"
+    """The forecaster judged the run and sees neither an alert nor hopelessness yet."""
+
+
+class ForecastReason(enum.StrEnum):
+    """Why a forecast is as sure (or unsure) as it says; the most serious one is given."""
+
+    OK = "ok"
+    """Enough points, every key measure present, finite input."""
+    TOO_FEW_POINTS = "too_few_points"
+    """Fewer evaluations than the forecaster needs for trends; confidence scaled down."""
+    MISSING_MEASURES = "missing_measures"
+    """Some measures the model uses were never reported (e.g. no embedding); they are imputed
+    with training medians and the confidence drops by their share of the model's weight."""
+    NON_FINITE = "non_finite"
+    """The latest evaluation had NaN/inf values; they were ignored."""
+    BUDGET_UNKNOWN = "budget_unknown"
+    """The run has no budget; the remaining-budget feature is imputed."""
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    """The run is past its budget without grokking: P(grok within budget) is 0."""
+    DIVERGED = "diverged"
+    """The training loss is not finite."""
+    GENERALIZED = "generalized"
+    """``t_grok`` was seen: the probabilities are 1 and ``t_grok`` is the observed step."""
+
+
+class Direction(enum.StrEnum):
+    """How a measure's trend changed at a change point."""
+
+    UP = "up"
+    """The measure started rising faster (or falling slower)."""
+    DOWN = "down"
+    """The measure started falling faster (or rising slower)."""
+
+
+class ChangePointMethod(enum.StrEnum):
+    BAYES = "bayes"
+    """Online Bayesian change-point detection (Adams & MacKay 2007)."""
+    KERNEL = "kernel"
+    """ruptures ``KernelCPD`` (linear kernel) on a bounded window."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ChangePoint:
+    """A bend in one measure's trend (see :mod:`grokwatch.forecast.changepoints`).
+
+    ``step`` is the first step of the new regime, ``detected_at`` the step at which it was
+    reported, ``strength`` the shift of the mean slope per log-step in pooled standard
+    deviations, ``slope_before``/``slope_after`` the two regimes' mean slopes.
+    """
+
+    measure: str
+    step: int
+    direction: Direction
+    strength: float
+    method: ChangePointMethod
+    detected_at: int
+    slope_before: float
+    slope_after: float
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "measure": self.measure,
+            "step": self.step,
+            "direction": self.direction.value,
+            "strength": self.strength,
+            "method": self.method.value,
+            "detected_at": self.detected_at,
+            "slope_before": self.slope_before,
+            "slope_after": self.slope_after,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +145,15 @@ class Forecast:
     t_grok_high: float | None = None
     confidence: float = 1.0
     reason: str = ""
+    phase: Phase | None = None
+    """The run's phase by the rules of :mod:`grokwatch.events` when the forecast was made."""
+    alert: bool = False
+    """``p_grok_budget`` reached the forecaster's alert threshold with enough confidence."""
+    hopeless: bool = False
+    """``p_grok_budget`` fell to the forecaster's hopeless threshold with enough confidence."""
+    message: str = ""
+    missing: tuple[str, ...] = ()
+    """Measures the forecaster uses that the run never reported."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +167,9 @@ class Decision:
     phase: Phase | None = None
     forecast: Forecast | None = None
     extend_steps: int = 0
+    change_points: tuple[ChangePoint, ...] = ()
+    """Change points the forecaster confirmed at this update (all of them: the detector's
+    ``change_points``)."""
 
     @property
     def should_stop(self) -> bool:

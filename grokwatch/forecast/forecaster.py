@@ -1,0 +1,324 @@
+"""`GrokForecaster`: will this run grok within its budget, and when?
+
+A scikit-learn classifier over the features of :mod:`grokwatch.forecast.features` (one row
+per run and evaluation step, ``y`` = "the run reaches ``t_grok`` within its budget"), plus a
+time model for the runs that do. Both are additive models on a piecewise-linear basis:
+
+1. every feature is centred on its (weighted) median and divided by its interquartile range;
+   NaN (a measure the run does not have) becomes 0, the median;
+2. each scaled feature ``z`` is expanded into ``[z, max(0, z - k1), ..., max(0, z - kK)]``
+   with knots at its training quantiles -- a linear spline, so each feature's effect can bend
+   but stays monotone between knots and is linear outside the training range (no tree-like
+   jumps when a new architecture lands between two training values);
+3. an L2-penalized logistic regression (``C``) on that basis gives P(grok within budget);
+4. a ridge regression (``alpha``) of ``log(t_grok / t)`` on the same basis, fitted on the
+   rows of runs that grok, gives the time estimate; the interval and the probability of
+   grokking within the next ``horizon`` steps come from the empirical distribution of its
+   residuals (stored as quantiles): ``P(grok within H) = P(grok within budget) *
+   F(log(1 + H / t) - mu)``.
+
+Only plain arrays are fitted, so the model saves as arrays + JSON (:mod:`.io`) and predicts
+one row in a few µs with numpy (:meth:`GrokForecaster.predict_row`), which the online path
+uses.
+
+sklearn conventions: keyword hyperparameters stored unmodified, ``fit`` returns ``self``,
+fitted state ends in ``_``, ``sklearn.utils.estimator_checks`` pass (binary only: the
+``multi_class`` tag is off; NaN allowed: the ``allow_nan`` tag is on). ``alert_threshold_``
+and ``hopeless_threshold_`` default to 0.5 and 0.05 after ``fit``;
+:func:`grokwatch.forecast.training.fit_corpus` replaces them (and the residual quantiles) by
+values chosen on out-of-fold validation runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from grokwatch.events import EventRules
+
+if TYPE_CHECKING:
+    from grokwatch.forecast.online import RunForecast
+
+__all__ = ["DEFAULT_HORIZON", "GrokForecaster", "weighted_quantile"]
+
+DEFAULT_HORIZON = 1000
+"""H, in steps, of ``p_grok_horizon``: P(t_grok within the next 1000 steps). 1000 steps is
+about the median grokking gap of the training corpus, and 4 evaluations at the agent's
+default cadence. Any H can be asked for at prediction time without refitting."""
+
+RESIDUAL_QUANTILES = np.linspace(0.0, 1.0, 41)
+
+
+def weighted_quantile(x: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Inverted-CDF weighted quantiles of ``x`` (integer weights act as repetitions)."""
+    keep = w > 0
+    x, w = x[keep], w[keep]
+    if x.size == 0:
+        return np.zeros_like(q, dtype=float)
+    order = np.argsort(x, kind="stable")
+    x, cw = x[order], np.cumsum(w[order])
+    idx = np.searchsorted(cw, q * cw[-1] - 1e-9 * cw[-1], side="left")
+    return np.asarray(x[np.clip(idx, 0, x.size - 1)], dtype=float)
+
+
+class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """Forecasts grokking from the causal features of a run (see the module docstring).
+
+    Parameters
+    ----------
+    C:
+        Inverse L2 penalty of the logistic regression.
+    alpha:
+        L2 penalty of the time regression.
+    knots:
+        Hinge knots per feature (at the training quantiles ``1/(K+1) ... K/(K+1)``).
+    horizon:
+        Default H of :meth:`predict_horizon_proba` (steps).
+    interval:
+        Central coverage of the ``t_grok`` interval (0.8 -> 10th to 90th percentile).
+    max_iter:
+        Iterations of the logistic regression's L-BFGS solver.
+    """
+
+    def __init__(
+        self,
+        *,
+        C: float = 0.1,
+        alpha: float = 10.0,
+        knots: int = 3,
+        horizon: int = DEFAULT_HORIZON,
+        interval: float = 0.8,
+        max_iter: int = 2000,
+    ) -> None:
+        self.C = C
+        self.alpha = alpha
+        self.knots = knots
+        self.horizon = horizon
+        self.interval = interval
+        self.max_iter = max_iter
+
+    # -- sklearn -----------------------------------------------------------------------------
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        *,
+        log_time_to_grok: Any = None,
+    ) -> GrokForecaster:
+        """Fit on feature rows ``X``, binary ``y`` (groks within budget), optional row
+        weights and, for the time model, ``log(t_grok / t)`` per row (NaN where the run does
+        not grok; without it the forecaster gives no ``t_grok``)."""
+        self._check_params()
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
+        check_classification_targets(y)
+        y_type = type_of_target(y, input_name="y", raise_unknown=True)
+        if y_type != "binary":
+            raise ValueError(
+                "Only binary classification is supported (y = grokked within budget). "
+                f"The type of the target is {y_type}."
+            )
+        self.classes_ = np.unique(y)
+        n = X.shape[0]
+        w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        if w.shape != (n,):
+            raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
+        X = X.copy()
+        self._fit_basis(X, w)
+        B = self._basis(X)
+        clf = LogisticRegression(C=self.C, max_iter=self.max_iter)
+        clf.fit(B, y, sample_weight=w)
+        self.coef_ = clf.coef_.ravel().astype(float)
+        self.intercept_ = float(clf.intercept_[0])
+        self.n_iter_ = int(np.max(clf.n_iter_))
+        self.feature_weight_ = self._feature_weights(B)
+        self.time_coef_: np.ndarray | None = None
+        self.time_intercept_ = 0.0
+        self.time_residual_quantiles_ = np.zeros_like(RESIDUAL_QUANTILES)
+        if log_time_to_grok is not None:
+            target = np.asarray(log_time_to_grok, dtype=float).reshape(-1)
+            if target.shape != (n,):
+                raise ValueError(f"log_time_to_grok must have shape ({n},), got {target.shape}")
+            rows = np.isfinite(target) & (w > 0)
+            if rows.sum() >= 2:
+                reg = Ridge(alpha=self.alpha)
+                reg.fit(B[rows], target[rows], sample_weight=w[rows])
+                self.time_coef_ = reg.coef_.astype(float)
+                self.time_intercept_ = float(reg.intercept_)
+                resid = target[rows] - (B[rows] @ self.time_coef_ + self.time_intercept_)
+                self.time_residual_quantiles_ = weighted_quantile(
+                    resid, w[rows], RESIDUAL_QUANTILES
+                )
+        self.alert_threshold_ = 0.5
+        self.hopeless_threshold_ = 0.05
+        return self
+
+    def _check_params(self) -> None:
+        if not (isinstance(self.C, int | float) and self.C > 0):
+            raise ValueError(f"C must be > 0, got C={self.C!r}")
+        if not (isinstance(self.alpha, int | float) and self.alpha >= 0):
+            raise ValueError(f"alpha must be >= 0, got alpha={self.alpha!r}")
+        if not (isinstance(self.knots, int) and self.knots >= 0):
+            raise ValueError(f"knots must be an int >= 0, got knots={self.knots!r}")
+        if not (isinstance(self.horizon, int) and self.horizon >= 1):
+            raise ValueError(f"horizon must be an int >= 1, got horizon={self.horizon!r}")
+        if not 0.0 < self.interval < 1.0:
+            raise ValueError(f"interval must be in (0, 1), got interval={self.interval!r}")
+
+    def _fit_basis(self, X: np.ndarray, w: np.ndarray) -> None:
+        f = X.shape[1]
+        center = np.zeros(f)
+        scale = np.ones(f)
+        knots = np.zeros((f, self.knots))
+        qs = np.arange(1, self.knots + 1) / (self.knots + 1)
+        for j in range(f):
+            col = X[:, j]
+            ok = np.isfinite(col)
+            if not ok.any():
+                continue
+            q25, q50, q75 = weighted_quantile(col[ok], w[ok], np.array([0.25, 0.5, 0.75]))
+            center[j] = q50
+            iqr = q75 - q25
+            if not iqr > 1e-12:
+                iqr = float(np.std(col[ok])) or 1.0
+            scale[j] = iqr
+            z = (col[ok] - q50) / iqr
+            knots[j] = weighted_quantile(z, w[ok], qs) if self.knots else knots[j]
+        self.center_ = center
+        self.scale_ = scale
+        self.knots_ = knots
+
+    def _basis(self, X: np.ndarray) -> np.ndarray:
+        z = (X - self.center_) / self.scale_
+        z = np.where(np.isfinite(z), z, 0.0)  # NaN -> the median; +-inf clipped below
+        z = np.clip(z, -50.0, 50.0)
+        hinges = np.maximum(z[:, :, None] - self.knots_[None, :, :], 0.0)  # (n, F, K)
+        return np.concatenate([z[:, :, None], hinges], axis=2).reshape(X.shape[0], -1)
+
+    def _feature_weights(self, B: np.ndarray) -> np.ndarray:
+        """Each feature's share of the decision function's spread (for confidence)."""
+        k = self.knots + 1
+        contrib = B * self.coef_  # (n, F*k)
+        per_feature = contrib.reshape(B.shape[0], -1, k).sum(axis=2)
+        spread = per_feature.std(axis=0) if B.shape[0] > 1 else np.abs(per_feature[0])
+        total = spread.sum()
+        if not total > 0:
+            return np.full(per_feature.shape[1], 1.0 / max(per_feature.shape[1], 1))
+        return np.asarray(spread / total, dtype=float)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        return np.asarray(self._basis(X) @ self.coef_ + self.intercept_, dtype=float)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """``(n, 2)``: P(not grok within budget), P(grok within budget)."""
+        p = _sigmoid(self.decision_function(X))
+        return np.stack([1.0 - p, p], axis=1)
+
+    def predict(self, X: Any) -> np.ndarray:
+        p = self.predict_proba(X)[:, 1]
+        if self.classes_.size == 1:
+            return np.full(p.shape, self.classes_[0])
+        return np.asarray(self.classes_[(p >= 0.5).astype(int)])
+
+    # -- time and horizon --------------------------------------------------------------------
+
+    def predict_log_time(self, X: Any) -> np.ndarray:
+        """Mean ``log(t_grok / t)`` for each row (NaN without a time model)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        if self.time_coef_ is None:
+            return np.full(X.shape[0], np.nan)
+        return np.asarray(self._basis(X) @ self.time_coef_ + self.time_intercept_, dtype=float)
+
+    def predict_time(self, X: Any, steps: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(t_grok, low, high)`` per row: the median estimate and the ``interval`` band,
+        given each row's step ``t``."""
+        t = np.asarray(steps, dtype=float).reshape(-1)
+        mu = self.predict_log_time(X)
+        lo_q, hi_q = (1 - self.interval) / 2, 1 - (1 - self.interval) / 2
+        q = self.time_residual_quantiles_
+        r_mid, r_lo, r_hi = (np.interp(v, RESIDUAL_QUANTILES, q) for v in (0.5, lo_q, hi_q))
+        return t * np.exp(mu + r_mid), t * np.exp(mu + r_lo), t * np.exp(mu + r_hi)
+
+    def predict_horizon_proba(self, X: Any, steps: Any, horizon: int | None = None) -> np.ndarray:
+        """P(t_grok within the next ``horizon`` steps) per row."""
+        h = self.horizon if horizon is None else horizon
+        t = np.maximum(np.asarray(steps, dtype=float).reshape(-1), 1.0)
+        p = self.predict_proba(X)[:, 1]
+        mu = self.predict_log_time(X)
+        if not np.isfinite(mu).all():
+            return np.full(p.shape, np.nan)
+        return np.asarray(p * self._residual_cdf(np.log1p(h / t) - mu), dtype=float)
+
+    def _residual_cdf(self, r: np.ndarray) -> np.ndarray:
+        q = self.time_residual_quantiles_
+        lo, hi = float(q[0]), float(q[-1])
+        if hi - lo < 1e-12:
+            return np.asarray(r >= lo, dtype=float)
+        return np.asarray(np.interp(r, q + np.linspace(0, 1e-9, q.size), RESIDUAL_QUANTILES))
+
+    # -- one row, fast (the online path) ------------------------------------------------------
+
+    def predict_row(self, x: np.ndarray, step: int, horizon: int | None = None) -> RowForecast:
+        """Everything for one feature vector at ``step``, with numpy only (no validation)."""
+        b = self._basis(x[None, :])[0]
+        p = float(_sigmoid(np.array([b @ self.coef_ + self.intercept_]))[0])
+        out = RowForecast(p_budget=p)
+        if self.time_coef_ is not None:
+            mu = float(b @ self.time_coef_ + self.time_intercept_)
+            lo_q, hi_q = (1 - self.interval) / 2, 1 - (1 - self.interval) / 2
+            q = self.time_residual_quantiles_
+            t = max(float(step), 1.0)
+            out.t_grok = t * math.exp(mu + float(np.interp(0.5, RESIDUAL_QUANTILES, q)))
+            out.t_low = t * math.exp(mu + float(np.interp(lo_q, RESIDUAL_QUANTILES, q)))
+            out.t_high = t * math.exp(mu + float(np.interp(hi_q, RESIDUAL_QUANTILES, q)))
+            h = self.horizon if horizon is None else horizon
+            cdf = self._residual_cdf(np.array([math.log1p(h / t) - mu]))[0]
+            out.p_horizon = p * float(cdf)
+        return out
+
+    def get_thresholds(self) -> Mapping[str, float]:
+        check_is_fitted(self)
+        return {"alert": self.alert_threshold_, "hopeless": self.hopeless_threshold_}
+
+    # -- online ------------------------------------------------------------------------------
+
+    def start(self, *, budget: int | None, rules: EventRules | None = None) -> RunForecast:
+        """Open one run's online forecasting state (the detector's entry point)."""
+        from grokwatch.forecast.online import RunForecast
+
+        check_is_fitted(self)
+        return RunForecast(self, budget=budget, rules=rules)
+
+
+class RowForecast:
+    """The numbers :meth:`GrokForecaster.predict_row` gives for one row."""
+
+    __slots__ = ("p_budget", "p_horizon", "t_grok", "t_high", "t_low")
+
+    def __init__(self, p_budget: float) -> None:
+        self.p_budget = p_budget
+        self.p_horizon = math.nan
+        self.t_grok: float | None = None
+        self.t_low: float | None = None
+        self.t_high: float | None = None
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * np.clip(z, -500, 500))), dtype=float)

@@ -1,0 +1,265 @@
+"""The forecaster online: one state per run, one :class:`~grokwatch.Forecast` per evaluation.
+
+The detector talks to forecasters through two one-method interfaces (STYLE principle 2):
+
+- :class:`Forecaster` -- ``start(budget=, rules=)`` opens a run and returns its
+  :class:`RunForecaster`;
+- :class:`RunForecaster` -- ``update(step, values)`` adds an evaluation and returns the
+  forecast at that step (or ``None`` when it has none), and lists the change points it found.
+
+:class:`~grokwatch.forecast.forecaster.GrokForecaster` implements ``start`` with
+:class:`RunForecast` below. :class:`NullForecaster` (no forecasts: the rule-based detector)
+and :class:`ConstantForecaster` (a fixed probability, deterministic, for tests and demos)
+are the null object and the test double (principle 3).
+
+Confidence and reasons (:class:`~grokwatch.ForecastReason`), in the order they multiply in:
+
+- fewer than :data:`FULL_POINTS` evaluations: ``n / FULL_POINTS`` (``TOO_FEW_POINTS``);
+- features that are NaN (measures never reported): ``1 - share`` of the model's weight on
+  them (``MISSING_MEASURES``; ``missing`` names the key measures that are absent);
+- no budget: ``0.8`` (``BUDGET_UNKNOWN``); non-finite values at this step: ``0.5``
+  (``NON_FINITE``); a non-finite training loss: ``0.2`` (``DIVERGED``).
+
+A forecast *alerts* when P(grok within budget) is at least the model's alert threshold and
+the confidence is at least :data:`MIN_CONFIDENCE`; it is *hopeless* when P is at most the
+hopeless threshold with that confidence. After ``t_grok`` the forecast is certain
+(``GENERALIZED``); past the budget without grokking, P(grok within budget) is 0
+(``BUDGET_EXHAUSTED``). Bad input never raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from grokwatch.decision import ChangePoint, Forecast, ForecastReason, Phase
+from grokwatch.events import EventRules
+from grokwatch.forecast.features import FEATURE_NAMES, FeatureState
+from grokwatch.forecast.forecaster import GrokForecaster
+
+__all__ = [
+    "FULL_POINTS",
+    "MIN_CONFIDENCE",
+    "ConstantForecaster",
+    "Context",
+    "Forecaster",
+    "NullForecaster",
+    "RunForecast",
+    "RunForecaster",
+    "assemble",
+]
+
+FULL_POINTS = 4
+"""Evaluations needed before the trend features count fully."""
+MIN_CONFIDENCE = 0.5
+"""Confidence a forecast needs before it may alert or call a run hopeless."""
+
+
+class RunForecaster(Protocol):
+    """One run's forecasting state."""
+
+    @property
+    def change_points(self) -> Sequence[ChangePoint]:
+        """Every change point confirmed so far."""
+
+    @property
+    def new_change_points(self) -> Sequence[ChangePoint]:
+        """The change points confirmed by the latest update."""
+
+    def update(self, step: int, values: Mapping[str, float]) -> Forecast | None: ...
+
+
+class Forecaster(Protocol):
+    """Opens per-run forecasting states."""
+
+    def start(self, *, budget: int | None, rules: EventRules | None = None) -> RunForecaster: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What besides the feature vector shapes a forecast at one step."""
+
+    step: int
+    n_points: int
+    budget: int | None
+    t_grok: int | None
+    phase: Phase
+    missing: tuple[str, ...]
+    non_finite: bool
+
+    @classmethod
+    def of(cls, state: FeatureState, non_finite_before: int) -> Context:
+        return cls(
+            step=state.last_step or 0,
+            n_points=state.n_points,
+            budget=state.budget,
+            t_grok=state.tracker.t_grok,
+            phase=state.tracker.phase,
+            missing=state.missing,
+            non_finite=state.non_finite > non_finite_before,
+        )
+
+
+def assemble(model: GrokForecaster, x: np.ndarray, ctx: Context) -> Forecast:
+    """The forecast for feature vector ``x`` in context ``ctx`` (the one place the rules of
+    the module docstring live; used online and by the offline evaluation alike)."""
+    h = model.horizon
+    if ctx.t_grok is not None:
+        t = float(ctx.t_grok)
+        return Forecast(
+            step=ctx.step,
+            p_grok_horizon=1.0,
+            horizon=h,
+            p_grok_budget=1.0,
+            t_grok=t,
+            t_grok_low=t,
+            t_grok_high=t,
+            confidence=1.0,
+            reason=ForecastReason.GENERALIZED,
+            phase=ctx.phase,
+            message=f"generalized at step {ctx.t_grok}",
+        )
+    row = model.predict_row(x, ctx.step)
+    p_budget, p_h = row.p_budget, row.p_horizon
+    reasons: list[tuple[ForecastReason, str]] = []
+    confidence = 1.0
+    if ctx.phase is Phase.DIVERGED:
+        confidence *= 0.2
+        reasons.append((ForecastReason.DIVERGED, "training loss is not finite"))
+    if ctx.budget is not None and ctx.step > ctx.budget:
+        p_budget, p_h = 0.0, 0.0
+        reasons.append((ForecastReason.BUDGET_EXHAUSTED, f"past the budget of {ctx.budget}"))
+    if ctx.non_finite:
+        confidence *= 0.5
+        reasons.append((ForecastReason.NON_FINITE, "non-finite values ignored"))
+    if ctx.n_points < FULL_POINTS:
+        confidence *= ctx.n_points / FULL_POINTS
+        reasons.append(
+            (ForecastReason.TOO_FEW_POINTS, f"{ctx.n_points} of {FULL_POINTS} evaluations")
+        )
+    nan = ~np.isfinite(x)
+    if ctx.budget is None:
+        confidence *= 0.8
+        reasons.append((ForecastReason.BUDGET_UNKNOWN, "no budget given"))
+        nan[_BUDGET_FEATURES] = False
+    share = float(model.feature_weight_[nan].sum()) if nan.any() else 0.0
+    if share > 0.01 or ctx.missing:
+        confidence *= max(1.0 - share, 0.0)
+        what = ", ".join(ctx.missing) if ctx.missing else "some measures"
+        reasons.append(
+            (ForecastReason.MISSING_MEASURES, f"missing {what} ({share:.0%} of model weight)")
+        )
+    confidence = min(max(confidence, 0.0), 1.0)
+    sure = confidence >= MIN_CONFIDENCE
+    alert = sure and p_budget >= model.alert_threshold_
+    hopeless = sure and p_budget <= model.hopeless_threshold_
+    reason = reasons[0][0] if reasons else ForecastReason.OK
+    message = f"P(grok within budget)={p_budget:.2f}"
+    if row.t_grok is not None:
+        message += f", t_grok~{row.t_grok:.0f} [{row.t_low:.0f}, {row.t_high:.0f}]"
+    if reasons:
+        message += "; " + "; ".join(text for _, text in reasons)
+    return Forecast(
+        step=ctx.step,
+        p_grok_horizon=p_h,
+        horizon=h,
+        p_grok_budget=p_budget,
+        t_grok=row.t_grok,
+        t_grok_low=row.t_low,
+        t_grok_high=row.t_high,
+        confidence=confidence,
+        reason=reason,
+        phase=ctx.phase,
+        alert=alert,
+        hopeless=hopeless,
+        message=message,
+        missing=ctx.missing,
+    )
+
+
+_BUDGET_FEATURES = [FEATURE_NAMES.index(n) for n in ("log_budget_over_t", "projected_grok_margin")]
+
+
+class RunForecast:
+    """:class:`RunForecaster` of a fitted :class:`GrokForecaster`: features + assembly."""
+
+    def __init__(
+        self,
+        model: GrokForecaster,
+        *,
+        budget: int | None = None,
+        rules: EventRules | None = None,
+        changepoints: str = "bayes",
+    ) -> None:
+        self.model = model
+        self.state = FeatureState(budget=budget, rules=rules, changepoints=changepoints)
+        self.forecast: Forecast | None = None
+
+    @property
+    def change_points(self) -> Sequence[ChangePoint]:
+        return self.state.change_points
+
+    @property
+    def new_change_points(self) -> Sequence[ChangePoint]:
+        return self.state.new_change_points
+
+    def update(self, step: int, values: Mapping[str, float]) -> Forecast | None:
+        if self.state.last_step is not None and step <= self.state.last_step:
+            return self.forecast
+        before = self.state.non_finite
+        x = self.state.update(step, values)
+        self.forecast = assemble(self.model, x, Context.of(self.state, before))
+        return self.forecast
+
+
+class _NoForecasts:
+    change_points: tuple[ChangePoint, ...] = ()
+    new_change_points: tuple[ChangePoint, ...] = ()
+
+    def update(self, step: int, values: Mapping[str, float]) -> Forecast | None:
+        return None
+
+
+class NullForecaster:
+    """Forecasts nothing: the detector stays rule-based (``Reason.NO_FORECASTER``)."""
+
+    def start(self, *, budget: int | None, rules: EventRules | None = None) -> RunForecaster:
+        return _NoForecasts()
+
+
+class _Constant:
+    def __init__(self, p: float, horizon: int, budget: int | None) -> None:
+        self.p, self.horizon, self.budget = p, horizon, budget
+        self.change_points: tuple[ChangePoint, ...] = ()
+        self.new_change_points: tuple[ChangePoint, ...] = ()
+
+    def update(self, step: int, values: Mapping[str, float]) -> Forecast | None:
+        p = self.p if self.budget is None or step <= self.budget else 0.0
+        return Forecast(
+            step=step,
+            p_grok_horizon=p,
+            horizon=self.horizon,
+            p_grok_budget=p,
+            confidence=1.0,
+            reason=ForecastReason.OK,
+            alert=p >= 0.5,
+            hopeless=p <= 0.05,
+            message=f"constant forecast P={p:.2f}",
+        )
+
+
+class ConstantForecaster:
+    """Always forecasts P(grok) = ``p`` (alert at >= 0.5, hopeless at <= 0.05): a test double."""
+
+    def __init__(self, p: float = 0.5, *, horizon: int = 1000) -> None:
+        if not 0.0 <= p <= 1.0 or math.isnan(p):
+            raise ValueError(f"p must be in [0, 1], got {p=!r}")
+        self.p = p
+        self.horizon = horizon
+
+    def start(self, *, budget: int | None, rules: EventRules | None = None) -> RunForecaster:
+        return _Constant(self.p, self.horizon, budget)

@@ -1,0 +1,424 @@
+"""Fitting on a corpus: replay runs into feature rows, grouped cross-validation, thresholds.
+
+:func:`replay` turns a stored run (``trainer.corpus.Run``: steps, columns, values, labels)
+into a :class:`Replay` -- the feature rows and forecast contexts at every evaluation, exactly
+as the online detector would have seen them, optionally thinned to a coarser cadence.
+
+:func:`fit_corpus` is what ``grokwatch fit`` runs:
+
+1. runs are grouped by configuration (the resolved config without its seeds), so seeds of
+   one configuration never sit on both sides of a split (:func:`config_group`);
+2. every training run is replayed at its own cadence and at ``extra_cadences`` (250 steps,
+   the agent's default, by default) so the model sees both; a run and its thinned copies
+   always share a fold;
+3. rows: every evaluation before ``t_grok`` (after it the question is settled), ``y`` = the run
+   reaches ``t_grok`` within its budget, weights so that each run counts once; the time model
+   learns ``log(t_grok / t)`` on the rows of runs that grok;
+4. grouped K-fold cross-validation chooses ``C`` (weighted out-of-fold log loss), then the
+   out-of-fold forecasts at the run's own cadence -- validation runs only -- fix the alert
+   threshold (the smallest with a false-alarm rate <= ``far``), the hopeless threshold (at
+   most ``hopeless_miss`` of the runs that grok are ever called hopeless before ``t_grok``)
+   and the residual quantiles of the time model;
+5. the model is refitted on all rows and given those thresholds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from grokwatch.decision import ChangePoint, Forecast
+from grokwatch.events import EventRules
+from grokwatch.forecast.features import FEATURE_NAMES, FeatureState
+from grokwatch.forecast.forecaster import RESIDUAL_QUANTILES, GrokForecaster, weighted_quantile
+from grokwatch.forecast.online import MIN_CONFIDENCE, Context, assemble
+
+__all__ = [
+    "NEGATIVE",
+    "POSITIVE",
+    "FitReport",
+    "Replay",
+    "choose_alert_threshold",
+    "config_group",
+    "fit_corpus",
+    "replay",
+    "training_rows",
+]
+
+POSITIVE = ("grokking",)
+"""Outcomes that count as grokking runs for recall, lead and AUROC."""
+NEGATIVE = ("memorization", "confusion")
+"""Outcomes that count as runs that do not grok within the budget (false alarms)."""
+SEED_KEYS = ("seed", "data_seed", "init_seed")
+
+
+class StoredRun(Protocol):
+    """What :func:`replay` needs of a corpus run (``trainer.corpus.Run`` has it)."""
+
+    steps: np.ndarray
+    columns: tuple[str, ...]
+    values: np.ndarray
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def split(self) -> str: ...
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+    @property
+    def labels(self) -> Mapping[str, Any]: ...
+
+
+def config_group(config: Mapping[str, Any]) -> str:
+    """Hash of a run's configuration without its seeds (seeds of one config share it)."""
+    clean = {k: v for k, v in config.items() if k not in SEED_KEYS}
+    blob = json.dumps(clean, sort_keys=True, default=str).encode()
+    return hashlib.sha1(blob).hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class Replay:
+    """One run replayed through the online feature code (one row per kept evaluation)."""
+
+    run_id: str
+    family: str
+    split: str
+    group: str
+    outcome: str
+    t_mem: int | None
+    t_grok: int | None
+    budget: int | None
+    cadence: int | None
+    steps: np.ndarray  # (T,)
+    X: np.ndarray  # (T, F)
+    contexts: list[Context]
+    measures: dict[str, np.ndarray]  # (T,) raw values of the measures baselines need
+    change_points: list[ChangePoint]
+
+    @property
+    def gap(self) -> int | None:
+        if self.t_mem is None or self.t_grok is None:
+            return None
+        return self.t_grok - self.t_mem
+
+    @property
+    def groks(self) -> bool:
+        """Reaches ``t_grok`` within the budget (any outcome with a ``t_grok``)."""
+        return self.t_grok is not None and (self.budget is None or self.t_grok <= self.budget)
+
+    def forecasts(self, model: GrokForecaster) -> list[Forecast]:
+        return [assemble(model, self.X[i], c) for i, c in enumerate(self.contexts)]
+
+
+BASELINE_MEASURES = (
+    "train_accuracy",
+    "test_accuracy",
+    "train_loss",
+    "test_loss",
+    "weight_norm",
+    "weight_entropy",
+    "activation_sparsity",
+    "circuit_complexity_mean",
+    "circuit_complexity",
+    "mc_dropout_accuracy_var",
+    "spectral_entropy",
+    "loss_spectral_energy",
+)
+
+
+def thin(steps: np.ndarray, cadence: int) -> np.ndarray:
+    """Indices of the evaluations an agent with ``every=cadence`` would have made (the first
+    evaluation and every multiple of ``cadence``)."""
+    keep = (steps % cadence == 0) | (np.arange(steps.size) == 0)
+    return np.flatnonzero(keep)
+
+
+def replay(
+    run: StoredRun,
+    *,
+    cadence: int | None = None,
+    rules: EventRules | None = None,
+    changepoints: str = "bayes",
+) -> Replay:
+    """Replay ``run`` through :class:`FeatureState` (thinned to ``cadence`` if given)."""
+    labels = run.labels
+    budget = labels.get("budget") or run.config.get("steps")
+    idx = np.arange(len(run.steps)) if cadence is None else thin(run.steps, cadence)
+    steps = np.asarray(run.steps)[idx]
+    cols = {name: j for j, name in enumerate(run.columns)}
+    state = FeatureState(
+        budget=int(budget) if budget else None, rules=rules, changepoints=changepoints
+    )
+    wanted = [n for n in (*state.series, "train_loss_step", "circuit_complexity") if n in cols]
+    X = np.full((steps.size, len(FEATURE_NAMES)), np.nan)
+    contexts: list[Context] = []
+    for i, k in enumerate(idx):
+        row = run.values[k]
+        before = state.non_finite
+        X[i] = state.update(int(steps[i]), {n: float(row[cols[n]]) for n in wanted})
+        contexts.append(Context.of(state, before))
+    measures = {
+        n: np.asarray(run.values[idx, cols[n]], dtype=float)
+        if n in cols
+        else np.full(steps.size, np.nan)
+        for n in BASELINE_MEASURES
+    }
+    t_grok = labels.get("t_grok")
+    t_mem = labels.get("t_mem")
+    return Replay(
+        run_id=run.run_id,
+        family=run.family,
+        split=run.split,
+        group=config_group(run.config),
+        outcome=str(labels.get("outcome") or ""),
+        t_mem=None if t_mem is None else int(t_mem),
+        t_grok=None if t_grok is None else int(t_grok),
+        budget=int(budget) if budget else None,
+        cadence=cadence,
+        steps=steps,
+        X=X,
+        contexts=contexts,
+        measures=measures,
+        change_points=list(state.change_points),
+    )
+
+
+def training_rows(
+    replays: Sequence[Replay],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``X, y, weight, log_time_to_grok, run_index`` over the rows before ``t_grok``.
+
+    Each replay's rows share a total weight of 1 (so long runs do not dominate);
+    ``log_time_to_grok`` is ``log(t_grok / t)`` for runs that grok within budget, else NaN.
+    """
+    xs, ys, ws, ts, ri = [], [], [], [], []
+    for i, r in enumerate(replays):
+        keep = r.steps < r.t_grok if r.t_grok is not None else np.ones(r.steps.size, bool)
+        if r.budget is not None:
+            keep &= r.steps <= r.budget
+        n = int(keep.sum())
+        if n == 0:
+            continue
+        xs.append(r.X[keep])
+        ys.append(np.full(n, int(r.groks)))
+        ws.append(np.full(n, 1.0 / n))
+        t = np.maximum(r.steps[keep].astype(float), 1.0)
+        ts.append(np.log(r.t_grok / t) if r.groks and r.t_grok else np.full(n, np.nan))
+        ri.append(np.full(n, i))
+    if not xs:
+        empty = np.zeros((0, len(FEATURE_NAMES)))
+        return empty, np.zeros(0, int), np.zeros(0), np.zeros(0), np.zeros(0, int)
+    return (
+        np.concatenate(xs),
+        np.concatenate(ys),
+        np.concatenate(ws),
+        np.concatenate(ts),
+        np.concatenate(ri),
+    )
+
+
+# -- alerts and thresholds -----------------------------------------------------------------
+
+
+def eligible_max(r: Replay, forecasts: Sequence[Forecast]) -> float:
+    """Largest confident P(grok within budget) before ``t_grok`` and within the budget."""
+    best = -math.inf
+    for s, f in zip(r.steps, forecasts, strict=True):
+        if r.t_grok is not None and s >= r.t_grok:
+            break
+        if r.budget is not None and s > r.budget:
+            break
+        if f.confidence >= MIN_CONFIDENCE and f.p_grok_budget > best:
+            best = f.p_grok_budget
+    return best
+
+
+def choose_alert_threshold(negative_max: Sequence[float], far: float) -> float:
+    """Smallest threshold at which at most ``far`` of the negative runs ever reach it.
+
+    ``negative_max`` holds each negative run's largest score; the threshold returned lies
+    just above the ``floor(far * n) + 1``-th largest of them."""
+    vals = np.sort(np.asarray([v for v in negative_max if math.isfinite(v)], dtype=float))[::-1]
+    if vals.size == 0:
+        return 0.5
+    allowed = math.floor(far * len(negative_max) + 1e-9)
+    if allowed >= vals.size:
+        return float(np.nextafter(vals[-1], -np.inf)) if vals.size else 0.5
+    return float(np.nextafter(vals[allowed], np.inf))
+
+
+@dataclasses.dataclass
+class FitReport:
+    """What ``grokwatch fit`` found (saved beside the model in its JSON)."""
+
+    n_runs: int
+    n_groups: int
+    n_rows: int
+    folds: int
+    C: float
+    cv_log_loss: dict[str, float]
+    alert_threshold: float
+    hopeless_threshold: float
+    oof: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _folds(groups: Sequence[str], k: int, seed: int) -> list[np.ndarray]:
+    uniq = sorted(set(groups))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(uniq))
+    fold_of = {uniq[j]: i % k for i, j in enumerate(order)}
+    return [np.array([fold_of[g] == f for g in groups]) for f in range(k)]
+
+
+def fit_corpus(
+    runs: Iterable[StoredRun],
+    *,
+    folds: int = 5,
+    far: float = 0.05,
+    hopeless_miss: float = 0.05,
+    C_grid: Sequence[float] = (0.03, 0.1, 0.3),
+    extra_cadences: Sequence[int] = (250,),
+    seed: int = 0,
+    params: Mapping[str, Any] | None = None,
+    log: Any = None,
+) -> tuple[GrokForecaster, FitReport]:
+    """Fit a :class:`GrokForecaster` on ``runs`` as the module docstring says."""
+    say = log or (lambda *a: None)
+    runs = [r for r in runs if r.labels.get("outcome")]
+    base = [replay(r) for r in runs]
+    say(f"replayed {len(base)} runs")
+    extra = [replay(r, cadence=c) for r in runs for c in extra_cadences]
+    groups = [r.group for r in base]
+    k = max(2, min(folds, len(set(groups))))
+    masks = _folds(groups, k, seed)
+    fold_of_run = {
+        r.run_id: f
+        for f, m in enumerate(masks)
+        for r, inside in zip(base, m, strict=True)
+        if inside
+    }
+
+    def rows(replays: Sequence[Replay]) -> tuple[np.ndarray, ...]:
+        return training_rows(replays)
+
+    everything = base + extra
+    scale = 1.0 / (1 + len(extra_cadences))
+    # model selection: weighted out-of-fold log loss on the native cadence
+    losses: dict[str, float] = {}
+    oof_models: dict[float, list[GrokForecaster]] = {}
+    for C in C_grid:
+        total, weight = 0.0, 0.0
+        oof_models[C] = []
+        for f in range(k):
+            train = [r for r in everything if fold_of_run[r.run_id] != f]
+            val = [r for r in base if fold_of_run[r.run_id] == f]
+            X, y, w, t, _ = rows(train)
+            model = GrokForecaster(C=C, **(params or {})).fit(
+                X, y, sample_weight=w * scale, log_time_to_grok=t
+            )
+            oof_models[C].append(model)
+            Xv, yv, wv, _, _ = rows(val)
+            if Xv.shape[0] == 0:
+                continue
+            p = np.clip(model.predict_proba(Xv)[:, 1], 1e-6, 1 - 1e-6)
+            total += float(-np.sum(wv * (yv * np.log(p) + (1 - yv) * np.log(1 - p))))
+            weight += float(wv.sum())
+        losses[str(C)] = total / max(weight, 1e-12)
+        say(f"C={C}: out-of-fold log loss {losses[str(C)]:.4f}")
+    best_C = min(C_grid, key=lambda c: losses[str(c)])
+    # thresholds and residuals from the out-of-fold forecasts of the chosen C
+    neg_max, pos_min, resid, resid_w = [], [], [], []
+    oof_forecasts: dict[str, list[Forecast]] = {}
+    for f in range(k):
+        model = oof_models[best_C][f]
+        for r in base:
+            if fold_of_run[r.run_id] != f:
+                continue
+            fc = r.forecasts(model)
+            oof_forecasts[r.run_id] = fc
+            if r.outcome in NEGATIVE:
+                neg_max.append(eligible_max(r, fc))
+            if r.groks and r.t_grok is not None:
+                before = [
+                    fo.p_grok_budget
+                    for s, fo in zip(r.steps, fc, strict=True)
+                    if s < r.t_grok and fo.confidence >= MIN_CONFIDENCE
+                ]
+                pos_min.append(min(before) if before else math.inf)
+                keep = r.steps < r.t_grok
+                if keep.any():
+                    mu = model.predict_log_time(r.X[keep])
+                    target = np.log(r.t_grok / np.maximum(r.steps[keep], 1.0))
+                    resid.append(target - mu)
+                    resid_w.append(np.full(int(keep.sum()), 1.0 / int(keep.sum())))
+    alert = choose_alert_threshold(neg_max, far)
+    finite_pos = np.sort([v for v in pos_min if math.isfinite(v)])
+    hopeless = 0.0
+    if finite_pos.size:
+        allowed = math.floor(hopeless_miss * len(pos_min))
+        hopeless = float(np.nextafter(finite_pos[min(allowed, finite_pos.size - 1)], -np.inf))
+        hopeless = min(max(hopeless, 0.0), alert)
+    oof = _oof_summary(base, oof_forecasts, alert)
+    say(f"alert threshold {alert:.3f} (validation FAR <= {far}), hopeless {hopeless:.3f}")
+    X, y, w, t, _ = rows(everything)
+    model = GrokForecaster(C=best_C, **(params or {})).fit(
+        X, y, sample_weight=w * scale, log_time_to_grok=t
+    )
+    model.alert_threshold_ = alert
+    model.hopeless_threshold_ = hopeless
+    if resid:
+        r_all, w_all = np.concatenate(resid), np.concatenate(resid_w)
+        ok = np.isfinite(r_all)
+        model.time_residual_quantiles_ = weighted_quantile(r_all[ok], w_all[ok], RESIDUAL_QUANTILES)
+    report = FitReport(
+        n_runs=len(base),
+        n_groups=len(set(groups)),
+        n_rows=int(X.shape[0]),
+        folds=k,
+        C=best_C,
+        cv_log_loss=losses,
+        alert_threshold=alert,
+        hopeless_threshold=hopeless,
+        oof=oof,
+    )
+    return model, report
+
+
+def _oof_summary(
+    base: Sequence[Replay], forecasts: Mapping[str, list[Forecast]], alert: float
+) -> dict[str, float]:
+    from grokwatch.forecast.evaluate import alert_step
+
+    pos = [r for r in base if r.outcome in POSITIVE]
+    neg = [r for r in base if r.outcome in NEGATIVE]
+    hits, leads = 0, []
+    for r in pos:
+        p = np.array([f.p_grok_budget for f in forecasts[r.run_id]])
+        c = np.array([f.confidence for f in forecasts[r.run_id]])
+        s = alert_step(r, np.where(c >= MIN_CONFIDENCE, p, -np.inf), alert)
+        if s is not None and r.t_grok is not None and r.gap:
+            hits += 1
+            leads.append((r.t_grok - s) / r.gap)
+    fa = 0
+    for r in neg:
+        p = np.array([f.p_grok_budget for f in forecasts[r.run_id]])
+        c = np.array([f.confidence for f in forecasts[r.run_id]])
+        fa += alert_step(r, np.where(c >= MIN_CONFIDENCE, p, -np.inf), alert) is not None
+    return {
+        "recall": hits / len(pos) if pos else math.nan,
+        "false_alarm_rate": fa / len(neg) if neg else math.nan,
+        "median_lead_fraction": float(np.median(leads)) if leads else math.nan,
+        "n_grokking": float(len(pos)),
+        "n_negative": float(len(neg)),
+    }
