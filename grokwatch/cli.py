@@ -1,4 +1,5 @@
-"""The ``grokwatch`` command: ``demo``, ``runs``, ``report``, ``serve`` and ``sync``."""
+"""The ``grokwatch`` command: ``demo``, ``runs``, ``report``, ``serve``, ``sync``, ``fit`` and
+``evaluate``."""
 
 from __future__ import annotations
 
@@ -104,6 +105,51 @@ def _sync(args: argparse.Namespace) -> int:
     return 1 if result.unsent else 0
 
 
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from grokwatch.forecast.commands import fit_model
+
+    fit_model(
+        args.corpus,
+        args.out,
+        split=args.split,
+        folds=args.folds,
+        far=args.far,
+        C_grid=_floats(args.C),
+        cadences=_ints(args.cadences),
+        seed=args.seed,
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from grokwatch.detector import resolve_forecaster
+    from grokwatch.forecast.commands import evaluate_corpus
+    from grokwatch.forecast.forecaster import GrokForecaster
+
+    model = resolve_forecaster(args.model)
+    if not isinstance(model, GrokForecaster):
+        raise ValueError(f"--model must name a GrokForecaster file, got {args.model!r}")
+    evaluate_corpus(
+        args.corpus,
+        model=model,
+        out=args.out,
+        splits=[s for s in args.split.split(",") if s],
+        calibration_split=args.calibration_split,
+        cadence=args.cadence,
+        timelines=args.timelines,
+        plots=not args.no_plots,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grokwatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +198,36 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     sync.add_argument("--keep", action="store_true", help="keep the files after replaying")
     sync.set_defaults(func=_sync)
+
+    fit = sub.add_parser(
+        "fit", help="fit the grokking forecaster on a corpus (grouped CV, validation thresholds)"
+    )
+    fit.add_argument("--corpus", required=True, help="corpus directory (trainer/data/corpus)")
+    fit.add_argument("--out", required=True, help="model file to write (.npz)")
+    fit.add_argument("--split", default="train", help="corpus split to fit on (default train)")
+    fit.add_argument("--folds", type=int, default=5, help="grouped CV folds (default 5)")
+    fit.add_argument("--far", type=float, default=0.05, help="validation false-alarm budget")
+    fit.add_argument("--C", default="0.03,0.1,0.3", help="inverse penalties to try, comma-sep.")
+    fit.add_argument(
+        "--cadences", default="250", help="extra evaluation cadences to train on (default 250)"
+    )
+    fit.add_argument("--seed", type=int, default=0, help="fold assignment seed")
+    fit.set_defaults(func=_fit)
+
+    ev = sub.add_parser(
+        "evaluate", help="evaluate the forecaster and the published baselines on held-out runs"
+    )
+    ev.add_argument("--corpus", required=True, help="corpus directory")
+    ev.add_argument("--model", default="default", help="model file (default: the shipped one)")
+    ev.add_argument("--out", default=None, help="directory for evaluation.json and figures")
+    ev.add_argument("--split", default="eval,heldout", help="splits to evaluate, comma-sep.")
+    ev.add_argument(
+        "--calibration-split", default="train", help="runs that set baseline thresholds"
+    )
+    ev.add_argument("--cadence", type=int, default=None, help="thin runs to this cadence")
+    ev.add_argument("--timelines", type=int, default=3, help="timeline figures per family")
+    ev.add_argument("--no-plots", action="store_true", help="JSON and tables only")
+    ev.set_defaults(func=_evaluate)
     return parser
 
 

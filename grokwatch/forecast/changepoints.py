@@ -179,6 +179,11 @@ class BayesianOnlineCPD:
         ok = np.isfinite(x)
         if not ok.any():
             return []
+        with np.errstate(all="ignore"):
+            self._filter(x, ok, hazard)
+        return self._confirmed(step, ok)
+
+    def _filter(self, x: np.ndarray, ok: np.ndarray, hazard: float) -> None:
         xs = np.where(ok, x, 0.0)[:, None]  # (K, 1)
         mu, kappa, alpha, beta = self.mu, self.kappa, self.alpha, self.beta
         nu = 2.0 * alpha
@@ -211,8 +216,15 @@ class BayesianOnlineCPD:
             shifted[:, 1:] = up[:, :-1]
             arr[ok] = shifted[ok]
         self.log_r[ok] = new_r[ok]
+        broken = ok & ~np.isfinite(self.log_r).any(axis=1)
+        if broken.any():  # overflowed on absurd input: forget the stream's history
+            self.log_r[broken] = -np.inf
+            self.log_r[broken, 0] = 0.0
+            for arr, first in zip(
+                (self.mu, self.kappa, self.alpha, self.beta), self.prior, strict=True
+            ):
+                arr[broken] = first
         self.n_obs += ok
-        return self._confirmed(step, ok)
 
     def _confirmed(self, step: int, ok: np.ndarray) -> list[ChangePoint]:
         out: list[ChangePoint] = []

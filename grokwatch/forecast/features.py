@@ -62,6 +62,9 @@ RATIO = 1.5
 
 _LN_RATIO = math.log(RATIO)
 _PRUNE_AT = 64
+_MAX_SLOPE = 100.0
+"""Slopes per log-step fed to change-point detection are clipped to +-100 (real ones are
+O(1-10)); absurd input then cannot overflow the detectors."""
 
 KEY_MEASURES = (
     "train_accuracy",
@@ -211,7 +214,7 @@ def _log(x: float) -> float:
 
 
 def _log_ratio(a: float, b: float) -> float:
-    return math.log(a / b) if a > 0 and b > 0 else math.nan
+    return math.log(a) - math.log(b) if a > 0 and b > 0 else math.nan
 
 
 class FeatureState:
@@ -304,7 +307,8 @@ class FeatureState:
         obs = self._slopes.update(step, y)
         if obs is None:
             return
-        found = self._cpd.update(*obs)
+        step_cp, slopes = obs
+        found = self._cpd.update(step_cp, np.clip(slopes, -_MAX_SLOPE, _MAX_SLOPE))
         for cp in found:
             self._last_cp[cp.measure] = cp
         self.change_points.extend(found)
@@ -369,10 +373,10 @@ class FeatureState:
             _log_ratio(cc.last, cc.max),
             _log_slope(cc, t),
             mc.last / mc.max if mc.steps and mc.max > 0 else (0.0 if mc.steps else math.nan),
-            math.log10(mc.last + 1e-6) if mc.steps else math.nan,
+            _log(mc.last + 1e-6) / math.log(10.0) if mc.steps else math.nan,
             mc_mean - test_acc,
             s["softmax_collapse"].last,
-            _log_ratio(energy.last, tr_loss.last**2) if energy.steps else math.nan,
+            _log_ratio(energy.last, tr_loss.last * tr_loss.last) if energy.steps else math.nan,
             s["loss_hjorth_mobility"].last,
             s["fourier_gini"].last,
             s["fourier_gini"].slope(t),
@@ -399,7 +403,7 @@ def _log_slope(series: _Series, t: int) -> float:
     hi, lo = series.at(t), series.at(t / RATIO)
     if hi <= 0 or lo <= 0:
         return math.nan
-    return math.log(hi / lo) / _LN_RATIO
+    return (math.log(hi) - math.log(lo)) / _LN_RATIO
 
 
 def run_features(

@@ -1,0 +1,177 @@
+"""What ``grokwatch fit`` and ``grokwatch evaluate`` do (the CLI only parses arguments).
+
+The corpus is read with ``trainer.corpus.load`` (the corpus format's own reader, shipped in
+the same distribution).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from grokwatch.forecast.evaluate import evaluate, format_table
+from grokwatch.forecast.forecaster import GrokForecaster
+from grokwatch.forecast.training import NEGATIVE, POSITIVE, Replay, fit_corpus, replay
+
+__all__ = ["evaluate_corpus", "fit_model", "pick_timelines"]
+
+Say = Callable[[str], None]
+
+
+def _load_corpus(directory: str | Path, split: str | Sequence[str]) -> Any:
+    from trainer.corpus import load
+
+    return load(directory, split=split)
+
+
+def fit_model(
+    corpus: str | Path,
+    out: str | Path,
+    *,
+    split: str = "train",
+    folds: int = 5,
+    far: float = 0.05,
+    C_grid: Sequence[float] = (0.03, 0.1, 0.3),
+    cadences: Sequence[int] = (250,),
+    seed: int = 0,
+    say: Say = print,
+) -> tuple[GrokForecaster, dict[str, Any]]:
+    """Fit on the ``split`` runs of ``corpus`` and save the model to ``out``."""
+    from grokwatch.forecast.io import save
+
+    runs = list(_load_corpus(corpus, split))
+    if not runs:
+        raise ValueError(f"no finished runs with split {split!r} in {corpus}")
+    t0 = time.perf_counter()
+    model, report = fit_corpus(
+        runs, folds=folds, far=far, C_grid=C_grid, extra_cadences=cadences, seed=seed, log=say
+    )
+    info = {**report.to_json(), "corpus": str(corpus), "split": split, "seed": seed}
+    info["fit_seconds"] = round(time.perf_counter() - t0, 1)
+    save(model, out, report=info)
+    oof = report.oof
+    say(
+        f"fitted on {report.n_runs} runs ({report.n_groups} configurations, {report.n_rows} rows), "
+        f"C={report.C}; out-of-fold: recall {oof['recall']:.2f}, false alarms "
+        f"{oof['false_alarm_rate']:.2f}, median lead {oof['median_lead_fraction']:.2f} of the gap"
+    )
+    say(f"wrote {out}")
+    return model, info
+
+
+def _group_name(r: Replay) -> Replay:
+    if r.split == "heldout":
+        return dataclasses.replace(r, family=f"{r.family}-heldout")
+    return r
+
+
+def pick_timelines(runs: Sequence[Replay], per_family: int = 3) -> list[Replay]:
+    """A few runs per family for timeline figures: grokking runs at the 25th/50th/75th
+    percentile of the gap, then one negative run."""
+    chosen: list[Replay] = []
+    for fam in sorted({r.family for r in runs}):
+        pos = sorted(
+            (r for r in runs if r.family == fam and r.outcome in POSITIVE),
+            key=lambda r: (r.gap or 0, r.run_id),
+        )
+        for q in (0.25, 0.5, 0.75)[: max(per_family - 1, 1)]:
+            if pos:
+                r = pos[min(int(q * len(pos)), len(pos) - 1)]
+                if r not in chosen:
+                    chosen.append(r)
+        neg = sorted(
+            (r for r in runs if r.family == fam and r.outcome in NEGATIVE), key=lambda r: r.run_id
+        )
+        if neg:
+            chosen.append(neg[len(neg) // 2])
+    return chosen
+
+
+def evaluate_corpus(
+    corpus: str | Path,
+    *,
+    model: GrokForecaster,
+    out: str | Path | None,
+    splits: Sequence[str] = ("eval", "heldout"),
+    calibration_split: str = "train",
+    cadence: int | None = None,
+    timelines: int = 3,
+    plots: bool = True,
+    say: Say = print,
+) -> dict[str, Any]:
+    """Replay, evaluate, print the tables, write JSON and figures (see :mod:`.evaluate`)."""
+    calib_runs = list(_load_corpus(corpus, calibration_split))
+    calib = [replay(r, cadence=cadence) for r in calib_runs if r.labels.get("outcome")]
+    say(f"calibration: {len(calib)} {calibration_split} runs")
+    results: dict[str, Any] = {
+        "model": {
+            "alert_threshold": model.alert_threshold_,
+            "hopeless_threshold": model.hopeless_threshold_,
+            "horizon": model.horizon,
+            "fit_report": getattr(model, "fit_report_", {}),
+        },
+        "cadence": cadence,
+        "calibration_split": calibration_split,
+    }
+    out_dir = None if out is None else Path(out)
+    for split in splits:
+        runs = [
+            _group_name(replay(r, cadence=cadence))
+            for r in _load_corpus(corpus, split)
+            if r.labels.get("outcome")
+        ]
+        if not runs:
+            say(f"no {split} runs in {corpus}")
+            continue
+        res = evaluate(model, runs, calib, log=say)
+        results[split] = res
+        for view in ("calibrated", "matched"):
+            say(f"\n## {split} runs, {view} thresholds" + format_table(res, view=view))
+        say(_claims_text(res["claims"]))
+        if out_dir is not None and plots:
+            from grokwatch.forecast.evaluate import our_signal
+            from grokwatch.forecast.plots import lead_vs_far, timeline
+
+            lead_vs_far(res, out_dir / f"lead_vs_far_{split}.png", title=f"{split} runs")
+            sig = our_signal(model, runs)
+            for r in pick_timelines(runs, timelines):
+                timeline(
+                    r,
+                    sig.forecasts[r.run_id] if sig.forecasts else [],
+                    out_dir / "timelines" / f"{split}_{r.family}_{r.run_id}.png",
+                    threshold=model.alert_threshold_,
+                )
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        name = "evaluation.json" if cadence is None else f"evaluation_cadence{cadence}.json"
+        (out_dir / name).write_text(json.dumps(_json_safe(results), indent=1) + "\n")
+        say(f"wrote {out_dir / name}")
+    return results
+
+
+def _claims_text(claims: dict[str, Any]) -> str:
+    mc = claims["mc_dropout_peak_before_t_grok"]
+    se = claims["spectral_entropy_below_0.609"]
+    return (
+        f"\nMC-dropout variance peak before t_grok in {mc['fraction_before']:.0%} of "
+        f"{mc['n']} grokking runs (median {mc['median_lead_fraction']:.2f} of the gap before); "
+        f"spectral entropy < 0.609 before t_grok in {se['grokking_before_t_grok']:.0%} of "
+        f"grokking runs and ever in {se['negatives_ever']:.0%} of runs that do not grok"
+    )
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if hasattr(x, "item"):
+        return _json_safe(x.item())
+    return x

@@ -1,0 +1,119 @@
+"""GrokForecaster is a real scikit-learn estimator, and its fast path agrees with sklearn's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from grokwatch.forecast.forecaster import GrokForecaster, weighted_quantile
+
+# No check is expected to fail. Checks that need pandas (not installed here) skip themselves.
+
+
+@parametrize_with_checks([GrokForecaster()])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def toy(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5))
+    logit = 2 * X[:, 0] - X[:, 1] + 0.5 * np.maximum(X[:, 2], 0)
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-logit))).astype(int)
+    t = np.where(y == 1, 0.5 + 0.3 * X[:, 3] + rng.normal(0, 0.1, n), np.nan)
+    return X, y, t
+
+
+def test_fit_returns_self_keeps_params_and_sets_fitted_state():
+    X, y, t = toy()
+    est = GrokForecaster(C=0.5, knots=2, horizon=400)
+    assert est.fit(X, y, log_time_to_grok=t) is est
+    assert est.get_params()["C"] == 0.5 and est.get_params()["horizon"] == 400
+    for name in ("coef_", "classes_", "center_", "knots_", "time_coef_", "alert_threshold_"):
+        assert hasattr(est, name)
+    assert est.coef_.shape == (5 * 3,)
+    assert clone(est).get_params() == est.get_params()
+
+
+def test_nan_features_are_imputed_with_the_median():
+    X, y, _ = toy()
+    est = GrokForecaster().fit(X, y)
+    row = X[:1].copy()
+    row[0, 4] = np.nan
+    filled = X[:1].copy()
+    filled[0, 4] = est.center_[4]
+    np.testing.assert_allclose(est.predict_proba(row), est.predict_proba(filled))
+
+
+def test_predict_row_matches_the_sklearn_path():
+    X, y, t = toy()
+    est = GrokForecaster().fit(X, y, log_time_to_grok=t)
+    steps = np.full(len(X), 800)
+    p = est.predict_proba(X)[:, 1]
+    t_hat, lo, hi = est.predict_time(X, steps)
+    ph = est.predict_horizon_proba(X, steps)
+    for i in range(0, len(X), 37):
+        row = est.predict_row(X[i], 800)
+        assert row.p_budget == pytest.approx(p[i])
+        assert row.t_grok == pytest.approx(t_hat[i])
+        assert row.t_low == pytest.approx(lo[i]) and row.t_high == pytest.approx(hi[i])
+        assert row.p_horizon == pytest.approx(ph[i])
+        assert lo[i] <= t_hat[i] <= hi[i]
+        assert 0 <= row.p_horizon <= row.p_budget
+
+
+def test_time_model_recovers_a_known_log_ratio_and_its_interval_covers():
+    X, y, t = toy(2000, seed=1)
+    est = GrokForecaster(interval=0.8).fit(X, y, log_time_to_grok=t)
+    steps = np.full(len(X), 1000.0)
+    t_hat, lo, hi = est.predict_time(X, steps)
+    truth = 1000.0 * np.exp(t)
+    ok = np.isfinite(truth)
+    assert np.median(np.abs(t_hat[ok] / truth[ok] - 1)) < 0.1
+    coverage = np.mean((lo[ok] <= truth[ok]) & (truth[ok] <= hi[ok]))
+    assert 0.7 < coverage < 0.9
+
+
+def test_horizon_probability_grows_with_the_horizon():
+    X, y, t = toy()
+    est = GrokForecaster().fit(X, y, log_time_to_grok=t)
+    steps = np.full(len(X), 500)
+    a, b = est.predict_horizon_proba(X, steps, 100), est.predict_horizon_proba(X, steps, 5000)
+    assert np.all(a <= b + 1e-12) and np.all(b <= est.predict_proba(X)[:, 1] + 1e-12)
+
+
+def test_without_a_time_model_there_is_no_t_grok():
+    X, y, _ = toy()
+    est = GrokForecaster().fit(X, y)
+    row = est.predict_row(X[0], 100)
+    assert row.t_grok is None and np.isnan(row.p_horizon)
+    assert np.isnan(est.predict_log_time(X)).all()
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"C": 0}, "C must be > 0"),
+        ({"alpha": -1}, "alpha must be >= 0"),
+        ({"knots": -1}, "knots must be an int"),
+        ({"horizon": 0}, "horizon must be an int >= 1"),
+        ({"interval": 1.0}, "interval must be in"),
+    ],
+)
+def test_bad_hyperparameters_fail_at_fit_naming_the_value(params, match):
+    X, y, _ = toy(50)
+    with pytest.raises(ValueError, match=match):
+        GrokForecaster(**params).fit(X, y)
+
+
+def test_weighted_quantile_treats_integer_weights_as_repetitions():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=30)
+    w = rng.integers(0, 4, size=30).astype(float)
+    q = np.linspace(0, 1, 11)
+    rep = np.repeat(x, w.astype(int))
+    np.testing.assert_allclose(
+        weighted_quantile(x, w, q), weighted_quantile(rep, np.ones_like(rep), q)
+    )

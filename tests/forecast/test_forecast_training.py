@@ -1,0 +1,196 @@
+"""Fitting on a corpus (grouped CV, validation thresholds), the evaluation, the baselines and
+the ``fit`` / ``evaluate`` commands, on seeded synthetic runs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from _forecast_synth import make_corpus, make_run
+from hypothesis import given
+from hypothesis import strategies as st
+from sklearn.metrics import roc_auc_score
+
+from grokwatch.cli import main
+from grokwatch.forecast import io as model_io
+from grokwatch.forecast.baselines import BASELINES
+from grokwatch.forecast.evaluate import OURS, alert_step, auroc, evaluate, format_table
+from grokwatch.forecast.training import (
+    _folds,
+    choose_alert_threshold,
+    config_group,
+    fit_corpus,
+    replay,
+    training_rows,
+)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return make_corpus(32, seed=1)
+
+
+@pytest.fixture(scope="module")
+def fitted(corpus):
+    return fit_corpus(corpus, folds=4, C_grid=(0.1,), extra_cadences=(250,))
+
+
+def test_config_groups_ignore_seeds_only():
+    a = {"p": 23, "lr": 1e-3, "seed": 1, "data_seed": 7}
+    assert config_group(a) == config_group({**a, "seed": 2, "data_seed": 9})
+    assert config_group(a) != config_group({**a, "lr": 2e-3})
+
+
+def test_folds_never_split_a_configuration():
+    groups = [f"g{i // 3}" for i in range(30)]
+    masks = _folds(groups, 4, seed=0)
+    assert sum(m.astype(int) for m in masks).tolist() == [1] * 30
+    for m in masks:
+        inside = {g for g, k in zip(groups, m, strict=True) if k}
+        outside = {g for g, k in zip(groups, m, strict=True) if not k}
+        assert not inside & outside
+
+
+def test_training_rows_stop_at_t_grok_and_weigh_each_run_once(corpus):
+    reps = [replay(r) for r in corpus[:4]]
+    _, y, w, t, idx = training_rows(reps)
+    for i, r in enumerate(reps):
+        rows = idx == i
+        assert w[rows].sum() == pytest.approx(1.0)
+        assert set(y[rows]) == {int(r.groks)}
+        if r.t_grok is not None:
+            assert rows.sum() == int((r.steps < r.t_grok).sum())
+            assert np.all(np.isfinite(t[rows])) and np.all(t[rows] > 0)
+        else:
+            assert np.all(np.isnan(t[rows]))
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=60), st.sampled_from([0.0, 0.05, 0.2]))
+def test_alert_threshold_keeps_the_false_alarm_rate_and_is_the_smallest(maxima, far):
+    th = choose_alert_threshold(maxima, far)
+    fa = np.mean([m >= th for m in maxima])
+    assert fa <= far + 1e-12
+    below = np.nextafter(th, -np.inf)
+    assert np.mean([m >= below for m in maxima]) > far or th <= min(maxima)
+
+
+@given(
+    st.lists(st.floats(-5, 5), min_size=1, max_size=30),
+    st.lists(st.floats(-5, 5), min_size=1, max_size=30),
+)
+def test_auroc_equals_sklearn(pos, neg):
+    y = [1] * len(pos) + [0] * len(neg)
+    assert auroc(pos, neg) == pytest.approx(roc_auc_score(y, pos + neg))
+
+
+def test_fit_corpus_chooses_thresholds_on_validation_and_separates_the_classes(fitted):
+    model, report = fitted
+    assert report.n_runs == 32 and report.folds == 4 and report.C == 0.1
+    assert 0.0 <= report.hopeless_threshold <= report.alert_threshold <= 1.0
+    assert model.alert_threshold_ == report.alert_threshold
+    assert report.oof["false_alarm_rate"] <= 0.05
+    assert report.oof["recall"] >= 0.8  # the synthetic precursor is easy
+
+
+def test_evaluate_reports_every_signal_and_metric(fitted):
+    model, _ = fitted
+    runs = [replay(r) for r in make_corpus(16, seed=7, family="heldout-synth", split="eval")]
+    calib = [replay(r) for r in make_corpus(16, seed=8)]
+    res = evaluate(model, runs, calib)
+    names = [OURS, *(b.name for b in BASELINES)]
+    assert list(res["groups"]) == ["heldout-synth", "overall"]
+    table = res["groups"]["overall"]["signals"]
+    assert list(table) == names and set(res["curves"]) == set(names)
+    ours = table[OURS]["matched"]
+    for key in (
+        "recall",
+        "false_alarm_rate",
+        "median_lead_steps",
+        "median_lead_fraction",
+        "auroc_10",
+        "auroc_25",
+        "auroc_50",
+        "t_grok_median_rel_error",
+    ):
+        assert key in ours
+    assert ours["false_alarm_rate"] <= 0.05 and ours["recall"] >= 0.75
+    assert ours["auroc_50"] > 0.9
+    assert "fixed" in table["spectral_entropy_0.609"]
+    text = format_table(res)
+    assert "| grokwatch |" in text and "AUROC 25%" in text
+    assert set(res["claims"]) == {"mc_dropout_peak_before_t_grok", "spectral_entropy_below_0.609"}
+
+
+@pytest.mark.parametrize("baseline", BASELINES, ids=lambda b: b.name)
+def test_baseline_scores_are_causal(baseline):
+    run = make_run(5, groks=True)
+    full = replay(run)
+    cut = 25
+    prefix = replay(type(run)(run.meta, run.steps[:cut], run.columns, run.values[:cut]))
+    np.testing.assert_array_equal(baseline.scores(prefix), baseline.scores(full)[:cut])
+
+
+def test_alert_step_ignores_alerts_at_or_after_t_grok():
+    r = replay(make_run(6, groks=True))
+    score = (r.steps >= r.t_grok).astype(float)
+    assert alert_step(r, score, 0.5) is None
+    assert alert_step(r, np.ones(r.steps.size), 0.5) == int(r.steps[0])
+
+
+def test_fit_and_evaluate_commands_write_a_model_json_and_figures(tmp_path):
+    from trainer.corpus import write_run
+
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "corpus.json").write_text(
+        json.dumps({"format": "grokwatch-corpus", "version": 1, "specs": {}, "holdout": {}})
+    )
+    for r in [*make_corpus(24, seed=2), *make_corpus(8, seed=3, family="other", split="eval")]:
+        write_run(root, r.meta, r.steps, r.columns, r.values)
+    model = tmp_path / "m.npz"
+    assert (
+        main(
+            [
+                "fit",
+                "--corpus",
+                str(root),
+                "--out",
+                str(model),
+                "--folds",
+                "3",
+                "--C",
+                "0.1",
+                "--cadences",
+                "250",
+            ]
+        )
+        == 0
+    )
+    fitted_model = model_io.load(model)
+    assert fitted_model.fit_report_["n_runs"] == 24
+    out = tmp_path / "ev"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--corpus",
+                str(root),
+                "--model",
+                str(model),
+                "--out",
+                str(out),
+                "--split",
+                "eval",
+                "--timelines",
+                "2",
+            ]
+        )
+        == 0
+    )
+    res = json.loads((out / "evaluation.json").read_text())
+    assert res["eval"]["groups"]["overall"]["n_runs"] == 8
+    assert (out / "lead_vs_far_eval.png").stat().st_size > 10_000
+    assert len(list((out / "timelines").glob("*.png"))) >= 2
+    assert not math.isnan(res["model"]["alert_threshold"])
