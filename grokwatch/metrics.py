@@ -19,6 +19,12 @@ grokwatch_run_event_step                      gauge  step of ``t_mem`` / ``t_gro
 grokwatch_run_grokking_gap_steps              gauge  t_grok - t_mem once both are seen
 grokwatch_run_grok_probability_ratio          gauge  forecast P(grok within budget)
 grokwatch_run_predicted_grok_step             gauge  forecast t_grok
+grokwatch_run_grok_horizon_probability_ratio  gauge  forecast P(grok within the next H steps),
+                                                     ``horizon_steps`` label = H
+grokwatch_run_forecast_confidence_ratio       gauge  confidence of the forecast (0-1)
+grokwatch_run_grok_alert                      gauge  1 while the forecast alerts, else 0
+grokwatch_run_measure_change_points_total     count  change points in a measure's trend,
+                                                     ``measure`` and ``direction`` labels
 grokwatch_run_last_report_timestamp_seconds   gauge  wall time of the last evaluation
 grokwatch_run_agent_errors_total              count  internal agent errors (never raised)
 grokwatch_run_dropped_records_total           count  records the transport had to drop
@@ -37,7 +43,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from grokwatch.decision import Forecast, Phase
+from grokwatch.decision import ChangePoint, Forecast, Phase
 
 NAMED = {
     "train_accuracy": ("grokwatch_run_train_accuracy_ratio", "Train accuracy of the run (0-1)."),
@@ -60,6 +66,17 @@ class RunView:
     forecast: Forecast | None = None
     agent_errors: int = 0
     dropped: int = 0
+    change_points: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    """Change points so far by ``(measure, direction)`` (bounded: a few measures, 2 ways)."""
+
+
+def change_point_counts(points: Iterable[ChangePoint]) -> dict[tuple[str, str], int]:
+    """Count change points by ``(measure, direction)`` for :attr:`RunView.change_points`."""
+    counts: dict[tuple[str, str], int] = {}
+    for cp in points:
+        key = (cp.measure, cp.direction.value)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def agent_view(agent: Any) -> RunView:
@@ -76,6 +93,7 @@ def agent_view(agent: Any) -> RunView:
         forecast=agent.decision.forecast,
         agent_errors=agent.errors,
         dropped=agent.transport.stats.dropped,
+        change_points=change_point_counts(agent.detector.change_points),
     )
 
 
@@ -134,6 +152,26 @@ class RunCollector(Collector):
             key: GaugeMetricFamily(name, doc, labels=["run_id"])
             for key, (name, doc) in NAMED.items()
         }
+        horizon = GaugeMetricFamily(
+            "grokwatch_run_grok_horizon_probability_ratio",
+            "Forecast probability that the run groks within the next horizon_steps steps (0-1).",
+            labels=["run_id", "horizon_steps"],
+        )
+        confidence = GaugeMetricFamily(
+            "grokwatch_run_forecast_confidence_ratio",
+            "Confidence of the run's forecast (0-1; lowered for missing or too few measures).",
+            labels=["run_id"],
+        )
+        alert = GaugeMetricFamily(
+            "grokwatch_run_grok_alert",
+            "1 while the run's forecast alerts that it will grok within budget, else 0.",
+            labels=["run_id"],
+        )
+        cps = CounterMetricFamily(
+            "grokwatch_run_measure_change_points",
+            "Change points detected in a measure's trend (online change-point detection).",
+            labels=["run_id", "measure", "direction"],
+        )
         errors = CounterMetricFamily(
             "grokwatch_run_agent_errors",
             "Internal agent errors of the run (never raised into training).",
@@ -166,12 +204,25 @@ class RunCollector(Collector):
                 g["prob"].add_metric(rid, run.forecast.p_grok_budget)
                 if run.forecast.t_grok is not None and math.isfinite(run.forecast.t_grok):
                     g["pred"].add_metric(rid, run.forecast.t_grok)
+            if run.forecast is not None:
+                f = run.forecast
+                if math.isfinite(f.p_grok_horizon):
+                    horizon.add_metric([run.run_id, str(f.horizon)], f.p_grok_horizon)
+                if math.isfinite(f.confidence):
+                    confidence.add_metric(rid, f.confidence)
+                alert.add_metric(rid, float(f.alert))
+            for (measure, direction), n in run.change_points.items():
+                cps.add_metric([run.run_id, measure, direction], n)
             if run.last_report is not None:
                 g["seen"].add_metric(rid, run.last_report)
             errors.add_metric(rid, run.agent_errors)
             dropped.add_metric(rid, run.dropped)
         yield from named.values()
         yield from g.values()
+        yield horizon
+        yield confidence
+        yield alert
+        yield cps
         yield errors
         yield dropped
 
