@@ -9,7 +9,7 @@ process-global ``prometheus_client.REGISTRY``.
 =============================================  =========  =====================================
 metric                                         type       meaning
 =============================================  =========  =====================================
-grokwatch_run_change_points_total              counter    phase changes the detector saw
+grokwatch_run_phase_changes_total              counter    phase changes the detector saw
 grokwatch_run_alerts_total                     counter    decisions advising stop or extend
 grokwatch_run_points                           gauge      evaluation points stored for the run
 grokwatch_service_ingest_requests_total        counter    accepted point batches
@@ -66,7 +66,7 @@ LATENCY_BUCKETS = (
 
 
 class RunCountersCollector(Collector):
-    """Per-run counters that only the service knows (change points, alerts, stored points)."""
+    """Per-run counters that only the service knows (phase changes, alerts, stored points)."""
 
     def __init__(self, source: Callable[[], Iterable[LiveRun]]) -> None:
         self._source = source
@@ -76,8 +76,8 @@ class RunCountersCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         changes = CounterMetricFamily(
-            "grokwatch_run_change_points",
-            "Phase changes (rule-based change points) the detector saw in the run.",
+            "grokwatch_run_phase_changes",
+            "Phase changes the detector saw in the run (rule-based change points).",
             labels=["run_id"],
         )
         alerts = CounterMetricFamily(

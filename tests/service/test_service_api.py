@@ -398,7 +398,7 @@ def test_metrics_export_live_runs_and_service_counters(
         'grokwatch_run_test_accuracy_ratio{run_id="r1"} 1.0',
         'grokwatch_run_event_step{event="t_grok",run_id="r1"} 1500.0',
         'grokwatch_run_phase{phase="generalized",run_id="r1"} 1.0',
-        'grokwatch_run_change_points_total{run_id="r1"} 3.0',
+        'grokwatch_run_phase_changes_total{run_id="r1"} 3.0',
         'grokwatch_run_points{run_id="r1"} 20.0',
         "grokwatch_service_ingested_points_total 20.0",
         "grokwatch_service_duplicate_points_total 2.0",
