@@ -29,7 +29,8 @@ from trainer.tasks import make_dataset
 from trainer.train import build_model, build_optimizer
 
 
-def one_run(config: RunConfig, *, every: int | None, db: Path) -> tuple[float, Agent | None]:
+def one_run(config: RunConfig, *, every: int | None, db: Path) -> tuple[float, float, Agent | None]:
+    """Train once; returns (wall seconds, process CPU seconds incl. agent threads, agent)."""
     torch.manual_seed(config.seed)
     data = make_dataset(config.p, config.op, config.frac, data_seed=config.data_seed)
     model = build_model(config)
@@ -44,7 +45,7 @@ def one_run(config: RunConfig, *, every: int | None, db: Path) -> tuple[float, A
             db=db,
             modulus=config.p,
         )
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for step in range(1, config.steps + 1):
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(data.train_x), data.train_y)
@@ -54,7 +55,7 @@ def one_run(config: RunConfig, *, every: int | None, db: Path) -> tuple[float, A
             agent.step(step, loss=loss.detach())
     if agent is not None:
         agent.close()
-    return time.perf_counter() - start, agent
+    return time.perf_counter() - start, time.process_time() - cpu_start, agent
 
 
 def main() -> dict[str, Any]:
@@ -69,24 +70,25 @@ def main() -> dict[str, Any]:
     torch.set_num_threads(1)
     config = RunConfig(p=53, op="add", frac=0.5, lr=3e-3, wd=1.0, steps=args.steps)
     one_run(RunConfig(steps=20), every=None, db=Path("unused"))  # warm-up
-    bare: list[float] = []
-    watched: dict[int, list[float]] = {e: [] for e in args.every}
+    bare: list[tuple[float, float]] = []
+    watched: dict[int, list[tuple[float, float]]] = {e: [] for e in args.every}
     probe_cost: dict[str, float] = {}
     evaluations = 0
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
-            bare.append(one_run(config, every=None, db=Path(tmp) / "x.db")[0])
+            wall, cpu, _ = one_run(config, every=None, db=Path(tmp) / "x.db")
+            bare.append((wall, cpu))
             for every in args.every:
-                t, agent = one_run(config, every=every, db=Path(tmp) / f"runs{i}-{every}.db")
-                watched[every].append(t)
+                wall, cpu, agent = one_run(config, every=every, db=Path(tmp) / f"r{i}-{every}.db")
+                watched[every].append((wall, cpu))
                 if agent is not None and every == args.every[0]:
                     probe_cost = {k: v / agent._evaluations for k, v in agent.probe_seconds.items()}
                     evaluations = agent._evaluations
-    step_seconds = statistics.median(bare) / args.steps
+    step_seconds = statistics.median(c for _, c in bare) / args.steps
     result: dict[str, Any] = {
         "steps": args.steps,
         "repeats": args.repeats,
-        "bare_seconds": bare,
+        "bare": bare,
         "train_step_ms": 1000 * step_seconds,
         "cadences": {},
         "evaluations_at_first_cadence": evaluations,
@@ -94,21 +96,21 @@ def main() -> dict[str, Any]:
     }
     print(
         f"reference run (p=53 add, factorized MLP): {args.steps} steps, 1 thread, "
-        f"{args.repeats} interleaved repeats"
+        f"{args.repeats} interleaved repeats; times are wall / process CPU seconds"
     )
-    print(f"one training step: {result['train_step_ms']:.2f} ms")
-    print(f"bare            : {' '.join(f'{t:.2f}s' for t in bare)}")
+    print(f"one training step: {result['train_step_ms']:.2f} ms CPU")
+    print(f"bare            : {' '.join(f'{w:.2f}/{c:.2f}' for w, c in bare)}")
     for every, times in watched.items():
-        ratios = [w / b for w, b in zip(times, bare, strict=True)]
-        ratio = statistics.median(ratios)
+        wall = statistics.median(w / b[0] for (w, _), b in zip(times, bare, strict=True))
+        cpu = statistics.median(c / b[1] for (_, c), b in zip(times, bare, strict=True))
         result["cadences"][every] = {
-            "seconds": times,
-            "ratio_median": ratio,
-            "overhead_percent": 100 * (ratio - 1),
+            "times": times,
+            "wall_ratio_median": wall,
+            "cpu_ratio_median": cpu,
         }
         print(
-            f"every {every:>5} steps: {' '.join(f'{t:.2f}s' for t in times)}  "
-            f"ratio {ratio:.4f} -> overhead {100 * (ratio - 1):+.2f} %"
+            f"every {every:>5} steps: {' '.join(f'{w:.2f}/{c:.2f}' for w, c in times)}  "
+            f"overhead wall {100 * (wall - 1):+.2f} %, CPU {100 * (cpu - 1):+.2f} %"
         )
     total = sum(result["probe_cost_in_train_steps"].values())
     print(
