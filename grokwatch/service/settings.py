@@ -17,6 +17,9 @@ environment variable             default                         meaning
 ``GROKWATCH_SWEEP_INTERVAL``     ``5``                           seconds between TTL sweeps
 ``GROKWATCH_LOG_LEVEL``          ``info``                        uvicorn log level
 ``GROKWATCH_ACCESS_LOG``         ``false``                       per-request access log
+``GROKWATCH_INLINE_POINTS``      ``64``                          batches up to this size for a
+                                                                 run in memory are judged on
+                                                                 the event loop (0: never)
 ``GROKWATCH_GC_THRESHOLD``       ``[50000, 20, 1000]``           ``gc.set_threshold`` of the
                                                                  serve process (JSON list)
 ===============================  ==============================  ==============================
@@ -62,6 +65,7 @@ class ServiceSettings(BaseSettings):
     sweep_interval: float = Field(default=5.0, gt=0.0)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     access_log: bool = False
+    inline_points: int = Field(default=64, ge=0)
     gc_threshold: tuple[int, int, int] | None = (50_000, 20, 1000)
 
     @model_validator(mode="after")

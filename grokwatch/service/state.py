@@ -280,6 +280,10 @@ class RunTable:
         with self._lock:
             return list(self._runs.values())
 
+    def is_resident(self, run_id: str) -> bool:
+        """In memory (no rebuild needed), whether or not its TTL has passed."""
+        return run_id in self._runs
+
     def is_live(self, run_id: str) -> bool:
         run = self._runs.get(run_id)
         return run is not None and not self._expired(run.finished_at, run.updated_at, self.clock())
