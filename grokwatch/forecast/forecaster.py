@@ -32,7 +32,7 @@ values chosen on out-of-fold validation runs.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,6 +40,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from grokwatch.events import EventRules
 
@@ -85,6 +86,9 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         Central coverage of the ``t_grok`` interval (0.8 -> 10th to 90th percentile).
     max_iter:
         Iterations of the logistic regression's L-BFGS solver.
+    time_features:
+        Column indices the time model may use (``None``: all). ``grokwatch fit`` leaves out
+        the budget features: when a run groks does not depend on its budget.
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         horizon: int = DEFAULT_HORIZON,
         interval: float = 0.8,
         max_iter: int = 2000,
+        time_features: Sequence[int] | None = None,
     ) -> None:
         self.C = C
         self.alpha = alpha
@@ -103,6 +108,7 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.horizon = horizon
         self.interval = interval
         self.max_iter = max_iter
+        self.time_features = time_features
 
     # -- sklearn -----------------------------------------------------------------------------
 
@@ -137,8 +143,18 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
         if w.shape != (n,):
             raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
-        X = X.copy()
+        with threadpool_limits(limits=1):  # tiny BLAS problems: threads only contend
+            return self._fit(X.copy(), y, w, log_time_to_grok)
+
+    def _fit(
+        self, X: np.ndarray, y: np.ndarray, w: np.ndarray, log_time_to_grok: Any
+    ) -> GrokForecaster:
+        n = X.shape[0]
         self._fit_basis(X, w)
+        self.time_mask_ = np.ones(X.shape[1], dtype=bool)
+        if self.time_features is not None:
+            self.time_mask_[:] = False
+            self.time_mask_[np.asarray(list(self.time_features), dtype=int)] = True
         B = self._basis(X)
         clf = LogisticRegression(C=self.C, max_iter=self.max_iter)
         clf.fit(B, y, sample_weight=w)
@@ -155,11 +171,12 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
                 raise ValueError(f"log_time_to_grok must have shape ({n},), got {target.shape}")
             rows = np.isfinite(target) & (w > 0)
             if rows.sum() >= 2:
+                Bt = self._basis(X, self.time_mask_)
                 reg = Ridge(alpha=self.alpha)
-                reg.fit(B[rows], target[rows], sample_weight=w[rows])
+                reg.fit(Bt[rows], target[rows], sample_weight=w[rows])
                 self.time_coef_ = reg.coef_.astype(float)
                 self.time_intercept_ = float(reg.intercept_)
-                resid = target[rows] - (B[rows] @ self.time_coef_ + self.time_intercept_)
+                resid = target[rows] - (Bt[rows] @ self.time_coef_ + self.time_intercept_)
                 self.time_residual_quantiles_ = weighted_quantile(
                     resid, w[rows], RESIDUAL_QUANTILES
                 )
@@ -202,10 +219,12 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.scale_ = scale
         self.knots_ = knots
 
-    def _basis(self, X: np.ndarray) -> np.ndarray:
+    def _basis(self, X: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         z = (X - self.center_) / self.scale_
         z = np.where(np.isfinite(z), z, 0.0)  # NaN -> the median; +-inf clipped below
         z = np.clip(z, -50.0, 50.0)
+        if mask is not None:
+            z = np.where(mask, z, 0.0)
         hinges = np.maximum(z[:, :, None] - self.knots_[None, :, :], 0.0)  # (n, F, K)
         return np.concatenate([z[:, :, None], hinges], axis=2).reshape(X.shape[0], -1)
 
@@ -244,7 +263,8 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
         if self.time_coef_ is None:
             return np.full(X.shape[0], np.nan)
-        return np.asarray(self._basis(X) @ self.time_coef_ + self.time_intercept_, dtype=float)
+        B = self._basis(X, self.time_mask_)
+        return np.asarray(B @ self.time_coef_ + self.time_intercept_, dtype=float)
 
     def predict_time(self, X: Any, steps: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(t_grok, low, high)`` per row: the median estimate and the ``interval`` band,
@@ -281,7 +301,8 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         p = float(_sigmoid(np.array([b @ self.coef_ + self.intercept_]))[0])
         out = RowForecast(p_budget=p)
         if self.time_coef_ is not None:
-            mu = float(b @ self.time_coef_ + self.time_intercept_)
+            bt = b if self.time_mask_.all() else self._basis(x[None, :], self.time_mask_)[0]
+            mu = float(bt @ self.time_coef_ + self.time_intercept_)
             lo_q, hi_q = (1 - self.interval) / 2, 1 - (1 - self.interval) / 2
             q = self.time_residual_quantiles_
             t = max(float(step), 1.0)

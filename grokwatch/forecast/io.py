@@ -46,6 +46,7 @@ _ARRAYS = (
     "feature_weight_",
     "time_residual_quantiles_",
     "classes_",
+    "time_mask_",
 )
 _SCALARS = (
     "intercept_",
@@ -131,10 +132,13 @@ def load(path: str | Path) -> GrokForecaster:
             + (f"; differing features: {', '.join(diff[:8])}" if diff else "; order differs")
             + ". Refit it with `grokwatch fit`."
         )
+    missing = [k for k in (*(a.rstrip("_") for a in _ARRAYS), "time_coef") if k not in arrays]
+    if missing or "params" not in meta or "scalars" not in meta:
+        raise SchemaError(f"{path}: incomplete forecaster file (missing {missing or 'meta'})")
     model = GrokForecaster(**meta["params"])
     for key in _ARRAYS:
         setattr(model, key, arrays[key.rstrip("_")])
-    model.time_coef_ = arrays["time_coef"] if meta["has_time_model"] else None
+    model.time_coef_ = arrays["time_coef"] if meta.get("has_time_model") else None
     for key, value in meta["scalars"].items():
         setattr(model, key, value)
     model.fit_report_ = meta.get("report", {})

@@ -12,8 +12,11 @@ as the online detector would have seen them, optionally thinned to a coarser cad
    the agent's default, by default) so the model sees both; a run and its thinned copies
    always share a fold;
 3. rows: every evaluation before ``t_grok`` (after it the question is settled), ``y`` = the run
-   reaches ``t_grok`` within its budget, weights so that each run counts once; the time model
-   learns ``log(t_grok / t)`` on the rows of runs that grok;
+   reaches ``t_grok`` within its budget, weights so that each run counts once, each row also
+   repeated with ``budget_samples`` smaller budgets (:func:`training_rows`: the corpus picks
+   budgets from the hyperparameters, which must not leak into the forecast); the time model
+   learns ``log(t_grok / t)`` on the original rows of runs that grok, without the budget
+   features;
 4. grouped K-fold cross-validation chooses ``C`` (weighted out-of-fold log loss), then the
    out-of-fold forecasts at the run's own cadence -- validation runs only -- fix the alert
    threshold (the smallest with a false-alarm rate <= ``far``), the hopeless threshold (at
@@ -191,14 +194,28 @@ def replay(
     )
 
 
+BUDGET_FEATURES = ("log_budget_over_t", "projected_grok_margin")
+"""The features that depend on the budget (re-drawn by budget augmentation)."""
+_B_IDX = FEATURE_NAMES.index("log_budget_over_t")
+_M_IDX = FEATURE_NAMES.index("projected_grok_margin")
+
+
 def training_rows(
-    replays: Sequence[Replay],
+    replays: Sequence[Replay], *, budget_samples: int = 0, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``X, y, weight, log_time_to_grok, run_index`` over the rows before ``t_grok``.
 
     Each replay's rows share a total weight of 1 (so long runs do not dominate);
     ``log_time_to_grok`` is ``log(t_grok / t)`` for runs that grok within budget, else NaN.
+
+    Budget augmentation (``budget_samples`` > 0): the corpus sets each run's budget from its
+    hyperparameters (``k / (lr wd)``, a fixed budget when wd = 0), so the budget itself would
+    tell a model the run's time scale -- knowledge a user's arbitrary budget does not carry.
+    Each row is therefore repeated with budgets ``B'`` drawn log-uniformly between the row's
+    step and the run's budget, relabelled "``t_grok <= B'``" (known for every ``B' <= B``),
+    with the two budget features recomputed; the time model sees only the original rows.
     """
+    rng = np.random.default_rng(seed)
     xs, ys, ws, ts, ri = [], [], [], [], []
     for i, r in enumerate(replays):
         keep = r.steps < r.t_grok if r.t_grok is not None else np.ones(r.steps.size, bool)
@@ -207,12 +224,27 @@ def training_rows(
         n = int(keep.sum())
         if n == 0:
             continue
-        xs.append(r.X[keep])
-        ys.append(np.full(n, int(r.groks)))
-        ws.append(np.full(n, 1.0 / n))
         t = np.maximum(r.steps[keep].astype(float), 1.0)
-        ts.append(np.log(r.t_grok / t) if r.groks and r.t_grok else np.full(n, np.nan))
-        ri.append(np.full(n, i))
+        x = r.X[keep]
+        blocks = [(x, np.full(n, int(r.groks)))]
+        if budget_samples and r.budget is not None:
+            log_bt = np.log(r.budget / t)
+            for _ in range(budget_samples):
+                new = rng.uniform(0.02, 1.0, n) * log_bt
+                xa = x.copy()
+                xa[:, _B_IDX] = new
+                xa[:, _M_IDX] = x[:, _M_IDX] + (log_bt - new)
+                within = r.t_grok is not None and r.groks
+                ya = (within & (float(r.t_grok or 0) <= t * np.exp(new))).astype(int)
+                blocks.append((xa, ya))
+        total = n * len(blocks)
+        for j, (xb, yb) in enumerate(blocks):
+            xs.append(xb)
+            ys.append(yb)
+            ws.append(np.full(n, 1.0 / total))
+            grok_time = r.groks and r.t_grok and j == 0
+            ts.append(np.log(r.t_grok / t) if grok_time else np.full(n, np.nan))
+            ri.append(np.full(n, i))
     if not xs:
         empty = np.zeros((0, len(FEATURE_NAMES)))
         return empty, np.zeros(0, int), np.zeros(0), np.zeros(0), np.zeros(0, int)
@@ -289,6 +321,7 @@ def fit_corpus(
     hopeless_miss: float = 0.05,
     C_grid: Sequence[float] = (0.03, 0.1, 0.3),
     extra_cadences: Sequence[int] = (250,),
+    budget_samples: int = 2,
     seed: int = 0,
     params: Mapping[str, Any] | None = None,
     log: Any = None,
@@ -309,8 +342,11 @@ def fit_corpus(
         if inside
     }
 
-    def rows(replays: Sequence[Replay]) -> tuple[np.ndarray, ...]:
-        return training_rows(replays)
+    def rows(replays: Sequence[Replay], augment: bool = True) -> tuple[np.ndarray, ...]:
+        return training_rows(replays, budget_samples=budget_samples if augment else 0, seed=seed)
+
+    time_features = [i for i, n in enumerate(FEATURE_NAMES) if n not in BUDGET_FEATURES]
+    settings = {"time_features": time_features, **(params or {})}
 
     everything = base + extra
     scale = 1.0 / (1 + len(extra_cadences))
@@ -324,11 +360,11 @@ def fit_corpus(
             train = [r for r in everything if fold_of_run[r.run_id] != f]
             val = [r for r in base if fold_of_run[r.run_id] == f]
             X, y, w, t, _ = rows(train)
-            model = GrokForecaster(C=C, **(params or {})).fit(
+            model = GrokForecaster(C=C, **settings).fit(
                 X, y, sample_weight=w * scale, log_time_to_grok=t
             )
             oof_models[C].append(model)
-            Xv, yv, wv, _, _ = rows(val)
+            Xv, yv, wv, _, _ = rows(val, augment=False)
             if Xv.shape[0] == 0:
                 continue
             p = np.clip(model.predict_proba(Xv)[:, 1], 1e-6, 1 - 1e-6)
@@ -372,7 +408,7 @@ def fit_corpus(
     oof = _oof_summary(base, oof_forecasts, alert)
     say(f"alert threshold {alert:.3f} (validation FAR <= {far}), hopeless {hopeless:.3f}")
     X, y, w, t, _ = rows(everything)
-    model = GrokForecaster(C=best_C, **(params or {})).fit(
+    model = GrokForecaster(C=best_C, **settings).fit(
         X, y, sample_weight=w * scale, log_time_to_grok=t
     )
     model.alert_threshold_ = alert

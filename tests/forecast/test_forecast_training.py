@@ -194,3 +194,27 @@ def test_fit_and_evaluate_commands_write_a_model_json_and_figures(tmp_path):
     assert (out / "lead_vs_far_eval.png").stat().st_size > 10_000
     assert len(list((out / "timelines").glob("*.png"))) >= 2
     assert not math.isnan(res["model"]["alert_threshold"])
+
+
+def test_budget_augmentation_relabels_with_smaller_budgets(corpus):
+    from grokwatch.forecast.features import FEATURE_NAMES
+
+    reps = [replay(r) for r in corpus[:6]]
+    X0, *_ = training_rows(reps)
+    X, y, w, t, idx = training_rows(reps, budget_samples=2, seed=1)
+    assert X.shape[0] == 3 * X0.shape[0]
+    b = FEATURE_NAMES.index("log_budget_over_t")
+    for i, r in enumerate(reps):
+        rows = idx == i
+        assert w[rows].sum() == pytest.approx(1.0)
+        assert np.all(X[rows, b] >= 0)  # every drawn budget lies at or after the row's step
+        assert np.isfinite(t[rows]).sum() == (int((r.steps < r.t_grok).sum()) if r.groks else 0)
+        if not r.groks:
+            assert not y[rows].any()
+    # a grokking run is negative under a budget that ends before its t_grok
+    r = next(r for r in reps if r.groks)
+    i = reps.index(r)
+    rows = np.flatnonzero(idx == i)
+    steps = np.tile(r.steps[r.steps < r.t_grok], 3)
+    budgets = steps * np.exp(X[rows, b])
+    np.testing.assert_array_equal(y[rows], (r.t_grok <= budgets + 1e-6).astype(int))
