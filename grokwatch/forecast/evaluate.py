@@ -107,7 +107,7 @@ def _score_at(r: Replay, score: np.ndarray, t: float) -> float:
     return float(score[max(i, 0)])
 
 
-def _family_refs(runs: Sequence[Replay]) -> tuple[float, float]:
+def family_refs(runs: Sequence[Replay]) -> tuple[float, float]:
     gaps = [r.gap for r in runs if r.outcome in POSITIVE and r.gap]
     mems = [r.t_mem for r in runs if r.outcome in POSITIVE and r.t_mem is not None]
     gap = float(np.median(gaps)) if gaps else 1000.0
@@ -219,7 +219,7 @@ def our_signal(model: GrokForecaster, runs: Iterable[Replay]) -> Signal:
 def baseline_signal(b: Baseline, runs: Sequence[Replay], calib: Sequence[Replay]) -> Signal:
     sign = 1.0
     if b.learn_sign and calib:
-        gap, mem = _family_refs(calib)
+        gap, mem = family_refs(calib)
         pos = [r for r in calib if r.outcome in POSITIVE]
         neg = [r for r in calib if r.outcome in NEGATIVE]
         up = auroc(
@@ -253,7 +253,7 @@ def evaluate(
     groups["overall"] = list(runs)
     out: dict[str, Any] = {"groups": {}, "signals": {}, "curves": {}}
     for name, group in groups.items():
-        refs = _family_refs(group)
+        refs = family_refs(group)
         table: dict[str, Any] = {}
         for sig in signals:
             entry = {

@@ -434,27 +434,14 @@ def fit_corpus(
 def _oof_summary(
     base: Sequence[Replay], forecasts: Mapping[str, list[Forecast]], alert: float
 ) -> dict[str, float]:
-    from grokwatch.forecast.evaluate import alert_step
+    """The evaluation's metrics (:func:`.evaluate.metrics`) on the out-of-fold forecasts."""
+    from grokwatch.forecast.evaluate import OURS, Signal, family_refs, metrics
 
-    pos = [r for r in base if r.outcome in POSITIVE]
-    neg = [r for r in base if r.outcome in NEGATIVE]
-    hits, leads = 0, []
-    for r in pos:
-        p = np.array([f.p_grok_budget for f in forecasts[r.run_id]])
-        c = np.array([f.confidence for f in forecasts[r.run_id]])
-        s = alert_step(r, np.where(c >= MIN_CONFIDENCE, p, -np.inf), alert)
-        if s is not None and r.t_grok is not None and r.gap:
-            hits += 1
-            leads.append((r.t_grok - s) / r.gap)
-    fa = 0
-    for r in neg:
-        p = np.array([f.p_grok_budget for f in forecasts[r.run_id]])
-        c = np.array([f.confidence for f in forecasts[r.run_id]])
-        fa += alert_step(r, np.where(c >= MIN_CONFIDENCE, p, -np.inf), alert) is not None
-    return {
-        "recall": hits / len(pos) if pos else math.nan,
-        "false_alarm_rate": fa / len(neg) if neg else math.nan,
-        "median_lead_fraction": float(np.median(leads)) if leads else math.nan,
-        "n_grokking": float(len(pos)),
-        "n_negative": float(len(neg)),
+    scores = {
+        rid: np.array([f.p_grok_budget if f.confidence >= MIN_CONFIDENCE else -np.inf for f in fc])
+        for rid, fc in forecasts.items()
     }
+    sig = Signal(OURS, scores, alert, forecasts=dict(forecasts))
+    runs = [r for r in base if r.run_id in forecasts]
+    out = metrics(runs, sig, alert, family_refs(runs))
+    return {k: float(v) for k, v in out.items() if isinstance(v, int | float)}
