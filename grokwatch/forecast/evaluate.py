@@ -100,6 +100,12 @@ class Signal:
     fixed_threshold: float | None = None
     sign: float = 1.0
     forecasts: dict[str, list[Forecast]] | None = None
+    ranking: dict[str, np.ndarray] | None = None
+    """Scores for the AUROCs when they differ from the alert scores (our forecast: the
+    probability whatever its confidence; alerts also need confidence >= 0.5)."""
+
+    def rank_scores(self, run_id: str) -> np.ndarray:
+        return (self.ranking or self.scores)[run_id]
 
 
 def _score_at(r: Replay, score: np.ndarray, t: float) -> float:
@@ -145,8 +151,8 @@ def metrics(
     }
     gap, mem = refs
     for f in FRACTIONS:
-        p = [_score_at(r, sig.scores[r.run_id], _ref_time(r, f, gap, mem)) for r in pos]
-        n = [_score_at(r, sig.scores[r.run_id], _ref_time(r, f, gap, mem)) for r in neg]
+        p = [_score_at(r, sig.rank_scores(r.run_id), _ref_time(r, f, gap, mem)) for r in pos]
+        n = [_score_at(r, sig.rank_scores(r.run_id), _ref_time(r, f, gap, mem)) for r in neg]
         out[f"auroc_{int(f * 100)}"] = auroc(p, n)
     if sig.forecasts is not None:
         out.update(_time_error(pos, sig.forecasts))
@@ -207,13 +213,21 @@ def curve(runs: Sequence[Replay], sig: Signal, n: int = 60) -> list[dict[str, fl
     return out
 
 
-def our_signal(model: GrokForecaster, runs: Iterable[Replay]) -> Signal:
-    forecasts = {r.run_id: r.forecasts(model) for r in runs}
+def forecast_signal(
+    forecasts: Mapping[str, list[Forecast]], threshold: float, name: str = OURS
+) -> Signal:
+    """Alerts on the confident P(grok within budget); AUROCs on P itself."""
     scores = {
         rid: np.array([f.p_grok_budget if f.confidence >= MIN_CONFIDENCE else -np.inf for f in fc])
         for rid, fc in forecasts.items()
     }
-    return Signal(OURS, scores, model.alert_threshold_, forecasts=forecasts)
+    ranking = {rid: np.array([f.p_grok_budget for f in fc]) for rid, fc in forecasts.items()}
+    return Signal(name, scores, threshold, forecasts=dict(forecasts), ranking=ranking)
+
+
+def our_signal(model: GrokForecaster, runs: Iterable[Replay]) -> Signal:
+    forecasts = {r.run_id: r.forecasts(model) for r in runs}
+    return forecast_signal(forecasts, model.alert_threshold_)
 
 
 def baseline_signal(b: Baseline, runs: Sequence[Replay], calib: Sequence[Replay]) -> Signal:

@@ -435,13 +435,9 @@ def _oof_summary(
     base: Sequence[Replay], forecasts: Mapping[str, list[Forecast]], alert: float
 ) -> dict[str, float]:
     """The evaluation's metrics (:func:`.evaluate.metrics`) on the out-of-fold forecasts."""
-    from grokwatch.forecast.evaluate import OURS, Signal, family_refs, metrics
+    from grokwatch.forecast.evaluate import family_refs, forecast_signal, metrics
 
-    scores = {
-        rid: np.array([f.p_grok_budget if f.confidence >= MIN_CONFIDENCE else -np.inf for f in fc])
-        for rid, fc in forecasts.items()
-    }
-    sig = Signal(OURS, scores, alert, forecasts=dict(forecasts))
+    sig = forecast_signal(forecasts, alert)
     runs = [r for r in base if r.run_id in forecasts]
     out = metrics(runs, sig, alert, family_refs(runs))
     return {k: float(v) for k, v in out.items() if isinstance(v, int | float)}
