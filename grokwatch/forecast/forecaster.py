@@ -43,6 +43,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from grokwatch.events import EventRules
+from grokwatch.forecast.trees import TreeEnsemble, fit_trees
 
 if TYPE_CHECKING:
     from grokwatch.forecast.online import RunForecast
@@ -89,6 +90,10 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     time_features:
         Column indices the time model may use (``None``: all). ``grokwatch fit`` leaves out
         the budget features: when a run groks does not depend on its budget.
+    classifier:
+        ``"gam"`` (the logistic regression on the spline basis) or ``"trees"`` (gradient-boosted
+        trees, :mod:`.trees`, with ``n_trees``, ``learning_rate``, ``max_depth``,
+        ``min_samples_leaf`` and an L2 leaf penalty of ``1 / C``).
     """
 
     def __init__(
@@ -101,6 +106,11 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         interval: float = 0.8,
         max_iter: int = 2000,
         time_features: Sequence[int] | None = None,
+        classifier: str = "gam",
+        n_trees: int = 200,
+        learning_rate: float = 0.05,
+        max_depth: int = 4,
+        min_samples_leaf: int = 50,
     ) -> None:
         self.C = C
         self.alpha = alpha
@@ -109,6 +119,11 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.interval = interval
         self.max_iter = max_iter
         self.time_features = time_features
+        self.classifier = classifier
+        self.n_trees = n_trees
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
 
     # -- sklearn -----------------------------------------------------------------------------
 
@@ -156,12 +171,32 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             self.time_mask_[:] = False
             self.time_mask_[np.asarray(list(self.time_features), dtype=int)] = True
         B = self._basis(X)
-        clf = LogisticRegression(C=self.C, max_iter=self.max_iter)
-        clf.fit(B, y, sample_weight=w)
-        self.coef_ = clf.coef_.ravel().astype(float)
-        self.intercept_ = float(clf.intercept_[0])
-        self.n_iter_ = int(np.max(clf.n_iter_))
-        self.feature_weight_ = self._feature_weights(B)
+        self.trees_: TreeEnsemble | None = None
+        if self.classifier == "trees":
+            y01 = (y == self.classes_[-1]).astype(int)
+            if self.classes_.size < 2:
+                raise ValueError("y has only one class; need runs that grok and runs that do not")
+            self.trees_ = fit_trees(
+                X,
+                y01,
+                w,
+                max_iter=self.n_trees,
+                learning_rate=self.learning_rate,
+                max_depth=self.max_depth,
+                min_samples_leaf=self.min_samples_leaf,
+                l2_regularization=1.0 / self.C,
+            )
+            self.coef_ = np.zeros(B.shape[1])
+            self.intercept_ = 0.0
+            self.n_iter_ = self.n_trees
+            self.feature_weight_ = self.trees_.feature_gain(X.shape[1])
+        else:
+            clf = LogisticRegression(C=self.C, max_iter=self.max_iter)
+            clf.fit(B, y, sample_weight=w)
+            self.coef_ = clf.coef_.ravel().astype(float)
+            self.intercept_ = float(clf.intercept_[0])
+            self.n_iter_ = int(np.max(clf.n_iter_))
+            self.feature_weight_ = self._feature_weights(B)
         self.time_coef_: np.ndarray | None = None
         self.time_intercept_ = 0.0
         self.time_residual_quantiles_ = np.zeros_like(RESIDUAL_QUANTILES)
@@ -195,6 +230,14 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             raise ValueError(f"horizon must be an int >= 1, got horizon={self.horizon!r}")
         if not 0.0 < self.interval < 1.0:
             raise ValueError(f"interval must be in (0, 1), got interval={self.interval!r}")
+        if self.classifier not in ("gam", "trees"):
+            raise ValueError(f"classifier must be 'gam' or 'trees', got {self.classifier=!r}")
+        for name in ("n_trees", "max_depth", "min_samples_leaf"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be an int >= 1, got {name}={value!r}")
+        if not 0.0 < self.learning_rate <= 1.0:
+            raise ValueError(f"learning_rate must be in (0, 1], got {self.learning_rate=!r}")
 
     def _fit_basis(self, X: np.ndarray, w: np.ndarray) -> None:
         f = X.shape[1]
@@ -242,6 +285,11 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def decision_function(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        return self._decision(X)
+
+    def _decision(self, X: np.ndarray) -> np.ndarray:
+        if self.trees_ is not None:
+            return self.trees_.decision(np.clip(X, -1e300, 1e300))
         return np.asarray(self._basis(X) @ self.coef_ + self.intercept_, dtype=float)
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -297,11 +345,10 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     def predict_row(self, x: np.ndarray, step: int, horizon: int | None = None) -> RowForecast:
         """Everything for one feature vector at ``step``, with numpy only (no validation)."""
-        b = self._basis(x[None, :])[0]
-        p = float(_sigmoid(np.array([b @ self.coef_ + self.intercept_]))[0])
+        p = float(_sigmoid(self._decision(x[None, :]))[0])
         out = RowForecast(p_budget=p)
         if self.time_coef_ is not None:
-            bt = b if self.time_mask_.all() else self._basis(x[None, :], self.time_mask_)[0]
+            bt = self._basis(x[None, :], self.time_mask_)[0]
             mu = float(bt @ self.time_coef_ + self.time_intercept_)
             lo_q, hi_q = (1 - self.interval) / 2, 1 - (1 - self.interval) / 2
             q = self.time_residual_quantiles_

@@ -30,6 +30,7 @@ import numpy as np
 from grokwatch.exceptions import SchemaError
 from grokwatch.forecast.features import FEATURE_NAMES, SCHEMA_VERSION
 from grokwatch.forecast.forecaster import GrokForecaster
+from grokwatch.forecast.trees import TreeEnsemble
 
 __all__ = ["DEFAULT_MODEL", "FORMAT", "FORMAT_VERSION", "load", "load_default", "save"]
 
@@ -88,6 +89,8 @@ def save(
         },
     }
     arrays = {k.rstrip("_"): np.asarray(getattr(model, k)) for k in _ARRAYS}
+    if model.trees_ is not None:
+        arrays.update(model.trees_.to_arrays())
     arrays["time_coef"] = (
         np.zeros(0) if model.time_coef_ is None else np.asarray(model.time_coef_, dtype=float)
     )
@@ -139,6 +142,12 @@ def load(path: str | Path) -> GrokForecaster:
     for key in _ARRAYS:
         setattr(model, key, arrays[key.rstrip("_")])
     model.time_coef_ = arrays["time_coef"] if meta.get("has_time_model") else None
+    model.trees_ = None
+    if model.classifier == "trees":
+        try:
+            model.trees_ = TreeEnsemble.from_arrays(arrays)
+        except KeyError as exc:
+            raise SchemaError(f"{path}: tree classifier without its trees ({exc})") from exc
     for key, value in meta["scalars"].items():
         setattr(model, key, value)
     model.fit_report_ = meta.get("report", {})

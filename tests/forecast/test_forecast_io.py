@@ -39,6 +39,15 @@ def test_round_trip_gives_identical_predictions_and_state(tmp_path, fitted):
     assert (row_a.p_budget, row_a.t_grok) == (row_b.p_budget, row_b.t_grok)
 
 
+def test_round_trip_of_the_tree_classifier(tmp_path, fitted):
+    _, X = fitted
+    y = (X[:, 0] + np.nan_to_num(X[:, 3]) > 0).astype(int)
+    est = GrokForecaster(classifier="trees", n_trees=30, min_samples_leaf=5).fit(X, y)
+    back = model_io.load(model_io.save(est, tmp_path / "t.npz"))
+    np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+    np.testing.assert_array_equal(back.feature_weight_, est.feature_weight_)
+
+
 def test_round_trip_without_time_model(tmp_path, fitted):
     _, X = fitted
     est = GrokForecaster().fit(X, (X[:, 0] > 0).astype(int))

@@ -1,0 +1,125 @@
+"""Gradient-boosted trees as plain arrays: fitted by scikit-learn, predicted by numpy.
+
+``GrokForecaster(classifier="trees")`` fits a ``HistGradientBoostingClassifier`` and keeps
+only its trees, as padded arrays (one row per tree, one column per node): the split feature,
+the raw threshold (``x <= threshold`` goes left), where NaN goes, the children, the leaf flag
+and the leaf value (already multiplied by the learning rate), plus the baseline log-odds.
+That is everything prediction needs, it saves as arrays (:mod:`.io`, no pickle), and numpy
+walks all trees at once, one depth level per step (a few tens of µs for one row).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TREE_ARRAYS", "TreeEnsemble", "fit_trees"]
+
+TREE_ARRAYS = ("feature", "threshold", "nan_left", "left", "right", "leaf", "value", "gain")
+
+
+@dataclasses.dataclass
+class TreeEnsemble:
+    """A boosted ensemble of binary trees over raw feature values."""
+
+    feature: np.ndarray  # (T, N) int64
+    threshold: np.ndarray  # (T, N) float64
+    nan_left: np.ndarray  # (T, N) bool
+    left: np.ndarray  # (T, N) int64
+    right: np.ndarray  # (T, N) int64
+    leaf: np.ndarray  # (T, N) bool
+    value: np.ndarray  # (T, N) float64
+    gain: np.ndarray  # (T, N) float64
+    baseline: float
+    depth: int
+
+    def decision(self, X: np.ndarray) -> np.ndarray:
+        """Log-odds for each row of ``X`` ``(n, F)`` (NaN allowed)."""
+        n, t = X.shape[0], self.feature.shape[0]
+        rows = np.arange(t)[None, :]
+        node = np.zeros((n, t), dtype=np.int64)
+        for _ in range(self.depth):
+            f = self.feature[rows, node]  # (n, T)
+            x = np.take_along_axis(X, f, axis=1)
+            go_left = np.where(
+                np.isnan(x), self.nan_left[rows, node], x <= self.threshold[rows, node]
+            )
+            nxt = np.where(go_left, self.left[rows, node], self.right[rows, node])
+            node = np.where(self.leaf[rows, node], node, nxt)
+        return np.asarray(self.baseline + self.value[rows, node].sum(axis=1), dtype=float)
+
+    def feature_gain(self, n_features: int) -> np.ndarray:
+        """Each feature's share of the total split gain."""
+        inner = ~self.leaf
+        gains = np.bincount(
+            self.feature[inner], weights=np.maximum(self.gain[inner], 0), minlength=n_features
+        )[:n_features]
+        total = gains.sum()
+        return gains / total if total > 0 else np.full(n_features, 1.0 / max(n_features, 1))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        out = {f"tree_{k}": np.asarray(getattr(self, k)) for k in TREE_ARRAYS}
+        out["tree_meta"] = np.array([self.baseline, float(self.depth)])
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TreeEnsemble:
+        meta = arrays["tree_meta"]
+        fields: dict[str, Any] = {k: arrays[f"tree_{k}"] for k in TREE_ARRAYS}
+        return cls(**fields, baseline=float(meta[0]), depth=int(meta[1]))
+
+
+def fit_trees(
+    X: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    *,
+    max_iter: int,
+    learning_rate: float,
+    max_depth: int,
+    min_samples_leaf: int,
+    l2_regularization: float,
+    random_state: int = 0,
+) -> TreeEnsemble:
+    """Fit ``HistGradientBoostingClassifier`` on binary ``y`` (0/1) and export its trees."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    clf = HistGradientBoostingClassifier(
+        max_iter=max_iter,
+        learning_rate=learning_rate,
+        max_leaf_nodes=None,
+        max_depth=max_depth,
+        min_samples_leaf=min_samples_leaf,
+        l2_regularization=l2_regularization,
+        early_stopping=False,
+        random_state=random_state,
+    )
+    clf.fit(X, y, sample_weight=w)
+    trees = [p[0].nodes for p in clf._predictors]
+    t, n = len(trees), max((len(nodes) for nodes in trees), default=1)
+    arr = {
+        "feature": np.zeros((t, n), np.int64),
+        "threshold": np.zeros((t, n)),
+        "nan_left": np.zeros((t, n), bool),
+        "left": np.zeros((t, n), np.int64),
+        "right": np.zeros((t, n), np.int64),
+        "leaf": np.ones((t, n), bool),
+        "value": np.zeros((t, n)),
+        "gain": np.zeros((t, n)),
+    }
+    depth = 1
+    for i, nodes in enumerate(trees):
+        k = len(nodes)
+        arr["feature"][i, :k] = nodes["feature_idx"]
+        arr["threshold"][i, :k] = nodes["num_threshold"]
+        arr["nan_left"][i, :k] = nodes["missing_go_to_left"].astype(bool)
+        arr["left"][i, :k] = nodes["left"]
+        arr["right"][i, :k] = nodes["right"]
+        arr["leaf"][i, :k] = nodes["is_leaf"].astype(bool)
+        arr["value"][i, :k] = nodes["value"]
+        arr["gain"][i, :k] = np.where(nodes["is_leaf"], 0.0, nodes["gain"])
+        depth = max(depth, int(nodes["depth"].max()) + 1)
+    baseline = float(np.ravel(clf._baseline_prediction)[0])
+    return TreeEnsemble(**arr, baseline=baseline, depth=depth)
