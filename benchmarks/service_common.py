@@ -48,11 +48,12 @@ def free_port() -> int:
 class Server:
     """``grokwatch serve`` on a free loopback port with a fresh database."""
 
-    def __init__(self, db: Path, *args: str) -> None:
+    def __init__(self, db: Path, *args: str, forecaster: str = "default") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "grokwatch.cli", "serve", "--port", str(self.port)]
-        cmd += ["--db", str(db), "--log-level", "warning", "--max-live-runs", "1000000", *args]
+        cmd += ["--db", str(db), "--log-level", "warning", "--max-live-runs", "1000000"]
+        cmd += ["--forecaster", forecaster, *args]
         self.proc = subprocess.Popen(cmd)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -13,7 +13,8 @@ WAL database in a temp dir):
 Every point carries twelve values (the four performance measures and eight probes).
 
     python benchmarks/service_ingest.py [--scenario both] [--duration 10] [--agents 32]
-        [--batch 100 ...] [--runs 1000 ...] [--report-points 10] [--json OUT]
+        [--batch 100 ...] [--runs 1000 ...] [--report-points 10]
+        [--forecaster default|none] [--json OUT]
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[100])
     parser.add_argument("--runs", type=int, nargs="+", default=[1000])
     parser.add_argument("--report-points", type=int, default=10)
+    parser.add_argument("--forecaster", default="default", help="'default' or 'none'")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     use_uvloop()
@@ -148,14 +150,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.scenario in ("throughput", "both"):
             for b in args.batch:
-                with Server(Path(tmp) / f"tp{b}.db") as server:
+                with Server(Path(tmp) / f"tp{b}.db", forecaster=args.forecaster) as server:
                     res = asyncio.run(throughput(server, args.agents, b, args.duration))
+                res["forecaster"] = args.forecaster
                 print(json.dumps(res))
                 results.append(res)
         if args.scenario in ("live", "both"):
             for n in args.runs:
-                with Server(Path(tmp) / f"live{n}.db") as server:
+                with Server(Path(tmp) / f"live{n}.db", forecaster=args.forecaster) as server:
                     res = asyncio.run(live(server, n, args.report_points, args.duration))
+                res["forecaster"] = args.forecaster
                 print(json.dumps(res))
                 results.append(res)
     if args.json:

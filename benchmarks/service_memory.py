@@ -6,7 +6,8 @@ read before and after; the difference per 1000 runs is the figure to compare wit
 The detector keeps every evaluation of a live run in memory (it replays them when points arrive
 out of order), so the cost grows with the history length: run it for several lengths.
 
-    python benchmarks/service_memory.py [--runs 1000] [--points 1 100 1000] [--json OUT]
+    python benchmarks/service_memory.py [--runs 1000] [--points 1 100 1000]
+        [--forecaster default|none] [--json OUT]
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ def body(start: int, n: int, rng: random.Random) -> dict[str, Any]:
     return {"points": pts}
 
 
-def measure(runs: int, points: int) -> dict[str, Any]:
+def measure(runs: int, points: int, forecaster: str) -> dict[str, Any]:
     rng = random.Random(0)
-    with tempfile.TemporaryDirectory() as tmp, Server(Path(tmp) / "mem.db") as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Server(Path(tmp) / "mem.db", forecaster=forecaster) as server,
+    ):
         time.sleep(0.5)
         before = server.rss_bytes()
         with httpx.Client(base_url=server.url, timeout=60) as c:
@@ -62,11 +66,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--points", type=int, nargs="+", default=[1, 100])
+    parser.add_argument("--forecaster", default="default", help="'default' or 'none'")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     results = []
     for k in args.points:
-        res = measure(args.runs, k)
+        res = measure(args.runs, k, args.forecaster)
+        res["forecaster"] = args.forecaster
         print(json.dumps(res))
         results.append(res)
     if args.json:

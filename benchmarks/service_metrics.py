@@ -9,12 +9,14 @@ added until the exposition holds about ``--series`` samples; then the exposition
   thresholds ``grokwatch serve`` sets;
 - **HTTP**: ``GET /metrics`` against a real ``grokwatch serve`` (rendered on a thread).
 
-    python benchmarks/service_metrics.py [--series 1000 10000] [--repeats 20] [--json OUT]
+    python benchmarks/service_metrics.py [--series 1000 10000] [--repeats 20]
+        [--forecaster default|none] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import random
@@ -30,7 +32,7 @@ from service_common import MEASURES, Server
 
 from grokwatch.service.schemas import PointsBatch, RunCreate
 from grokwatch.service.settings import ServiceSettings
-from grokwatch.service.state import RunTable
+from grokwatch.service.state import RunTable, detector_for, load_forecaster
 from grokwatch.service.telemetry import ServiceMetrics
 from grokwatch.store import MemoryStore
 
@@ -45,12 +47,13 @@ def samples(text: str) -> int:
     return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
 
 
-def in_process(series: int, repeats: int) -> dict[str, Any]:
+def in_process(series: int, repeats: int, forecaster: str) -> dict[str, Any]:
     threshold = ServiceSettings().gc_threshold  # what `grokwatch serve` runs with
     if threshold is not None:
         gc.set_threshold(*threshold)
     rng = random.Random(0)
-    table = RunTable(MemoryStore())
+    factory = functools.partial(detector_for, forecaster=load_forecaster(forecaster))
+    table = RunTable(MemoryStore(), detector_factory=factory)
     registry = CollectorRegistry(auto_describe=False)
     metrics = ServiceMetrics(registry)
     metrics.table = table
@@ -83,11 +86,11 @@ def in_process(series: int, repeats: int) -> dict[str, Any]:
     }
 
 
-def over_http(series: int, runs: int, repeats: int) -> dict[str, Any]:
+def over_http(series: int, runs: int, repeats: int, forecaster: str) -> dict[str, Any]:
     rng = random.Random(0)
     with (
         tempfile.TemporaryDirectory() as tmp,
-        Server(Path(tmp) / "m.db") as server,
+        Server(Path(tmp) / "m.db", forecaster=forecaster) as server,
         httpx.Client(base_url=server.url, timeout=30) as c,
     ):
         for i in range(runs):
@@ -112,13 +115,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--series", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--forecaster", default="default", help="'default' or 'none'")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     results = []
     for n in args.series:
-        local = in_process(n, args.repeats)
+        local = in_process(n, args.repeats, args.forecaster)
         print(json.dumps(local))
-        remote = over_http(n, local["runs"], args.repeats)
+        remote = over_http(n, local["runs"], args.repeats, args.forecaster)
         print(json.dumps(remote))
         results += [local, remote]
     if args.json:

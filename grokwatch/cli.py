@@ -80,6 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
         "idle_ttl": args.idle_ttl,
         "log_level": args.log_level,
         "access_log": args.access_log or None,
+        "forecaster": args.forecaster,
     }
     settings = ServiceSettings(**{k: v for k, v in overrides.items() if v is not None})
     serve(settings)
@@ -189,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", choices=["critical", "error", "warning", "info", "debug"], default=None
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument(
+        "--forecaster", default=None, help="'default' (shipped model), 'none', or a model file"
+    )
     serve.set_defaults(func=_serve)
 
     sync = sub.add_parser("sync", help="replay spooled records to a detector service")

@@ -2,11 +2,13 @@
 
 A thin adapter over :class:`~grokwatch.service.state.RunTable`. Endpoints are ``async``;
 store writes and detector work run one at a time under one lock, on a worker thread -- except
-small point batches for a run already in memory (``settings.inline_points``), which are
-handled right on the event loop when nothing else is running, because two thread hand-offs
-cost more than their sub-millisecond work. Everything that grows with a run's history
-(rebuilding a run, reading its state, finishing, listing, loading at start) stays on the
-worker. ``/metrics`` is rendered on a separate thread. Request bodies are read with a size
+a point batch for a run already in memory whose estimated work (points times the measured
+cost per point) is below ``settings.inline_budget_ms``: it is handled right on the event loop
+when nothing else holds the table, because two thread hand-offs cost more than such work.
+With the forecaster a point costs a few hundred microseconds, so batches mostly go to the
+worker; rule-based, a point costs a few microseconds. Everything that grows with a run's
+history (rebuilding a run, reading its state, finishing, listing, loading at start) stays on
+the worker. ``/metrics`` is rendered on a separate thread. Request bodies are read with a size
 limit and parsed with ``model_validate_json`` (faster than FastAPI's default body handling);
 their schemas still land in ``/openapi.json``.
 
@@ -51,7 +53,14 @@ from grokwatch.service.schemas import (
     RunState,
 )
 from grokwatch.service.settings import ServiceSettings
-from grokwatch.service.state import Clock, DetectorFactory, Limits, RunTable
+from grokwatch.service.state import (
+    Clock,
+    DetectorFactory,
+    Limits,
+    RunTable,
+    detector_for,
+    load_forecaster,
+)
 from grokwatch.service.telemetry import LatencyMiddleware, ServiceMetrics
 from grokwatch.service.worker import Worker
 from grokwatch.store import SQLiteStore, Store
@@ -97,6 +106,12 @@ class Service:
         self.load_error = ""
         self._worker = Worker()
         self._lock = threading.Lock()
+        self.seconds_per_point = 1e-3
+        """Running estimate of the ingest cost of one point (starts pessimistic)."""
+
+    def measured(self, seconds: float, points: int) -> None:
+        if points:
+            self.seconds_per_point += 0.1 * (seconds / points - self.seconds_per_point)
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn`` on the worker thread (FIFO with every other queued table operation)."""
@@ -186,7 +201,11 @@ def create_app(
     )
     token = settings.token_value
     body_limit = settings.max_body_bytes
-    inline_points = settings.inline_points
+    inline_budget = settings.inline_budget_ms / 1e3
+    if detector_factory is None:
+        detector_factory = functools.partial(
+            detector_for, forecaster=load_forecaster(settings.forecaster)
+        )
     holder: dict[str, Service] = {}
 
     @contextlib.asynccontextmanager
@@ -275,11 +294,17 @@ def create_app(
         batch = PointsBatch.model_validate_json(await read_body(request, body_limit))
         service = current()
 
+        n = len(batch.points)
+
         def work() -> IngestResult:
-            return ingest_result(service.table.ingest(run_id, batch))
+            began = time.perf_counter()
+            result = ingest_result(service.table.ingest(run_id, batch))
+            service.measured(time.perf_counter() - began, n)
+            return result
 
         def small() -> bool:
-            return len(batch.points) <= inline_points and service.table.is_resident(run_id)
+            cheap = n * service.seconds_per_point <= inline_budget
+            return cheap and service.table.is_resident(run_id)
 
         result = await service.quick(work, when=small)
         metrics.inc("ingest_requests")

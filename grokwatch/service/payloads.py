@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from grokwatch.service.schemas import (
+    ChangePointOut,
     DecisionOut,
     EventsOut,
     IngestResult,
@@ -90,6 +91,7 @@ def state_of(run: LiveRun, *, live: bool) -> RunState:
         events=EventsOut(t_mem=ev.t_mem, t_grok=ev.t_grok, gap=ev.gap, sharpness=sharpness),
         decision=decision,
         forecast=None if decision is None else decision.forecast,
+        change_points=[ChangePointOut.of(cp) for cp in detector.change_points],
         summary=dict(run.summary),
     )
 

@@ -23,7 +23,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from grokwatch.decision import Action, Decision, Forecast, Phase, Reason
+from grokwatch.decision import (
+    Action,
+    ChangePoint,
+    ChangePointMethod,
+    Decision,
+    Direction,
+    Forecast,
+    ForecastReason,
+    Phase,
+    Reason,
+)
 
 API_PREFIX = "/v1"
 
@@ -186,7 +196,7 @@ class RunFinish(_Request):
 
 
 class ForecastOut(_Response):
-    """A forecast; probabilities that were not finite are sent as null."""
+    """A forecast (see :class:`grokwatch.Forecast`); non-finite numbers are sent as null."""
 
     step: int
     p_grok_horizon: float | None
@@ -196,7 +206,12 @@ class ForecastOut(_Response):
     t_grok_low: float | None = None
     t_grok_high: float | None = None
     confidence: float | None = 1.0
-    reason: str = ""
+    reason: str = Field("", description="Why the confidence is what it is (ForecastReason).")
+    phase: Phase | None = None
+    alert: bool = False
+    hopeless: bool = False
+    message: str = ""
+    missing: list[str] = Field(default_factory=list)
 
     @classmethod
     def of(cls, forecast: Forecast | None) -> ForecastOut | None:
@@ -211,7 +226,12 @@ class ForecastOut(_Response):
             t_grok_low=_finite_or_none(forecast.t_grok_low),
             t_grok_high=_finite_or_none(forecast.t_grok_high),
             confidence=_finite_or_none(forecast.confidence),
-            reason=forecast.reason,
+            reason=str(forecast.reason),
+            phase=forecast.phase,
+            alert=forecast.alert,
+            hopeless=forecast.hopeless,
+            message=forecast.message,
+            missing=list(forecast.missing),
         )
 
     def to_forecast(self) -> Forecast:
@@ -224,7 +244,50 @@ class ForecastOut(_Response):
             t_grok_low=self.t_grok_low,
             t_grok_high=self.t_grok_high,
             confidence=_nan_if_none(self.confidence),
-            reason=self.reason,
+            reason=_forecast_reason(self.reason),
+            phase=self.phase,
+            alert=self.alert,
+            hopeless=self.hopeless,
+            message=self.message,
+            missing=tuple(self.missing),
+        )
+
+
+class ChangePointOut(_Response):
+    """A bend in one measure's trend (see :class:`grokwatch.ChangePoint`)."""
+
+    measure: str
+    step: int
+    direction: Direction
+    strength: float | None
+    method: ChangePointMethod
+    detected_at: int
+    slope_before: float | None
+    slope_after: float | None
+
+    @classmethod
+    def of(cls, cp: ChangePoint) -> ChangePointOut:
+        return cls.model_construct(
+            measure=cp.measure,
+            step=cp.step,
+            direction=cp.direction,
+            strength=_finite_or_none(cp.strength),
+            method=cp.method,
+            detected_at=cp.detected_at,
+            slope_before=_finite_or_none(cp.slope_before),
+            slope_after=_finite_or_none(cp.slope_after),
+        )
+
+    def to_change_point(self) -> ChangePoint:
+        return ChangePoint(
+            measure=self.measure,
+            step=self.step,
+            direction=self.direction,
+            strength=_nan_if_none(self.strength),
+            method=self.method,
+            detected_at=self.detected_at,
+            slope_before=_nan_if_none(self.slope_before),
+            slope_after=_nan_if_none(self.slope_after),
         )
 
 
@@ -238,6 +301,9 @@ class DecisionOut(_Response):
     phase: Phase | None = None
     forecast: ForecastOut | None = None
     extend_steps: int = 0
+    change_points: list[ChangePointOut] = Field(
+        default_factory=list, description="Change points confirmed at this update."
+    )
 
     @classmethod
     def of(cls, decision: Decision | None) -> DecisionOut | None:
@@ -251,6 +317,7 @@ class DecisionOut(_Response):
             phase=decision.phase,
             forecast=ForecastOut.of(decision.forecast),
             extend_steps=decision.extend_steps,
+            change_points=[ChangePointOut.of(cp) for cp in decision.change_points],
         )
 
     def to_decision(self) -> Decision:
@@ -262,6 +329,7 @@ class DecisionOut(_Response):
             phase=self.phase,
             forecast=None if self.forecast is None else self.forecast.to_forecast(),
             extend_steps=self.extend_steps,
+            change_points=tuple(cp.to_change_point() for cp in self.change_points),
         )
 
 
@@ -308,6 +376,9 @@ class RunState(RunInfo):
     events: EventsOut = Field(default_factory=EventsOut)
     decision: DecisionOut | None = None
     forecast: ForecastOut | None = None
+    change_points: list[ChangePointOut] = Field(
+        default_factory=list, description="Every change point the detector confirmed so far."
+    )
     summary: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -335,6 +406,13 @@ class ErrorOut(_Response):
 
 def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
+
+
+def _forecast_reason(value: str) -> str:
+    try:
+        return ForecastReason(value)
+    except ValueError:
+        return value
 
 
 def _nan_if_none(value: float | None) -> float:

@@ -17,9 +17,12 @@ environment variable             default                         meaning
 ``GROKWATCH_SWEEP_INTERVAL``     ``5``                           seconds between TTL sweeps
 ``GROKWATCH_LOG_LEVEL``          ``info``                        uvicorn log level
 ``GROKWATCH_ACCESS_LOG``         ``false``                       per-request access log
-``GROKWATCH_INLINE_POINTS``      ``64``                          batches up to this size for a
-                                                                 run in memory are judged on
-                                                                 the event loop (0: never)
+``GROKWATCH_FORECASTER``         ``default``                     ``default`` (the model shipped
+                                                                 with grokwatch), ``none``
+                                                                 (rule-based), or a model file
+``GROKWATCH_INLINE_BUDGET_MS``   ``1``                           batches whose estimated work is
+                                                                 below this are judged on the
+                                                                 event loop (0: never)
 ``GROKWATCH_GC_THRESHOLD``       ``[50000, 20, 1000]``           ``gc.set_threshold`` of the
                                                                  serve process (JSON list)
 ===============================  ==============================  ==============================
@@ -65,7 +68,8 @@ class ServiceSettings(BaseSettings):
     sweep_interval: float = Field(default=5.0, gt=0.0)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     access_log: bool = False
-    inline_points: int = Field(default=64, ge=0)
+    forecaster: str = "default"
+    inline_budget_ms: float = Field(default=1.0, ge=0.0)
     gc_threshold: tuple[int, int, int] | None = (50_000, 20, 1000)
 
     @model_validator(mode="after")

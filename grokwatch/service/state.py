@@ -24,15 +24,15 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
-from grokwatch.decision import Action, Decision, Phase
-from grokwatch.detector import RunDetector
+from grokwatch.decision import Action, Decision, Phase, Reason
+from grokwatch.detector import DEFAULT, RunDetector, resolve_forecaster
 from grokwatch.events import EventRules
 from grokwatch.exceptions import (
     ConfigError,
     RunLimitError,
     UnknownRunError,
 )
-from grokwatch.metrics import RunView
+from grokwatch.metrics import RunView, change_point_counts
 from grokwatch.service.schemas import PointsBatch, RunCreate, float_values
 from grokwatch.store import RunRecord, Store
 
@@ -91,6 +91,7 @@ class LiveRun:
             forecast=None if decision is None else decision.forecast,
             agent_errors=self.agent_errors,
             dropped=self.dropped,
+            change_points=change_point_counts(self.detector.change_points),
         )
 
 
@@ -106,8 +107,12 @@ def stored_meta(request: RunCreate) -> dict[str, Any]:
     return request.model_dump(exclude={"run_id"})
 
 
-def detector_for(meta: Mapping[str, Any]) -> RunDetector:
-    """A detector configured from a registration: its budget and the agent's event rules."""
+def detector_for(meta: Mapping[str, Any], *, forecaster: Any = DEFAULT) -> RunDetector:
+    """A detector configured from a registration: its budget and the agent's event rules.
+
+    ``forecaster`` is passed to :class:`~grokwatch.detector.RunDetector` (``"default"``: the
+    model shipped with grokwatch, ``None``: rule-based only, or a resolved forecaster).
+    """
     budget = meta.get("budget")
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
         budget = None
@@ -119,7 +124,18 @@ def detector_for(meta: Mapping[str, Any]) -> RunDetector:
             rules = EventRules(**raw_rules)
         except TypeError as exc:
             raise ConfigError(f"meta.rules are not event rules: {exc}") from exc
-    return RunDetector(rules, budget=budget)
+    return RunDetector(rules, budget=budget, forecaster=forecaster)
+
+
+def load_forecaster(name: str) -> Any:
+    """The forecaster named by the ``forecaster`` setting, loaded once: ``"none"`` (rule-based
+    phases only), ``"default"`` (the model shipped with grokwatch) or a model file."""
+    if name.lower() == "none":
+        return None
+    try:
+        return resolve_forecaster(name)
+    except Exception as exc:
+        raise ConfigError(f"cannot load the forecaster {name!r}: {exc}") from exc
 
 
 class RunTable:
@@ -334,7 +350,7 @@ class RunTable:
         decision = run.detector.observe(step, values)
         if before is not None and decision.phase is not before:
             run.phase_changes += 1
-        if decision.action is not Action.CONTINUE and (
+        if _alerting(decision) and (
             previous is None
             or previous.action is not decision.action
             or previous.reason is not decision.reason
@@ -343,3 +359,11 @@ class RunTable:
         if run.last_step is None or step > run.last_step:
             run.last_step = step
             run.last_values = values
+
+
+ALERT_REASONS = frozenset({Reason.WILL_GROK, Reason.HOPELESS})
+
+
+def _alerting(decision: Decision) -> bool:
+    """Advice worth an alert: stop or extend, or a confident forecast either way."""
+    return decision.action is not Action.CONTINUE or decision.reason in ALERT_REASONS

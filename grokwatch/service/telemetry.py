@@ -10,7 +10,8 @@ process-global ``prometheus_client.REGISTRY``.
 metric                                         type       meaning
 =============================================  =========  =====================================
 grokwatch_run_phase_changes_total              counter    phase changes the detector saw
-grokwatch_run_alerts_total                     counter    decisions advising stop or extend
+grokwatch_run_alerts_total                     counter    alerts raised: will_grok / hopeless
+                                                          forecasts, stop / extend advice
 grokwatch_run_points                           gauge      evaluation points stored for the run
 grokwatch_service_ingest_requests_total        counter    accepted point batches
 grokwatch_service_ingested_points_total        counter    points stored
@@ -82,7 +83,8 @@ class RunCountersCollector(Collector):
         )
         alerts = CounterMetricFamily(
             "grokwatch_run_alerts",
-            "Decisions advising to stop or extend the run (counted when the advice changes).",
+            "Alerts raised for the run: a will_grok or hopeless forecast, or stop/extend advice "
+            "(counted each time the advice changes to one of them).",
             labels=["run_id"],
         )
         points = GaugeMetricFamily(

@@ -18,7 +18,7 @@ from grokwatch.detector import RunDetector
 from grokwatch.exceptions import ServiceError
 from grokwatch.service import create_app
 from grokwatch.service.errors import STATUS
-from grokwatch.service.schemas import NONFINITE_DESCRIPTION
+from grokwatch.service.schemas import NONFINITE_DESCRIPTION, DecisionOut, ForecastOut
 from grokwatch.store import MemoryStore, SQLiteStore
 
 
@@ -96,6 +96,8 @@ def test_the_service_judges_exactly_like_the_in_process_detector(client: TestCli
     state = client.get("/v1/runs/r1").json()
     assert state["decision"]["message"] == decision.message
     assert state["decision"]["action"] == decision.action.value
+    assert decision.forecast is not None  # the default forecaster, on both sides
+    assert state["forecast"] == ForecastOut.of(decision.forecast).model_dump(mode="json")  # type: ignore[union-attr]
     assert state["phase"] == local.phase.value
     assert state["outcome"] == local.outcome().value
     assert state["events"]["gap"] == local.events.gap
@@ -477,7 +479,7 @@ class ForecastingDetector(RunDetector):
 
 def test_forecasts_flow_to_the_api_and_prometheus_and_survive_a_restart(tmp_path: Path) -> None:
     def factory(meta: Any) -> RunDetector:
-        return ForecastingDetector(budget=meta.get("budget"))
+        return ForecastingDetector(budget=meta.get("budget"), forecaster=None)
 
     settings = make_settings(tmp_path)
     with TestClient(create_app(settings, detector_factory=factory)) as client:
@@ -490,3 +492,56 @@ def test_forecasts_flow_to_the_api_and_prometheus_and_survive_a_restart(tmp_path
         before = client.get("/v1/runs/r1").json()["forecast"]
     with TestClient(create_app(settings, detector_factory=factory)) as client:
         assert client.get("/v1/runs/r1").json()["forecast"] == before
+
+
+def test_decisions_round_trip_through_the_wire() -> None:
+    from grokwatch.decision import (
+        Action,
+        ChangePoint,
+        ChangePointMethod,
+        Decision,
+        Direction,
+        Forecast,
+        ForecastReason,
+        Phase,
+        Reason,
+    )
+
+    cp = ChangePoint(
+        "weight_norm", 700, Direction.DOWN, 2.5, ChangePointMethod.BAYES, 900, 0.1, -0.3
+    )
+    forecast = Forecast(
+        step=900,
+        p_grok_horizon=0.4,
+        horizon=1000,
+        p_grok_budget=0.8,
+        t_grok=2500.0,
+        t_grok_low=1800.0,
+        t_grok_high=4000.0,
+        confidence=0.9,
+        reason=ForecastReason.OK,
+        phase=Phase.PLATEAU,
+        alert=True,
+        message="will grok",
+        missing=("fourier_gini",),
+    )
+    decision = Decision(
+        900, Action.CONTINUE, Reason.WILL_GROK, "m", Phase.PLATEAU, forecast, 0, (cp,)
+    )
+    wire = DecisionOut.of(decision)
+    assert wire is not None
+    again = DecisionOut.model_validate_json(wire.model_dump_json()).to_decision()
+    assert again == decision
+
+
+def test_the_forecaster_setting(tmp_path: Path) -> None:
+    from grokwatch.exceptions import ConfigError
+
+    app = create_app(make_settings(tmp_path, forecaster="none"), store=MemoryStore())
+    with TestClient(app) as client:
+        register(client)
+        r = client.post("/v1/runs/r1/points", json={"points": curve(15)}).json()
+        assert r["decision"]["forecast"] is None
+        assert r["decision"]["reason"] == "no_forecaster"
+    with pytest.raises(ConfigError, match="cannot load the forecaster"):
+        create_app(make_settings(tmp_path, forecaster=str(tmp_path / "missing.npz")))
