@@ -298,7 +298,7 @@ class HTTPTransport(Transport):
         self.replayed = 0
         """Spooled operations the service acknowledged on replay."""
         self.refused = 0
-        """Operations the service refused for good (4xx other than 404/408/425/429)."""
+        """Records the service refused for good (4xx other than 404/408/425/429)."""
         self.retries = 0
 
     # -- the Transport contract -------------------------------------------------------------
