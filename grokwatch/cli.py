@@ -124,6 +124,7 @@ def _fit(args: argparse.Namespace) -> int:
         folds=args.folds,
         far=args.far,
         C_grid=_floats(args.C),
+        classifier=args.classifier,
         cadences=_ints(args.cadences),
         seed=args.seed,
     )
@@ -211,7 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--split", default="train", help="corpus split to fit on (default train)")
     fit.add_argument("--folds", type=int, default=5, help="grouped CV folds (default 5)")
     fit.add_argument("--far", type=float, default=0.05, help="validation false-alarm budget")
-    fit.add_argument("--C", default="0.03,0.1,0.3", help="inverse penalties to try, comma-sep.")
+    fit.add_argument("--C", default="0.3,1,3", help="inverse penalties to try, comma-sep.")
+    fit.add_argument(
+        "--classifier", choices=["trees", "gam"], default="trees", help="P(grok) model"
+    )
     fit.add_argument(
         "--cadences", default="250", help="extra evaluation cadences to train on (default 250)"
     )

@@ -36,7 +36,8 @@ def fit_model(
     split: str = "train",
     folds: int = 5,
     far: float = 0.05,
-    C_grid: Sequence[float] = (0.03, 0.1, 0.3),
+    C_grid: Sequence[float] = (0.3, 1.0, 3.0),
+    classifier: str = "trees",
     cadences: Sequence[int] = (250,),
     seed: int = 0,
     say: Say = print,
@@ -49,7 +50,14 @@ def fit_model(
         raise ValueError(f"no finished runs with split {split!r} in {corpus}")
     t0 = time.perf_counter()
     model, report = fit_corpus(
-        runs, folds=folds, far=far, C_grid=C_grid, extra_cadences=cadences, seed=seed, log=say
+        runs,
+        folds=folds,
+        far=far,
+        C_grid=C_grid,
+        extra_cadences=cadences,
+        seed=seed,
+        params={"classifier": classifier},
+        log=say,
     )
     info = {**report.to_json(), "corpus": str(corpus), "split": split, "seed": seed}
     info["fit_seconds"] = round(time.perf_counter() - t0, 1)

@@ -144,6 +144,14 @@ FEATURE_NAMES: tuple[str, ...] = (
     "fourier_gini_slope",
     "embedding_band_score",
     "embedding_bimodality",
+    # change since memorization (0 before it)
+    "test_accuracy_since_mem",
+    "log_test_loss_since_mem",
+    "log_train_loss_since_mem",
+    "log_circuit_complexity_since_mem",
+    "spectral_entropy_since_mem",
+    "activation_sparsity_since_mem",
+    "fourier_gini_since_mem",
     # change points
     "log_t_since_cp_test_accuracy",
     "last_cp_dir_test_accuracy",
@@ -382,6 +390,13 @@ class FeatureState:
             s["fourier_gini"].slope(t),
             s["embedding_band_score"].last,
             s["embedding_bimodality"].last,
+            _since(acc, mem),
+            _log_since(te_loss, mem),
+            _log_since(tr_loss, mem),
+            _log_since(cc, mem),
+            _since(s["spectral_entropy"], mem),
+            _since(s["activation_sparsity"], mem),
+            _since(s["fourier_gini"], mem),
         ]
         t_ref = t_mem if mem else t
         for m in ("test_accuracy", "test_loss", "weight_norm"):
@@ -394,6 +409,20 @@ class FeatureState:
         n_since = sum(1 for cp in self.change_points if mem and cp.step >= t_mem)
         feats.append(float(n_since))
         return np.asarray(feats, dtype=float)
+
+
+def _since(series: _Series, mem: bool) -> float:
+    """Change of the measure since memorization (0 before it; NaN if never measured)."""
+    if not series.steps:
+        return math.nan
+    return series.last - series.at_mem if mem and math.isfinite(series.at_mem) else 0.0
+
+
+def _log_since(series: _Series, mem: bool) -> float:
+    """``log(measure / measure at t_mem)`` (0 before memorization)."""
+    if not series.steps:
+        return math.nan
+    return _log_ratio(series.last, series.at_mem) if mem else 0.0
 
 
 def _log_slope(series: _Series, t: int) -> float:

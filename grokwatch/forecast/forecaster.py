@@ -2,31 +2,34 @@
 
 A scikit-learn classifier over the features of :mod:`grokwatch.forecast.features` (one row
 per run and evaluation step, ``y`` = "the run reaches ``t_grok`` within its budget"), plus a
-time model for the runs that do. Both are additive models on a piecewise-linear basis:
+time model for the runs that do:
 
-1. every feature is centred on its (weighted) median and divided by its interquartile range;
-   NaN (a measure the run does not have) becomes 0, the median;
-2. each scaled feature ``z`` is expanded into ``[z, max(0, z - k1), ..., max(0, z - kK)]``
-   with knots at its training quantiles -- a linear spline, so each feature's effect can bend
-   but stays monotone between knots and is linear outside the training range (no tree-like
-   jumps when a new architecture lands between two training values);
-3. an L2-penalized logistic regression (``C``) on that basis gives P(grok within budget);
-4. a ridge regression (``alpha``) of ``log(t_grok / t)`` on the same basis, fitted on the
+1. P(grok within budget) comes from gradient-boosted trees (``classifier="trees"``, the
+   default: scikit-learn's ``HistGradientBoostingClassifier``, depth ``max_depth``, leaf L2
+   penalty ``1 / C``, exported to arrays by :mod:`.trees`; NaN features -- measures a run
+   does not have -- go down the branch the training data sent them) or from a logistic
+   regression on a linear-spline basis (``classifier="gam"``, penalty ``C``): every feature
+   centred on its weighted median, divided by its interquartile range, NaN -> 0, and
+   expanded into ``[z, max(0, z - k1), ..., max(0, z - kK)]`` with knots at its training
+   quantiles.
+2. A ridge regression (``alpha``) of ``log(t_grok / t)`` on that spline basis, fitted on the
    rows of runs that grok, gives the time estimate; the interval and the probability of
    grokking within the next ``horizon`` steps come from the empirical distribution of its
    residuals (stored as quantiles): ``P(grok within H) = P(grok within budget) *
    F(log(1 + H / t) - mu)``.
 
 Only plain arrays are fitted, so the model saves as arrays + JSON (:mod:`.io`) and predicts
-one row in a few µs with numpy (:meth:`GrokForecaster.predict_row`), which the online path
+one row in tens of µs with numpy (:meth:`GrokForecaster.predict_row`), which the online path
 uses.
 
 sklearn conventions: keyword hyperparameters stored unmodified, ``fit`` returns ``self``,
 fitted state ends in ``_``, ``sklearn.utils.estimator_checks`` pass (binary only: the
-``multi_class`` tag is off; NaN allowed: the ``allow_nan`` tag is on). ``alert_threshold_``
-and ``hopeless_threshold_`` default to 0.5 and 0.05 after ``fit``;
-:func:`grokwatch.forecast.training.fit_corpus` replaces them (and the residual quantiles) by
-values chosen on out-of-fold validation runs.
+``multi_class`` tag is off; NaN allowed: the ``allow_nan`` tag is on) -- with ``"gam"`` all of
+them; with ``"trees"`` all but ``check_sample_weight_equivalence_on_dense_data``, which
+scikit-learn's own ``HistGradientBoostingClassifier`` fails too (binning and
+``min_samples_leaf`` count rows, not weight). ``alert_threshold_`` and ``hopeless_threshold_``
+default to 0.5 and 0.05 after ``fit``; :func:`grokwatch.forecast.training.fit_corpus` replaces
+them (and the residual quantiles) by values chosen on out-of-fold validation runs.
 """
 
 from __future__ import annotations
@@ -76,7 +79,8 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     Parameters
     ----------
     C:
-        Inverse L2 penalty of the logistic regression.
+        Inverse L2 penalty: of the logistic regression (``"gam"``), of the leaf values
+        (``"trees"``: ``l2_regularization = 1 / C``).
     alpha:
         L2 penalty of the time regression.
     knots:
@@ -106,7 +110,7 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         interval: float = 0.8,
         max_iter: int = 2000,
         time_features: Sequence[int] | None = None,
-        classifier: str = "gam",
+        classifier: str = "trees",
         n_trees: int = 200,
         learning_rate: float = 0.05,
         max_depth: int = 4,

@@ -300,9 +300,14 @@ class FitReport:
     alert_threshold: float
     hopeless_threshold: float
     oof: dict[str, float]
+    oof_forecasts: dict[str, list[Forecast]] = dataclasses.field(default_factory=dict, repr=False)
+    """Every validation run's out-of-fold forecasts (not saved)."""
+    replays: list[Replay] = dataclasses.field(default_factory=list, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del out["oof_forecasts"], out["replays"]
+        return out
 
 
 def _folds(groups: Sequence[str], k: int, seed: int) -> list[np.ndarray]:
@@ -319,7 +324,7 @@ def fit_corpus(
     folds: int = 5,
     far: float = 0.05,
     hopeless_miss: float = 0.05,
-    C_grid: Sequence[float] = (0.03, 0.1, 0.3),
+    C_grid: Sequence[float] = (0.3, 1.0, 3.0),
     extra_cadences: Sequence[int] = (250,),
     budget_samples: int = 2,
     seed: int = 0,
@@ -427,6 +432,8 @@ def fit_corpus(
         alert_threshold=alert,
         hopeless_threshold=hopeless,
         oof=oof,
+        oof_forecasts=oof_forecasts,
+        replays=base,
     )
     return model, report
 

@@ -9,7 +9,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from grokwatch.forecast.forecaster import GrokForecaster, weighted_quantile
 
-# The default (classifier="gam") passes every check. The tree classifier fails one, for the
+# classifier="gam" passes every check. The tree classifier (the default) fails one, for the
 # reason scikit-learn gives for its own HistGradientBoostingClassifier: integer sample weights
 # are not equivalent to repeated rows (feature binning and min_samples_leaf count rows, not
 # weight). Checks that need pandas (not installed here) skip themselves.
@@ -21,7 +21,7 @@ TREES_XFAIL = {
 
 
 @parametrize_with_checks(
-    [GrokForecaster(), GrokForecaster(classifier="trees", n_trees=20, min_samples_leaf=5)],
+    [GrokForecaster(classifier="gam"), GrokForecaster(n_trees=20, min_samples_leaf=5)],
     expected_failed_checks=lambda est: TREES_XFAIL if est.classifier == "trees" else {},
 )
 def test_sklearn_estimator_checks(estimator, check):

@@ -21,7 +21,7 @@ def fitted():
     X[::7, 3] = np.nan
     y = (X[:, 0] + rng.normal(0, 0.5, 300) > 0).astype(int)
     t = np.where(y == 1, 1 + 0.2 * X[:, 1], np.nan)
-    est = GrokForecaster(C=0.2, horizon=700).fit(X, y, log_time_to_grok=t)
+    est = GrokForecaster(classifier="gam", C=0.2, horizon=700).fit(X, y, log_time_to_grok=t)
     est.alert_threshold_, est.hopeless_threshold_ = 0.8, 0.02
     return est, X
 
@@ -50,7 +50,7 @@ def test_round_trip_of_the_tree_classifier(tmp_path, fitted):
 
 def test_round_trip_without_time_model(tmp_path, fitted):
     _, X = fitted
-    est = GrokForecaster().fit(X, (X[:, 0] > 0).astype(int))
+    est = GrokForecaster(classifier="gam").fit(X, (X[:, 0] > 0).astype(int))
     back = model_io.load(model_io.save(est, tmp_path / "m.npz"))
     assert back.time_coef_ is None
 
@@ -105,7 +105,7 @@ def test_other_files_are_refused_and_pickles_never_load(tmp_path):
 def test_unfitted_or_foreign_models_are_not_saved(tmp_path):
     with pytest.raises(ValueError, match="fitted"):
         model_io.save(GrokForecaster(), tmp_path / "m.npz")
-    small = GrokForecaster().fit(np.eye(4), [0, 1, 0, 1])
+    small = GrokForecaster(classifier="gam").fit(np.eye(4), [0, 1, 0, 1])
     with pytest.raises(ValueError, match="feature schema"):
         model_io.save(small, tmp_path / "m.npz")
 

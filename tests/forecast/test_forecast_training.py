@@ -34,7 +34,9 @@ def corpus():
 
 @pytest.fixture(scope="module")
 def fitted(corpus):
-    return fit_corpus(corpus, folds=4, C_grid=(0.1,), extra_cadences=(250,))
+    return fit_corpus(
+        corpus, folds=4, C_grid=(1.0,), extra_cadences=(250,), params={"n_trees": 40}
+    )
 
 
 def test_config_groups_ignore_seeds_only():
@@ -87,7 +89,7 @@ def test_auroc_equals_sklearn(pos, neg):
 
 def test_fit_corpus_chooses_thresholds_on_validation_and_separates_the_classes(fitted):
     model, report = fitted
-    assert report.n_runs == 32 and report.folds == 4 and report.C == 0.1
+    assert report.n_runs == 32 and report.folds == 4 and report.C == 1.0
     assert 0.0 <= report.hopeless_threshold <= report.alert_threshold <= 1.0
     assert model.alert_threshold_ == report.alert_threshold
     assert report.oof["false_alarm_rate"] <= 0.05
@@ -164,6 +166,8 @@ def test_fit_and_evaluate_commands_write_a_model_json_and_figures(tmp_path):
                 "0.1",
                 "--cadences",
                 "250",
+                "--classifier",
+                "gam",
             ]
         )
         == 0
