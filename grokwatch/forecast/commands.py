@@ -129,6 +129,7 @@ def evaluate_corpus(
         "calibration_split": calibration_split,
     }
     out_dir = None if out is None else Path(out)
+    text: list[str] = []
     for split in splits:
         runs = [
             _group_name(replay(r, cadence=cadence))
@@ -140,9 +141,10 @@ def evaluate_corpus(
             continue
         res = evaluate(model, runs, calib, log=say)
         results[split] = res
-        for view in ("calibrated", "matched"):
-            say(f"\n## {split} runs, {view} thresholds" + format_table(res, view=view))
-        say(_claims_text(res["claims"]))
+        for view in ("calibrated", "matched", "fixed"):
+            text.append(f"\n## {split} runs, {view} thresholds\n" + format_table(res, view=view))
+        text.append(_claims_text(res["claims"]))
+        say("\n".join(text[-4:]))
         if out_dir is not None and plots:
             from grokwatch.forecast.evaluate import our_signal
             from grokwatch.forecast.plots import lead_vs_far, timeline
@@ -158,9 +160,10 @@ def evaluate_corpus(
                 )
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        name = "evaluation.json" if cadence is None else f"evaluation_cadence{cadence}.json"
-        (out_dir / name).write_text(json.dumps(_json_safe(results), indent=1) + "\n")
-        say(f"wrote {out_dir / name}")
+        name = "evaluation" if cadence is None else f"evaluation_cadence{cadence}"
+        (out_dir / f"{name}.json").write_text(json.dumps(_json_safe(results), indent=1) + "\n")
+        (out_dir / f"{name}.md").write_text("\n".join(text) + "\n")
+        say(f"wrote {out_dir / name}.json and .md")
     return results
 
 

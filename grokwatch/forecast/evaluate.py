@@ -349,6 +349,8 @@ def format_table(result: Mapping[str, Any], *, view: str = "matched") -> str:
     )
     lines = []
     for name, group in result["groups"].items():
+        if not any(view in entry for entry in group["signals"].values()):
+            continue
         counts = ", ".join(f"{k} {v}" for k, v in sorted(group["outcomes"].items()))
         lines.append(f"\n{name} ({group['n_runs']} runs: {counts}), thresholds: {view}\n")
         lines.append("| signal | threshold | " + " | ".join(c[1] for c in cols) + " |")
