@@ -47,7 +47,7 @@ from grokwatch.transport import NullTransport, Record, StoreTransport, Transport
 
 log = logging.getLogger("grokwatch")
 
-DEFAULT_EVERY = 250
+DEFAULT_EVERY = 500
 """Default cadence, chosen with ``benchmarks/overhead.py`` so that the full probe set stays within
 ~2 % of training time on the reference run (results in the README)."""
 
