@@ -72,25 +72,30 @@ def step_flops(config: dict[str, Any]) -> float:
     return 3.0 * (first + rest)
 
 
-def bench_tasks(spec_path: Path, runs: int, steps: int, *, factorized: bool) -> list[RunTask]:
+def bench_tasks(
+    spec_path: Path, runs: int, steps: int, *, factorized: bool, threads: int | None
+) -> list[RunTask]:
     # a seeded sample of the spec's runs, not its first draws: the corpus's own mix
-    tasks = random.Random(0).sample(load_spec(spec_path).tasks(), runs)
+    every = load_spec(spec_path).tasks()
+    tasks = random.Random(0).sample(every, len(every))[:runs]  # a larger --runs extends it
     out = []
     for t in tasks:
         config = {**t.config, "steps": steps, "factorized": factorized}
         out.append(
             dataclasses.replace(
                 t,
-                run_id=f"{t.run_id}-{'f' if factorized else 'u'}",
+                run_id=f"{t.run_id}-{'f' if factorized else 'u'}{threads}",
                 config=config,
                 tail=1e9,  # no early stop: both sides do every step
-                threads=1 if factorized else None,  # None: torch's default thread count
+                threads=threads,  # None: torch's default thread count
             )
         )
     return out
 
 
-def side(name: str, tasks: list[RunTask], *, pool: bool, workdir: Path) -> dict[str, Any]:
+def side(
+    name: str, tasks: list[RunTask], *, pool: bool, workdir: Path, threads: int
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     if pool:
         executor = local_executor(cpu_quota())
@@ -119,7 +124,7 @@ def side(name: str, tasks: list[RunTask], *, pool: bool, workdir: Path) -> dict[
         "steps_per_s": steps / wall,
         "train_gflops": flops / wall / 1e9,
         "probe_seconds": measure,
-        "threads": torch.get_num_threads() if not pool else 1,
+        "threads": threads,
         "processes": cpu_quota() if pool else 1,
     }
 
@@ -159,13 +164,25 @@ def main() -> dict[str, Any]:
 
     peak = matmul_peak()
     load_before = os.getloadavg()[0]
+    default_threads = torch.get_num_threads()
+    # (name, factorized, torch threads, pool): the baseline, two in-process steps that
+    # separate the first layer from the thread setting, and the sweep's own path
+    plan = [
+        ("baseline", False, None, False),
+        ("unfactorized, 1 thread", False, 1, False),
+        ("factorized, 1 thread", True, 1, False),
+        ("ours", True, 1, True),
+    ]
+    sides = []
     with tempfile.TemporaryDirectory() as tmp:
-        base = side("baseline", bench_tasks(args.spec, args.runs, args.steps, factorized=False),
-                    pool=False, workdir=Path(tmp))  # fmt: skip
-        ours = side("ours", bench_tasks(args.spec, args.runs, args.steps, factorized=True),
-                    pool=True, workdir=Path(tmp))  # fmt: skip
+        for name, factorized, threads, pool in plan:
+            tasks = bench_tasks(args.spec, args.runs, args.steps, factorized=factorized,
+                                threads=threads)  # fmt: skip
+            sides.append(side(name, tasks, pool=pool, workdir=Path(tmp),
+                              threads=threads or default_threads))  # fmt: skip
+    base, ours = sides[0], sides[-1]
     run_len = mean_run_steps(args.corpus)
-    for s in (base, ours):
+    for s in sides:
         s["peak_fraction"] = s["train_gflops"] / (peak * s["processes"])
         if run_len:
             s["runs_per_hour"] = 3600 * s["steps_per_s"] / run_len
@@ -176,20 +193,20 @@ def main() -> dict[str, Any]:
         "matmul_peak_gflops_per_thread": peak,
         "load_average_before": load_before,
         "mean_corpus_run_steps": run_len,
-        "baseline": base,
-        "ours": ours,
+        "sides": sides,
         "speedup": ours["steps_per_s"] / base["steps_per_s"],
     }
     print(f"matmul peak (1 thread): {peak:.1f} GFLOP/s | CPU quota {cpu_quota()} | "
           f"load before {load_before:.2f}")  # fmt: skip
-    print("| side | processes × threads | model-steps/s | runs/hour | training GFLOP/s | "
-          "% of peak | probe s |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
-    for s in (base, ours):
+    print("| side | processes × threads | model-steps/s | × baseline | runs/hour | "
+          "training GFLOP/s | % of peak | probe s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for s in sides:
         rph = f"{s['runs_per_hour']:.0f}" if "runs_per_hour" in s else "n/a"
+        ratio = s["steps_per_s"] / base["steps_per_s"]
         print(f"| {s['side']} | {s['processes']} × {s['threads']} | {s['steps_per_s']:.0f} | "
-              f"{rph} | {s['train_gflops']:.1f} | {100 * s['peak_fraction']:.0f} % | "
-              f"{s['probe_seconds']:.1f} |")  # fmt: skip
+              f"{ratio:.2f} | {rph} | {s['train_gflops']:.1f} | "
+              f"{100 * s['peak_fraction']:.0f} % | {s['probe_seconds']:.1f} |")  # fmt: skip
     print(f"speed-up: {report['speedup']:.2f}×")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
