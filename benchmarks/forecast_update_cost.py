@@ -4,9 +4,9 @@ Replays stored corpus runs (or, without a corpus, seeded synthetic ones) point b
 through ``RunDetector`` with the shipped forecaster and without any, and times every
 ``observe`` call. Every replay is repeated and each update's minimum kept (the machine is
 shared; the raw first replay is reported too). Reports mean / median / p99 per update at
-the corpus cadence (50 steps) and at the agent's default (250 steps), the forecaster's own
-share (features + change points, then the model), and a long run (100k steps at cadence 50,
-2000 updates) to show the cost does not grow with the history.
+the corpus cadence (50 steps), at 250 and at the agent's default (500 steps), the
+forecaster's own share (features + change points, then the model), and a long run (100k
+steps at cadence 50, 2000 updates) to show the cost does not grow with the history.
 
     python benchmarks/forecast_update_cost.py [--corpus trainer/data/corpus] [--runs 20]
         [--repeats 5] [--json benchmarks/results/forecast/update_cost.json]
@@ -173,7 +173,7 @@ def main() -> dict[str, Any]:
         "repeats": args.repeats,
         "cadences": {},
     }
-    for cadence in (50, 250):
+    for cadence in (50, 250, 500):
         runs = [(at_cadence(p, cadence), b) for p, b in base]
         with_f, raw = time_detector(runs, "default", args.repeats)
         without, _ = time_detector(runs, None, args.repeats)

@@ -216,9 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--classifier", choices=["trees", "gam"], default="trees", help="P(grok) model"
     )
-    fit.add_argument(
-        "--cadences", default="250", help="extra evaluation cadences to train on (default 250)"
-    )
+    fit.add_argument("--cadences", default="250,500", help="extra evaluation cadences to train on")
     fit.add_argument("--seed", type=int, default=0, help="fold assignment seed")
     fit.set_defaults(func=_fit)
 

@@ -7,7 +7,7 @@ taken whenever the step has grown by a factor ``ratio`` (default 1.1) since the 
 it is the measure's change over that interval divided by the interval's length in log-steps.
 A regime is a stretch of roughly constant slope, so a change point is where the trend bends.
 Sampling in log time makes the detectors cadence-free: a run evaluated every 50 steps and the
-same run evaluated every 250 steps give (nearly) the same observations once the cadence is
+same run evaluated every 500 steps give (nearly) the same observations once the cadence is
 finer than 10 % of the step.
 
 Two methods share that input and the :class:`ChangePoint` event type:

@@ -38,7 +38,7 @@ def fit_model(
     far: float = 0.05,
     C_grid: Sequence[float] = (0.3, 1.0, 3.0),
     classifier: str = "trees",
-    cadences: Sequence[int] = (250,),
+    cadences: Sequence[int] = (250, 500),
     seed: int = 0,
     say: Say = print,
 ) -> tuple[GrokForecaster, dict[str, Any]]:

@@ -6,7 +6,7 @@ at steps ``<= t`` only (a test appends future points and checks that nothing at 
 changes), and the same code runs online (the detector, one update per evaluation) and offline
 (fitting and evaluating replay each corpus run through it).
 
-Cadence and scale. The agent evaluates every 250 steps by default, the corpus every 50, so no
+Cadence and scale. The agent evaluates every 500 steps by default, the corpus every 50, so no
 feature counts evaluations: trends are read on a log-step axis by linear interpolation of the
 measure at ``t / RATIO`` and ``t / RATIO**2`` (slopes per log-step, "how much did it change
 while the step grew by half"), events are placed by step ratios (``log(t / t_mem)``), and

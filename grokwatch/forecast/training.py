@@ -8,9 +8,9 @@ as the online detector would have seen them, optionally thinned to a coarser cad
 
 1. runs are grouped by configuration (the resolved config without its seeds), so seeds of
    one configuration never sit on both sides of a split (:func:`config_group`);
-2. every training run is replayed at its own cadence and at ``extra_cadences`` (250 steps,
-   the agent's default, by default) so the model sees both; a run and its thinned copies
-   always share a fold;
+2. every training run is replayed at its own cadence and at ``extra_cadences`` (by default
+   250 and 500 steps, the agent's default) so the model sees coarse histories too; a run and
+   its thinned copies always share a fold;
 3. rows: every evaluation before ``t_grok`` (after it the question is settled), ``y`` = the run
    reaches ``t_grok`` within its budget, weights so that each run counts once, each row also
    repeated with ``budget_samples`` smaller budgets (:func:`training_rows`: the corpus picks
@@ -325,7 +325,7 @@ def fit_corpus(
     far: float = 0.05,
     hopeless_miss: float = 0.05,
     C_grid: Sequence[float] = (0.3, 1.0, 3.0),
-    extra_cadences: Sequence[int] = (250,),
+    extra_cadences: Sequence[int] = (250, 500),
     budget_samples: int = 2,
     seed: int = 0,
     params: Mapping[str, Any] | None = None,
@@ -354,7 +354,7 @@ def fit_corpus(
     settings = {"time_features": time_features, **(params or {})}
 
     everything = base + extra
-    scale = 1.0 / (1 + len(extra_cadences))
+    scale = 1.0 / (1 + len(extra_cadences))  # a run and its thinned copies weigh 1 together
     # model selection: weighted out-of-fold log loss on the native cadence
     losses: dict[str, float] = {}
     oof_models: dict[float, list[GrokForecaster]] = {}
