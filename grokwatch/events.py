@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import math
@@ -84,6 +85,8 @@ class EventTracker:
         self._post_mem_low = math.inf
         self._post_mem_low_index: int | None = None
         self.phase = Phase.MEMORIZING
+        self._recent_acc: collections.deque[float] = collections.deque()
+        self._old_best = -math.inf
 
     def update(
         self,
@@ -98,6 +101,10 @@ class EventTracker:
         te = _finite(test_acc)
         self.steps.append(step)
         self.train_acc.append(math.nan if tr is None else tr)
+        if tr is not None:
+            self._recent_acc.append(tr)
+            if len(self._recent_acc) > self.rules.patience:
+                self._old_best = max(self._old_best, self._recent_acc.popleft())
         self.test_acc.append(math.nan if te is None else te)
         if self.t_mem is None and tr is not None and tr >= r.mem_threshold:
             self.t_mem = step
@@ -122,11 +129,13 @@ class EventTracker:
         return Phase.PLATEAU
 
     def _stalled(self) -> bool:
-        r = self.rules
-        accs = [a for a in self.train_acc if math.isfinite(a)]
-        if len(accs) <= r.patience:
+        """No ``min_delta`` gain of the best train accuracy over the last ``patience`` values.
+
+        O(patience) per update: the best value that left the window is kept as a running max.
+        """
+        if self._old_best == -math.inf:  # not more than ``patience`` values yet
             return False
-        return max(accs[-r.patience :]) - max(accs[: -r.patience]) < r.min_delta
+        return max(self._recent_acc) - self._old_best < self.rules.min_delta
 
     @property
     def events(self) -> Events:

@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from grokwatch import ConfigError, EventRules, Outcome, Phase
 from grokwatch.events import EventTracker, fit_sigmoid, outcome
@@ -96,3 +98,19 @@ def test_fit_sigmoid_recovers_parameters():
     assert fit["t0"] == pytest.approx(2500, rel=0.01)
     assert fit["k"] == pytest.approx(0.01, rel=0.05)
     assert fit_sigmoid(steps[:3], acc[:3]) is None
+
+
+@given(
+    patience=st.integers(1, 6),
+    accs=st.lists(st.one_of(st.just(math.nan), st.floats(0.0, 0.98)), max_size=30),
+)
+def test_stalled_running_max_equals_the_windowed_definition(patience, accs):
+    """The O(patience) confusion rule equals max(last window) − max(before) < min_delta."""
+    tracker = EventTracker(EventRules(patience=patience, min_delta=0.01))
+    seen: list[float] = []
+    for i, acc in enumerate(accs):
+        tracker.update(i, train_acc=acc, test_acc=0.0, train_loss=1.0)
+        if not math.isnan(acc):
+            seen.append(acc)
+        expected = len(seen) > patience and max(seen[-patience:]) - max(seen[:-patience]) < 0.01
+        assert tracker._stalled() == expected
