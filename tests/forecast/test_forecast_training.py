@@ -34,9 +34,7 @@ def corpus():
 
 @pytest.fixture(scope="module")
 def fitted(corpus):
-    return fit_corpus(
-        corpus, folds=4, C_grid=(1.0,), extra_cadences=(250,), params={"n_trees": 40}
-    )
+    return fit_corpus(corpus, folds=4, C_grid=(1.0,), extra_cadences=(250,), params={"n_trees": 40})
 
 
 def test_config_groups_ignore_seeds_only():
