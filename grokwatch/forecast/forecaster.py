@@ -12,8 +12,10 @@ time model for the runs that do:
    centred on its weighted median, divided by its interquartile range, NaN -> 0, and
    expanded into ``[z, max(0, z - k1), ..., max(0, z - kK)]`` with knots at its training
    quantiles.
-2. A ridge regression (``alpha``) of ``log(t_grok / t)`` on that spline basis, fitted on the
-   rows of runs that grok, gives the time estimate; the interval and the probability of
+2. Boosted regression trees (``time_model="trees"``, the default, same tree settings) or a
+   ridge regression on the spline basis (``"ridge"``, penalty ``alpha``) of
+   ``log(t_grok / t)``, fitted on the rows of runs that grok and without the features listed
+   out of ``time_features``, give the time estimate; the interval and the probability of
    grokking within the next ``horizon`` steps come from the empirical distribution of its
    residuals (stored as quantiles): ``P(grok within H) = P(grok within budget) *
    F(log(1 + H / t) - mu)``.
@@ -98,6 +100,9 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         ``"gam"`` (the logistic regression on the spline basis) or ``"trees"`` (gradient-boosted
         trees, :mod:`.trees`, with ``n_trees``, ``learning_rate``, ``max_depth``,
         ``min_samples_leaf`` and an L2 leaf penalty of ``1 / C``).
+    time_model:
+        ``"ridge"`` (ridge regression on the spline basis) or ``"trees"`` (boosted regression
+        trees with the classifier's tree settings) for ``log(t_grok / t)``.
     """
 
     def __init__(
@@ -115,6 +120,7 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         learning_rate: float = 0.05,
         max_depth: int = 4,
         min_samples_leaf: int = 50,
+        time_model: str = "trees",
     ) -> None:
         self.C = C
         self.alpha = alpha
@@ -128,6 +134,7 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.learning_rate = learning_rate
         self.max_depth = max_depth
         self.min_samples_leaf = min_samples_leaf
+        self.time_model = time_model
 
     # -- sklearn -----------------------------------------------------------------------------
 
@@ -202,6 +209,7 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             self.n_iter_ = int(np.max(clf.n_iter_))
             self.feature_weight_ = self._feature_weights(B)
         self.time_coef_: np.ndarray | None = None
+        self.time_trees_: TreeEnsemble | None = None
         self.time_intercept_ = 0.0
         self.time_residual_quantiles_ = np.zeros_like(RESIDUAL_QUANTILES)
         if log_time_to_grok is not None:
@@ -215,7 +223,19 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
                 reg.fit(Bt[rows], target[rows], sample_weight=w[rows])
                 self.time_coef_ = reg.coef_.astype(float)
                 self.time_intercept_ = float(reg.intercept_)
-                resid = target[rows] - (Bt[rows] @ self.time_coef_ + self.time_intercept_)
+                if self.time_model == "trees":
+                    self.time_trees_ = fit_trees(
+                        np.where(self.time_mask_, X, np.nan)[rows],
+                        target[rows],
+                        w[rows],
+                        max_iter=self.n_trees,
+                        learning_rate=self.learning_rate,
+                        max_depth=self.max_depth,
+                        min_samples_leaf=self.min_samples_leaf,
+                        l2_regularization=1.0 / self.C,
+                        regression=True,
+                    )
+                resid = target[rows] - self._log_time(X[rows])
                 self.time_residual_quantiles_ = weighted_quantile(
                     resid, w[rows], RESIDUAL_QUANTILES
                 )
@@ -234,6 +254,8 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             raise ValueError(f"horizon must be an int >= 1, got horizon={self.horizon!r}")
         if not 0.0 < self.interval < 1.0:
             raise ValueError(f"interval must be in (0, 1), got interval={self.interval!r}")
+        if self.time_model not in ("ridge", "trees"):
+            raise ValueError(f"time_model must be 'ridge' or 'trees', got {self.time_model=!r}")
         if self.classifier not in ("gam", "trees"):
             raise ValueError(f"classifier must be 'gam' or 'trees', got {self.classifier=!r}")
         for name in ("n_trees", "max_depth", "min_samples_leaf"):
@@ -315,6 +337,12 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
         if self.time_coef_ is None:
             return np.full(X.shape[0], np.nan)
+        return self._log_time(X)
+
+    def _log_time(self, X: np.ndarray) -> np.ndarray:
+        if self.time_trees_ is not None:
+            Xt = np.where(self.time_mask_, np.clip(X, -1e300, 1e300), np.nan)
+            return self.time_trees_.decision(Xt)
         B = self._basis(X, self.time_mask_)
         return np.asarray(B @ self.time_coef_ + self.time_intercept_, dtype=float)
 
@@ -352,8 +380,7 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         p = float(_sigmoid(self._decision(x[None, :]))[0])
         out = RowForecast(p_budget=p)
         if self.time_coef_ is not None:
-            bt = self._basis(x[None, :], self.time_mask_)[0]
-            mu = float(bt @ self.time_coef_ + self.time_intercept_)
+            mu = float(self._log_time(x[None, :])[0])
             lo_q, hi_q = (1 - self.interval) / 2, 1 - (1 - self.interval) / 2
             q = self.time_residual_quantiles_
             t = max(float(step), 1.0)

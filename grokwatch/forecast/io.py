@@ -91,6 +91,8 @@ def save(
     arrays = {k.rstrip("_"): np.asarray(getattr(model, k)) for k in _ARRAYS}
     if model.trees_ is not None:
         arrays.update(model.trees_.to_arrays())
+    if model.time_trees_ is not None:
+        arrays.update(model.time_trees_.to_arrays("time_tree_"))
     arrays["time_coef"] = (
         np.zeros(0) if model.time_coef_ is None else np.asarray(model.time_coef_, dtype=float)
     )
@@ -143,11 +145,14 @@ def load(path: str | Path) -> GrokForecaster:
         setattr(model, key, arrays[key.rstrip("_")])
     model.time_coef_ = arrays["time_coef"] if meta.get("has_time_model") else None
     model.trees_ = None
-    if model.classifier == "trees":
-        try:
+    model.time_trees_ = None
+    try:
+        if model.classifier == "trees":
             model.trees_ = TreeEnsemble.from_arrays(arrays)
-        except KeyError as exc:
-            raise SchemaError(f"{path}: tree classifier without its trees ({exc})") from exc
+        if model.time_model == "trees" and model.time_coef_ is not None:
+            model.time_trees_ = TreeEnsemble.from_arrays(arrays, "time_tree_")
+    except KeyError as exc:
+        raise SchemaError(f"{path}: a tree model without its trees ({exc})") from exc
     for key, value in meta["scalars"].items():
         setattr(model, key, value)
     model.fit_report_ = meta.get("report", {})

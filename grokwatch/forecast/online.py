@@ -17,8 +17,10 @@ Confidence and reasons (:class:`~grokwatch.ForecastReason`), in the order they m
 - fewer than :data:`FULL_POINTS` evaluations: ``n / FULL_POINTS`` (``TOO_FEW_POINTS``);
 - features that are NaN (measures never reported): ``1 - share`` of the model's weight on
   them (``MISSING_MEASURES``; ``missing`` names the key measures that are absent);
-- no budget: ``0.8`` (``BUDGET_UNKNOWN``); non-finite values at this step: ``0.5``
-  (``NON_FINITE``); a non-finite training loss: ``0.2`` (``DIVERGED``).
+- no budget: ``1 - share`` of the model's weight on the budget features (``BUDGET_UNKNOWN``:
+  "within budget" means little without one; the time estimate does not use the budget);
+  non-finite values at this step: ``0.5`` (``NON_FINITE``); a non-finite training loss:
+  ``0.2`` (``DIVERGED``).
 
 A forecast *alerts* when P(grok within budget) is at least the model's alert threshold and
 the confidence is at least :data:`MIN_CONFIDENCE`; it is *hopeless* when P is at most the
@@ -143,8 +145,14 @@ def assemble(model: GrokForecaster, x: np.ndarray, ctx: Context) -> Forecast:
         )
     nan = ~np.isfinite(x)
     if ctx.budget is None:
-        confidence *= 0.8
-        reasons.append((ForecastReason.BUDGET_UNKNOWN, "no budget given"))
+        budget_share = float(model.feature_weight_[_BUDGET_FEATURES].sum())
+        confidence *= max(1.0 - budget_share, 0.0)
+        reasons.append(
+            (
+                ForecastReason.BUDGET_UNKNOWN,
+                f"no budget given ({budget_share:.0%} of model weight); pass budget=",
+            )
+        )
         nan[_BUDGET_FEATURES] = False
     share = float(model.feature_weight_[nan].sum()) if nan.any() else 0.0
     if share > 0.01 or ctx.missing:

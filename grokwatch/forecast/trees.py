@@ -64,15 +64,15 @@ class TreeEnsemble:
         total = gains.sum()
         return gains / total if total > 0 else np.full(n_features, 1.0 / max(n_features, 1))
 
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        out = {f"tree_{k}": np.asarray(getattr(self, k)) for k in TREE_ARRAYS}
-        out["tree_meta"] = np.array([self.baseline, float(self.depth)])
+    def to_arrays(self, prefix: str = "tree_") -> dict[str, np.ndarray]:
+        out = {f"{prefix}{k}": np.asarray(getattr(self, k)) for k in TREE_ARRAYS}
+        out[f"{prefix}meta"] = np.array([self.baseline, float(self.depth)])
         return out
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TreeEnsemble:
-        meta = arrays["tree_meta"]
-        fields: dict[str, Any] = {k: arrays[f"tree_{k}"] for k in TREE_ARRAYS}
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "tree_") -> TreeEnsemble:
+        meta = arrays[f"{prefix}meta"]
+        fields: dict[str, Any] = {k: arrays[f"{prefix}{k}"] for k in TREE_ARRAYS}
         return cls(**fields, baseline=float(meta[0]), depth=int(meta[1]))
 
 
@@ -86,12 +86,16 @@ def fit_trees(
     max_depth: int,
     min_samples_leaf: int,
     l2_regularization: float,
+    regression: bool = False,
     random_state: int = 0,
 ) -> TreeEnsemble:
-    """Fit ``HistGradientBoostingClassifier`` on binary ``y`` (0/1) and export its trees."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    """Fit ``HistGradientBoostingClassifier`` on binary ``y`` (0/1) -- or, with
+    ``regression=True``, ``HistGradientBoostingRegressor`` (squared error) on real ``y`` --
+    and export its trees (``decision`` then gives log-odds, or the prediction)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    clf = HistGradientBoostingClassifier(
+    kind = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
+    clf = kind(
         max_iter=max_iter,
         learning_rate=learning_rate,
         max_leaf_nodes=None,

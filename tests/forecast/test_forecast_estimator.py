@@ -58,10 +58,11 @@ def test_nan_features_are_imputed_with_the_median():
     np.testing.assert_allclose(est.predict_proba(row), est.predict_proba(filled))
 
 
-@pytest.mark.parametrize("classifier", ["gam", "trees"])
-def test_predict_row_matches_the_sklearn_path(classifier):
+@pytest.mark.parametrize(("classifier", "time_model"), [("gam", "ridge"), ("trees", "trees")])
+def test_predict_row_matches_the_sklearn_path(classifier, time_model):
     X, y, t = toy()
-    est = GrokForecaster(classifier=classifier).fit(X, y, log_time_to_grok=t)
+    est = GrokForecaster(classifier=classifier, time_model=time_model)
+    est.fit(X, y, log_time_to_grok=t)
     steps = np.full(len(X), 800)
     p = est.predict_proba(X)[:, 1]
     t_hat, lo, hi = est.predict_time(X, steps)
@@ -113,6 +114,7 @@ def test_without_a_time_model_there_is_no_t_grok():
         ({"horizon": 0}, "horizon must be an int >= 1"),
         ({"interval": 1.0}, "interval must be in"),
         ({"classifier": "forest"}, "classifier must be"),
+        ({"time_model": "gp"}, "time_model must be"),
         ({"classifier": "trees", "n_trees": 0}, "n_trees must be"),
         ({"classifier": "trees", "learning_rate": 2.0}, "learning_rate must be"),
     ],

@@ -42,9 +42,12 @@ def test_round_trip_gives_identical_predictions_and_state(tmp_path, fitted):
 def test_round_trip_of_the_tree_classifier(tmp_path, fitted):
     _, X = fitted
     y = (X[:, 0] + np.nan_to_num(X[:, 3]) > 0).astype(int)
-    est = GrokForecaster(classifier="trees", n_trees=30, min_samples_leaf=5).fit(X, y)
+    t = np.where(y == 1, 1 + 0.2 * X[:, 1], np.nan)
+    est = GrokForecaster(n_trees=30, min_samples_leaf=5).fit(X, y, log_time_to_grok=t)
+    assert est.trees_ is not None and est.time_trees_ is not None
     back = model_io.load(model_io.save(est, tmp_path / "t.npz"))
     np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+    np.testing.assert_array_equal(back.predict_log_time(X), est.predict_log_time(X))
     np.testing.assert_array_equal(back.feature_weight_, est.feature_weight_)
 
 

@@ -79,9 +79,10 @@ def test_out_of_order_points_give_the_in_order_forecast():
 
 
 @pytest.mark.parametrize(
-    ("values", "reason"),
+    ("values", "reason", "most"),
     [
-        ({"train_accuracy": 1.0, "test_accuracy": 0.1}, ForecastReason.MISSING_MEASURES),
+        # only accuracies: the model's other inputs are imputed, confidence drops by their share
+        ({"train_accuracy": 1.0, "test_accuracy": 0.1}, ForecastReason.MISSING_MEASURES, 0.99),
         (
             {
                 "train_accuracy": math.nan,
@@ -91,19 +92,21 @@ def test_out_of_order_points_give_the_in_order_forecast():
                 "weight_norm": 3.0,
             },
             ForecastReason.NON_FINITE,
+            0.5,
         ),
-        ({"train_accuracy": 1.0, "train_loss": math.nan}, ForecastReason.DIVERGED),
-        ({}, ForecastReason.MISSING_MEASURES),
+        ({"train_accuracy": 1.0, "train_loss": math.nan}, ForecastReason.DIVERGED, 0.5),
+        ({}, ForecastReason.MISSING_MEASURES, 0.5),
     ],
 )
-def test_bad_input_lowers_confidence_with_a_reason_and_never_raises(values, reason):
+def test_bad_input_lowers_confidence_with_a_reason_and_never_raises(values, reason, most):
     det = RunDetector(budget=5000)
     for step in (100, 200, 300, 400, 500, 600):
         d = det.observe(step, values)
     f = d.forecast
     assert f is not None and f.reason is reason
-    assert 0.0 <= f.confidence < 0.5 and f.message
-    assert d.reason is Reason.NO_FORECASTER
+    assert 0.0 <= f.confidence < most and f.message
+    if most <= 0.5:
+        assert d.reason is Reason.NO_FORECASTER
 
 
 def test_unknown_budget_and_missing_embeddings_are_stated():
@@ -112,7 +115,7 @@ def test_unknown_budget_and_missing_embeddings_are_stated():
     for s, v in points(run, 10):
         d = det.observe(s, v)
     assert d.forecast.reason is ForecastReason.BUDGET_UNKNOWN
-    assert d.forecast.confidence <= 0.8
+    assert d.forecast.confidence < 0.8 and "budget=" in d.forecast.message
 
 
 def test_the_agent_carries_forecasts_by_default():
