@@ -217,6 +217,14 @@ class _Series:
         return (self.at(hi) - self.at(hi / RATIO)) / _LN_RATIO
 
 
+def _as_float(raw: object) -> float:
+    """``float(raw)``, NaN for anything that is not a number (never raises)."""
+    try:
+        return float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
 def _log(x: float) -> float:
     return math.log(x) if x > 0 else math.nan
 
@@ -283,18 +291,19 @@ class FeatureState:
                 raw = values.get("circuit_complexity")  # only ratios of it are used
             if raw is None:
                 continue
-            value = float(raw)
+            value = _as_float(raw)
             if not math.isfinite(value):
                 self.non_finite += 1
                 continue
             clean[name] = value
             series.add(step, value)
         had_mem = self.tracker.t_mem is not None
+        loss = values.get("train_loss_step", values.get("train_loss"))
         self.tracker.update(
             step,
             train_acc=clean.get("train_accuracy"),
             test_acc=clean.get("test_accuracy"),
-            train_loss=values.get("train_loss_step", values.get("train_loss")),
+            train_loss=None if loss is None else _as_float(loss),  # non-finite: diverged
         )
         if not had_mem and self.tracker.t_mem is not None:
             for series in self.series.values():

@@ -92,7 +92,13 @@ def test_missing_measures_give_nan_features_and_are_named():
 
 values_strategy = st.dictionaries(
     st.sampled_from([*COLUMNS, "unknown", "train_loss_step"]),
-    st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5)),
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.integers(-5, 5),
+        st.just("x"),
+        st.none(),
+        st.integers(10**400, 10**401),
+    ),
     max_size=8,
 )
 
