@@ -13,8 +13,8 @@ name                         score at step t (source)
 ===========================  ============================================================
 test_accuracy_rise           test accuracy minus its lowest value since memorization (the
                              rule-based GROKKING phase uses 0.10; seed 002)
-weight_norm                  1 - w(t) / max w(<= t): how far the L2 norm fell from its peak
-                             (seeds 001/002; Wang 2026 report AUROC 0.98)
+weight_norm                  the L2 norm of all parameters itself, as Wang 2026 use it (AUROC
+                             0.98 on their benchmark; seeds 001/002)
 weight_norm_rate             -d log w / d log t over [t / 1.5, t] (Wang 2026: 0.99)
 loss_spectral_energy         Hjorth activity of the de-trended train loss over the agent's
                              window, relative to the squared loss (Notsawo et al. 2023)
@@ -95,10 +95,8 @@ def _test_rise(r: Replay) -> np.ndarray:
     return np.where(mem & np.isfinite(low), acc - low, 0.0)
 
 
-def _weight_norm_drop(r: Replay) -> np.ndarray:
-    w = _ffill(r.measures["weight_norm"])
-    peak = np.fmax.accumulate(w)
-    return 1.0 - w / peak
+def _weight_norm(r: Replay) -> np.ndarray:
+    return _ffill(r.measures["weight_norm"])
 
 
 def _weight_norm_rate(r: Replay) -> np.ndarray:
@@ -142,7 +140,7 @@ def _circuit(r: Replay) -> np.ndarray:
 
 BASELINES: tuple[Baseline, ...] = (
     Baseline("test_accuracy_rise", _test_rise, "seed 002 (test-accuracy rise)", learn_sign=False),
-    Baseline("weight_norm", _weight_norm_drop, "Wang 2026 (2605.08237), seeds 001/002"),
+    Baseline("weight_norm", _weight_norm, "Wang 2026 (2605.08237), seeds 001/002"),
     Baseline("weight_norm_rate", _weight_norm_rate, "Wang 2026 (2605.08237)"),
     Baseline("loss_spectral_energy", _loss_energy, "Notsawo et al. 2023 (2306.13253)"),
     Baseline("mc_dropout_variance", _mc_var, "seed 000 (Salah & Yevick 2025)", learn_sign=False),
