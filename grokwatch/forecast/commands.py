@@ -149,7 +149,13 @@ def evaluate_corpus(
             from grokwatch.forecast.evaluate import our_signal
             from grokwatch.forecast.plots import lead_vs_far, timeline
 
-            lead_vs_far(res, out_dir / f"lead_vs_far_{split}.png", title=f"{split} runs")
+            for group, info in res["groups"].items():
+                lead_vs_far(
+                    res,
+                    out_dir / f"lead_vs_far_{split}_{group}.png",
+                    group=group,
+                    title=f"{split} runs: {group} ({info['n_runs']} runs)",
+                )
             sig = our_signal(model, runs)
             for r in pick_timelines(runs, timelines):
                 timeline(

@@ -23,7 +23,8 @@ Protocol (every number in FORECAST.md comes from here):
   runs (a confused run, which has no ``t_mem``, at the family's median ``t_mem`` + f G).
 - **t_grok error** at mid-plateau (``t_mem + gap / 2``): median ``|t̂ - t_grok| / t_grok``, the
   same relative to the time still to go (``gap / 2``), and the interval's coverage.
-- **Curves**: FAR, recall and median lead fraction (misses count 0) for every threshold.
+- **Curves**: FAR, recall and median lead fraction (misses count 0) for every threshold, per
+  group and overall.
 """
 
 from __future__ import annotations
@@ -265,7 +266,7 @@ def evaluate(
     families = sorted({r.family for r in runs})
     groups: dict[str, list[Replay]] = {f: [r for r in runs if r.family == f] for f in families}
     groups["overall"] = list(runs)
-    out: dict[str, Any] = {"groups": {}, "signals": {}, "curves": {}}
+    out: dict[str, Any] = {"groups": {}, "signals": {}}
     for name, group in groups.items():
         refs = family_refs(group)
         table: dict[str, Any] = {}
@@ -281,6 +282,7 @@ def evaluate(
             "n_runs": len(group),
             "outcomes": _count(r.outcome for r in group),
             "signals": table,
+            "curves": {sig.name: curve(group, sig) for sig in signals},
         }
     for sig in signals:
         out["signals"][sig.name] = {
@@ -288,7 +290,7 @@ def evaluate(
             "calibrated_threshold": sig.calibrated_threshold,
             "fixed_threshold": sig.fixed_threshold,
         }
-        out["curves"][sig.name] = curve(list(runs), sig)
+    out["curves"] = out["groups"]["overall"]["curves"]
     out["claims"] = claims(runs)
     return out
 

@@ -25,12 +25,15 @@ def _pyplot() -> Any:
     return plt
 
 
-def lead_vs_far(result: Mapping[str, Any], path: str | Path, *, title: str = "") -> Path:
-    """Median lead (fraction of the gap, misses count 0) against false-alarm rate, one line
-    per signal, over every threshold (``result["curves"]`` of :func:`.evaluate.evaluate`)."""
+def lead_vs_far(
+    result: Mapping[str, Any], path: str | Path, *, group: str = "overall", title: str = ""
+) -> Path:
+    """Median lead (fraction of the gap, misses count 0) and recall against false-alarm rate,
+    one line per signal, over every threshold (the ``curves`` of one group of
+    :func:`.evaluate.evaluate`)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
-    curves: Mapping[str, Sequence[Mapping[str, float]]] = result["curves"]
+    curves: Mapping[str, Sequence[Mapping[str, float]]] = result["groups"][group]["curves"]
     for name, pts in curves.items():
         if not pts:
             continue

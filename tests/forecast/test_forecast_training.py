@@ -103,6 +103,7 @@ def test_evaluate_reports_every_signal_and_metric(fitted):
     assert list(res["groups"]) == ["heldout-synth", "overall"]
     table = res["groups"]["overall"]["signals"]
     assert list(table) == names and set(res["curves"]) == set(names)
+    assert set(res["groups"]["heldout-synth"]["curves"]) == set(names)
     ours = table[OURS]["matched"]
     for key in (
         "recall",
@@ -193,7 +194,8 @@ def test_fit_and_evaluate_commands_write_a_model_json_and_figures(tmp_path):
     )
     res = json.loads((out / "evaluation.json").read_text())
     assert res["eval"]["groups"]["overall"]["n_runs"] == 8
-    assert (out / "lead_vs_far_eval.png").stat().st_size > 10_000
+    assert (out / "lead_vs_far_eval_overall.png").stat().st_size > 10_000
+    assert (out / "lead_vs_far_eval_other.png").exists()
     assert len(list((out / "timelines").glob("*.png"))) >= 2
     assert not math.isnan(res["model"]["alert_threshold"])
 
