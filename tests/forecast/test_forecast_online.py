@@ -138,3 +138,13 @@ def test_a_model_path_and_a_bad_forecaster_name(tmp_path):
     with pytest.raises(grokwatch.SchemaError):
         RunDetector(forecaster=str(tmp_path / "missing.npz"))
     assert Phase.PLATEAU.value == "plateau"
+
+
+def test_the_evaluation_replay_gives_exactly_the_online_forecasts():
+    from grokwatch.forecast.training import replay
+
+    run = make_run(7, groks=True)
+    det = RunDetector(budget=run.labels["budget"])
+    online = [det.observe(s, v).forecast for s, v in points(run)]
+    offline = replay(run).forecasts(load_default())
+    assert online == offline
