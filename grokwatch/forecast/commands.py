@@ -176,12 +176,19 @@ def evaluate_corpus(
 def _claims_text(claims: dict[str, Any]) -> str:
     mc = claims["mc_dropout_peak_before_t_grok"]
     se = claims["spectral_entropy_below_0.609"]
-    return (
+    lines = [
         f"\nMC-dropout variance peak before t_grok in {mc['fraction_before']:.0%} of "
         f"{mc['n']} grokking runs (median {mc['median_lead_fraction']:.2f} of the gap before); "
         f"spectral entropy < 0.609 before t_grok in {se['grokking_before_t_grok']:.0%} of "
         f"grokking runs and ever in {se['negatives_ever']:.0%} of runs that do not grok"
-    )
+    ]
+    for key, v in claims.items():
+        if key.startswith("change_point_"):
+            lines.append(
+                f"{key}: {v['fraction']:.0%} of {v['n']} grokking runs, median lead "
+                f"{v['median_lead_fraction']:.2f} of the gap"
+            )
+    return "\n".join(lines)
 
 
 def _json_safe(x: Any) -> Any:

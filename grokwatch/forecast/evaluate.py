@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from grokwatch.decision import Forecast
+from grokwatch.decision import Direction, Forecast
 from grokwatch.forecast.baselines import BASELINES, Baseline
 from grokwatch.forecast.forecaster import GrokForecaster
 from grokwatch.forecast.online import MIN_CONFIDENCE
@@ -318,6 +318,30 @@ def claims(runs: Sequence[Replay]) -> dict[str, Any]:
         "fraction_before": float(np.mean([p > 0 for p in peaks])) if peaks else math.nan,
         "median_lead_fraction": float(np.median(peaks)) if peaks else math.nan,
     }
+    for measure, direction in (
+        ("test_accuracy", Direction.UP),
+        ("test_loss", Direction.DOWN),
+        ("weight_norm", Direction.DOWN),
+    ):
+        leads = []
+        for r in pos:
+            t_mem = r.t_mem or 0
+            first = next(
+                (
+                    cp
+                    for cp in r.change_points
+                    if cp.measure == measure and cp.direction is direction and cp.step >= t_mem
+                ),
+                None,
+            )
+            # confirmed (detected) before t_grok: usable online; lead as a fraction of the gap
+            if first is not None and first.detected_at < r.t_grok:  # type: ignore[operator]
+                leads.append((r.t_grok - first.detected_at) / r.gap)  # type: ignore[operator]
+        out[f"change_point_{measure}_{direction.value}_before_t_grok"] = {
+            "n": len(pos),
+            "fraction": len(leads) / len(pos) if pos else math.nan,
+            "median_lead_fraction": float(np.median(leads)) if leads else math.nan,
+        }
     below_pos = [_below_0609(r, before=r.t_grok) for r in pos]
     below_neg = [_below_0609(r, before=None) for r in neg]
     out["spectral_entropy_below_0.609"] = {

@@ -121,7 +121,8 @@ def test_evaluate_reports_every_signal_and_metric(fitted):
     assert "fixed" in table["spectral_entropy_0.609"]
     text = format_table(res)
     assert "| grokwatch |" in text and "AUROC 25%" in text
-    assert set(res["claims"]) == {"mc_dropout_peak_before_t_grok", "spectral_entropy_below_0.609"}
+    assert {"mc_dropout_peak_before_t_grok", "spectral_entropy_below_0.609"} <= set(res["claims"])
+    assert "change_point_test_accuracy_up_before_t_grok" in res["claims"]
 
 
 @pytest.mark.parametrize("baseline", BASELINES, ids=lambda b: b.name)
