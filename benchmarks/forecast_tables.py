@@ -21,6 +21,7 @@ COLS = (
     ("false_alarm_rate", "FAR", "{:.2f}"),
     ("median_lead_steps", "lead (steps)", "{:.0f}"),
     ("median_lead_fraction", "lead (× gap)", "{:.2f}"),
+    ("median_lead_fraction_all", "lead, all (× gap)", "{:.2f}"),
     ("auroc_10", "AUROC 10 %", "{:.2f}"),
     ("auroc_25", "AUROC 25 %", "{:.2f}"),
     ("auroc_50", "AUROC 50 %", "{:.2f}"),

@@ -12,7 +12,9 @@ Protocol (every number in FORECAST.md comes from here):
 - **Recall** = alerted positives / positives; **false-alarm rate (FAR)** = alerted negatives /
   negatives; **lead** = ``t_grok - t_alert`` in steps and as a fraction of the gap
   ``t_grok - t_mem`` (median over alerted positives; a fraction above 1 means the alert came
-  before memorization).
+  before memorization), and the median fraction over *all* positives with a miss counting 0
+  (``median_lead_fraction_all``: lead and recall in one number, the fair comparison when a
+  signal alerts on only a few runs).
 - **Thresholds.** ``calibrated``: ours from ``grokwatch fit`` (validation runs), each
   baseline's the smallest with FAR <= 5 % on the calibration (training-family) runs -- what a
   user would deploy. ``matched``: each signal's smallest threshold with FAR <= 5 % on the
@@ -149,6 +151,9 @@ def metrics(
         "false_alarm_rate": alarms / len(neg) if neg else math.nan,
         "median_lead_steps": float(np.median(leads)) if leads else math.nan,
         "median_lead_fraction": float(np.median(fracs)) if fracs else math.nan,
+        "median_lead_fraction_all": (
+            float(np.median(fracs + [0.0] * (len(pos) - len(fracs)))) if pos else math.nan
+        ),
     }
     gap, mem = refs
     for f in FRACTIONS:
