@@ -14,7 +14,7 @@ module                 what it holds
 ``plots``              lead-vs-false-alarm curves and per-run timelines
 =====================  ======================================================================
 
-Method, numbers and how to reproduce them: ``FORECAST.md`` beside this file.
+Method, numbers and how to reproduce them: the README, section *The forecaster*.
 """
 
 from grokwatch.forecast.changepoints import BayesianOnlineCPD, LogTimeSlopes, WindowKernelCPD
