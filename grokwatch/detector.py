@@ -21,14 +21,16 @@ reason                      when
 ==========================  ===============================================================
 
 The action stays ``CONTINUE``: the detector reports, it does not (yet) advise stopping or
-extending; the forecast's false-alarm rate is in ``grokwatch/forecast/FORECAST.md``.
+extending; the forecast's false-alarm rate is in the README (*The forecaster*).
 """
 
 from __future__ import annotations
 
+import array
 import bisect
 import math
-from collections.abc import Mapping, Sequence
+import numbers
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +64,111 @@ def resolve_forecaster(forecaster: Forecaster | str | Path | None) -> Forecaster
     return forecaster
 
 
+_TRACKER_MEASURES = frozenset({"train_accuracy", "test_accuracy", "train_loss", "train_loss_step"})
+_ABSENT = math.copysign(math.nan, -1.0)
+"""Marks a measure absent from an evaluation; a measured NaN is stored as +NaN."""
+
+Point = tuple[int, Mapping[str, float]]
+
+
+class _History:
+    """A run's evaluations in step order, for replaying them when a point arrives late.
+
+    One float per kept measure and evaluation, in one ``array("d")`` (row-major), instead of a
+    dict per evaluation. ``keep``: the measures worth keeping (``None``: all of them). A point
+    with a value that is not a real number keeps its kept values as given, in a dict.
+    """
+
+    __slots__ = ("_columns", "_data", "_index", "_keep", "_raw", "steps")
+
+    def __init__(self, keep: frozenset[str] | None) -> None:
+        self.steps = array.array("q")
+        self._data = array.array("d")
+        self._columns: list[str] = []
+        self._index: dict[str, int] = {}
+        self._keep = keep
+        self._raw: dict[int, dict[str, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def add(self, step: int, values: Mapping[str, float]) -> int | None:
+        """Insert an evaluation; its position, or ``None`` when ``step`` is already here."""
+        steps = self.steps
+        if not steps or step > steps[-1]:
+            at = len(steps)
+        else:
+            at = bisect.bisect_left(steps, step)
+            if steps[at] == step:
+                return None
+        row = [_ABSENT] * len(self._columns)
+        keep, index = self._keep, self._index
+        odd = False
+        for name, value in values.items():
+            j = index.get(name)
+            if j is None:
+                if keep is not None and name not in keep:
+                    continue
+                j = self._add_column(name)
+                row.append(_ABSENT)
+            if type(value) is float or isinstance(value, numbers.Real):
+                v = float(value)
+                row[j] = v if v == v else math.nan
+            else:
+                odd = True
+        if odd:
+            self._raw[step] = {k: v for k, v in values.items() if k in index}
+        width = len(self._columns)
+        if at == len(steps):
+            steps.append(step)
+            self._data.extend(row)
+        else:
+            steps.insert(at, step)
+            self._data[at * width : at * width] = array.array("d", row)
+        return at
+
+    def _add_column(self, name: str) -> int:
+        width = len(self._columns)
+        if self.steps:
+            old, wide = self._data, array.array("d", [_ABSENT]) * (len(self.steps) * (width + 1))
+            for i in range(len(self.steps)):
+                wide[i * (width + 1) : i * (width + 1) + width] = old[i * width : (i + 1) * width]
+            self._data = wide
+        self._columns.append(name)
+        self._index[name] = width
+        return width
+
+    def point(self, i: int) -> Point:
+        """The ``i``-th evaluation: its step and the kept values as they were measured."""
+        step = self.steps[i]
+        raw = self._raw.get(step) if self._raw else None
+        if raw is not None:
+            return step, raw
+        width = len(self._columns)
+        row = self._data[i * width : (i + 1) * width]
+        return step, {
+            name: v
+            for name, v in zip(self._columns, row, strict=True)
+            if v == v or math.copysign(1.0, v) > 0
+        }
+
+    def __iter__(self) -> Iterator[Point]:
+        return (self.point(i) for i in range(len(self.steps)))
+
+
 class RunDetector:
     """Detector for one run: rule-based events and phases plus, with a forecaster, forecasts.
 
     ``observe`` accepts points in any order; a step seen before is ignored (idempotent), a step
     older than the newest rebuilds the event tracker (and the forecaster's run state) from the
-    sorted history. ``forecaster``: see :func:`resolve_forecaster`; ``min_confidence``: the
-    confidence below which the forecast is attached but not acted on.
+    sorted history. :meth:`update_many` takes a batch at once. ``forecaster``: see
+    :func:`resolve_forecaster`; ``min_confidence``: the confidence below which the forecast is
+    attached but not acted on.
+
+    The history kept for those rebuilds holds only the measures the event rules and the
+    forecaster read (all of them for a forecaster that does not say which it reads), as
+    compact arrays. ``phase_changes`` counts how often the phase changed from one update to
+    the next.
     """
 
     def __init__(
@@ -83,12 +183,14 @@ class RunDetector:
         self.budget = budget
         self.forecaster = resolve_forecaster(forecaster)
         self.min_confidence = min_confidence
-        self._steps: list[int] = []
-        self._values: dict[int, Mapping[str, float]] = {}
         self._tracker = EventTracker(self.rules)
         self._run: RunForecaster | None = self._start()
+        reads = frozenset() if self._run is None else getattr(self._run, "measures", None)
+        keep = None if reads is None else _TRACKER_MEASURES | frozenset(reads)
+        self._history = _History(keep)
         self.forecast: Forecast | None = None
         self.decision: Decision | None = None
+        self.phase_changes = 0
 
     def _start(self) -> RunForecaster | None:
         if self.forecaster is None:
@@ -96,36 +198,68 @@ class RunDetector:
         return self.forecaster.start(budget=self.budget, rules=self.rules)
 
     def observe(self, step: int, values: Mapping[str, float]) -> Decision:
-        new: Sequence[ChangePoint] = ()
-        if step not in self._values:
-            self._values[step] = dict(values)
-            if self._steps and step < self._steps[-1]:
-                bisect.insort(self._steps, step)
-                self._tracker = EventTracker(self.rules)
-                self._run = self._start()
-                for s in self._steps:
-                    self._feed(s)
+        """Add one evaluation and return the decision at the newest step."""
+        return self.update_many(((step, values),))
+
+    def update_many(self, points: Iterable[Point]) -> Decision:
+        """Add evaluations in the given order and return the decision at the newest step.
+
+        The events, phase, forecast and decision afterwards are those ``observe`` on each
+        point in turn leaves (the decision's change points are those confirmed at the last
+        point, none when it was a duplicate), but the forecaster predicts once, and a batch
+        with late points replays the history once. ``phase_changes`` then counts the change
+        across that replay once.
+        """
+        history = self._history
+        before = self._tracker.phase if len(history) else None
+        fresh: list[Point] = []
+        late = last_new = False
+        for step, values in points:
+            at = history.add(step, values)
+            last_new = at is not None
+            if at is None:
+                continue
+            if late or at < len(history) - 1:
+                late = True
             else:
-                self._steps.append(step)
-                self._feed(step)
-            new = tuple(self._run.new_change_points) if self._run is not None else ()
-        self.decision = self._decide(tuple(new))
+                fresh.append((step, values))
+        if late:
+            self._tracker = EventTracker(self.rules)
+            self._run = self._start()
+            self._feed(list(history), count=False)
+            if before is not None and self._tracker.phase is not before:
+                self.phase_changes += 1
+        elif fresh:
+            self._feed(fresh, count=True)
+        new = tuple(self._run.new_change_points) if last_new and self._run is not None else ()
+        self.decision = self._decide(new)
         return self.decision
 
-    def _feed(self, step: int) -> None:
-        v = self._values[step]
-        self._tracker.update(
-            step,
-            train_acc=v.get("train_accuracy"),
-            test_acc=v.get("test_accuracy"),
-            train_loss=v.get("train_loss_step", v.get("train_loss")),
-        )
-        if self._run is not None:
-            self.forecast = self._run.update(step, v)
+    def _feed(self, points: list[Point], *, count: bool) -> None:
+        tracker = self._tracker
+        for step, v in points:
+            before = tracker.phase if count and len(tracker.steps) else None
+            tracker.update(
+                step,
+                train_acc=v.get("train_accuracy"),
+                test_acc=v.get("test_accuracy"),
+                train_loss=v.get("train_loss_step", v.get("train_loss")),
+            )
+            if before is not None and tracker.phase is not before:
+                self.phase_changes += 1
+        run = self._run
+        if run is None:
+            return
+        many = getattr(run, "update_many", None)
+        if many is not None:
+            self.forecast = many(points)
+        else:
+            for step, v in points:
+                self.forecast = run.update(step, v)
 
     def _decide(self, new: tuple[ChangePoint, ...]) -> Decision:
         phase = self._tracker.phase
-        last = self._steps[-1]
+        last = self._history.steps[-1]
         f = self.forecast if self._run is not None else None
         if f is None:
             return Decision.keep_going(

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import array
 import collections
 import dataclasses
 import enum
@@ -72,14 +73,15 @@ class EventTracker:
     """Consumes one evaluation at a time and keeps events and phase current.
 
     Non-finite accuracies are ignored for the events (they cannot cross a threshold); a
-    non-finite training loss puts the run in :attr:`Phase.DIVERGED`.
+    non-finite training loss puts the run in :attr:`Phase.DIVERGED`. The history (``steps``,
+    ``train_acc``, ``test_acc``, NaN where not finite) is kept in arrays (``array.array``).
     """
 
     def __init__(self, rules: EventRules | None = None) -> None:
         self.rules = rules or EventRules()
-        self.steps: list[int] = []
-        self.train_acc: list[float] = []
-        self.test_acc: list[float] = []
+        self.steps = array.array("q")
+        self.train_acc = array.array("d")
+        self.test_acc = array.array("d")
         self.t_mem: int | None = None
         self.t_grok: int | None = None
         self._post_mem_low = math.inf

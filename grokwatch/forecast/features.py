@@ -49,6 +49,7 @@ from grokwatch.forecast.changepoints import (
 __all__ = [
     "CHANGEPOINT_MEASURES",
     "FEATURE_NAMES",
+    "INPUT_MEASURES",
     "KEY_MEASURES",
     "RATIO",
     "SCHEMA_VERSION",
@@ -91,6 +92,9 @@ _MEASURES = (
     "embedding_band_score",
     "embedding_bimodality",
 )
+
+INPUT_MEASURES = frozenset({*_MEASURES, "train_loss_step", "circuit_complexity"})
+"""Every key of an evaluation's values that :meth:`FeatureState.update` reads."""
 
 CHANGEPOINT_MEASURES = (
     "test_accuracy",
@@ -271,15 +275,21 @@ class FeatureState:
         self.new_change_points: list[ChangePoint] = []
         self._last_cp: dict[str, ChangePoint] = {}
         self._test_low = math.inf
-        self._vector = np.full(len(FEATURE_NAMES), np.nan)
+        self._vector: np.ndarray | None = np.full(len(FEATURE_NAMES), np.nan)
 
     # -- input -------------------------------------------------------------------------------
 
     def update(self, step: int, values: Mapping[str, float]) -> np.ndarray:
         """Add the evaluation at ``step`` and return the feature vector at ``step``."""
+        self.add(step, values)
+        return self.vector()
+
+    def add(self, step: int, values: Mapping[str, float]) -> None:
+        """Add the evaluation at ``step`` without computing the feature vector: replaying many
+        evaluations and reading :meth:`vector` once gives what ``update`` gives at the last."""
         self.new_change_points = []
         if self.last_step is not None and step <= self.last_step:
-            return self._vector.copy()
+            return
         self.last_step = step
         self.n_points += 1
         clean: dict[str, float] = {}
@@ -311,7 +321,12 @@ class FeatureState:
         if self.tracker.t_mem is not None and "test_accuracy" in clean:
             self._test_low = min(self._test_low, clean["test_accuracy"])
         self._update_changepoints(step)
-        self._vector = self._compute(max(step, 1))
+        self._vector = None
+
+    def vector(self) -> np.ndarray:
+        """The feature vector at the last step added (all NaN before the first)."""
+        if self._vector is None:
+            self._vector = self._compute(max(self.last_step or 0, 1))
         return self._vector.copy()
 
     def _update_changepoints(self, step: int) -> None:
@@ -456,8 +471,7 @@ def run_features(
     """Replay a whole run (``steps (T,)``, ``values (T, M)`` NaN = missing) through a
     :class:`FeatureState`; returns the features at every step, ``(T, F)``, and the state."""
     state = FeatureState(budget=budget, rules=rules, changepoints=changepoints)
-    wanted = {*state.series, "train_loss_step", "circuit_complexity"}
-    index = [(name, j) for j, name in enumerate(columns) if name in wanted]
+    index = [(name, j) for j, name in enumerate(columns) if name in INPUT_MEASURES]
     out = np.full((len(steps), len(FEATURE_NAMES)), np.nan)
     for i, step in enumerate(steps):
         row = values[i]

@@ -7,6 +7,14 @@ The detector talks to forecasters through two one-method interfaces (STYLE princ
 - :class:`RunForecaster` -- ``update(step, values)`` adds an evaluation and returns the
   forecast at that step (or ``None`` when it has none), and lists the change points it found.
 
+A run forecaster may also offer, and the detector then uses:
+
+- ``update_many(points)``: add several evaluations in step order and return the forecast at the
+  last, the same as ``update`` on each in turn gives but predicting once (the detector service
+  ingests batches this way);
+- ``measures``: the keys of ``values`` that ``update`` reads (a frozenset); the detector keeps
+  only those of each evaluation for replaying out-of-order points.
+
 :class:`~grokwatch.forecast.forecaster.GrokForecaster` implements ``start`` with
 :class:`RunForecast` below. :class:`NullForecaster` (no forecasts: the rule-based detector)
 and :class:`ConstantForecaster` (a fixed probability, deterministic, for tests and demos)
@@ -34,13 +42,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
 from grokwatch.decision import ChangePoint, Forecast, ForecastReason, Phase
 from grokwatch.events import EventRules
-from grokwatch.forecast.features import FEATURE_NAMES, FeatureState
+from grokwatch.forecast.features import FEATURE_NAMES, INPUT_MEASURES, FeatureState
 from grokwatch.forecast.forecaster import GrokForecaster
 
 __all__ = [
@@ -195,6 +203,8 @@ _BUDGET_FEATURES = [FEATURE_NAMES.index(n) for n in ("log_budget_over_t", "proje
 class RunForecast:
     """:class:`RunForecaster` of a fitted :class:`GrokForecaster`: features + assembly."""
 
+    measures: ClassVar[frozenset[str]] = INPUT_MEASURES
+
     def __init__(
         self,
         model: GrokForecaster,
@@ -216,19 +226,32 @@ class RunForecast:
         return self.state.new_change_points
 
     def update(self, step: int, values: Mapping[str, float]) -> Forecast | None:
-        if self.state.last_step is not None and step <= self.state.last_step:
-            return self.forecast
-        before = self.state.non_finite
-        x = self.state.update(step, values)
-        self.forecast = assemble(self.model, x, Context.of(self.state, before))
+        return self.update_many(((step, values),))
+
+    def update_many(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> Forecast | None:
+        """Add evaluations in order; the forecast at the last new one (a step not after the
+        last step is ignored), equal to ``update`` on each in turn, with one prediction."""
+        before: int | None = None
+        for step, values in points:
+            if self.state.last_step is not None and step <= self.state.last_step:
+                continue
+            before = self.state.non_finite
+            self.state.add(step, values)
+        if before is not None:
+            x = self.state.vector()
+            self.forecast = assemble(self.model, x, Context.of(self.state, before))
         return self.forecast
 
 
 class _NoForecasts:
     change_points: tuple[ChangePoint, ...] = ()
     new_change_points: tuple[ChangePoint, ...] = ()
+    measures: frozenset[str] = frozenset()
 
     def update(self, step: int, values: Mapping[str, float]) -> Forecast | None:
+        return None
+
+    def update_many(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> Forecast | None:
         return None
 
 
@@ -240,6 +263,8 @@ class NullForecaster:
 
 
 class _Constant:
+    measures: frozenset[str] = frozenset()
+
     def __init__(self, p: float, horizon: int, budget: int | None) -> None:
         self.p, self.horizon, self.budget = p, horizon, budget
         self.change_points: tuple[ChangePoint, ...] = ()
@@ -258,6 +283,9 @@ class _Constant:
             hopeless=p <= 0.05,
             message=f"constant forecast P={p:.2f}",
         )
+
+    def update_many(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> Forecast | None:
+        return self.update(*points[-1]) if points else None
 
 
 class ConstantForecaster:

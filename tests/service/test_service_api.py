@@ -455,31 +455,34 @@ def test_finished_runs_leave_the_exposition_after_the_ttl(tmp_path: Path) -> Non
 # -- a forecaster plugged into the detector --------------------------------------------------
 
 
-class ForecastingDetector(RunDetector):
-    """A deterministic stand-in for a forecaster: P(grok) is the last test accuracy."""
+class AccuracyForecaster:
+    """A deterministic stand-in for a forecaster: P(grok) is the last test accuracy. It has
+    no ``update_many`` and no ``measures``: the detector falls back to ``update`` per point
+    and keeps every measure."""
 
-    def observe(self, step: int, values: Any) -> Any:
-        import dataclasses
+    class Run:
+        change_points: tuple[Any, ...] = ()
+        new_change_points: tuple[Any, ...] = ()
 
-        from grokwatch.decision import Forecast
+        def update(self, step: int, values: Any) -> Any:
+            from grokwatch.decision import Forecast
 
-        decision = super().observe(step, values)
-        last = self._values[self._steps[-1]]
-        p = float(last.get("test_accuracy", 0.0))
-        forecast = Forecast(
-            step=decision.step,
-            p_grok_horizon=p,
-            horizon=500,
-            p_grok_budget=p,
-            t_grok=2000.0 if p < 0.9 else float(decision.step),
-        )
-        self.decision = dataclasses.replace(decision, forecast=forecast)
-        return self.decision
+            p = float(values.get("test_accuracy", 0.0))
+            return Forecast(
+                step=step,
+                p_grok_horizon=p,
+                horizon=500,
+                p_grok_budget=p,
+                t_grok=2000.0 if p < 0.9 else float(step),
+            )
+
+    def start(self, *, budget: int | None, rules: Any = None) -> Any:
+        return self.Run()
 
 
 def test_forecasts_flow_to_the_api_and_prometheus_and_survive_a_restart(tmp_path: Path) -> None:
     def factory(meta: Any) -> RunDetector:
-        return ForecastingDetector(budget=meta.get("budget"), forecaster=None)
+        return RunDetector(budget=meta.get("budget"), forecaster=AccuracyForecaster())
 
     settings = make_settings(tmp_path)
     with TestClient(create_app(settings, detector_factory=factory)) as client:

@@ -1,0 +1,173 @@
+"""RunDetector: a batch update equals one update per point, late points replay exactly from the
+compact history, and that history costs a few bytes per evaluation."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import tracemalloc
+from typing import Any
+
+import numpy as np
+import pytest
+from forecast._forecast_synth import make_run
+
+from grokwatch import RunDetector
+from grokwatch.decision import Forecast
+from grokwatch.forecast import ConstantForecaster
+
+
+class LastValueForecaster:
+    """A forecaster with neither ``update_many`` nor ``measures``: P(grok) is the last
+    ``weight_norm`` seen (so the detector must keep a measure its rules do not read)."""
+
+    class Run:
+        change_points: tuple[Any, ...] = ()
+        new_change_points: tuple[Any, ...] = ()
+
+        def update(self, step: int, values: Any) -> Forecast:
+            p = min(max(float(values.get("weight_norm", 0.0)) / 100.0, 0.0), 1.0)
+            return Forecast(step=step, p_grok_horizon=p, horizon=100, p_grok_budget=p)
+
+    def start(self, *, budget: int | None, rules: Any = None) -> Any:
+        return self.Run()
+
+
+FORECASTERS = {
+    "default": lambda: "default",
+    "none": lambda: None,
+    "constant": lambda: ConstantForecaster(0.7),
+    "no-batch-api": LastValueForecaster,
+}
+
+
+def points(seed: int, n: int | None = None) -> list[tuple[int, dict[str, float]]]:
+    run = make_run(seed, groks=seed % 2 == 0)
+    out = [
+        (int(s), {c: float(v) for c, v in zip(run.columns, run.values[i], strict=True)})
+        for i, s in enumerate(run.steps[:n])
+    ]
+    for _, v in out[6:9]:  # a diverged stretch with a measure missing
+        v["train_loss"] = math.nan
+        v.pop("weight_norm", None)
+    return out
+
+
+def shuffled_batches(pts: list[Any], seed: int) -> list[list[Any]]:
+    """Mostly in order, some points late, some twice; sorted within a batch (as the service)."""
+    rng = random.Random(seed)
+    order = list(range(len(pts)))
+    for _ in range(len(pts) // 6):
+        i, j = rng.randrange(len(order)), rng.randrange(len(order))
+        order[i], order[j] = order[j], order[i]
+    order += rng.sample(range(len(pts)), 5)
+    batches, i = [], 0
+    while i < len(order):
+        size = rng.randint(1, 12)
+        batches.append(sorted((pts[k] for k in order[i : i + size]), key=lambda p: p[0]))
+        i += size
+    return batches
+
+
+def same_state(a: RunDetector, b: RunDetector) -> None:
+    assert repr(a.decision) == repr(b.decision)  # repr: NaN fields compare equal
+    assert repr(a.forecast) == repr(b.forecast)
+    assert a.events == b.events or repr(a.events) == repr(b.events)
+    assert a.phase is b.phase
+    assert list(a.change_points) == list(b.change_points)
+    assert a.summary() == b.summary()
+
+
+@pytest.mark.parametrize("forecaster", list(FORECASTERS))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_batch_update_leaves_what_one_update_per_point_leaves(forecaster: str, seed: int):
+    pts = points(seed, 60)
+    batched = RunDetector(budget=20_000, forecaster=FORECASTERS[forecaster]())
+    single = RunDetector(budget=20_000, forecaster=FORECASTERS[forecaster]())
+    for batch in shuffled_batches(pts, seed):
+        decision = batched.update_many(batch)
+        for step, values in batch:
+            expected = single.observe(step, values)
+        assert repr(decision) == repr(expected)
+        same_state(batched, single)
+    assert batched.decision is not None and batched.decision.step == max(s for s, _ in pts)
+
+
+@pytest.mark.parametrize("forecaster", list(FORECASTERS))
+def test_late_points_are_judged_as_if_they_had_come_in_order(forecaster: str):
+    """The late arrivals are replayed from the compact history: odd values (ints, numpy
+    scalars, None, a string, NaN, inf) and a measure that first shows up midway included."""
+    pts = points(3, 40)
+    pts[4][1]["train_loss_step"] = None  # present but None: not the same as absent
+    pts[5][1]["test_accuracy"] = np.float32(0.25)  # type: ignore[assignment]
+    pts[7][1]["train_accuracy"] = 1  # type: ignore[assignment]
+    pts[9][1]["note"] = "a string"  # type: ignore[assignment]
+    pts[11][1]["test_loss"] = math.inf
+    for _, v in pts[20:]:
+        v["fourier_gini"] = 0.3
+    in_order = RunDetector(budget=20_000, forecaster=FORECASTERS[forecaster]())
+    for step, values in pts:
+        in_order.observe(step, values)
+    late = RunDetector(budget=20_000, forecaster=FORECASTERS[forecaster]())
+    order = [*range(25, 40), *range(0, 25)]
+    for i in order:
+        late.observe(*pts[i])
+    late.observe(*pts[-1])  # a duplicate: the decision is remade without change points
+    in_order.observe(*pts[-1])
+    same_state(late, in_order)
+
+
+def test_phase_changes_count_each_change_between_updates():
+    pts = points(0)
+    det = RunDetector(forecaster=None)
+    phases = [det.observe(s, v).phase for s, v in pts]
+    changes = sum(1 for a, b in itertools.pairwise(phases) if a is not b)
+    assert changes >= 2 and det.phase_changes == changes
+    batched = RunDetector(forecaster=None)
+    for i in range(0, len(pts), 7):
+        batched.update_many(pts[i : i + 7])
+    assert batched.phase_changes == changes
+
+
+def held_bytes(make: Any, pts: list[tuple[int, dict[str, float]]]) -> int:
+    make().update_many(pts[:5])  # load the forecaster's model outside the measurement
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        det = make()
+        for i in range(0, len(pts), 50):
+            det.update_many(pts[i : i + 50])
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    ("forecaster", "most"), [("none", 80), ("default", 200), ("no-batch-api", 400)]
+)
+def test_the_history_costs_a_few_bytes_per_evaluation(forecaster: str, most: int):
+    """2000 evaluations of 40 measures: only what the rules and the forecaster read is kept,
+    in arrays (a dict per evaluation held ~1 KB each)."""
+    rng = np.random.default_rng(0)
+    names = [f"probe_{i}" for i in range(36)]
+    pts = [
+        (
+            100 * (i + 1),
+            {
+                "train_accuracy": min(1.0, i / 50),
+                "test_accuracy": 0.05,
+                "train_loss": 1.0 / (i + 1),
+                "weight_norm": 30.0 + 0.01 * i,
+                **dict(zip(names, rng.random(len(names)).tolist(), strict=True)),
+            },
+        )
+        for i in range(2000)
+    ]
+
+    def make() -> RunDetector:
+        return RunDetector(budget=10**6, forecaster=FORECASTERS[forecaster]())
+
+    small, large = held_bytes(make, pts[:500]), held_bytes(make, pts)
+    per_evaluation = (large - small) / 1500
+    assert per_evaluation < most, per_evaluation
