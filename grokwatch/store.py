@@ -53,6 +53,12 @@ class Store(Protocol):
     def add_points(self, run_id: str, points: Iterable[tuple[int, Mapping[str, float]]]) -> int:
         """Insert evaluation points; returns how many were new (duplicates are ignored)."""
 
+    def add_points_many(
+        self, batches: Sequence[tuple[str, Iterable[tuple[int, Mapping[str, float]]]]]
+    ) -> list[int]:
+        """:meth:`add_points` for several runs at once, all or nothing (one transaction);
+        returns how many points of each batch were new."""
+
     def add_snapshot(self, run_id: str, step: int, arrays: Mapping[str, np.ndarray]) -> None: ...
 
     def update_summary(
@@ -166,15 +172,27 @@ class SQLiteStore:
         return created
 
     def add_points(self, run_id: str, points: Iterable[tuple[int, Mapping[str, float]]]) -> int:
-        rows = [(run_id, int(step), encode_values(values)) for step, values in points]
+        return self.add_points_many([(run_id, points)])[0]
+
+    def add_points_many(
+        self, batches: Sequence[tuple[str, Iterable[tuple[int, Mapping[str, float]]]]]
+    ) -> list[int]:
+        encoded = [
+            (run_id, [(run_id, int(step), encode_values(values)) for step, values in points])
+            for run_id, points in batches
+        ]
+        added: list[int] = []
+        now = time.time()
         with self._tx() as db:
-            self._require(db, run_id)
-            before = db.total_changes
-            db.executemany(
-                'INSERT OR IGNORE INTO points(run_id, step, "values") VALUES (?,?,?)', rows
-            )
-            added = db.total_changes - before
-            db.execute("UPDATE runs SET updated_at=? WHERE run_id=?", (time.time(), run_id))
+            for run_id, rows in encoded:
+                touched = db.execute("UPDATE runs SET updated_at=? WHERE run_id=?", (now, run_id))
+                if touched.rowcount != 1:
+                    raise UnknownRunError(run_id)
+                before = db.total_changes
+                db.executemany(
+                    'INSERT OR IGNORE INTO points(run_id, step, "values") VALUES (?,?,?)', rows
+                )
+                added.append(db.total_changes - before)
         return added
 
     def add_snapshot(self, run_id: str, step: int, arrays: Mapping[str, np.ndarray]) -> None:

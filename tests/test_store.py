@@ -60,3 +60,20 @@ def test_refuses_unknown_schema_version(tmp_path):
     con.close()
     with pytest.raises(SchemaError, match="schema version 99"):
         SQLiteStore(path)
+
+
+def test_points_of_several_runs_in_one_transaction(store):
+    store.create_run("a", {})
+    store.create_run("b", {})
+    batches = [
+        ("a", [(0, {"x": 1.0}), (1, {"x": 2.0})]),
+        ("b", [(0, {"y": math.nan})]),
+        ("a", [(1, {"x": 9.0}), (2, {"x": 3.0})]),  # the same run again: 1 is a duplicate
+    ]
+    assert store.add_points_many(batches) == [2, 1, 1]
+    assert store.points("a") == [(0, {"x": 1.0}), (1, {"x": 2.0}), (2, {"x": 3.0})]
+    assert math.isnan(store.points("b")[0][1]["y"])
+    with pytest.raises(UnknownRunError):
+        store.add_points_many([("a", [(5, {"x": 1.0})]), ("nope", [(0, {"x": 1.0})])])
+    assert [s for s, _ in store.points("a")] == [0, 1, 2]  # all or nothing
+    assert store.get_run("a").n_points == 3
