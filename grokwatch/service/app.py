@@ -6,11 +6,12 @@ a point batch for a run already in memory whose estimated work (points times the
 cost per point) is below ``settings.inline_budget_ms``: it is handled right on the event loop
 when nothing else holds the table, because two thread hand-offs cost more than such work.
 With the forecaster a point costs a few hundred microseconds, so batches mostly go to the
-worker; rule-based, a point costs a few microseconds. Everything that grows with a run's
-history (rebuilding a run, reading its state, finishing, listing, loading at start) stays on
-the worker. ``/metrics`` is rendered on a separate thread. Request bodies are read with a size
-limit and parsed with ``model_validate_json`` (faster than FastAPI's default body handling);
-their schemas still land in ``/openapi.json``.
+worker, where every batch queued in a row is stored in one transaction and judged with one
+detector update (one forecast) per batch; rule-based, a point costs a few microseconds.
+Everything that grows with a run's history (rebuilding a run, reading its state, finishing,
+listing, loading at start) stays on the worker. ``/metrics`` is rendered on a separate thread.
+Request bodies are read with a size limit and parsed with ``model_validate_json`` (faster than
+FastAPI's default body handling); their schemas still land in ``/openapi.json``.
 
 Resources are injected: ``settings``, ``store`` (default: a :class:`~grokwatch.store.SQLiteStore`
 at ``settings.db_path``, opened and closed by the lifespan; an injected store is left open) and
@@ -26,7 +27,7 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import anyio.to_thread
@@ -93,10 +94,11 @@ RunIdPath = Annotated[
 class Service:
     """What the lifespan creates: the run table and the worker thread that mutates it.
 
-    Every table operation holds ``_lock``. :meth:`call` queues it on the worker thread;
-    :meth:`quick` runs a short one (a small batch for a run in memory: well under a
-    millisecond) right on the event loop when the table is free, and queues it otherwise.
-    Under load this avoids two thread hand-offs per request, which cost more than the work.
+    Every table operation holds ``_lock``. :meth:`call` queues it on the worker thread.
+    :meth:`ingest` runs a short point batch (for a run in memory: well under a millisecond)
+    right on the event loop when the table is free, which avoids two thread hand-offs that
+    cost more than the work; otherwise it queues the batch, and the worker stores every batch
+    queued in a row with one transaction.
     """
 
     def __init__(self, table: RunTable, metrics: ServiceMetrics) -> None:
@@ -106,6 +108,7 @@ class Service:
         self.load_error = ""
         self._worker = Worker()
         self._lock = threading.Lock()
+        self._ingest_group = self._locked_ingest  # one object: the worker groups calls by it
         self.seconds_per_point = 1e-3
         """Running estimate of the ingest cost of one point (starts pessimistic)."""
 
@@ -123,15 +126,35 @@ class Service:
 
         return await self._worker.call(locked)
 
-    async def quick(self, fn: Callable[[], T], *, when: Callable[[], bool]) -> T:
-        """Run ``fn`` here if the table is free and ``when()`` holds, else on the worker."""
+    async def ingest(
+        self, run_id: str, batch: PointsBatch, *, inline: Callable[[], bool]
+    ) -> IngestResult:
+        """Store and judge a batch: here when the table is free and ``inline()`` holds, else
+        on the worker, with every batch queued next to it in one transaction."""
         if self._lock.acquire(blocking=False):
             try:
-                if when():
-                    return fn()
+                if inline():
+                    result = self._ingest([(run_id, batch)])[0]
+                    if isinstance(result, Exception):
+                        raise result
+                    return result
             finally:
                 self._lock.release()
-        return await self.call(fn)
+        done: IngestResult = await self._worker.call_many(self._ingest_group, (run_id, batch))
+        return done
+
+    def _locked_ingest(
+        self, batches: Sequence[tuple[str, PointsBatch]]
+    ) -> list[IngestResult | Exception]:
+        with self._lock:
+            return self._ingest(batches)
+
+    def _ingest(self, batches: Sequence[tuple[str, PointsBatch]]) -> list[IngestResult | Exception]:
+        began = time.perf_counter()
+        done = self.table.ingest_many(batches)
+        results = [r if isinstance(r, Exception) else ingest_result(r) for r in done]
+        self.measured(time.perf_counter() - began, sum(len(b.points) for _, b in batches))
+        return results
 
     async def load(self) -> None:
         started = time.perf_counter()
@@ -293,20 +316,13 @@ def create_app(
     async def post_points(run_id: RunIdPath, request: Request) -> Response:
         batch = PointsBatch.model_validate_json(await read_body(request, body_limit))
         service = current()
-
         n = len(batch.points)
-
-        def work() -> IngestResult:
-            began = time.perf_counter()
-            result = ingest_result(service.table.ingest(run_id, batch))
-            service.measured(time.perf_counter() - began, n)
-            return result
 
         def small() -> bool:
             cheap = n * service.seconds_per_point <= inline_budget
             return cheap and service.table.is_resident(run_id)
 
-        result = await service.quick(work, when=small)
+        result = await service.ingest(run_id, batch, inline=small)
         metrics.inc("ingest_requests")
         metrics.inc("ingested_points", result.accepted)
         metrics.inc("duplicate_points", result.duplicates)

@@ -102,7 +102,7 @@ def ingest_result(done: Ingested) -> IngestResult:
         run_id=run.run_id,
         accepted=done.accepted,
         duplicates=done.duplicates,
-        last_step=run.last_step,
-        phase=run.phase,
-        decision=DecisionOut.of(run.detector.decision),
+        last_step=done.last_step,
+        phase=done.phase,
+        decision=DecisionOut.of(done.decision),
     )

@@ -65,7 +65,6 @@ class LiveRun:
     last_step: int | None = None
     last_values: Mapping[str, float] = dataclasses.field(default_factory=dict)
     last_report: float | None = None
-    phase_changes: int = 0
     alerts: int = 0
     dropped: int = 0
     agent_errors: int = 0
@@ -73,6 +72,10 @@ class LiveRun:
     @property
     def decision(self) -> Decision | None:
         return self.detector.decision
+
+    @property
+    def phase_changes(self) -> int:
+        return self.detector.phase_changes
 
     @property
     def phase(self) -> Phase | None:
@@ -97,9 +100,17 @@ class LiveRun:
 
 @dataclasses.dataclass(frozen=True)
 class Ingested:
+    """What one batch did, and the run's step, phase and decision right after it."""
+
     run: LiveRun
     accepted: int
     duplicates: int
+    last_step: int | None = None
+    phase: Phase | None = None
+    decision: Decision | None = None
+
+
+Points = list[tuple[int, dict[str, float]]]
 
 
 def stored_meta(request: RunCreate) -> dict[str, Any]:
@@ -182,8 +193,8 @@ class RunTable:
             detector=self.detector_for(record.meta),
         )
         points = self.store.points(record.run_id)
-        for step, values in points:
-            self._observe(run, step, values)
+        if points:
+            self._observe(run, points)
         run.n_points = len(points)
         run.last_report = record.updated_at if points else None
         return run
@@ -225,20 +236,67 @@ class RunTable:
         points are stored and judged, and a finished run's stored summary is refreshed with
         the detector's view; the run stays finished.
         """
-        run = self._resident(run_id)
-        points = sorted(((p.step, float_values(p.values)) for p in batch.points), key=itemgetter(0))
-        added = self.store.add_points(run_id, points)
-        for step, values in points:
-            self._observe(run, step, values)
+        done = self.ingest_many([(run_id, batch)])[0]
+        if isinstance(done, Exception):
+            raise done
+        return done
+
+    def ingest_many(self, batches: Sequence[tuple[str, PointsBatch]]) -> list[Ingested | Exception]:
+        """:meth:`ingest` several batches, in order, storing them in one transaction.
+
+        Returns each batch's result, or the exception that refused it (an unknown run, the
+        cap on live runs, a store failure): one batch's refusal does not fail the others.
+        """
+        results: dict[int, Ingested | Exception] = {}
+        accepted: list[tuple[int, LiveRun, Points]] = []
+        for i, (run_id, batch) in enumerate(batches):
+            try:
+                run = self._resident(run_id)
+            except Exception as exc:  # this request's answer (404, 429, 503)
+                results[i] = exc
+                continue
+            points = [(p.step, float_values(p.values)) for p in batch.points]
+            points.sort(key=itemgetter(0))
+            accepted.append((i, run, points))
+        for (i, run, points), added in zip(accepted, self._store_many(accepted), strict=True):
+            if isinstance(added, Exception):
+                results[i] = added
+                continue
+            try:
+                results[i] = self._judge(run, points, added, batches[i][1].dropped)
+            except Exception as exc:
+                results[i] = exc
+        return [results[i] for i in range(len(batches))]
+
+    def _store_many(self, accepted: list[tuple[int, LiveRun, Points]]) -> list[int | Exception]:
+        """How many points of each batch were new; one transaction for all, or, when that
+        fails, one per batch so that each gets its own answer."""
+        if not accepted:
+            return []
+        try:
+            return list(self.store.add_points_many([(r.run_id, pts) for _, r, pts in accepted]))
+        except Exception as exc:
+            if len(accepted) == 1:
+                return [exc]
+        out: list[int | Exception] = []
+        for _, run, points in accepted:
+            try:
+                out.append(self.store.add_points(run.run_id, points))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    def _judge(self, run: LiveRun, points: Points, added: int, dropped: int | None) -> Ingested:
+        self._observe(run, points)
         run.n_points += added
-        if batch.dropped is not None:
-            run.dropped = max(run.dropped, batch.dropped)
+        if dropped is not None:
+            run.dropped = max(run.dropped, dropped)
         if run.finished_at is None:
             run.updated_at = run.last_report = self.clock()
         elif added:
             run.summary = {**run.summary, **run.detector.summary()}
-            self.store.update_summary(run_id, run.summary)
-        return Ingested(run, added, len(points) - added)
+            self.store.update_summary(run.run_id, run.summary)
+        return Ingested(run, added, len(points) - added, run.last_step, run.phase, run.decision)
 
     def finish(self, run_id: str, summary: Mapping[str, Any]) -> LiveRun:
         """Mark a run finished; the stored summary is the agent's, with the detector's view
@@ -344,21 +402,23 @@ class RunTable:
             self._runs[run.run_id] = run
 
     @staticmethod
-    def _observe(run: LiveRun, step: int, values: Mapping[str, float]) -> None:
+    def _observe(run: LiveRun, points: Points) -> None:
+        """Judge points sorted by step (one detector update for the whole batch)."""
         previous = run.detector.decision
-        before = run.phase
-        decision = run.detector.observe(step, values)
-        if before is not None and decision.phase is not before:
-            run.phase_changes += 1
+        decision = run.detector.update_many(points)
         if _alerting(decision) and (
             previous is None
             or previous.action is not decision.action
             or previous.reason is not decision.reason
         ):
             run.alerts += 1
+        top = len(points) - 1
+        step = points[top][0]
         if run.last_step is None or step > run.last_step:
+            while top and points[top - 1][0] == step:  # the first of equal steps is the one kept
+                top -= 1
             run.last_step = step
-            run.last_values = values
+            run.last_values = points[top][1]
 
 
 ALERT_REASONS = frozenset({Reason.WILL_GROK, Reason.HOPELESS})

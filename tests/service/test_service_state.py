@@ -1,0 +1,135 @@
+"""The run table and the worker below the HTTP layer: batches stored together in one
+transaction answer exactly as one by one, a refused batch fails only itself, and the worker
+hands queued batches over together."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from grokwatch.exceptions import StoreError, UnknownRunError
+from grokwatch.service.schemas import PointsBatch, RunCreate
+from grokwatch.service.state import Ingested, RunTable, detector_for
+from grokwatch.service.worker import Worker
+from grokwatch.store import MemoryStore
+
+
+def batch(steps: Sequence[int], *, dropped: int | None = None) -> PointsBatch:
+    points = [
+        {
+            "step": s,
+            "values": {
+                "train_accuracy": min(1.0, s / 300),
+                "test_accuracy": 0.05 if s < 1000 else min(1.0, (s - 1000) / 500),
+                "train_loss": "nan" if s == 700 else 1.0,
+                "weight_norm": None,
+            },
+        }
+        for s in steps
+    ]
+    return PointsBatch.model_validate({"points": points, "dropped": dropped})
+
+
+def table(store: MemoryStore | None = None) -> RunTable:
+    t = RunTable(store or MemoryStore(), detector_factory=lambda meta: detector_for(meta))
+    for rid in ("a", "b"):
+        t.register(RunCreate(run_id=rid, budget=3000))
+    return t
+
+
+REQUESTS = [
+    ("a", batch(range(0, 1000, 100))),
+    ("nope", batch([0])),
+    ("b", batch([500, 100, 300], dropped=2)),
+    ("a", batch([900, 1000, 1100, 400, 1200])),  # duplicates and a late point
+    ("a", batch([1500, 1500])),  # the same step twice in one batch
+]
+
+
+def test_batches_stored_together_answer_as_one_by_one() -> None:
+    together, alone = table(), table()
+    results = together.ingest_many(REQUESTS)
+    assert isinstance(results[1], UnknownRunError)
+    for (run_id, b), got in zip(REQUESTS, results, strict=True):
+        if run_id == "nope":
+            with pytest.raises(UnknownRunError):
+                alone.ingest(run_id, b)
+            continue
+        want = alone.ingest(run_id, b)
+        assert isinstance(got, Ingested)
+        assert (got.accepted, got.duplicates) == (want.accepted, want.duplicates)
+        assert (got.last_step, got.phase, got.decision) == (
+            want.last_step,
+            want.phase,
+            want.decision,
+        )
+    assert [r.accepted for r in results if isinstance(r, Ingested)] == [10, 3, 3, 1]
+    for rid in ("a", "b"):
+        x, y = together.get(rid), alone.get(rid)
+        assert (x.n_points, x.last_step, x.phase, x.alerts, x.phase_changes, x.dropped) == (
+            y.n_points,
+            y.last_step,
+            y.phase,
+            y.alerts,
+            y.phase_changes,
+            y.dropped,
+        )
+        assert math.isnan(x.last_values["train_loss"]) is math.isnan(y.last_values["train_loss"])
+        assert repr(together.store.points(rid)) == repr(alone.store.points(rid))  # NaN too
+    assert together.get("a").phase_changes >= 2
+    assert together.get("b").dropped == 2
+
+
+class FlakyStore(MemoryStore):
+    """Refuses every grouped write, and any write for run ``b``."""
+
+    def add_points_many(self, batches: Any) -> list[int]:
+        if len(batches) > 1:
+            raise StoreError("disk I/O error")
+        if batches[0][0] == "b":
+            raise StoreError("disk I/O error")
+        return super().add_points_many(batches)
+
+
+def test_a_failed_group_falls_back_to_one_transaction_per_batch() -> None:
+    t = table(FlakyStore())
+    results = t.ingest_many([("a", batch([0, 100])), ("b", batch([0])), ("a", batch([200]))])
+    assert isinstance(results[0], Ingested) and results[0].accepted == 2
+    assert isinstance(results[1], StoreError)
+    assert isinstance(results[2], Ingested) and results[2].accepted == 1
+    assert t.get("a").n_points == 3 and t.get("b").n_points == 0
+    assert t.get("b").last_step is None  # nothing judged that was not stored
+    with pytest.raises(StoreError):
+        t.ingest("b", batch([0]))
+
+
+def test_the_worker_hands_queued_items_over_together() -> None:
+    calls: list[list[int]] = []
+    gate = threading.Event()
+
+    def double(items: Sequence[int]) -> list[int | Exception]:
+        calls.append(list(items))
+        return [ValueError(f"odd {i}") if i == 3 else 2 * i for i in items]
+
+    async def scenario() -> list[Any]:
+        worker = Worker()
+        blocker = asyncio.ensure_future(worker.call(gate.wait))
+        await asyncio.sleep(0.05)  # the worker is now busy: the next calls queue up
+        first = [asyncio.ensure_future(worker.call_many(double, i)) for i in (1, 2, 3)]
+        plain = asyncio.ensure_future(worker.call(lambda: "plain"))
+        second = [asyncio.ensure_future(worker.call_many(double, i)) for i in (4, 5)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        out = await asyncio.gather(blocker, *first, plain, *second, return_exceptions=True)
+        worker.close()
+        return out
+
+    out = asyncio.run(scenario())
+    assert calls == [[1, 2, 3], [4, 5]]  # grouped, and FIFO with the plain call between
+    assert out[1:3] == [2, 4] and out[4:] == ["plain", 8, 10]
+    assert isinstance(out[3], ValueError) and str(out[3]) == "odd 3"
