@@ -3,21 +3,28 @@
 Schema (``user_version`` = :data:`SCHEMA_VERSION`)::
 
     runs(run_id PK, created_at, updated_at, finished_at, meta JSON, summary JSON)
-    points(run_id, step, "values" JSON, PK(run_id, step))        -- one row per evaluation
+    points(run_id, step, "values" BLOB, PK(run_id, step))        -- one row per evaluation
     snapshots(run_id, step, name, dtype, shape JSON, data BLOB, PK(run_id, step, name))
 
+A point's ``values`` are a binary record (:func:`encode_values`): the measure names as a JSON
+array, a NUL byte, then one little-endian float64 per name, NaN and infinities included.
+Schema version 1 stored them as JSON text with non-finite values as the strings ``"nan"``,
+``"inf"``, ``"-inf"``; a version 1 database is upgraded in place (its rows are read as they
+are) and any other version is refused with :class:`~grokwatch.exceptions.SchemaError`.
+
 Points are idempotent on ``(run_id, step)``: a duplicate step is ignored, an out-of-order step
-is accepted. Non-finite values are stored as the JSON strings ``"nan"``, ``"inf"``, ``"-inf"``
-and come back as floats. The database runs in WAL mode, so a process killed mid-write leaves
-the last committed transaction intact.
+is accepted. The database runs in WAL mode, so a process killed mid-write leaves the last
+committed transaction intact.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,7 +35,8 @@ import numpy as np
 
 from grokwatch.exceptions import SchemaError, StoreError, UnknownRunError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: values as binary records; 1: as JSON text (still read, see the module docstring)."""
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
@@ -76,23 +84,43 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def encode_values(values: Mapping[str, float]) -> str:
-    """JSON with non-finite floats as strings (standard JSON has no NaN)."""
-    return json.dumps({k: _enc(v) for k, v in values.items()}, separators=(",", ":"))
+def encode_values(values: Mapping[str, float]) -> bytes:
+    """The stored record of an evaluation's values (see the module docstring)."""
+    record = _record(len(values))
+    try:
+        body = record.pack(*values.values())
+    except (struct.error, TypeError):  # numbers that are not floats (numpy scalars, Fraction)
+        body = record.pack(*(float(v) for v in values.values()))
+    return _names_header(tuple(values)) + body
 
 
-def decode_values(text: str) -> dict[str, float]:
+def decode_values(raw: bytes | str) -> dict[str, float]:
+    """The values of a stored record (or of a schema version 1 JSON text)."""
+    if isinstance(raw, str):
+        return _decode_json(raw)
+    cut = raw.index(0)
+    names = _header_names(raw[:cut])
+    return dict(zip(names, _record(len(names)).unpack_from(raw, cut + 1), strict=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _names_header(names: tuple[str, ...]) -> bytes:
+    return json.dumps(names, separators=(",", ":")).encode() + b"\x00"  # ASCII: never a NUL
+
+
+@functools.lru_cache(maxsize=1024)
+def _header_names(header: bytes) -> tuple[str, ...]:
+    return tuple(json.loads(header))
+
+
+@functools.lru_cache(maxsize=1024)
+def _record(n: int) -> struct.Struct:
+    return struct.Struct(f"<{n}d")
+
+
+def _decode_json(text: str) -> dict[str, float]:
     raw = json.loads(text)
     return {k: _NONFINITE[v] if isinstance(v, str) else float(v) for k, v in raw.items()}
-
-
-def _enc(value: float) -> float | str:
-    value = float(value)
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
 
 
 _DDL = (
@@ -100,7 +128,7 @@ _DDL = (
     " run_id TEXT PRIMARY KEY, created_at REAL NOT NULL, updated_at REAL NOT NULL,"
     " finished_at REAL, meta TEXT NOT NULL, summary TEXT NOT NULL DEFAULT '{}')",
     'CREATE TABLE IF NOT EXISTS points (run_id TEXT NOT NULL, step INTEGER NOT NULL, "values"'
-    " TEXT NOT NULL, PRIMARY KEY (run_id, step)) WITHOUT ROWID",
+    " BLOB NOT NULL, PRIMARY KEY (run_id, step)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS snapshots (run_id TEXT NOT NULL, step INTEGER NOT NULL,"
     " name TEXT NOT NULL, dtype TEXT NOT NULL, shape TEXT NOT NULL, data BLOB NOT NULL,"
     " PRIMARY KEY (run_id, step, name)) WITHOUT ROWID",
@@ -127,10 +155,10 @@ class SQLiteStore:
 
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):  # 0: a new file; 1: upgraded in place
             raise SchemaError(
                 f"run database {str(self.path)!r} has schema version {version}; "
-                f"this grokwatch reads version {SCHEMA_VERSION}"
+                f"this grokwatch reads versions 1 to {SCHEMA_VERSION}"
             )
         with self._tx() as db:
             for statement in _DDL:
@@ -250,7 +278,7 @@ class SQLiteStore:
             rows = self._db.execute(
                 'SELECT step, "values" FROM points WHERE run_id=? ORDER BY step', (run_id,)
             ).fetchall()
-        return [(step, decode_values(text)) for step, text in rows]
+        return [(step, decode_values(raw)) for step, raw in rows]
 
     def snapshots(self, run_id: str) -> dict[int, dict[str, np.ndarray]]:
         with self._lock:

@@ -77,3 +77,52 @@ def test_points_of_several_runs_in_one_transaction(store):
         store.add_points_many([("a", [(5, {"x": 1.0})]), ("nope", [(0, {"x": 1.0})])])
     assert [s for s, _ in store.points("a")] == [0, 1, 2]  # all or nothing
     assert store.get_run("a").n_points == 3
+
+
+def test_values_round_trip_through_the_binary_record(store):
+    store.create_run("r", {})
+    odd = {
+        'täst "quoted"\x00,name': -0.0,
+        "n": math.nan,
+        "i": math.inf,
+        "m": -math.inf,
+        "f32": np.float32(0.25),
+        "int": 3,
+        "tiny": 5e-324,
+    }
+    store.add_points("r", [(7, odd), (8, {}), (9, {"x": 1e308})])
+    (_, got), (_, empty), (_, big) = store.points("r")
+    assert list(got) == list(odd)
+    assert math.copysign(1.0, got['täst "quoted"\x00,name']) == -1.0
+    assert math.isnan(got["n"]) and got["i"] == math.inf and got["m"] == -math.inf
+    assert (got["f32"], got["int"], got["tiny"]) == (0.25, 3.0, 5e-324)
+    assert all(type(v) is float for v in got.values())
+    assert empty == {} and big == {"x": 1e308}
+    with pytest.raises(TypeError):
+        store.add_points("r", [(10, {"x": None})])
+
+
+def test_a_version_1_database_is_upgraded_in_place(tmp_path):
+    """Version 1 kept values as JSON text; those rows are read as they are."""
+    path = tmp_path / "v1.db"
+    con = sqlite3.connect(path)
+    con.executescript(
+        "CREATE TABLE runs (run_id TEXT PRIMARY KEY, created_at REAL NOT NULL,"
+        " updated_at REAL NOT NULL, finished_at REAL, meta TEXT NOT NULL,"
+        " summary TEXT NOT NULL DEFAULT '{}');"
+        'CREATE TABLE points (run_id TEXT NOT NULL, step INTEGER NOT NULL, "values" TEXT'
+        " NOT NULL, PRIMARY KEY (run_id, step)) WITHOUT ROWID;"
+        "INSERT INTO runs VALUES ('r', 1.0, 1.0, NULL, '{}', '{}');"
+        """INSERT INTO points VALUES ('r', 0, '{"a":0.5,"b":"nan","c":"-inf"}');"""
+        "PRAGMA user_version=1;"
+    )
+    con.close()
+    s = SQLiteStore(path)
+    assert s.add_points("r", [(0, {"a": 9.0}), (1, {"a": 1.5})]) == 1
+    (s0, v0), (s1, v1) = s.points("r")
+    assert (s0, v0["a"], v0["c"], s1, v1) == (0, 0.5, -math.inf, 1, {"a": 1.5})
+    assert math.isnan(v0["b"])
+    s.close()
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone() == (2,)
+    con.close()
