@@ -62,7 +62,9 @@ RATIO = 1.5
 """Log-step window of the trend features: slopes are read over ``[t / RATIO, t]``."""
 
 _LN_RATIO = math.log(RATIO)
-_PRUNE_AT = 64
+_PRUNE_AT = 8
+"""Stale points (before ``t / RATIO**2``) a series lets pile up before dropping them; no
+feature reads them, so this trades memory (the detector service holds many runs) for time."""
 _MAX_SLOPE = 100.0
 """Slopes per log-step fed to change-point detection are clipped to +-100 (real ones are
 O(1-10)); absurd input then cannot overflow the detectors."""
