@@ -79,7 +79,7 @@ class _History:
     with a value that is not a real number keeps its kept values as given, in a dict.
     """
 
-    __slots__ = ("_columns", "_data", "_index", "_keep", "_raw", "steps")
+    __slots__ = ("_columns", "_data", "_index", "_keep", "_keep_names", "_raw", "steps")
 
     def __init__(self, keep: frozenset[str] | None) -> None:
         self.steps = array.array("q")
@@ -87,45 +87,51 @@ class _History:
         self._columns: list[str] = []
         self._index: dict[str, int] = {}
         self._keep = keep
+        self._keep_names = None if keep is None else tuple(sorted(keep))
         self._raw: dict[int, dict[str, float]] = {}
 
     def __len__(self) -> int:
         return len(self.steps)
 
-    def add(self, step: int, values: Mapping[str, float]) -> int | None:
-        """Insert an evaluation; its position, or ``None`` when ``step`` is already here."""
+    def add(self, step: int, values: Mapping[str, float]) -> bool | None:
+        """Insert an evaluation: ``True`` when it is the newest, ``False`` when it went
+        before the newest, ``None`` when ``step`` is already here (nothing changes)."""
         steps = self.steps
-        if not steps or step > steps[-1]:
-            at = len(steps)
-        else:
+        newest = not steps or step > steps[-1]
+        if not newest:
             at = bisect.bisect_left(steps, step)
             if steps[at] == step:
                 return None
         row = [_ABSENT] * len(self._columns)
-        keep, index = self._keep, self._index
+        keep, names, index = self._keep, self._keep_names, self._index
+        items: Iterable[tuple[str, float]] = values.items()
+        if names is not None and len(names) < len(values):
+            items = [(name, values[name]) for name in names if name in values]
         odd = False
-        for name, value in values.items():
+        for name, value in items:
             j = index.get(name)
             if j is None:
                 if keep is not None and name not in keep:
                     continue
                 j = self._add_column(name)
                 row.append(_ABSENT)
-            if type(value) is float or isinstance(value, numbers.Real):
+            if type(value) is float:
+                row[j] = value if value == value else math.nan
+            elif isinstance(value, numbers.Real):
                 v = float(value)
                 row[j] = v if v == v else math.nan
             else:
                 odd = True
         if odd:
             self._raw[step] = {k: v for k, v in values.items() if k in index}
-        width = len(self._columns)
-        if at == len(steps):
+        if newest:
             steps.append(step)
             self._data.extend(row)
         else:
+            width = len(self._columns)
             steps.insert(at, step)
             self._data[at * width : at * width] = array.array("d", row)
-        return at
+        return newest
 
     def _add_column(self, name: str) -> int:
         width = len(self._columns)
@@ -215,11 +221,11 @@ class RunDetector:
         fresh: list[Point] = []
         late = last_new = False
         for step, values in points:
-            at = history.add(step, values)
-            last_new = at is not None
-            if at is None:
+            newest = history.add(step, values)
+            last_new = newest is not None
+            if newest is None:
                 continue
-            if late or at < len(history) - 1:
+            if late or not newest:
                 late = True
             else:
                 fresh.append((step, values))
