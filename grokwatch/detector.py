@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import array
 import bisect
+import functools
 import math
 import numbers
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -71,6 +72,17 @@ _ABSENT = math.copysign(math.nan, -1.0)
 Point = tuple[int, Mapping[str, float]]
 
 
+@functools.lru_cache(maxsize=64)
+def _kept(reads: frozenset[str]) -> frozenset[str]:
+    """The measures a detector keeps (one set shared by all the detectors of a forecaster)."""
+    return _TRACKER_MEASURES | reads
+
+
+@functools.lru_cache(maxsize=64)
+def _names(keep: frozenset[str]) -> tuple[str, ...]:
+    return tuple(sorted(keep))
+
+
 class _History:
     """A run's evaluations in step order, for replaying them when a point arrives late.
 
@@ -87,7 +99,7 @@ class _History:
         self._columns: list[str] = []
         self._index: dict[str, int] = {}
         self._keep = keep
-        self._keep_names = None if keep is None else tuple(sorted(keep))
+        self._keep_names = None if keep is None else _names(keep)
         self._raw: dict[int, dict[str, float]] = {}
 
     def __len__(self) -> int:
@@ -192,8 +204,7 @@ class RunDetector:
         self._tracker = EventTracker(self.rules)
         self._run: RunForecaster | None = self._start()
         reads = frozenset() if self._run is None else getattr(self._run, "measures", None)
-        keep = None if reads is None else _TRACKER_MEASURES | frozenset(reads)
-        self._history = _History(keep)
+        self._history = _History(None if reads is None else _kept(frozenset(reads)))
         self.forecast: Forecast | None = None
         self.decision: Decision | None = None
         self.phase_changes = 0
