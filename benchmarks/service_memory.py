@@ -3,8 +3,9 @@
 A fresh ``grokwatch serve`` gets ``--runs`` live runs, each with ``--points`` evaluations of
 twelve values (posted in batches of up to 500). The service's resident set size (``VmRSS``) is
 read before and after; the difference per 1000 runs is the figure to compare with the target.
-The detector keeps every evaluation of a live run in memory (it replays them when points arrive
-out of order), so the cost grows with the history length: run it for several lengths.
+The detector keeps the measures it reads of every evaluation of a live run (it replays them when
+points arrive out of order), so the cost grows with the history length: run it for several
+lengths.
 
     python benchmarks/service_memory.py [--runs 1000] [--points 1 100 1000]
         [--forecaster default|none] [--json OUT]
