@@ -225,13 +225,15 @@ class RunDetector:
         point in turn leaves (the decision's change points are those confirmed at the last
         point, none when it was a duplicate), but the forecaster predicts once, and a batch
         with late points replays the history once. ``phase_changes`` then counts the change
-        across that replay once.
+        across that replay once. No points change nothing (a detector without any raises
+        ``ValueError``: it has no decision to return).
         """
         history = self._history
         before = self._tracker.phase if len(history) else None
         fresh: list[Point] = []
-        late = last_new = False
+        late = last_new = seen = False
         for step, values in points:
+            seen = True
             newest = history.add(step, values)
             last_new = newest is not None
             if newest is None:
@@ -240,6 +242,10 @@ class RunDetector:
                 late = True
             else:
                 fresh.append((step, values))
+        if not seen:
+            if self.decision is None:
+                raise ValueError("update_many needs at least one point for a detector without any")
+            return self.decision
         if late:
             self._tracker = EventTracker(self.rules)
             self._run = self._start()

@@ -171,3 +171,11 @@ def test_the_history_costs_a_few_bytes_per_evaluation(forecaster: str, most: int
     small, large = held_bytes(make, pts[:500]), held_bytes(make, pts)
     per_evaluation = (large - small) / 1500
     assert per_evaluation < most, per_evaluation
+
+
+def test_no_points_change_nothing():
+    det = RunDetector(forecaster=None)
+    with pytest.raises(ValueError, match="at least one point"):
+        det.update_many([])
+    first = det.update_many(points(0, 3))
+    assert det.update_many([]) is first and det.decision is first
