@@ -12,8 +12,12 @@ WAL database in a temp dir):
 
 Every point carries twelve values (the four performance measures and eight probes).
 
+``--replicas N`` starts N ``grokwatch serve`` processes and sends each run to the replica the
+agent would pick (``grokwatch.http_transport.pick_replica``, a hash of the run id): the
+deployment *Several replicas* describes, here on one host. Server CPU is summed over them.
+
     python benchmarks/service_ingest.py [--scenario both] [--duration 10] [--agents 32]
-        [--batch 100 ...] [--runs 1000 ...] [--report-points 10]
+        [--batch 100 ...] [--runs 1000 ...] [--report-points 10] [--replicas 1]
         [--forecaster default|none] [--json OUT]
 """
 
@@ -21,14 +25,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from service_common import MEASURES, Connection, Server, register, summary_ms, use_uvloop
+
+from grokwatch.http_transport import pick_replica
+
+
+class Cluster:
+    """``n`` servers, each run owned by the replica the agent's hash picks."""
+
+    def __init__(self, servers: list[Server]) -> None:
+        self.servers = servers
+        self._by_url = {s.url: s for s in servers}
+
+    def owner(self, run: str) -> Server:
+        return self._by_url[pick_replica(run, list(self._by_url))]
+
+    def register(self, runs: list[str]) -> None:
+        for server in self.servers:
+            register(server.url, [r for r in runs if self.owner(r) is server])
+
+    def cpu_seconds(self) -> float:
+        return sum(s.cpu_seconds() for s in self.servers)
 
 
 def _body(start: int, n: int, values_json: str) -> bytes:
@@ -43,9 +69,9 @@ def _values(rng: random.Random) -> str:
     return json.dumps(values, separators=(",", ":"))
 
 
-async def throughput(server: Server, agents: int, batch: int, duration: float) -> dict[str, Any]:
+async def throughput(server: Cluster, agents: int, batch: int, duration: float) -> dict[str, Any]:
     runs = [f"tp-{i}" for i in range(agents)]
-    register(server.url, runs)
+    server.register(runs)
     latencies: list[float] = []
     points = 0
     errors = 0
@@ -56,7 +82,7 @@ async def throughput(server: Server, agents: int, batch: int, duration: float) -
     async def agent(run: str, seed: int) -> None:
         nonlocal points, errors
         values = _values(random.Random(seed))
-        conn = Connection("127.0.0.1", server.port)
+        conn = Connection("127.0.0.1", server.owner(run).port)
         await conn.open()
         step = 0
         path = f"/v1/runs/{run}/points"
@@ -89,10 +115,10 @@ async def throughput(server: Server, agents: int, batch: int, duration: float) -
     }
 
 
-async def live(server: Server, runs: int, report_points: int, duration: float) -> dict[str, Any]:
+async def live(server: Cluster, runs: int, report_points: int, duration: float) -> dict[str, Any]:
     ids = [f"live-{i}" for i in range(runs)]
-    register(server.url, ids)
-    conns = [Connection("127.0.0.1", server.port) for _ in ids]
+    server.register(ids)
+    conns = [Connection("127.0.0.1", server.owner(i).port) for i in ids]
     for c in conns:
         await c.open()
     latencies: list[float] = []
@@ -134,6 +160,16 @@ async def live(server: Server, runs: int, report_points: int, duration: float) -
     }
 
 
+@contextlib.contextmanager
+def cluster(tmp: Path, name: str, replicas: int, forecaster: str) -> Iterator[Cluster]:
+    with contextlib.ExitStack() as stack:
+        servers = [
+            stack.enter_context(Server(tmp / f"{name}-{i}.db", forecaster=forecaster))
+            for i in range(replicas)
+        ]
+        yield Cluster(servers)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", choices=["throughput", "live", "both"], default="both")
@@ -143,23 +179,26 @@ def main() -> None:
     parser.add_argument("--runs", type=int, nargs="+", default=[1000])
     parser.add_argument("--report-points", type=int, default=10)
     parser.add_argument("--forecaster", default="default", help="'default' or 'none'")
+    parser.add_argument("--replicas", type=int, default=1, help="service processes (sharded)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.replicas < 1:
+        parser.error("--replicas must be >= 1")
     use_uvloop()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.scenario in ("throughput", "both"):
             for b in args.batch:
-                with Server(Path(tmp) / f"tp{b}.db", forecaster=args.forecaster) as server:
+                with cluster(Path(tmp), f"tp{b}", args.replicas, args.forecaster) as server:
                     res = asyncio.run(throughput(server, args.agents, b, args.duration))
-                res["forecaster"] = args.forecaster
+                res.update(forecaster=args.forecaster, replicas=args.replicas)
                 print(json.dumps(res))
                 results.append(res)
         if args.scenario in ("live", "both"):
             for n in args.runs:
-                with Server(Path(tmp) / f"live{n}.db", forecaster=args.forecaster) as server:
+                with cluster(Path(tmp), f"live{n}", args.replicas, args.forecaster) as server:
                     res = asyncio.run(live(server, n, args.report_points, args.duration))
-                res["forecaster"] = args.forecaster
+                res.update(forecaster=args.forecaster, replicas=args.replicas)
                 print(json.dumps(res))
                 results.append(res)
     if args.json:
