@@ -1,0 +1,120 @@
+"""The README's service speed tables, from the JSON the service benchmarks wrote.
+
+Reads every ``ingest_*.json``, ``metrics_*.json`` and ``memory_*.json`` in a directory
+(``benchmarks/results/service`` by default, written by the commands in the README's *Speed*
+section) and prints the markdown tables.
+
+    python benchmarks/service_tables.py [DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _load(directory: Path, pattern: str) -> list[tuple[str, dict[str, Any]]]:
+    rows = []
+    for path in sorted(directory.glob(pattern)):
+        for entry in json.loads(path.read_text()):
+            rows.append((path.stem, entry))
+    return rows
+
+
+def _n(x: float) -> str:
+    return f"{round(x):,}".replace(",", " ")
+
+
+def _ms(x: float) -> str:
+    return f"{x / 1e3:.1f} s" if x >= 1000 else f"{x:.3g} ms"
+
+
+def throughput(directory: Path) -> str:
+    lines = [
+        "| forecaster | replicas | points / request | requests/s | points/s | p50 | p99 "
+        "| server CPU (cores) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    rows = [e for _, e in _load(directory, "ingest_*.json") if e["scenario"] == "throughput"]
+    rows.sort(key=lambda e: (e["forecaster"] != "none", e.get("replicas", 1), e["batch"]))
+    for e in rows:
+        lines.append(
+            f"| {e['forecaster']} | {e.get('replicas', 1)} | {e['batch']} "
+            f"| {_n(e['requests_per_s'])} | {_n(e['points_per_s'])} | {_ms(e['p50_ms'])} "
+            f"| {_ms(e['p99_ms'])} | {e['server_cpu_cores']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def live(directory: Path) -> str:
+    lines = [
+        "| forecaster | replicas | live runs × points per report | offered req/s "
+        "| served req/s | p50 | p99 | server CPU (cores) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    rows = [e for _, e in _load(directory, "ingest_*.json") if e["scenario"] == "live"]
+    rows.sort(
+        key=lambda e: (
+            e["forecaster"] != "none",
+            e["report_points"],
+            e["runs"],
+            e.get("replicas", 1),
+        )
+    )
+    for e in rows:
+        lines.append(
+            f"| {e['forecaster']} | {e.get('replicas', 1)} | {e['runs']} × {e['report_points']} "
+            f"| {e['runs']} | {_n(e['requests_per_s'])} | {_ms(e['p50_ms'])} "
+            f"| {_ms(e['p99_ms'])} | {e['server_cpu_cores']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def metrics(directory: Path) -> str:
+    lines = [
+        "| forecaster | live runs | series | in-process | HTTP |",
+        "|---|---|---|---|---|",
+    ]
+    by_file: dict[str, list[dict[str, Any]]] = {}
+    for stem, e in _load(directory, "metrics_*.json"):
+        by_file.setdefault(stem.removeprefix("metrics_"), []).append(e)
+    for forecaster, entries in sorted(by_file.items(), key=lambda kv: kv[0] != "none"):
+        local = [e for e in entries if e["where"] == "in-process"]
+        remote = [e for e in entries if e["where"] == "http"]
+        for a, b in zip(local, remote, strict=True):
+            lines.append(
+                f"| {forecaster} | {a['runs']} | {_n(a['series'])} "
+                f"| {_ms(a['render_ms_median'])} | {_ms(b['get_ms_median'])} |"
+            )
+    return "\n".join(lines)
+
+
+def memory(directory: Path) -> str:
+    lines = [
+        "| forecaster | evaluations per run | MB per 1000 live runs |",
+        "|---|---|---|",
+    ]
+    rows = [e for _, e in _load(directory, "memory_*.json")]
+    rows.sort(key=lambda e: (e["forecaster"] != "none", e["points_per_run"]))
+    for e in rows:
+        lines.append(f"| {e['forecaster']} | {e['points_per_run']} | {e['mb_per_1000_runs']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("dir", nargs="?", type=Path, default=Path("benchmarks/results/service"))
+    args = parser.parse_args()
+    for title, render in (
+        ("Ingest, closed loop", throughput),
+        ("Live runs, open loop", live),
+        ("/metrics render time (median)", metrics),
+        ("Memory per live run", memory),
+    ):
+        print(f"{title}:\n\n{render(args.dir)}\n")
+
+
+if __name__ == "__main__":
+    main()
