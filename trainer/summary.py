@@ -109,6 +109,32 @@ def timing(c: Corpus) -> dict[str, float]:
     return out
 
 
+def timing_table(c: Corpus) -> str:
+    """Per family: training time summed over runs, median/mean per run, milliseconds per
+    step (probes included), steps run over budgeted steps (the early stop after
+    generalization) and the agent's share of the time."""
+    lines = [
+        "| family | runs | training time (sum over runs) | median / mean per run "
+        "| ms per step (probes included) | steps run / budget | probe share |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for family in _families(c):
+        runs = [r for r in c if r.family == family and r.status == "ok"]
+        if not runs:
+            continue
+        wall = np.array([float(r.meta.get("wall_time") or 0.0) for r in runs])
+        steps = np.array([int(r.meta.get("steps_run") or 0) for r in runs])
+        budget = np.array([int(r.labels.get("budget") or 0) for r in runs])
+        probes = sum(float((r.meta.get("agent") or {}).get("measure_seconds") or 0.0) for r in runs)
+        lines.append(
+            f"| {family} | {len(runs)} | {wall.sum() / 3600:.2f} h "
+            f"| {np.median(wall):.1f} s / {wall.mean():.1f} s "
+            f"| {1e3 * wall.sum() / max(steps.sum(), 1):.1f} "
+            f"| {steps.sum() / max(budget.sum(), 1):.2f} | {probes / max(wall.sum(), 1e-9):.0%} |"
+        )
+    return "\n".join(lines)
+
+
 def check_report(directory: str | Path) -> str | None:
     """The slow-grokker check (memorization runs continued to a multiple of the budget)."""
     path = Path(directory) / CHECK_DIR / "report.json"
@@ -136,7 +162,7 @@ def summarize(directory: str | Path, *, png: str | Path | None = None) -> str:
     times = timing(c)
     parts += ["", "training time (one worker): " + ", ".join(
         f"{f} {t / 3600:.2f} h" for f, t in sorted(times.items())
-    )]  # fmt: skip
+    ), "", timing_table(c)]  # fmt: skip
     report = check_report(directory)
     if report:
         parts += ["", report]
