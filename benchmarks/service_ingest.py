@@ -18,7 +18,7 @@ deployment *Several replicas* describes, here on one host. Server CPU is summed 
 
     python benchmarks/service_ingest.py [--scenario both] [--duration 10] [--agents 32]
         [--batch 100 ...] [--runs 1000 ...] [--report-points 10] [--replicas 1]
-        [--forecaster default|none] [--json OUT]
+        [--forecaster default|none] [--forecast-interval SECONDS] [--json OUT]
 """
 
 from __future__ import annotations
@@ -161,10 +161,13 @@ async def live(server: Cluster, runs: int, report_points: int, duration: float) 
 
 
 @contextlib.contextmanager
-def cluster(tmp: Path, name: str, replicas: int, forecaster: str) -> Iterator[Cluster]:
+def cluster(
+    tmp: Path, name: str, replicas: int, forecaster: str, interval: float = 0.0
+) -> Iterator[Cluster]:
+    args = ("--forecast-interval", str(interval))
     with contextlib.ExitStack() as stack:
         servers = [
-            stack.enter_context(Server(tmp / f"{name}-{i}.db", forecaster=forecaster))
+            stack.enter_context(Server(tmp / f"{name}-{i}.db", *args, forecaster=forecaster))
             for i in range(replicas)
         ]
         yield Cluster(servers)
@@ -180,6 +183,9 @@ def main() -> None:
     parser.add_argument("--report-points", type=int, default=10)
     parser.add_argument("--forecaster", default="default", help="'default' or 'none'")
     parser.add_argument("--replicas", type=int, default=1, help="service processes (sharded)")
+    parser.add_argument(
+        "--forecast-interval", type=float, default=0.0, help="serve --forecast-interval"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.replicas < 1:
@@ -189,16 +195,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.scenario in ("throughput", "both"):
             for b in args.batch:
-                with cluster(Path(tmp), f"tp{b}", args.replicas, args.forecaster) as server:
+                with cluster(
+                    Path(tmp), f"tp{b}", args.replicas, args.forecaster, args.forecast_interval
+                ) as server:
                     res = asyncio.run(throughput(server, args.agents, b, args.duration))
-                res.update(forecaster=args.forecaster, replicas=args.replicas)
+                res.update(
+                    forecaster=args.forecaster,
+                    replicas=args.replicas,
+                    forecast_interval=args.forecast_interval,
+                )
                 print(json.dumps(res))
                 results.append(res)
         if args.scenario in ("live", "both"):
             for n in args.runs:
-                with cluster(Path(tmp), f"live{n}", args.replicas, args.forecaster) as server:
+                with cluster(
+                    Path(tmp), f"live{n}", args.replicas, args.forecaster, args.forecast_interval
+                ) as server:
                     res = asyncio.run(live(server, n, args.report_points, args.duration))
-                res.update(forecaster=args.forecaster, replicas=args.replicas)
+                res.update(
+                    forecaster=args.forecaster,
+                    replicas=args.replicas,
+                    forecast_interval=args.forecast_interval,
+                )
                 print(json.dumps(res))
                 results.append(res)
     if args.json:

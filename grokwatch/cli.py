@@ -81,6 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
         "access_log": args.access_log or None,
         "forecaster": args.forecaster,
+        "forecast_interval": args.forecast_interval,
     }
     settings = ServiceSettings(**{k: v for k, v in overrides.items() if v is not None})
     serve(settings)
@@ -193,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument(
         "--forecaster", default=None, help="'default' (shipped model), 'none', or a model file"
+    )
+    serve.add_argument(
+        "--forecast-interval",
+        type=float,
+        default=None,
+        help="seconds between forecast updates of reporting runs (default 0: every batch)",
     )
     serve.set_defaults(func=_serve)
 

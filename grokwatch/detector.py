@@ -208,6 +208,8 @@ class RunDetector:
         self.forecast: Forecast | None = None
         self.decision: Decision | None = None
         self.phase_changes = 0
+        self._pending: list[Point] = []  # points the forecaster has not seen (deferred)
+        self._replay = False  # late points arrived while deferred: replay the forecaster
 
     def _start(self) -> RunForecaster | None:
         if self.forecaster is None:
@@ -218,7 +220,7 @@ class RunDetector:
         """Add one evaluation and return the decision at the newest step."""
         return self.update_many(((step, values),))
 
-    def update_many(self, points: Iterable[Point]) -> Decision:
+    def update_many(self, points: Iterable[Point], *, forecast: bool = True) -> Decision:
         """Add evaluations in the given order and return the decision at the newest step.
 
         The events, phase, forecast and decision afterwards are those ``observe`` on each
@@ -227,6 +229,10 @@ class RunDetector:
         with late points replays the history once. ``phase_changes`` then counts the change
         across that replay once. No points change nothing (a detector without any raises
         ``ValueError``: it has no decision to return).
+
+        ``forecast=False`` defers the forecaster: the events and phase are brought up to date
+        (cheap), the decision carries the forecast as it was, and the points wait for
+        :meth:`flush` -- which leaves exactly the forecast an undeferred update would have.
         """
         history = self._history
         before = self._tracker.phase if len(history) else None
@@ -248,17 +254,44 @@ class RunDetector:
             return self.decision
         if late:
             self._tracker = EventTracker(self.rules)
-            self._run = self._start()
-            self._feed(list(history), count=False)
+            self._track(list(history), count=False)
             if before is not None and self._tracker.phase is not before:
                 self.phase_changes += 1
+            self._replay, self._pending = self._run is not None, []
         elif fresh:
-            self._feed(fresh, count=True)
-        new = tuple(self._run.new_change_points) if last_new and self._run is not None else ()
+            self._track(fresh, count=True)
+            if self._run is not None and not self._replay:
+                self._pending.extend(fresh)
+        if forecast:
+            self._catch_up()
+        new = tuple(self._run.new_change_points) if last_new and forecast and self._run else ()
         self.decision = self._decide(new)
         return self.decision
 
-    def _feed(self, points: list[Point], *, count: bool) -> None:
+    @property
+    def pending(self) -> bool:
+        """Whether points wait for the forecaster (see ``update_many(forecast=False)``)."""
+        return self._run is not None and (self._replay or bool(self._pending))
+
+    def flush(self) -> Decision | None:
+        """Feed the deferred points to the forecaster and decide again; ``None`` when
+        nothing was waiting. The decision's change points are those confirmed meanwhile."""
+        if not self.pending:
+            return None
+        self._catch_up()
+        assert self._run is not None
+        self.decision = self._decide(tuple(self._run.new_change_points))
+        return self.decision
+
+    def _catch_up(self) -> None:
+        if self._replay:
+            self._run = self._start()
+            self._forecast(list(self._history))
+        elif self._pending:
+            self._forecast(self._pending)
+        self._pending, self._replay = [], False
+
+    def _track(self, points: list[Point], *, count: bool) -> None:
         tracker = self._tracker
         for step, v in points:
             before = tracker.phase if count and len(tracker.steps) else None
@@ -270,8 +303,10 @@ class RunDetector:
             )
             if before is not None and tracker.phase is not before:
                 self.phase_changes += 1
+
+    def _forecast(self, points: list[Point]) -> None:
         run = self._run
-        if run is None:
+        if run is None or not points:
             return
         many = getattr(run, "update_many", None)
         if many is not None:

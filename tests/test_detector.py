@@ -179,3 +179,44 @@ def test_no_points_change_nothing():
         det.update_many([])
     first = det.update_many(points(0, 3))
     assert det.update_many([]) is first and det.decision is first
+
+
+@pytest.mark.parametrize("forecaster", list(FORECASTERS))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_deferred_forecasts_after_a_flush_equal_the_undeferred_ones(forecaster: str, seed: int):
+    """``forecast=False`` keeps the phase current and the forecast as it was; ``flush`` then
+    leaves the forecast, events and summary an undeferred detector has (late points too)."""
+    pts = points(seed, 60)
+    deferred = RunDetector(budget=20_000, forecaster=FORECASTERS[forecaster]())
+    undeferred = RunDetector(budget=20_000, forecaster=FORECASTERS[forecaster]())
+    flushes = 0
+    for i, batch in enumerate(shuffled_batches(pts, seed)):
+        before = deferred.forecast
+        decision = deferred.update_many(batch, forecast=False)
+        expected = undeferred.update_many(batch)
+        assert deferred.forecast is before  # not touched
+        assert decision.phase is expected.phase
+        assert decision.step == expected.step
+        if forecaster == "none":
+            assert not deferred.pending
+        if i % 3 == 2:  # several batches wait for one flush
+            flushed = deferred.flush()
+            flushes += flushed is not None
+            assert not deferred.pending
+            assert deferred.flush() is None  # nothing left
+            assert repr(deferred.forecast) == repr(undeferred.forecast)
+            assert deferred.summary() == undeferred.summary()
+            assert list(deferred.change_points) == list(undeferred.change_points)
+    deferred.flush()
+    assert repr(deferred.forecast) == repr(undeferred.forecast)
+    assert deferred.phase is undeferred.phase
+    assert (flushes == 0) == (forecaster == "none")
+
+
+def test_a_detector_without_forecaster_keeps_nothing_pending():
+    detector = RunDetector(forecaster=None)
+    for step, values in points(0, 30):
+        detector.update_many([(step, values)], forecast=False)
+    assert not detector.pending
+    assert detector._pending == []
+    assert detector.flush() is None

@@ -166,6 +166,14 @@ class Service:
             return
         log.info("loaded %d live runs in %.2f s", n, time.perf_counter() - started)
 
+    async def forecast_forever(self, interval: float, slice_seconds: float = 0.005) -> None:
+        """Every ``interval`` seconds, bring the deferred forecasts up to date in worker jobs of
+        about ``slice_seconds`` each, so requests queued meanwhile wait at most one slice."""
+        while True:
+            await asyncio.sleep(interval)
+            while await self.call(self.table.flush_forecasts, slice_seconds):
+                pass
+
     async def sweep_forever(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
@@ -235,18 +243,27 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = store is None
         the_store: Store = SQLiteStore(settings.db_path) if store is None else store
-        table = RunTable(the_store, limits, clock=clock, detector_factory=detector_factory)
+        table = RunTable(
+            the_store,
+            limits,
+            clock=clock,
+            detector_factory=detector_factory,
+            defer_forecasts=settings.forecast_interval > 0,
+        )
         service = Service(table, metrics)
         holder["service"] = service
         metrics.table = service.table
         loading = asyncio.create_task(service.load())
-        sweeper = asyncio.create_task(service.sweep_forever(settings.sweep_interval))
+        tasks = [asyncio.create_task(service.sweep_forever(settings.sweep_interval))]
+        if settings.forecast_interval > 0:
+            tasks.append(asyncio.create_task(service.forecast_forever(settings.forecast_interval)))
         try:
             yield
         finally:
             service.stopping = True
-            sweeper.cancel()
-            await asyncio.gather(sweeper, loading, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, loading, return_exceptions=True)
             service.close()
             metrics.table = None
             holder.pop("service", None)

@@ -20,6 +20,9 @@ environment variable             default                         meaning
 ``GROKWATCH_FORECASTER``         ``default``                     ``default`` (the model shipped
                                                                  with grokwatch), ``none``
                                                                  (rule-based), or a model file
+``GROKWATCH_FORECAST_INTERVAL``  ``0``                           seconds between forecast updates
+                                                                 of the runs that reported (0:
+                                                                 forecast every batch at once)
 ``GROKWATCH_INLINE_BUDGET_MS``   ``1``                           batches whose estimated work is
                                                                  below this are judged on the
                                                                  event loop (0: never)
@@ -69,6 +72,7 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     access_log: bool = False
     forecaster: str = "default"
+    forecast_interval: float = Field(default=0.0, ge=0.0)
     inline_budget_ms: float = Field(default=1.0, ge=0.0)
     gc_threshold: tuple[int, int, int] | None = (50_000, 20, 1000)
 

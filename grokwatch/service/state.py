@@ -18,6 +18,7 @@ them); :meth:`RunTable.views` and the counters may be read from any thread.
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -159,12 +160,17 @@ class RunTable:
         *,
         clock: Clock = time.time,
         detector_factory: DetectorFactory | None = None,
+        defer_forecasts: bool = False,
     ) -> None:
         self.store = store
         self.limits = limits or Limits()
         self.clock = clock
         self.detector_for = detector_factory or detector_for
+        self.defer_forecasts = defer_forecasts
+        """Judge a batch's events and phase at once but leave the forecaster to
+        :meth:`flush_forecasts` (see ``RunDetector.update_many(forecast=False)``)."""
         self._runs: dict[str, LiveRun] = {}
+        self._stale: dict[str, LiveRun] = {}  # runs whose forecaster is behind, oldest first
         self._lock = threading.Lock()
         self.loaded = False
 
@@ -287,7 +293,7 @@ class RunTable:
         return out
 
     def _judge(self, run: LiveRun, points: Points, added: int, dropped: int | None) -> Ingested:
-        self._observe(run, points)
+        self._observe(run, points, forecast=not self.defer_forecasts)
         run.n_points += added
         if dropped is not None:
             run.dropped = max(run.dropped, dropped)
@@ -302,6 +308,7 @@ class RunTable:
         """Mark a run finished; the stored summary is the agent's, with the detector's view
         (events, phase, outcome) taking precedence. Finishing twice updates the summary."""
         run = self._resident(run_id)
+        self._flush(run)
         merged = {**summary, **run.detector.summary()}
         errors = summary.get("agent_errors")
         if isinstance(errors, int) and not isinstance(errors, bool) and errors >= 0:
@@ -318,8 +325,24 @@ class RunTable:
         """A run from memory, or rebuilt from the store (not kept when it is no longer live)."""
         run = self._runs.get(run_id)
         if run is not None:
+            self._flush(run)
             return run
         return self._rebuild(self.store.get_run(run_id))
+
+    def flush_forecasts(self, budget: float = math.inf) -> int:
+        """Bring deferred forecasts up to date, the longest-waiting run first, for about
+        ``budget`` seconds (at least one run); returns how many runs still wait."""
+        began = time.perf_counter()
+        while self._stale:
+            self._flush(next(iter(self._stale.values())))
+            if time.perf_counter() - began >= budget:
+                break
+        return len(self._stale)
+
+    @property
+    def forecast_backlog(self) -> int:
+        """Runs whose forecast waits for :meth:`flush_forecasts`."""
+        return len(self._stale)
 
     def records(self) -> list[RunRecord]:
         return self.store.list_runs()
@@ -337,6 +360,7 @@ class RunTable:
             ]
             for rid in gone:
                 del self._runs[rid]
+                self._stale.pop(rid, None)  # a reload replays its forecaster anyway
         return gone
 
     def current(self) -> list[LiveRun]:
@@ -401,17 +425,12 @@ class RunTable:
         with self._lock:
             self._runs[run.run_id] = run
 
-    @staticmethod
-    def _observe(run: LiveRun, points: Points) -> None:
+    def _observe(self, run: LiveRun, points: Points, *, forecast: bool = True) -> None:
         """Judge points sorted by step (one detector update for the whole batch)."""
         previous = run.detector.decision
-        decision = run.detector.update_many(points)
-        if _alerting(decision) and (
-            previous is None
-            or previous.action is not decision.action
-            or previous.reason is not decision.reason
-        ):
-            run.alerts += 1
+        _count_alert(run, previous, run.detector.update_many(points, forecast=forecast))
+        if not forecast and run.detector.pending:
+            self._stale.setdefault(run.run_id, run)
         top = len(points) - 1
         step = points[top][0]
         if run.last_step is None or step > run.last_step:
@@ -419,6 +438,24 @@ class RunTable:
                 top -= 1
             run.last_step = step
             run.last_values = points[top][1]
+
+    def _flush(self, run: LiveRun) -> None:
+        """The run's deferred forecast, brought up to date (nothing when none waits)."""
+        if self._stale.pop(run.run_id, None) is None:
+            return
+        previous = run.detector.decision
+        decision = run.detector.flush()
+        if decision is not None:
+            _count_alert(run, previous, decision)
+
+
+def _count_alert(run: LiveRun, previous: Decision | None, decision: Decision) -> None:
+    if _alerting(decision) and (
+        previous is None
+        or previous.action is not decision.action
+        or previous.reason is not decision.reason
+    ):
+        run.alerts += 1
 
 
 ALERT_REASONS = frozenset({Reason.WILL_GROK, Reason.HOPELESS})

@@ -23,6 +23,8 @@ grokwatch_service_rejected_requests_total      counter    refused requests, ``re
 grokwatch_service_request_duration_seconds     histogram  request latency, ``handler`` label
 grokwatch_service_live_runs                    gauge      runs in memory, ``state`` label
 grokwatch_service_ready                        gauge      1 once the run table is loaded
+grokwatch_service_forecast_backlog_runs        gauge      runs whose forecast waits for the
+                                                          next update (``forecast_interval``)
 =============================================  =========  =====================================
 
 Counters are plain integers bumped on the event loop and read at scrape time (no locks and no
@@ -200,6 +202,13 @@ class ServiceMetrics(Collector):
         )
         ready.add_metric([], float(table is not None and table.loaded))
         yield ready
+        backlog = GaugeMetricFamily(
+            "grokwatch_service_forecast_backlog_runs",
+            "Runs whose forecast waits for the next deferred update (0 unless the service "
+            "runs with a forecast interval).",
+        )
+        backlog.add_metric([], table.forecast_backlog if table is not None else 0)
+        yield backlog
 
 
 class LatencyMiddleware:

@@ -548,3 +548,49 @@ def test_the_forecaster_setting(tmp_path: Path) -> None:
         assert r["decision"]["reason"] == "no_forecaster"
     with pytest.raises(ConfigError, match="cannot load the forecaster"):
         create_app(make_settings(tmp_path, forecaster=str(tmp_path / "missing.npz")))
+
+
+def _backlog(client: TestClient) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("grokwatch_service_forecast_backlog_runs "):
+            return float(line.split()[1])
+    raise AssertionError("no backlog gauge")
+
+
+def test_a_forecast_interval_defers_forecasts_to_the_background(tmp_path: Path) -> None:
+    """The batch's answer carries the phase at once; the service brings the forecast up to
+    date within the interval (the backlog gauge shows what waits); it is the inline one."""
+    inline_app = create_app(make_settings(tmp_path / "i"), store=MemoryStore())
+    deferred_app = create_app(
+        make_settings(tmp_path / "d", forecast_interval=0.05), store=MemoryStore()
+    )
+    with TestClient(inline_app) as inline, TestClient(deferred_app) as deferred:
+        assert _backlog(inline) == 0
+        for c in (inline, deferred):
+            register(c, budget=3000)
+        for start in (0, 800):
+            pts = curve(8, start=start)
+            want = inline.post("/v1/runs/r1/points", json={"points": pts}).json()
+            got = deferred.post("/v1/runs/r1/points", json={"points": pts}).json()
+            assert (got["last_step"], got["phase"]) == (want["last_step"], want["phase"])
+        deadline = time.monotonic() + 10
+        while _backlog(deferred) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _backlog(deferred) == 0
+        a = deferred.get("/v1/runs/r1").json()["decision"]["forecast"]
+        b = inline.get("/v1/runs/r1").json()["decision"]["forecast"]
+        assert a is not None
+        assert a == b
+
+
+def test_a_deferred_forecast_waits_until_the_interval_or_a_read(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path, forecast_interval=3600), store=MemoryStore())
+    with TestClient(app) as client:
+        register(client, budget=3000)
+        r = client.post("/v1/runs/r1/points", json={"points": curve(12)}).json()
+        assert r["decision"]["forecast"] is None  # nothing forecast yet
+        assert r["phase"] == "grokking"  # but the phase is current
+        assert _backlog(client) == 1
+        state = client.get("/v1/runs/r1").json()  # a read brings it up to date
+        assert state["decision"]["forecast"] is not None
+        assert _backlog(client) == 0

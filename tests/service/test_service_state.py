@@ -5,6 +5,7 @@ hands queued batches over together."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import threading
 from collections.abc import Sequence
@@ -133,3 +134,67 @@ def test_the_worker_hands_queued_items_over_together() -> None:
     assert calls == [[1, 2, 3], [4, 5]]  # grouped, and FIFO with the plain call between
     assert out[1:3] == [2, 4] and out[4:] == ["plain", 8, 10]
     assert isinstance(out[3], ValueError) and str(out[3]) == "odd 3"
+
+
+def deferred_table() -> RunTable:
+    t = RunTable(MemoryStore(), detector_factory=detector_for, defer_forecasts=True)
+    for rid in ("a", "b"):
+        t.register(RunCreate(run_id=rid, budget=3000))
+    return t
+
+
+def test_deferred_forecasts_catch_up_to_the_inline_ones() -> None:
+    """With ``defer_forecasts`` a batch's answer has the current phase at once; the forecast
+    waits for ``flush_forecasts`` (or a read of the run) and is then the inline one."""
+    deferred, inline = deferred_table(), table()
+    for run_id, b in REQUESTS:
+        if run_id == "nope":
+            continue
+        got, want = deferred.ingest(run_id, b), inline.ingest(run_id, b)
+        assert (got.accepted, got.last_step, got.phase) == (
+            want.accepted,
+            want.last_step,
+            want.phase,
+        )
+    assert deferred.forecast_backlog == 2
+    assert deferred.flush_forecasts() == 0
+    assert deferred.forecast_backlog == 0
+    for rid in ("a", "b"):
+        x, y = deferred.get(rid), inline.get(rid)
+        assert repr(x.detector.forecast) == repr(y.detector.forecast)
+        # the same decision, but its change points are those confirmed since the last flush
+        assert x.decision is not None
+        assert y.decision is not None
+        assert dataclasses.replace(x.decision, change_points=()) == dataclasses.replace(
+            y.decision, change_points=()
+        )
+        assert set(y.decision.change_points) <= set(x.decision.change_points)
+        assert x.detector.summary() == y.detector.summary()
+
+
+def test_a_read_or_a_finish_brings_the_forecast_up_to_date() -> None:
+    deferred, inline = deferred_table(), table()
+    for t in (deferred, inline):
+        t.ingest("a", batch(range(0, 1600, 100)))
+        t.ingest("b", batch(range(0, 600, 100)))
+    assert deferred.forecast_backlog == 2
+    assert repr(deferred.get("a").detector.forecast) == repr(inline.get("a").detector.forecast)
+    assert deferred.forecast_backlog == 1  # "b" still waits
+    finished = deferred.finish("b", {})
+    assert deferred.forecast_backlog == 0
+    assert finished.summary == inline.finish("b", {}).summary
+
+
+def test_flush_forecasts_works_in_slices_and_oldest_first() -> None:
+    t = deferred_table()
+    t.register(RunCreate(run_id="c", budget=3000))
+    for rid in ("b", "c", "a"):
+        t.ingest(rid, batch(range(0, 800, 100)))
+    runs = {r.run_id: r for r in t.live()}  # no read through get(): that would flush
+    assert t.forecast_backlog == 3
+    assert t.flush_forecasts(budget=0.0) == 2  # a zero budget still updates one run
+    assert [rid for rid in "bca" if runs[rid].detector.pending] == ["c", "a"]
+    assert t.flush_forecasts(budget=0.0) == 1
+    assert [rid for rid in "bca" if runs[rid].detector.pending] == ["a"]
+    assert t.flush_forecasts() == 0
+    assert not any(r.detector.pending for r in runs.values())
