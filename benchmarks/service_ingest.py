@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 from service_common import MEASURES, Connection, Server, register, summary_ms, use_uvloop
 
 from grokwatch.http_transport import pick_replica
@@ -55,6 +56,16 @@ class Cluster:
 
     def cpu_seconds(self) -> float:
         return sum(s.cpu_seconds() for s in self.servers)
+
+    def forecast_backlog(self) -> int:
+        """Runs whose deferred forecast still waits, summed over the replicas."""
+        total = 0
+        for server in self.servers:
+            text = httpx.get(f"{server.url}/metrics", timeout=30).text
+            for line in text.splitlines():
+                if line.startswith("grokwatch_service_forecast_backlog_runs "):
+                    total += int(float(line.split()[1]))
+        return total
 
 
 def _body(start: int, n: int, values_json: str) -> bytes:
@@ -156,6 +167,7 @@ async def live(server: Cluster, runs: int, report_points: int, duration: float) 
         "errors": errors,
         "server_cpu_cores": round((server.cpu_seconds() - cpu0) / elapsed, 2),
         "client_cpu_cores": round((time.process_time() - client0) / elapsed, 2),
+        "forecast_backlog_runs_at_end": server.forecast_backlog(),
         **summary_ms(latencies),
     }
 

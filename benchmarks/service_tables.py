@@ -50,24 +50,29 @@ def throughput(directory: Path) -> str:
 
 def live(directory: Path) -> str:
     lines = [
-        "| forecaster | replicas | live runs × points per report | offered req/s "
-        "| served req/s | p50 | p99 | server CPU (cores) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| forecaster | forecast interval | replicas | live runs × points per report "
+        "| served req/s | p50 | p99 | server CPU (cores) | forecasts waiting at the end |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     rows = [e for _, e in _load(directory, "ingest_*.json") if e["scenario"] == "live"]
     rows.sort(
         key=lambda e: (
             e["forecaster"] != "none",
+            e.get("forecast_interval", 0.0),
             e["report_points"],
             e["runs"],
             e.get("replicas", 1),
         )
     )
     for e in rows:
+        interval = e.get("forecast_interval", 0.0)
+        backlog = e.get("forecast_backlog_runs_at_end")
         lines.append(
-            f"| {e['forecaster']} | {e.get('replicas', 1)} | {e['runs']} × {e['report_points']} "
-            f"| {e['runs']} | {_n(e['requests_per_s'])} | {_ms(e['p50_ms'])} "
-            f"| {_ms(e['p99_ms'])} | {e['server_cpu_cores']:.2f} |"
+            f"| {e['forecaster']} | {f'{interval:g} s' if interval else 'inline'} "
+            f"| {e.get('replicas', 1)} | {e['runs']} × {e['report_points']} "
+            f"| {_n(e['requests_per_s'])} of {e['runs']} | {_ms(e['p50_ms'])} "
+            f"| {_ms(e['p99_ms'])} | {e['server_cpu_cores']:.2f} "
+            f"| {'—' if backlog is None else backlog} |"
         )
     return "\n".join(lines)
 

@@ -166,7 +166,7 @@ class Service:
             return
         log.info("loaded %d live runs in %.2f s", n, time.perf_counter() - started)
 
-    async def forecast_forever(self, interval: float, slice_seconds: float = 0.005) -> None:
+    async def forecast_forever(self, interval: float, slice_seconds: float = 0.002) -> None:
         """Every ``interval`` seconds, bring the deferred forecasts up to date in worker jobs of
         about ``slice_seconds`` each, so requests queued meanwhile wait at most one slice."""
         while True:
