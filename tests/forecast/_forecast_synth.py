@@ -8,11 +8,9 @@ forecaster that reads them raw cannot separate the classes.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
+
+from trainer.corpus import Run
 
 COLUMNS = (
     "train_accuracy",
@@ -33,40 +31,6 @@ COLUMNS = (
 )
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class SynthRun:
-    """Duck-types ``trainer.corpus.Run`` for :func:`grokwatch.forecast.training.replay`."""
-
-    meta: Mapping[str, Any]
-    steps: np.ndarray
-    columns: tuple[str, ...]
-    values: np.ndarray
-
-    @property
-    def run_id(self) -> str:
-        return str(self.meta["run_id"])
-
-    @property
-    def family(self) -> str:
-        return str(self.meta["family"])
-
-    @property
-    def split(self) -> str:
-        return str(self.meta["split"])
-
-    @property
-    def config(self) -> Mapping[str, Any]:
-        return self.meta["config"]
-
-    @property
-    def labels(self) -> Mapping[str, Any]:
-        return self.meta["labels"]
-
-    @property
-    def outcome(self) -> str:
-        return str(self.labels["outcome"])
-
-
 def _sig(t: np.ndarray, t0: float, width: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip((t - t0) / width, -60, 60)))
 
@@ -79,7 +43,7 @@ def make_run(
     family: str = "synth",
     split: str = "train",
     config_id: int | None = None,
-) -> SynthRun:
+) -> Run:
     rng = np.random.default_rng(seed)
     t_mem = int(rng.choice([100, 150, 200, 300]))
     budget = int(rng.choice([3000, 4000, 5000]))
@@ -151,12 +115,10 @@ def make_run(
         },
         "every": every,
     }
-    return SynthRun(meta, steps, COLUMNS, arr.astype(np.float32))
+    return Run(meta, steps, COLUMNS, arr.astype(np.float32))
 
 
-def make_corpus(
-    n: int, *, seed: int = 0, family: str = "synth", split: str = "train"
-) -> list[SynthRun]:
+def make_corpus(n: int, *, seed: int = 0, family: str = "synth", split: str = "train") -> list[Run]:
     """``n`` runs, alternating grokking / memorizing; pairs of runs share a configuration."""
     return [
         make_run(seed * 1000 + i, groks=i % 2 == 0, family=family, split=split, config_id=i // 4)
