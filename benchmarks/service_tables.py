@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,29 +32,26 @@ def _ms(x: float) -> str:
     return f"{x / 1e3:.1f} s" if x >= 1000 else f"{x:.3g} ms"
 
 
-def throughput(directory: Path) -> str:
-    lines = [
-        "| forecaster | replicas | points / request | requests/s | points/s | p50 | p99 "
-        "| server CPU (cores) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    rows = [e for _, e in _load(directory, "ingest_*.json") if e["scenario"] == "throughput"]
-    rows.sort(key=lambda e: (e["forecaster"] != "none", e.get("replicas", 1), e["batch"]))
-    for e in rows:
-        lines.append(
-            f"| {e['forecaster']} | {e.get('replicas', 1)} | {e['batch']} "
-            f"| {_n(e['requests_per_s'])} | {_n(e['points_per_s'])} | {_ms(e['p50_ms'])} "
-            f"| {_ms(e['p99_ms'])} | {e['server_cpu_cores']:.2f} |"
-        )
+def _table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A markdown table: the header, its rule, one line a row."""
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
+def throughput(directory: Path) -> str:
+    rows = [e for _, e in _load(directory, "ingest_*.json") if e["scenario"] == "throughput"]
+    rows.sort(key=lambda e: (e["forecaster"] != "none", e.get("replicas", 1), e["batch"]))
+    return _table(
+        ("forecaster", "replicas", "points / request", "requests/s", "points/s", "p50", "p99",
+         "server CPU (cores)"),
+        ((e["forecaster"], e.get("replicas", 1), e["batch"], _n(e["requests_per_s"]),
+          _n(e["points_per_s"]), _ms(e["p50_ms"]), _ms(e["p99_ms"]),
+          f"{e['server_cpu_cores']:.2f}") for e in rows),
+    )  # fmt: skip
+
+
 def live(directory: Path) -> str:
-    lines = [
-        "| forecaster | forecast interval | replicas | live runs × points per report "
-        "| served req/s | p50 | p99 | server CPU (cores) | forecasts waiting at the end |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
     rows = [e for _, e in _load(directory, "ingest_*.json") if e["scenario"] == "live"]
     rows.sort(
         key=lambda e: (
@@ -64,48 +62,44 @@ def live(directory: Path) -> str:
             e.get("replicas", 1),
         )
     )
-    for e in rows:
+
+    def cells(e: dict[str, Any]) -> tuple[Any, ...]:
         interval = e.get("forecast_interval", 0.0)
         backlog = e.get("forecast_backlog_runs_at_end")
-        lines.append(
-            f"| {e['forecaster']} | {f'{interval:g} s' if interval else 'inline'} "
-            f"| {e.get('replicas', 1)} | {e['runs']} × {e['report_points']} "
-            f"| {_n(e['requests_per_s'])} of {e['runs']} | {_ms(e['p50_ms'])} "
-            f"| {_ms(e['p99_ms'])} | {e['server_cpu_cores']:.2f} "
-            f"| {'—' if backlog is None else backlog} |"
-        )
-    return "\n".join(lines)
+        return (e["forecaster"], f"{interval:g} s" if interval else "inline",
+                e.get("replicas", 1), f"{e['runs']} × {e['report_points']}",
+                f"{_n(e['requests_per_s'])} of {e['runs']}", _ms(e["p50_ms"]),
+                _ms(e["p99_ms"]), f"{e['server_cpu_cores']:.2f}",
+                "—" if backlog is None else backlog)  # fmt: skip
+
+    return _table(
+        ("forecaster", "forecast interval", "replicas", "live runs × points per report",
+         "served req/s", "p50", "p99", "server CPU (cores)", "forecasts waiting at the end"),
+        (cells(e) for e in rows),
+    )  # fmt: skip
 
 
 def metrics(directory: Path) -> str:
-    lines = [
-        "| forecaster | live runs | series | in-process | HTTP |",
-        "|---|---|---|---|---|",
-    ]
     by_file: dict[str, list[dict[str, Any]]] = {}
     for stem, e in _load(directory, "metrics_*.json"):
         by_file.setdefault(stem.removeprefix("metrics_"), []).append(e)
+    rows = []
     for forecaster, entries in sorted(by_file.items(), key=lambda kv: kv[0] != "none"):
         local = [e for e in entries if e["where"] == "in-process"]
         remote = [e for e in entries if e["where"] == "http"]
         for a, b in zip(local, remote, strict=True):
-            lines.append(
-                f"| {forecaster} | {a['runs']} | {_n(a['series'])} "
-                f"| {_ms(a['render_ms_median'])} | {_ms(b['get_ms_median'])} |"
-            )
-    return "\n".join(lines)
+            rows.append((forecaster, a["runs"], _n(a["series"]), _ms(a["render_ms_median"]),
+                         _ms(b["get_ms_median"])))  # fmt: skip
+    return _table(("forecaster", "live runs", "series", "in-process", "HTTP"), rows)
 
 
 def memory(directory: Path) -> str:
-    lines = [
-        "| forecaster | evaluations per run | MB per 1000 live runs |",
-        "|---|---|---|",
-    ]
     rows = [e for _, e in _load(directory, "memory_*.json")]
     rows.sort(key=lambda e: (e["forecaster"] != "none", e["points_per_run"]))
-    for e in rows:
-        lines.append(f"| {e['forecaster']} | {e['points_per_run']} | {e['mb_per_1000_runs']} |")
-    return "\n".join(lines)
+    return _table(
+        ("forecaster", "evaluations per run", "MB per 1000 live runs"),
+        ((e["forecaster"], e["points_per_run"], e["mb_per_1000_runs"]) for e in rows),
+    )
 
 
 def main() -> None:
