@@ -26,11 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import random
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -203,34 +204,31 @@ def main() -> None:
     if args.replicas < 1:
         parser.error("--replicas must be >= 1")
     use_uvloop()
+    jobs: list[tuple[str, Callable[[Cluster], Coroutine[Any, Any, dict[str, Any]]]]] = []
+    if args.scenario in ("throughput", "both"):
+        for b in args.batch:
+            job = functools.partial(throughput, agents=args.agents, batch=b, duration=args.duration)
+            jobs.append((f"tp{b}", job))
+    if args.scenario in ("live", "both"):
+        for n in args.runs:
+            job = functools.partial(
+                live, runs=n, report_points=args.report_points, duration=args.duration
+            )
+            jobs.append((f"live{n}", job))
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        if args.scenario in ("throughput", "both"):
-            for b in args.batch:
-                with cluster(
-                    Path(tmp), f"tp{b}", args.replicas, args.forecaster, args.forecast_interval
-                ) as server:
-                    res = asyncio.run(throughput(server, args.agents, b, args.duration))
-                res.update(
-                    forecaster=args.forecaster,
-                    replicas=args.replicas,
-                    forecast_interval=args.forecast_interval,
-                )
-                print(json.dumps(res))
-                results.append(res)
-        if args.scenario in ("live", "both"):
-            for n in args.runs:
-                with cluster(
-                    Path(tmp), f"live{n}", args.replicas, args.forecaster, args.forecast_interval
-                ) as server:
-                    res = asyncio.run(live(server, n, args.report_points, args.duration))
-                res.update(
-                    forecaster=args.forecaster,
-                    replicas=args.replicas,
-                    forecast_interval=args.forecast_interval,
-                )
-                print(json.dumps(res))
-                results.append(res)
+        for name, job in jobs:
+            with cluster(
+                Path(tmp), name, args.replicas, args.forecaster, args.forecast_interval
+            ) as server:
+                res = asyncio.run(job(server))
+            res.update(
+                forecaster=args.forecaster,
+                replicas=args.replicas,
+                forecast_interval=args.forecast_interval,
+            )
+            print(json.dumps(res))
+            results.append(res)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
