@@ -56,13 +56,28 @@ def _pick_snapshots(
     return [steps[i] for i in np.linspace(0, len(steps) - 1, n).astype(int)]
 
 
-def write_report(run: RunData, path: str | Path) -> Path:
-    """Draw the report of ``run`` to ``path`` (PNG) and return the path."""
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig: Any, path: str | Path, *, dpi: int) -> Path:
+    """Write ``fig`` to ``path`` (parent directories made), close it, return the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    pyplot().close(fig)
+    return out
+
+
+def write_report(run: RunData, path: str | Path) -> Path:
+    """Draw the report of ``run`` to ``path`` (PNG) and return the path."""
+    plt = pyplot()
     summary: Mapping[str, Any] = run.summary
     t_mem, t_grok = summary.get("t_mem"), summary.get("t_grok")
     fig, axes = plt.subplots(4, 4, figsize=(22, 18), constrained_layout=True)
@@ -133,11 +148,7 @@ def write_report(run: RunData, path: str | Path) -> Path:
         f"t_grok={t_grok}, gap={gap}, sharpness={_fmt(summary.get('sharpness'))}",
         fontsize=14,
     )
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=70)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=70)
 
 
 def _fmt(value: Any) -> str:

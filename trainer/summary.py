@@ -65,10 +65,9 @@ def _rank(family: str) -> int:
 
 def phase_diagram(c: Corpus, path: str | Path) -> Path:
     """Scatter of the runs over (weight decay, train fraction), coloured by outcome; PNG."""
-    import matplotlib
+    from grokwatch.report import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     families = _families(c) or ["mlp"]
     fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 4.4), squeeze=False)
@@ -94,11 +93,7 @@ def phase_diagram(c: Corpus, path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     fig.suptitle("Outcome within each run's budget")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def timing(c: Corpus) -> dict[str, float]:

@@ -12,17 +12,9 @@ import numpy as np
 from grokwatch.decision import Direction, Forecast
 from grokwatch.forecast.evaluate import OURS
 from grokwatch.forecast.training import Replay
+from grokwatch.report import pyplot, save_figure
 
 __all__ = ["lead_vs_far", "timeline"]
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def lead_vs_far(
@@ -31,7 +23,7 @@ def lead_vs_far(
     """Median lead (fraction of the gap, misses count 0) and recall against false-alarm rate,
     one line per signal, over every threshold (the ``curves`` of one group of
     :func:`.evaluate.evaluate`)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     curves: Mapping[str, Sequence[Mapping[str, float]]] = result["groups"][group]["curves"]
     for name, pts in curves.items():
@@ -53,11 +45,7 @@ def lead_vs_far(
     axes[0].axhline(0.5, color="grey", ls="--", lw=0.8)
     axes[1].legend(fontsize=8, loc="lower right")
     fig.suptitle(title or "lead vs false-alarm rate, every threshold")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def timeline(
@@ -69,7 +57,7 @@ def timeline(
 ) -> Path:
     """Accuracies, the forecast probabilities, the alert, ``t_grok``, the ``t_grok`` estimate
     and the change points of one run."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax, bx) = plt.subplots(
         2, 1, figsize=(9, 6), sharex=True, constrained_layout=True, height_ratios=(3, 2)
     )
@@ -124,11 +112,7 @@ def timeline(
         "dashed: t_mem (blue), t_grok (orange); red: first alert; ▲▼: change points",
         fontsize=9,
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def _mid_estimate(
