@@ -262,9 +262,11 @@ class RunDetector:
             self._track(fresh, count=True)
             if self._run is not None and not self._replay:
                 self._pending.extend(fresh)
+        new: tuple[ChangePoint, ...] = ()
         if forecast:
             self._catch_up()
-        new = tuple(self._run.new_change_points) if last_new and forecast and self._run else ()
+            if last_new and self._run is not None:
+                new = tuple(self._run.new_change_points)
         self.decision = self._decide(new)
         return self.decision
 
