@@ -15,6 +15,11 @@ hour at the corpus's mean run length (measured from a corpus directory if one is
 speed-up, and the fraction of the measured single-thread matmul peak that the training matmuls
 reach (wall time includes the agent's probes, which are the same on both sides).
 
+It also prices the *ceiling*: the matmuls of every step timed alone (:func:`step_matmuls`)
+plus the probe time ours measured, spread over the CPU quota with perfect scaling. That is
+the speed no implementation of the same model and probes in float32 beats on this machine,
+and it says how far the ≥ 3× target is reachable here at all.
+
     python benchmarks/corpus_throughput.py [--runs 8] [--steps 600] [--json OUT]
 """
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import random
 import time
@@ -70,6 +76,41 @@ def step_flops(config: dict[str, Any]) -> float:
     first = 2 * p * d_in * h * 2 if config["factorized"] else 2 * n * 2 * d_in * h
     rest = 2 * n * h * p + (2 * n * h * h if config["depth"] == 2 else 0)
     return 3.0 * (first + rest)
+
+
+def step_matmuls(config: dict[str, Any], reps: int = 30) -> float:
+    """Seconds the matmuls of one factorized training step take alone, at one thread.
+
+    Every GEMM of the step with its real shapes -- forward, input gradient and weight gradient
+    of the output layer, the second hidden layer at depth 2 and the two embedding projections
+    -- on random operands, nothing else: no loss, activation, gather, optimizer or probe. No
+    implementation of this model in float32 trains a step faster than this on this CPU.
+    """
+    p, h = config["p"], config["d_hidden"]
+    n_pairs = p * (p - 1) if config["op"] == "div" else p * p
+    n = round(config["frac"] * n_pairs)
+    layers = [(n, h, p)] + ([(n, h, h)] if config["depth"] == 2 else [])
+    if config["embedding"]:
+        layers += [(p, config["d_emb"], h)] * 2
+    pairs = []
+    for m, k, out in layers:  # (m, k) @ (k, out) and its two gradients
+        pairs += [((m, k), (k, out)), ((m, out), (out, k)), ((k, m), (m, out))]
+    mats = [(torch.randn(a), torch.randn(b)) for a, b in pairs]
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for a, b in mats:
+            a @ b
+        best = math.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                for a, b in mats:
+                    a @ b
+            best = min(best, (time.perf_counter() - t0) / reps)
+        return best
+    finally:
+        torch.set_num_threads(old)
 
 
 def bench_tasks(
@@ -181,6 +222,12 @@ def main() -> dict[str, Any]:
             sides.append(side(name, tasks, pool=pool, workdir=Path(tmp),
                               threads=threads or default_threads))  # fmt: skip
     base, ours = sides[0], sides[-1]
+    # The ceiling: every run's matmuls at full single-thread speed plus the probes as ours
+    # measured them, on perfectly scaling processes -- nothing else of a step costs anything.
+    tasks = bench_tasks(args.spec, args.runs, args.steps, factorized=True, threads=1)
+    matmul_s = sum(step_matmuls(t.config) for t in tasks) * args.steps
+    probe_s = ours["probe_seconds"]
+    ceiling = cpu_quota() * ours["steps"] / (matmul_s + probe_s)
     run_len = mean_run_steps(args.corpus)
     for s in sides:
         s["peak_fraction"] = s["train_gflops"] / (peak * s["processes"])
@@ -195,6 +242,13 @@ def main() -> dict[str, Any]:
         "mean_corpus_run_steps": run_len,
         "sides": sides,
         "speedup": ours["steps_per_s"] / base["steps_per_s"],
+        "ceiling": {
+            "matmul_seconds": matmul_s,
+            "probe_seconds": probe_s,
+            "steps_per_s": ceiling,
+            "speedup": ceiling / base["steps_per_s"],
+            "speedup_without_probes": cpu_quota() * ours["steps"] / matmul_s / base["steps_per_s"],
+        },
     }
     print(f"matmul peak (1 thread): {peak:.1f} GFLOP/s | CPU quota {cpu_quota()} | "
           f"load before {load_before:.2f}")  # fmt: skip
@@ -208,6 +262,11 @@ def main() -> dict[str, Any]:
               f"{ratio:.2f} | {rph} | {s['train_gflops']:.1f} | "
               f"{100 * s['peak_fraction']:.0f} % | {s['probe_seconds']:.1f} |")  # fmt: skip
     print(f"speed-up: {report['speedup']:.2f}×")
+    c = report["ceiling"]
+    print(f"ceiling (matmuls alone {c['matmul_seconds']:.1f} s + probes {c['probe_seconds']:.1f} s "
+          f"on {cpu_quota()} ideal processes): {c['steps_per_s']:.0f} model-steps/s = "
+          f"{c['speedup']:.2f}× the baseline ({c['speedup_without_probes']:.2f}× without the "
+          f"probes)")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return report
