@@ -119,10 +119,9 @@ def time_parts(
             state = FeatureState(budget=budget)
             for step, values in pts:
                 t0 = time.perf_counter()
-                before = state.non_finite
                 x = state.update(step, values)
                 t1 = time.perf_counter()
-                assemble(model, x, Context.of(state, before))
+                assemble(model, x, Context.of(state))
                 t2 = time.perf_counter()
                 feats.append(t1 - t0)
                 pred.append(t2 - t1)

@@ -29,6 +29,7 @@ give infinite strengths). ``direction`` says whether the slope went up or down.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from typing import Protocol
@@ -81,21 +82,36 @@ class LogTimeSlopes:
         self._pending = np.full(n, np.nan)
 
     def update(self, step: int, y: np.ndarray) -> tuple[int, np.ndarray] | None:
+        obs = self.update_many([step], np.asarray(y, dtype=float)[None, :])
+        return obs[-1] if obs else None
+
+    def update_many(self, steps: Sequence[int], y: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """``update`` on each row of ``y`` ``(n, K)`` at ``steps`` (increasing) in turn: the
+        observations those calls return, in order, in one pass of array operations."""
+        n = len(steps)
+        if n == 0:
+            return []
         finite = np.isfinite(y)
-        self._pending = np.where(finite, y, self._pending)
-        if step < self.min_step:
-            return None
-        if self._last_step is None:
-            self._last_step = step
-            self._last_y = self._pending.copy()
-            return None
-        if step < self._last_step * self.ratio:
-            return None
-        dt = math.log(step / self._last_step)
-        slopes = (self._pending - self._last_y) / dt
-        self._last_step = step
-        self._last_y = self._pending.copy()
-        return step, slopes
+        # the pending value after each row: the last finite one so far (forward fill)
+        last = np.where(finite, np.arange(n)[:, None], -1)
+        np.maximum.accumulate(last, axis=0, out=last)
+        pending = np.where(last >= 0, np.take_along_axis(y, np.maximum(last, 0), 0), self._pending)
+        self._pending = pending[-1].copy()
+        out: list[tuple[int, np.ndarray]] = []
+        i = bisect.bisect_left(steps, self.min_step)  # rows before min_step only fill pending
+        if self._last_step is None and i < n:
+            self._last_step, self._last_y = steps[i], pending[i].copy()
+            i += 1
+        while self._last_step is not None:
+            i = bisect.bisect_left(steps, self._last_step * self.ratio, lo=i)
+            if i >= n:
+                break
+            step = steps[i]
+            slopes = (pending[i] - self._last_y) / math.log(step / self._last_step)
+            self._last_step, self._last_y = step, pending[i].copy()
+            out.append((step, slopes))
+            i += 1
+        return out
 
 
 class ChangePointDetector(Protocol):

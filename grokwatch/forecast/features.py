@@ -30,10 +30,9 @@ different schema (:mod:`grokwatch.forecast.io`).
 
 from __future__ import annotations
 
-import array
 import bisect
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -49,11 +48,14 @@ from grokwatch.forecast.changepoints import (
 __all__ = [
     "CHANGEPOINT_MEASURES",
     "FEATURE_NAMES",
+    "INPUT_COLUMNS",
     "INPUT_MEASURES",
     "KEY_MEASURES",
     "RATIO",
     "SCHEMA_VERSION",
     "FeatureState",
+    "input_rows",
+    "rows_of",
     "run_features",
 ]
 
@@ -94,9 +96,6 @@ _MEASURES = (
     "embedding_band_score",
     "embedding_bimodality",
 )
-
-INPUT_MEASURES = frozenset({*_MEASURES, "train_loss_step", "circuit_complexity"})
-"""Every key of an evaluation's values that :meth:`FeatureState.update` reads."""
 
 CHANGEPOINT_MEASURES = (
     "test_accuracy",
@@ -169,42 +168,60 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
+INPUT_COLUMNS: tuple[str, ...] = (*_MEASURES, "train_loss_step", "circuit_complexity")
+"""The columns of :meth:`FeatureState.add_rows`: the measures, then the two aliases."""
+INPUT_MEASURES = frozenset(INPUT_COLUMNS)
+"""Every key of an evaluation's values that :meth:`FeatureState.update` reads."""
+
+_M = len(_MEASURES)
+_COL = {name: j for j, name in enumerate(INPUT_COLUMNS)}
+_ALIASES = ((_COL["train_loss"], _COL["train_loss_step"]),
+            (_COL["circuit_complexity_mean"], _COL["circuit_complexity"]))  # fmt: skip
+"""(measure, alias): an evaluation without the measure reads the alias (only ratios of the
+circuit complexity are used, so its total stands in for its mean)."""
+_TRENDS = (
+    "test_accuracy",
+    "test_loss",
+    "train_loss",
+    "weight_norm",
+    "weight_entropy",
+    "activation_sparsity",
+    "spectral_entropy",
+    "circuit_complexity_mean",
+    "fourier_gini",
+)
+"""The measures whose trends (slopes) are features: the only ones kept step by step."""
+_TREND_COLS = [_COL[m] for m in _TRENDS]
+_TREND_OF = {_COL[m]: k for k, m in enumerate(_TRENDS)}
+_CP_COLS = [_COL[m] for m in CHANGEPOINT_MEASURES]
+_CP_LOG = [i for i, m in enumerate(CHANGEPOINT_MEASURES) if m in _LOG_CP]
+
+
 class _Series:
-    """One measure's finite values in step order, with running extremes.
+    """One measure as the features read it: running extremes, its value when the run
+    memorized, and linear interpolation over its finite points (a view built per vector)."""
 
-    Only the points the trend features can still read are kept (those after
-    ``t / RATIO**2``, plus the one before), so memory stays bounded on long runs.
-    """
+    __slots__ = ("_j", "_points", "_state", "at_mem", "first", "last", "max", "min", "seen")
 
-    __slots__ = ("at_mem", "first", "max", "min", "steps", "values")
+    def __init__(self, state: FeatureState, j: int) -> None:
+        self._state, self._j = state, j
+        self.seen = bool(state._seen[j])
+        self.first = float(state._first[j])
+        self.last = float(state._last[j])
+        self.max = float(state._max[j])
+        self.min = float(state._min[j])
+        self.at_mem = float(state._at_mem[j])
+        self._points: tuple[list[int], list[float]] | None = None
 
-    def __init__(self) -> None:
-        self.steps = array.array("q")
-        self.values = array.array("d")
-        self.max = -math.inf
-        self.min = math.inf
-        self.first = math.nan
-        self.at_mem = math.nan
-
-    def add(self, step: int, value: float) -> None:
-        if not self.steps:
-            self.first = value
-        self.steps.append(step)
-        self.values.append(value)
-        self.max = max(self.max, value)
-        self.min = min(self.min, value)
-        stale = bisect.bisect_left(self.steps, step / RATIO**2) - 1
-        if stale >= _PRUNE_AT:
-            del self.steps[:stale]
-            del self.values[:stale]
-
-    @property
-    def last(self) -> float:
-        return self.values[-1] if self.values else math.nan
+    def points(self) -> tuple[list[int], list[float]]:
+        """The steps and values the trends can still read (older ones are dropped)."""
+        if self._points is None:
+            self._points = self._state._window.points(_TREND_OF[self._j])
+        return self._points
 
     def at(self, step: float) -> float:
         """Linear interpolation at ``step`` (the first value before the first step)."""
-        s, v = self.steps, self.values
+        s, v = self.points()
         if not s:
             return math.nan
         i = bisect.bisect_right(s, step)
@@ -217,10 +234,64 @@ class _Series:
 
     def slope(self, t: int, k: int = 0) -> float:
         """Change per log-step over ``[t / RATIO**(k+1), t / RATIO**k]``."""
-        if not self.steps:
+        if not self.seen:
             return math.nan
         hi = t / RATIO**k
         return (self.at(hi) - self.at(hi / RATIO)) / _LN_RATIO
+
+
+class _Window:
+    """The evaluations the trend features can still read, as one array of steps and one of
+    the :data:`_TRENDS` measures (NaN where missing or not finite), grown by half.
+
+    Trends read a measure at ``t / RATIO`` and ``t / RATIO**2`` at most, so rows before
+    ``t / RATIO**2`` are dropped once :data:`_PRUNE_AT` of them pile up; for each measure the
+    last finite point among the dropped rows is kept aside (interpolation needs the point
+    before the window), so memory stays bounded on long runs and nothing read changes.
+    """
+
+    __slots__ = ("_before_step", "_before_value", "n", "steps", "values")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.steps = np.empty(0, dtype=np.int64)
+        self.values = np.empty((0, len(_TRENDS)))
+        self._before_step = np.full(len(_TRENDS), -1, dtype=np.int64)  # -1: no point dropped
+        self._before_value = np.full(len(_TRENDS), np.nan)
+
+    def extend(self, steps: Sequence[int], values: np.ndarray) -> None:
+        n, need = self.n, self.n + len(steps)
+        if need > len(self.steps):
+            cap = max(need, len(self.steps) * 3 // 2, 8)
+            grown_s, grown_v = np.empty(cap, dtype=np.int64), np.empty((cap, len(_TRENDS)))
+            grown_s[:n], grown_v[:n] = self.steps[:n], self.values[:n]
+            self.steps, self.values = grown_s, grown_v
+        self.steps[n:need], self.values[n:need] = steps, values
+        self.n = need
+
+    def prune(self, t: int) -> None:
+        n = self.n
+        cut = int(np.searchsorted(self.steps[:n], t / RATIO**2, side="left"))
+        if cut < _PRUNE_AT:
+            return
+        old = self.values[:cut]
+        finite = np.isfinite(old)
+        has = finite.any(axis=0)
+        last = cut - 1 - np.argmax(finite[::-1], axis=0)
+        self._before_step[has] = self.steps[last[has]]
+        self._before_value[has] = old[last[has], np.flatnonzero(has)]
+        self.steps[: n - cut] = self.steps[cut:n]
+        self.values[: n - cut] = self.values[cut:n]
+        self.n = n - cut
+
+    def points(self, j: int) -> tuple[list[int], list[float]]:
+        col = self.values[: self.n, j]
+        finite = np.isfinite(col)
+        steps, values = self.steps[: self.n][finite].tolist(), col[finite].tolist()
+        if self._before_step[j] >= 0:
+            steps.insert(0, int(self._before_step[j]))
+            values.insert(0, float(self._before_value[j]))
+        return steps, values
 
 
 def _as_float(raw: object) -> float:
@@ -239,13 +310,33 @@ def _log_ratio(a: float, b: float) -> float:
     return math.log(a) - math.log(b) if a > 0 and b > 0 else math.nan
 
 
+def rows_of(
+    points: Sequence[tuple[int, Mapping[str, object]]],
+) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Evaluations as :meth:`FeatureState.add_rows` takes them: the steps, the values of
+    :data:`INPUT_COLUMNS` ``(n, C)`` (NaN for anything that is not a number) and which of
+    them are absent (a missing key or ``None``)."""
+    steps = [int(step) for step, _ in points]
+    raw = np.array([[v.get(name) for name in INPUT_COLUMNS] for _, v in points], dtype=object)
+    raw = raw.reshape(len(steps), len(INPUT_COLUMNS))
+    absent = raw == None  # noqa: E711 -- elementwise
+    raw[absent] = math.nan
+    try:
+        rows = raw.astype(float)
+    except (TypeError, ValueError, OverflowError):
+        rows = np.vectorize(_as_float, otypes=[float])(raw)
+    return steps, rows, absent
+
+
 class FeatureState:
-    """The features of one run, updated one evaluation at a time (see the module docstring).
+    """The features of one run, updated as evaluations arrive (see the module docstring).
 
     ``update(step, values)`` expects steps in increasing order (a step not larger than the
     last is ignored and returns the previous vector); ``values`` maps measure names (the
-    agent's history keys) to floats. ``changepoints`` picks the change-point method feeding
-    the features: ``"bayes"`` (default) or ``"kernel"``.
+    agent's history keys) to floats. :meth:`add_rows` takes many evaluations as arrays at
+    once and leaves exactly the state that ``update`` on each in turn leaves (the detector
+    service and the offline replay use it). ``changepoints`` picks the change-point method
+    feeding the features: ``"bayes"`` (default) or ``"kernel"``.
     """
 
     def __init__(
@@ -260,10 +351,19 @@ class FeatureState:
         self.budget = budget
         self.rules = rules or EventRules()
         self.tracker = EventTracker(self.rules)
-        self.series = {name: _Series() for name in _MEASURES}
         self.n_points = 0
         self.non_finite = 0
+        self.last_non_finite = 0
+        """Non-finite values in the last evaluation added."""
         self.last_step: int | None = None
+        # per measure: seen, first / last finite value, running extremes, value at t_mem
+        self._seen = np.zeros(_M, dtype=bool)
+        self._first = np.full(_M, np.nan)
+        self._last = np.full(_M, np.nan)
+        self._max = np.full(_M, -np.inf)
+        self._min = np.full(_M, np.inf)
+        self._at_mem = np.full(_M, np.nan)
+        self._window = _Window()
         self._slopes = LogTimeSlopes(len(CHANGEPOINT_MEASURES), min_step=2)
         detector: ChangePointDetector
         if changepoints == "bayes":
@@ -289,41 +389,90 @@ class FeatureState:
     def add(self, step: int, values: Mapping[str, float]) -> None:
         """Add the evaluation at ``step`` without computing the feature vector: replaying many
         evaluations and reading :meth:`vector` once gives what ``update`` gives at the last."""
+        self.add_rows(*rows_of(((step, values),)))
+
+    def add_rows(self, steps: Sequence[int], rows: np.ndarray, absent: np.ndarray) -> None:
+        """Add evaluations given as arrays (see :func:`rows_of`): ``rows[i]`` holds the values
+        of :data:`INPUT_COLUMNS` at ``steps[i]``, ``absent[i]`` which of them were not
+        reported. A step not after every step before it is ignored."""
         self.new_change_points = []
-        if self.last_step is not None and step <= self.last_step:
+        keep, last = [], self.last_step
+        for i, step in enumerate(steps):
+            if last is None or step > last:
+                keep.append(i)
+                last = step
+        if not keep:
             return
-        self.last_step = step
-        self.n_points += 1
-        clean: dict[str, float] = {}
-        for name, series in self.series.items():
-            raw = values.get(name)
-            if raw is None and name == "train_loss":
-                raw = values.get("train_loss_step")
-            if raw is None and name == "circuit_complexity_mean":
-                raw = values.get("circuit_complexity")  # only ratios of it are used
-            if raw is None:
-                continue
-            value = _as_float(raw)
-            if not math.isfinite(value):
-                self.non_finite += 1
-                continue
-            clean[name] = value
-            series.add(step, value)
-        had_mem = self.tracker.t_mem is not None
-        loss = values.get("train_loss_step", values.get("train_loss"))
-        self.tracker.update(
-            step,
-            train_acc=clean.get("train_accuracy"),
-            test_acc=clean.get("test_accuracy"),
-            train_loss=None if loss is None else _as_float(loss),  # non-finite: diverged
-        )
-        if not had_mem and self.tracker.t_mem is not None:
-            for series in self.series.values():
-                series.at_mem = series.last
-        if self.tracker.t_mem is not None and "test_accuracy" in clean:
-            self._test_low = min(self._test_low, clean["test_accuracy"])
-        self._update_changepoints(step)
+        if len(keep) < len(steps):
+            steps, rows, absent = [steps[i] for i in keep], rows[keep], absent[keep]
+        else:
+            steps = list(steps)
+        n = len(steps)
+        x, gone = rows[:, :_M].copy(), absent[:, :_M].copy()
+        for j, alias in _ALIASES:
+            use = gone[:, j] & ~absent[:, alias]
+            x[use, j], gone[use, j] = rows[use, alias], False
+        finite = np.isfinite(x)
+        bad = (~gone & ~finite).sum(axis=1)
+        self.non_finite += int(bad.sum())
+        self.last_non_finite = int(bad[-1])
+        x[~finite] = np.nan
+
+        mem_row = self._track(steps, x, rows, absent)
+        previous_last = self._last.copy()
+        has = finite.any(axis=0)
+        if has.any():
+            cols = np.flatnonzero(has)
+            new = has & ~self._seen
+            if new.any():
+                self._first[new] = x[np.argmax(finite, axis=0)[new], np.flatnonzero(new)]
+            self._seen |= has
+            self._max = np.maximum(self._max, np.where(finite, x, -np.inf).max(axis=0))
+            self._min = np.minimum(self._min, np.where(finite, x, np.inf).min(axis=0))
+            self._last[has] = x[n - 1 - np.argmax(finite[::-1], axis=0)[has], cols]
+        if mem_row is not None:
+            upto = finite[: mem_row + 1]
+            got = upto.any(axis=0)
+            self._at_mem = previous_last.copy()
+            self._at_mem[got] = x[mem_row - np.argmax(upto[::-1], axis=0)[got], np.flatnonzero(got)]
+        if self.tracker.t_mem is not None:
+            test = x[0 if mem_row is None else mem_row :, _COL["test_accuracy"]]
+            test = test[np.isfinite(test)]
+            if test.size:
+                self._test_low = min(self._test_low, float(test.min()))
+        self._window.extend(steps, x[:, _TREND_COLS])
+        self._window.prune(steps[-1])
+        self._update_changepoints(steps, x[:, _CP_COLS], previous_last[_CP_COLS])
+        self.last_step = steps[-1]
+        self.n_points += n
         self._vector = None
+
+    def _track(
+        self, steps: list[int], x: np.ndarray, rows: np.ndarray, absent: np.ndarray
+    ) -> int | None:
+        """Feed the event tracker row by row; the row at which the run memorized, if here."""
+        tracker = self.tracker
+        had_mem = tracker.t_mem is not None
+        train = x[:, _COL["train_accuracy"]].tolist()
+        test = x[:, _COL["test_accuracy"]].tolist()
+        # the tracker's loss: the step loss if reported, else the evaluated one
+        step_loss = np.where(absent[:, _COL["train_loss_step"]], None,
+                             rows[:, _COL["train_loss_step"]])  # fmt: skip
+        eval_loss = np.where(absent[:, _COL["train_loss"]], None, rows[:, _COL["train_loss"]])
+        has_step = ~absent[:, _COL["train_loss_step"]]
+        losses = np.where(has_step, step_loss, eval_loss).tolist()
+        mem_row = None
+        for i, step in enumerate(steps):
+            tr, te, loss = train[i], test[i], losses[i]
+            tracker.update(
+                step,
+                train_acc=None if tr != tr else tr,
+                test_acc=None if te != te else te,
+                train_loss=None if loss is None else float(loss),
+            )
+            if not had_mem and mem_row is None and tracker.t_mem is not None:
+                mem_row = i
+        return mem_row
 
     def vector(self) -> np.ndarray:
         """The feature vector at the last step added (all NaN before the first)."""
@@ -331,46 +480,50 @@ class FeatureState:
             self._vector = self._compute(max(self.last_step or 0, 1))
         return self._vector.copy()
 
-    def _update_changepoints(self, step: int) -> None:
-        y = np.array(
-            [
-                _log(self.series[m].last) if m in _LOG_CP else self.series[m].last
-                for m in CHANGEPOINT_MEASURES
-            ]
-        )
-        obs = self._slopes.update(step, y)
-        if obs is None:
-            return
-        step_cp, slopes = obs
-        found = self._cpd.update(step_cp, np.clip(slopes, -_MAX_SLOPE, _MAX_SLOPE))
-        for cp in found:
-            self._last_cp[cp.measure] = cp
-        self.change_points.extend(found)
-        self.new_change_points = found
+    def _update_changepoints(self, steps: list[int], x: np.ndarray, before: np.ndarray) -> None:
+        # each row's latest finite value of every watched measure (log scale where so)
+        finite = np.isfinite(x)
+        idx = np.where(finite, np.arange(len(steps))[:, None], -1)
+        np.maximum.accumulate(idx, axis=0, out=idx)
+        latest = np.where(idx >= 0, np.take_along_axis(x, np.maximum(idx, 0), 0), before)
+        for k in _CP_LOG:
+            latest[:, k] = [_log(v) for v in latest[:, k].tolist()]
+        for step_cp, slopes in self._slopes.update_many(steps, latest):
+            found = self._cpd.update(step_cp, np.clip(slopes, -_MAX_SLOPE, _MAX_SLOPE))
+            for cp in found:
+                self._last_cp[cp.measure] = cp
+            self.change_points.extend(found)
+            if step_cp == steps[-1]:
+                self.new_change_points = found
 
     # -- output ------------------------------------------------------------------------------
 
     @property
+    def held(self) -> int:
+        """Evaluations held for the trend features (bounded: older ones are dropped)."""
+        return self._window.n
+
+    @property
     def missing(self) -> tuple[str, ...]:
         """Key measures (:data:`KEY_MEASURES`) never seen so far."""
-        return tuple(m for m in KEY_MEASURES if not self.series[m].steps)
+        return tuple(m for m in KEY_MEASURES if not self._seen[_COL[m]])
 
     def _compute(self, t: int) -> np.ndarray:
-        s = self.series
+        s = {name: _Series(self, j) for j, name in enumerate(_MEASURES)}
         t_mem = self.tracker.t_mem or 0
         mem = self.tracker.t_mem is not None
         acc, tr_acc = s["test_accuracy"], s["train_accuracy"]
         te_loss, tr_loss, wn = s["test_loss"], s["train_loss"], s["weight_norm"]
         test_acc = acc.last
         rise = math.nan
-        if acc.steps:
+        if acc.seen:
             low = self._test_low
             rise = max(test_acc - low, 0.0) if math.isfinite(low) else 0.0
         acc_slope = acc.slope(t)
         accel = acc_slope - acc.slope(t, 1)
         budget_left = math.log(self.budget / t) if self.budget else math.nan
         margin = math.nan
-        if acc.steps and math.isfinite(budget_left):
+        if acc.seen and math.isfinite(budget_left):
             to_go = max(self.rules.grok_threshold - test_acc, 0.0)
             needed = to_go / acc_slope if acc_slope > 1e-4 else 20.0
             margin = min(needed, 20.0) - budget_left
@@ -378,7 +531,7 @@ class FeatureState:
         mc = s["mc_dropout_accuracy_var"]
         energy = s["loss_spectral_energy"]
         went = s["weight_entropy"]
-        went_scale = max(abs(went.max), abs(went.min)) if went.steps else math.nan
+        went_scale = max(abs(went.max), abs(went.min)) if went.seen else math.nan
         mc_mean = s["mc_dropout_accuracy_mean"].last
         feats = [
             float(mem),
@@ -406,11 +559,11 @@ class FeatureState:
             s["grad_weight_cosine"].last,
             _log_ratio(cc.last, cc.max),
             _log_slope(cc, t),
-            mc.last / mc.max if mc.steps and mc.max > 0 else (0.0 if mc.steps else math.nan),
-            _log(mc.last + 1e-6) / math.log(10.0) if mc.steps else math.nan,
+            mc.last / mc.max if mc.seen and mc.max > 0 else (0.0 if mc.seen else math.nan),
+            _log(mc.last + 1e-6) / math.log(10.0) if mc.seen else math.nan,
             mc_mean - test_acc,
             s["softmax_collapse"].last,
-            _log_ratio(energy.last, tr_loss.last * tr_loss.last) if energy.steps else math.nan,
+            _log_ratio(energy.last, tr_loss.last * tr_loss.last) if energy.seen else math.nan,
             s["loss_hjorth_mobility"].last,
             s["fourier_gini"].last,
             s["fourier_gini"].slope(t),
@@ -439,21 +592,21 @@ class FeatureState:
 
 def _since(series: _Series, mem: bool) -> float:
     """Change of the measure since memorization (0 before it; NaN if never measured)."""
-    if not series.steps:
+    if not series.seen:
         return math.nan
     return series.last - series.at_mem if mem and math.isfinite(series.at_mem) else 0.0
 
 
 def _log_since(series: _Series, mem: bool) -> float:
     """``log(measure / measure at t_mem)`` (0 before memorization)."""
-    if not series.steps:
+    if not series.seen:
         return math.nan
     return _log_ratio(series.last, series.at_mem) if mem else 0.0
 
 
 def _log_slope(series: _Series, t: int) -> float:
     """Slope of ``log(measure)`` per log-step over ``[t / RATIO, t]``."""
-    if not series.steps:
+    if not series.seen:
         return math.nan
     hi, lo = series.at(t), series.at(t / RATIO)
     if hi <= 0 or lo <= 0:
@@ -473,10 +626,22 @@ def run_features(
     """Replay a whole run (``steps (T,)``, ``values (T, M)`` NaN = missing) through a
     :class:`FeatureState`; returns the features at every step, ``(T, F)``, and the state."""
     state = FeatureState(budget=budget, rules=rules, changepoints=changepoints)
-    index = [(name, j) for j, name in enumerate(columns) if name in INPUT_MEASURES]
+    rows, absent = input_rows(columns, values)
     out = np.full((len(steps), len(FEATURE_NAMES)), np.nan)
-    for i, step in enumerate(steps):
-        row = values[i]
-        point = {name: float(row[j]) for name, j in index}
-        out[i] = state.update(int(step), point)
+    for i, step in enumerate(np.asarray(steps).tolist()):
+        state.add_rows([int(step)], rows[i : i + 1], absent[i : i + 1])
+        out[i] = state.vector()
     return out, state
+
+
+def input_rows(columns: Sequence[str], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A run's value matrix ``(T, M)`` with named ``columns`` as :meth:`FeatureState.add_rows`
+    takes it: every value of a column present is reported (NaN = measured, not finite)."""
+    values = np.asarray(values, dtype=float)
+    rows = np.full((values.shape[0], len(INPUT_COLUMNS)), np.nan)
+    absent = np.ones(rows.shape, dtype=bool)
+    for j, name in enumerate(columns):
+        c = _COL.get(name)
+        if c is not None:
+            rows[:, c], absent[:, c] = values[:, j], False
+    return rows, absent

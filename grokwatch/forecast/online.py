@@ -48,7 +48,7 @@ import numpy as np
 
 from grokwatch.decision import ChangePoint, Forecast, ForecastReason, Phase
 from grokwatch.events import EventRules
-from grokwatch.forecast.features import FEATURE_NAMES, INPUT_MEASURES, FeatureState
+from grokwatch.forecast.features import FEATURE_NAMES, INPUT_MEASURES, FeatureState, rows_of
 from grokwatch.forecast.forecaster import GrokForecaster
 
 __all__ = [
@@ -102,7 +102,8 @@ class Context:
     non_finite: bool
 
     @classmethod
-    def of(cls, state: FeatureState, non_finite_before: int) -> Context:
+    def of(cls, state: FeatureState) -> Context:
+        """The context at the last evaluation ``state`` took."""
         return cls(
             step=state.last_step or 0,
             n_points=state.n_points,
@@ -110,7 +111,7 @@ class Context:
             t_grok=state.tracker.t_grok,
             phase=state.tracker.phase,
             missing=state.missing,
-            non_finite=state.non_finite > non_finite_before,
+            non_finite=state.last_non_finite > 0,
         )
 
 
@@ -230,16 +231,12 @@ class RunForecast:
 
     def update_many(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> Forecast | None:
         """Add evaluations in order; the forecast at the last new one (a step not after the
-        last step is ignored), equal to ``update`` on each in turn, with one prediction."""
-        before: int | None = None
-        for step, values in points:
-            if self.state.last_step is not None and step <= self.state.last_step:
-                continue
-            before = self.state.non_finite
-            self.state.add(step, values)
-        if before is not None:
-            x = self.state.vector()
-            self.forecast = assemble(self.model, x, Context.of(self.state, before))
+        last step is ignored), equal to ``update`` on each in turn, with one prediction and
+        the features brought up to date in one pass of array operations."""
+        last = self.state.last_step
+        if points and (last is None or max(step for step, _ in points) > last):
+            self.state.add_rows(*rows_of(points))
+            self.forecast = assemble(self.model, self.state.vector(), Context.of(self.state))
         return self.forecast
 
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from grokwatch.decision import ChangePoint, Forecast
 from grokwatch.events import EventRules
-from grokwatch.forecast.features import FEATURE_NAMES, FeatureState
+from grokwatch.forecast.features import FEATURE_NAMES, FeatureState, input_rows
 from grokwatch.forecast.forecaster import RESIDUAL_QUANTILES, GrokForecaster, weighted_quantile
 from grokwatch.forecast.online import MIN_CONFIDENCE, Context, assemble
 
@@ -160,14 +160,13 @@ def replay(
     state = FeatureState(
         budget=int(budget) if budget else None, rules=rules, changepoints=changepoints
     )
-    wanted = [n for n in (*state.series, "train_loss_step", "circuit_complexity") if n in cols]
+    rows, absent = input_rows(run.columns, run.values[idx])
     X = np.full((steps.size, len(FEATURE_NAMES)), np.nan)
     contexts: list[Context] = []
-    for i, k in enumerate(idx):
-        row = run.values[k]
-        before = state.non_finite
-        X[i] = state.update(int(steps[i]), {n: float(row[cols[n]]) for n in wanted})
-        contexts.append(Context.of(state, before))
+    for i, step in enumerate(steps.tolist()):
+        state.add_rows([step], rows[i : i + 1], absent[i : i + 1])
+        X[i] = state.vector()
+        contexts.append(Context.of(state))
     measures = {
         n: np.asarray(run.values[idx, cols[n]], dtype=float)
         if n in cols

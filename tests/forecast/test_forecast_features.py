@@ -10,7 +10,7 @@ from _forecast_synth import COLUMNS, make_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grokwatch.forecast.features import FEATURE_NAMES, FeatureState, run_features
+from grokwatch.forecast.features import FEATURE_NAMES, FeatureState, rows_of, run_features
 from grokwatch.forecast.training import thin
 
 
@@ -137,4 +137,52 @@ def test_memory_stays_bounded_on_long_runs():
     state = FeatureState()
     for s in range(1, 200_000, 50):
         state.update(s, {"weight_norm": 1.0 + math.sin(s)})
-    assert len(state.series["weight_norm"].steps) < 3000
+    assert state.held < 3000
+
+
+def test_a_measure_seen_once_long_ago_does_not_pin_the_window():
+    once = FeatureState()
+    once.update(1, {"weight_norm": 2.0, "fourier_gini": 0.5})
+    for s in range(50, 100_000, 50):
+        once.update(s, {"weight_norm": 1.0 + math.sin(s)})
+    assert once.held < 1500
+    i = FEATURE_NAMES.index("fourier_gini")
+    assert once.vector()[i] == 0.5  # still read: its only value stands for the whole window
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(-10, 3_000), values_strategy), min_size=1, max_size=40),
+    st.lists(st.integers(1, 12), min_size=1, max_size=40),
+    st.one_of(st.none(), st.integers(1, 5_000)),
+)
+def test_a_batch_leaves_exactly_the_state_of_one_update_at_a_time(points, sizes, budget):
+    one, many = FeatureState(budget=budget), FeatureState(budget=budget)
+    i = 0
+    for size in sizes * len(points):
+        batch = points[i : i + size]
+        if not batch:
+            break
+        for step, values in batch:
+            one.update(step, values)
+        many.add_rows(*rows_of(batch))
+        i += size
+        np.testing.assert_array_equal(many.vector(), one.vector())
+        assert (many.n_points, many.non_finite, many.last_step, many.missing) == (
+            one.n_points, one.non_finite, one.last_step, one.missing)  # fmt: skip
+        assert many.change_points == one.change_points
+        assert many.tracker.events == one.tracker.events
+        assert many.tracker.phase is one.tracker.phase
+
+
+def test_a_corpus_like_run_in_batches_matches_point_by_point():
+    run = make_run(4, groks=True)
+    pts = [(int(s), dict(zip(run.columns, map(float, v), strict=True)))
+           for s, v in zip(run.steps, run.values, strict=True)]  # fmt: skip
+    one, many = FeatureState(budget=run.labels["budget"]), FeatureState(budget=run.labels["budget"])
+    for k in range(0, len(pts), 37):
+        for step, values in pts[k : k + 37]:
+            one.update(step, values)
+        many.add_rows(*rows_of(pts[k : k + 37]))
+        np.testing.assert_array_equal(many.vector(), one.vector())
+    assert many.change_points and many.change_points == one.change_points
