@@ -29,7 +29,9 @@ give infinite strengths). ``direction`` says whether the slope went up or down.
 
 from __future__ import annotations
 
+import array
 import bisect
+import functools
 import math
 from collections.abc import Sequence
 from typing import Protocol
@@ -127,15 +129,33 @@ class _History:
 
     def __init__(self, k: int, size: int) -> None:
         self.size = size
-        self.steps: list[int] = []
+        self.steps = array.array("q")
         self.x = np.full((0, k), np.nan)
 
     def append(self, step: int, x: np.ndarray) -> None:
         self.steps.append(step)
         self.x = np.vstack([self.x, x[None, :]])
         if len(self.steps) > self.size:
-            self.steps = self.steps[-self.size :]
+            del self.steps[: len(self.steps) - self.size]
             self.x = self.x[-self.size :]
+
+
+@functools.lru_cache(maxsize=16)
+def _prior_tables(
+    kappa0: float, alpha0: float, r: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """kappa and alpha of a regime after j = 0 .. r-1 observations (each observation adds 1
+    and 1/2, summed in the order the updates add them) and the Student-t normalizer
+    ``gammaln((nu + 1) / 2) - gammaln(nu / 2)`` at those alphas (``nu = 2 alpha``)."""
+    kappa, alpha = np.empty(r), np.empty(r)
+    kappa[0], alpha[0] = kappa0, alpha0
+    for j in range(1, r):
+        kappa[j], alpha[j] = kappa[j - 1] + 1.0, alpha[j - 1] + 0.5
+    nu = 2.0 * alpha
+    norm = gammaln((nu + 1.0) / 2.0) - gammaln(nu / 2.0)
+    for table in (kappa, alpha, norm):
+        table.flags.writeable = False
+    return kappa, alpha, norm
 
 
 class BayesianOnlineCPD:
@@ -178,9 +198,12 @@ class BayesianOnlineCPD:
         self.log_r = np.full((k, r), -np.inf)
         self.log_r[:, 0] = 0.0
         self.mu = np.full((k, r), mu0)
-        self.kappa = np.full((k, r), kappa0)
-        self.alpha = np.full((k, r), alpha0)
         self.beta = np.full((k, r), beta0)
+        # kappa and alpha of run length r are those of min(r, observations since the stream's
+        # start): kept as that count, read from shared tables (less memory per run)
+        self._seen = np.zeros(k, dtype=np.int64)
+        self._tables = _prior_tables(kappa0, alpha0, r)
+        self._bins = np.arange(r)
         self.n_obs = np.zeros(k, dtype=np.int64)
         self.start = np.zeros(k, dtype=np.int64)
         self._hist = _History(k, max_run + 1)
@@ -199,14 +222,28 @@ class BayesianOnlineCPD:
             self._filter(x, ok, hazard)
         return self._confirmed(step, ok)
 
+    @property
+    def kappa(self) -> np.ndarray:
+        """Normal-Gamma kappa of every stream and run length, ``(K, R)``."""
+        return self._tables[0][self._index()]
+
+    @property
+    def alpha(self) -> np.ndarray:
+        """Normal-Gamma alpha of every stream and run length, ``(K, R)``."""
+        return self._tables[1][self._index()]
+
+    def _index(self) -> np.ndarray:
+        return np.minimum(self._bins[None, :], self._seen[:, None])
+
     def _filter(self, x: np.ndarray, ok: np.ndarray, hazard: float) -> None:
         xs = np.where(ok, x, 0.0)[:, None]  # (K, 1)
-        mu, kappa, alpha, beta = self.mu, self.kappa, self.alpha, self.beta
+        index = self._index()
+        kappa_t, alpha_t, norm_t = self._tables
+        mu, kappa, alpha, beta = self.mu, kappa_t[index], alpha_t[index], self.beta
         nu = 2.0 * alpha
         scale2 = beta * (kappa + 1.0) / (alpha * kappa)
         log_pred = (
-            gammaln((nu + 1.0) / 2.0)
-            - gammaln(nu / 2.0)
+            norm_t[index]
             - 0.5 * np.log(nu * math.pi * scale2)
             - (nu + 1.0) / 2.0 * np.log1p((xs - mu) ** 2 / (nu * scale2))
         )  # (K, R)
@@ -218,28 +255,22 @@ class BayesianOnlineCPD:
         new_r[:, 1:] = growth[:, :-1]
         new_r[:, -1] = np.logaddexp(new_r[:, -1], growth[:, -1])
         new_r -= np.logaddexp.reduce(new_r, axis=1, keepdims=True)
-        m0, k0, a0, b0 = self.prior
+        m0, _, _, b0 = self.prior
         mu_up = (kappa * mu + xs) / (kappa + 1.0)
         beta_up = beta + kappa * (xs - mu) ** 2 / (2.0 * (kappa + 1.0))
-        for arr, up, first in (
-            (self.mu, mu_up, m0),
-            (self.kappa, kappa + 1.0, k0),
-            (self.alpha, alpha + 0.5, a0),
-            (self.beta, beta_up, b0),
-        ):
+        for arr, up, first in ((self.mu, mu_up, m0), (self.beta, beta_up, b0)):
             shifted = np.empty_like(arr)
             shifted[:, 0] = first
             shifted[:, 1:] = up[:, :-1]
             arr[ok] = shifted[ok]
         self.log_r[ok] = new_r[ok]
+        self._seen += ok
         broken = ok & ~np.isfinite(self.log_r).any(axis=1)
         if broken.any():  # overflowed on absurd input: forget the stream's history
             self.log_r[broken] = -np.inf
             self.log_r[broken, 0] = 0.0
-            for arr, first in zip(
-                (self.mu, self.kappa, self.alpha, self.beta), self.prior, strict=True
-            ):
-                arr[broken] = first
+            self.mu[broken], self.beta[broken] = m0, b0
+            self._seen[broken] = 0
         self.n_obs += ok
 
     def _confirmed(self, step: int, ok: np.ndarray) -> list[ChangePoint]:
