@@ -35,6 +35,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from grokwatch.decision import (
     Action,
     ChangePoint,
@@ -173,6 +175,27 @@ class _History:
     def __iter__(self) -> Iterator[Point]:
         return (self.point(i) for i in range(len(self.steps)))
 
+    def rows(
+        self, start: int, columns: Sequence[str]
+    ) -> tuple[list[int], np.ndarray, np.ndarray] | None:
+        """The evaluations from index ``start`` on as arrays: their steps, the values of
+        ``columns`` ``(n, C)`` and which were absent; ``None`` when one of them holds a value
+        that is not a real number (only its dict keeps it)."""
+        steps = self.steps[start:].tolist()
+        if self._raw and any(step in self._raw for step in steps):
+            return None
+        width = len(self._columns)
+        data = np.array(self._data[start * width :], dtype=float).reshape(len(steps), width)
+        values = np.full((len(steps), len(columns)), np.nan)
+        absent = np.ones(values.shape, dtype=bool)
+        for c, name in enumerate(columns):
+            j = self._index.get(name)
+            if j is not None:
+                col = data[:, j]
+                values[:, c] = col
+                absent[:, c] = np.isnan(col) & np.signbit(col)
+        return steps, values, absent
+
 
 class RunDetector:
     """Detector for one run: rule-based events and phases plus, with a forecaster, forecasts.
@@ -208,7 +231,7 @@ class RunDetector:
         self.forecast: Forecast | None = None
         self.decision: Decision | None = None
         self.phase_changes = 0
-        self._pending: list[Point] = []  # points the forecaster has not seen (deferred)
+        self._pending = 0  # newest evaluations the forecaster has not seen (deferred)
         self._replay = False  # late points arrived while deferred: replay the forecaster
 
     def _start(self) -> RunForecaster | None:
@@ -257,11 +280,11 @@ class RunDetector:
             self._track(list(history), count=False)
             if before is not None and self._tracker.phase is not before:
                 self.phase_changes += 1
-            self._replay, self._pending = self._run is not None, []
+            self._replay, self._pending = self._run is not None, 0
         elif fresh:
             self._track(fresh, count=True)
             if self._run is not None and not self._replay:
-                self._pending.extend(fresh)
+                self._pending += len(fresh)
         new: tuple[ChangePoint, ...] = ()
         if forecast:
             self._catch_up()
@@ -273,7 +296,7 @@ class RunDetector:
     @property
     def pending(self) -> bool:
         """Whether points wait for the forecaster (see ``update_many(forecast=False)``)."""
-        return self._run is not None and (self._replay or bool(self._pending))
+        return self._run is not None and (self._replay or self._pending > 0)
 
     def flush(self) -> Decision | None:
         """Feed the deferred points to the forecaster and decide again; ``None`` when
@@ -288,10 +311,10 @@ class RunDetector:
     def _catch_up(self) -> None:
         if self._replay:
             self._run = self._start()
-            self._forecast(list(self._history))
+            self._forecast(0)
         elif self._pending:
-            self._forecast(self._pending)
-        self._pending, self._replay = [], False
+            self._forecast(len(self._history) - self._pending)
+        self._pending, self._replay = 0, False
 
     def _track(self, points: list[Point], *, count: bool) -> None:
         tracker = self._tracker
@@ -306,10 +329,19 @@ class RunDetector:
             if before is not None and tracker.phase is not before:
                 self.phase_changes += 1
 
-    def _forecast(self, points: list[Point]) -> None:
-        run = self._run
-        if run is None or not points:
+    def _forecast(self, start: int) -> None:
+        """Feed the forecaster the history from index ``start`` on: as arrays when it takes
+        them (``update_rows``), else as points."""
+        run, history = self._run, self._history
+        if run is None or start >= len(history):
             return
+        update_rows = getattr(run, "update_rows", None)
+        if update_rows is not None:
+            rows = history.rows(start, run.columns)
+            if rows is not None:
+                self.forecast = update_rows(*rows)
+                return
+        points = [history.point(i) for i in range(start, len(history))]
         many = getattr(run, "update_many", None)
         if many is not None:
             self.forecast = many(points)

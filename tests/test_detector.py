@@ -218,5 +218,5 @@ def test_a_detector_without_forecaster_keeps_nothing_pending():
     for step, values in points(0, 30):
         detector.update_many([(step, values)], forecast=False)
     assert not detector.pending
-    assert detector._pending == []
+    assert detector._pending == 0
     assert detector.flush() is None

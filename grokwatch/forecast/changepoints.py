@@ -93,26 +93,29 @@ class LogTimeSlopes:
         n = len(steps)
         if n == 0:
             return []
-        finite = np.isfinite(y)
-        # the pending value after each row: the last finite one so far (forward fill)
-        last = np.where(finite, np.arange(n)[:, None], -1)
+        # the pending value after row i: each stream's last finite value up to row i
+        last = np.where(np.isfinite(y), np.arange(n)[:, None], -1)
         np.maximum.accumulate(last, axis=0, out=last)
-        pending = np.where(last >= 0, np.take_along_axis(y, np.maximum(last, 0), 0), self._pending)
-        self._pending = pending[-1].copy()
+        before, streams = self._pending, np.arange(y.shape[1])
+
+        def pending(i: int) -> np.ndarray:
+            return np.where(last[i] >= 0, y[np.maximum(last[i], 0), streams], before)
+
         out: list[tuple[int, np.ndarray]] = []
         i = bisect.bisect_left(steps, self.min_step)  # rows before min_step only fill pending
         if self._last_step is None and i < n:
-            self._last_step, self._last_y = steps[i], pending[i].copy()
+            self._last_step, self._last_y = steps[i], pending(i)
             i += 1
         while self._last_step is not None:
             i = bisect.bisect_left(steps, self._last_step * self.ratio, lo=i)
             if i >= n:
                 break
-            step = steps[i]
-            slopes = (pending[i] - self._last_y) / math.log(step / self._last_step)
-            self._last_step, self._last_y = step, pending[i].copy()
+            step, now = steps[i], pending(i)
+            slopes = (now - self._last_y) / math.log(step / self._last_step)
+            self._last_step, self._last_y = step, now
             out.append((step, slopes))
             i += 1
+        self._pending = pending(n - 1)
         return out
 
 

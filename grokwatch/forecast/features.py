@@ -30,9 +30,11 @@ different schema (:mod:`grokwatch.forecast.io`).
 
 from __future__ import annotations
 
+import array
 import bisect
+import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -198,30 +200,21 @@ _CP_LOG = [i for i, m in enumerate(CHANGEPOINT_MEASURES) if m in _LOG_CP]
 
 
 class _Series:
-    """One measure as the features read it: running extremes, its value when the run
-    memorized, and linear interpolation over its finite points (a view built per vector)."""
+    """One measure as the features read it (a view built per vector): running extremes, its
+    value when the run memorized and, for the :data:`_TRENDS`, interpolation over its points."""
 
-    __slots__ = ("_j", "_points", "_state", "at_mem", "first", "last", "max", "min", "seen")
+    __slots__ = ("at_mem", "first", "last", "max", "min", "seen", "steps", "values")
 
-    def __init__(self, state: FeatureState, j: int) -> None:
-        self._state, self._j = state, j
-        self.seen = bool(state._seen[j])
-        self.first = float(state._first[j])
-        self.last = float(state._last[j])
-        self.max = float(state._max[j])
-        self.min = float(state._min[j])
-        self.at_mem = float(state._at_mem[j])
-        self._points: tuple[list[int], list[float]] | None = None
-
-    def points(self) -> tuple[list[int], list[float]]:
-        """The steps and values the trends can still read (older ones are dropped)."""
-        if self._points is None:
-            self._points = self._state._window.points(_TREND_OF[self._j])
-        return self._points
+    def __init__(self, seen: bool, first: float, last: float, extremes: tuple[float, float],
+                 at_mem: float, trend: _Trend | None) -> None:  # fmt: skip
+        self.seen, self.first, self.last, self.at_mem = seen, first, last, at_mem
+        self.max, self.min = extremes
+        self.steps = _NO_STEPS if trend is None else trend.steps
+        self.values = _NO_VALUES if trend is None else trend.values
 
     def at(self, step: float) -> float:
         """Linear interpolation at ``step`` (the first value before the first step)."""
-        s, v = self.points()
+        s, v = self.steps, self.values
         if not s:
             return math.nan
         i = bisect.bisect_right(s, step)
@@ -240,58 +233,36 @@ class _Series:
         return (self.at(hi) - self.at(hi / RATIO)) / _LN_RATIO
 
 
-class _Window:
-    """The evaluations the trend features can still read, as one array of steps and one of
-    the :data:`_TRENDS` measures (NaN where missing or not finite), grown by half.
+_NO_STEPS, _NO_VALUES = array.array("q"), array.array("d")
 
-    Trends read a measure at ``t / RATIO`` and ``t / RATIO**2`` at most, so rows before
-    ``t / RATIO**2`` are dropped once :data:`_PRUNE_AT` of them pile up; for each measure the
-    last finite point among the dropped rows is kept aside (interpolation needs the point
-    before the window), so memory stays bounded on long runs and nothing read changes.
+
+class _Trend:
+    """One :data:`_TRENDS` measure's finite points in step order.
+
+    Trends read a measure at ``t / RATIO**2`` at the earliest, so the points before it but
+    the last one are dropped once :data:`_PRUNE_AT` of them pile up: memory stays bounded on
+    long runs and nothing read changes.
     """
 
-    __slots__ = ("_before_step", "_before_value", "n", "steps", "values")
+    __slots__ = ("_kept", "steps", "values")
 
     def __init__(self) -> None:
-        self.n = 0
-        self.steps = np.empty(0, dtype=np.int64)
-        self.values = np.empty((0, len(_TRENDS)))
-        self._before_step = np.full(len(_TRENDS), -1, dtype=np.int64)  # -1: no point dropped
-        self._before_value = np.full(len(_TRENDS), np.nan)
+        self.steps = array.array("q")
+        self.values = array.array("d")
+        self._kept = 0  # points after the last pruning
 
-    def extend(self, steps: Sequence[int], values: np.ndarray) -> None:
-        n, need = self.n, self.n + len(steps)
-        if need > len(self.steps):
-            cap = max(need, len(self.steps) * 3 // 2, 8)
-            grown_s, grown_v = np.empty(cap, dtype=np.int64), np.empty((cap, len(_TRENDS)))
-            grown_s[:n], grown_v[:n] = self.steps[:n], self.values[:n]
-            self.steps, self.values = grown_s, grown_v
-        self.steps[n:need], self.values[n:need] = steps, values
-        self.n = need
+    def extend(self, steps: Iterable[int], values: Iterable[float]) -> None:
+        self.steps.extend(steps)
+        self.values.extend(values)
 
     def prune(self, t: int) -> None:
-        n = self.n
-        cut = int(np.searchsorted(self.steps[:n], t / RATIO**2, side="left"))
-        if cut < _PRUNE_AT:
+        if len(self.steps) < self._kept + _PRUNE_AT:
             return
-        old = self.values[:cut]
-        finite = np.isfinite(old)
-        has = finite.any(axis=0)
-        last = cut - 1 - np.argmax(finite[::-1], axis=0)
-        self._before_step[has] = self.steps[last[has]]
-        self._before_value[has] = old[last[has], np.flatnonzero(has)]
-        self.steps[: n - cut] = self.steps[cut:n]
-        self.values[: n - cut] = self.values[cut:n]
-        self.n = n - cut
-
-    def points(self, j: int) -> tuple[list[int], list[float]]:
-        col = self.values[: self.n, j]
-        finite = np.isfinite(col)
-        steps, values = self.steps[: self.n][finite].tolist(), col[finite].tolist()
-        if self._before_step[j] >= 0:
-            steps.insert(0, int(self._before_step[j]))
-            values.insert(0, float(self._before_value[j]))
-        return steps, values
+        stale = bisect.bisect_left(self.steps, t / RATIO**2) - 1
+        if stale >= _PRUNE_AT:
+            del self.steps[:stale]
+            del self.values[:stale]
+        self._kept = len(self.steps)
 
 
 def _as_float(raw: object) -> float:
@@ -363,7 +334,7 @@ class FeatureState:
         self._max = np.full(_M, -np.inf)
         self._min = np.full(_M, np.inf)
         self._at_mem = np.full(_M, np.nan)
-        self._window = _Window()
+        self._trends = tuple(_Trend() for _ in _TRENDS)
         self._slopes = LogTimeSlopes(len(CHANGEPOINT_MEASURES), min_step=2)
         detector: ChangePointDetector
         if changepoints == "bayes":
@@ -440,9 +411,12 @@ class FeatureState:
             test = test[np.isfinite(test)]
             if test.size:
                 self._test_low = min(self._test_low, float(test.min()))
-        self._window.extend(steps, x[:, _TREND_COLS])
-        self._window.prune(steps[-1])
-        self._update_changepoints(steps, x[:, _CP_COLS], previous_last[_CP_COLS])
+        for trend, kept, values in zip(self._trends, finite[:, _TREND_COLS].T.tolist(),
+                                        x[:, _TREND_COLS].T.tolist(), strict=True):  # fmt: skip
+            if any(kept):
+                trend.extend(itertools.compress(steps, kept), itertools.compress(values, kept))
+                trend.prune(steps[-1])
+        self._update_changepoints(steps, x[:, _CP_COLS])
         self.last_step = steps[-1]
         self.n_points += n
         self._vector = None
@@ -456,19 +430,17 @@ class FeatureState:
         train = x[:, _COL["train_accuracy"]].tolist()
         test = x[:, _COL["test_accuracy"]].tolist()
         # the tracker's loss: the step loss if reported, else the evaluated one
-        step_loss = np.where(absent[:, _COL["train_loss_step"]], None,
-                             rows[:, _COL["train_loss_step"]])  # fmt: skip
-        eval_loss = np.where(absent[:, _COL["train_loss"]], None, rows[:, _COL["train_loss"]])
-        has_step = ~absent[:, _COL["train_loss_step"]]
-        losses = np.where(has_step, step_loss, eval_loss).tolist()
+        step_loss, eval_loss = rows[:, _COL["train_loss_step"]], rows[:, _COL["train_loss"]]
+        losses = np.where(absent[:, _COL["train_loss_step"]], eval_loss, step_loss).tolist()
+        no_loss = (absent[:, _COL["train_loss_step"]] & absent[:, _COL["train_loss"]]).tolist()
         mem_row = None
         for i, step in enumerate(steps):
-            tr, te, loss = train[i], test[i], losses[i]
+            tr, te = train[i], test[i]
             tracker.update(
                 step,
                 train_acc=None if tr != tr else tr,
                 test_acc=None if te != te else te,
-                train_loss=None if loss is None else float(loss),
+                train_loss=None if no_loss[i] else losses[i],
             )
             if not had_mem and mem_row is None and tracker.t_mem is not None:
                 mem_row = i
@@ -480,15 +452,13 @@ class FeatureState:
             self._vector = self._compute(max(self.last_step or 0, 1))
         return self._vector.copy()
 
-    def _update_changepoints(self, steps: list[int], x: np.ndarray, before: np.ndarray) -> None:
-        # each row's latest finite value of every watched measure (log scale where so)
-        finite = np.isfinite(x)
-        idx = np.where(finite, np.arange(len(steps))[:, None], -1)
-        np.maximum.accumulate(idx, axis=0, out=idx)
-        latest = np.where(idx >= 0, np.take_along_axis(x, np.maximum(idx, 0), 0), before)
+    def _update_changepoints(self, steps: list[int], x: np.ndarray) -> None:
+        # The slopes read each watched measure's latest finite value (log scale where so) at
+        # every grid step; the slope sampler carries the latest forward itself.
+        y = x.copy()
         for k in _CP_LOG:
-            latest[:, k] = [_log(v) for v in latest[:, k].tolist()]
-        for step_cp, slopes in self._slopes.update_many(steps, latest):
+            y[:, k] = [_log(v) for v in x[:, k].tolist()]
+        for step_cp, slopes in self._slopes.update_many(steps, y):
             found = self._cpd.update(step_cp, np.clip(slopes, -_MAX_SLOPE, _MAX_SLOPE))
             for cp in found:
                 self._last_cp[cp.measure] = cp
@@ -501,7 +471,7 @@ class FeatureState:
     @property
     def held(self) -> int:
         """Evaluations held for the trend features (bounded: older ones are dropped)."""
-        return self._window.n
+        return max(len(trend.steps) for trend in self._trends)
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -509,7 +479,14 @@ class FeatureState:
         return tuple(m for m in KEY_MEASURES if not self._seen[_COL[m]])
 
     def _compute(self, t: int) -> np.ndarray:
-        s = {name: _Series(self, j) for j, name in enumerate(_MEASURES)}
+        seen, first, last = self._seen.tolist(), self._first.tolist(), self._last.tolist()
+        top, bottom, at_mem = self._max.tolist(), self._min.tolist(), self._at_mem.tolist()
+        trends = self._trends
+        s = {}
+        for j, name in enumerate(_MEASURES):
+            k = _TREND_OF.get(j)
+            trend = None if k is None else trends[k]
+            s[name] = _Series(seen[j], first[j], last[j], (top[j], bottom[j]), at_mem[j], trend)
         t_mem = self.tracker.t_mem or 0
         mem = self.tracker.t_mem is not None
         acc, tr_acc = s["test_accuracy"], s["train_accuracy"]

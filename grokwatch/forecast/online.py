@@ -14,6 +14,9 @@ A run forecaster may also offer, and the detector then uses:
   ingests batches this way);
 - ``measures``: the keys of ``values`` that ``update`` reads (a frozenset); the detector keeps
   only those of each evaluation for replaying out-of-order points.
+- ``columns`` and ``update_rows(steps, rows, absent)``: ``update_many`` with the evaluations
+  as arrays over ``columns`` (the detector hands over its stored history without building
+  a dict per point).
 
 :class:`~grokwatch.forecast.forecaster.GrokForecaster` implements ``start`` with
 :class:`RunForecast` below. :class:`NullForecaster` (no forecasts: the rule-based detector)
@@ -48,7 +51,13 @@ import numpy as np
 
 from grokwatch.decision import ChangePoint, Forecast, ForecastReason, Phase
 from grokwatch.events import EventRules
-from grokwatch.forecast.features import FEATURE_NAMES, INPUT_MEASURES, FeatureState, rows_of
+from grokwatch.forecast.features import (
+    FEATURE_NAMES,
+    INPUT_COLUMNS,
+    INPUT_MEASURES,
+    FeatureState,
+    rows_of,
+)
 from grokwatch.forecast.forecaster import GrokForecaster
 
 __all__ = [
@@ -205,6 +214,7 @@ class RunForecast:
     """:class:`RunForecaster` of a fitted :class:`GrokForecaster`: features + assembly."""
 
     measures: ClassVar[frozenset[str]] = INPUT_MEASURES
+    columns: ClassVar[tuple[str, ...]] = INPUT_COLUMNS
 
     def __init__(
         self,
@@ -233,9 +243,16 @@ class RunForecast:
         """Add evaluations in order; the forecast at the last new one (a step not after the
         last step is ignored), equal to ``update`` on each in turn, with one prediction and
         the features brought up to date in one pass of array operations."""
+        return self.update_rows(*rows_of(points)) if points else self.forecast
+
+    def update_rows(
+        self, steps: Sequence[int], rows: np.ndarray, absent: np.ndarray
+    ) -> Forecast | None:
+        """:meth:`update_many` with the evaluations as arrays over :attr:`columns` (see
+        :meth:`FeatureState.add_rows`)."""
         last = self.state.last_step
-        if points and (last is None or max(step for step, _ in points) > last):
-            self.state.add_rows(*rows_of(points))
+        if len(steps) and (last is None or max(steps) > last):
+            self.state.add_rows(steps, rows, absent)
             self.forecast = assemble(self.model, self.state.vector(), Context.of(self.state))
         return self.forecast
 
