@@ -336,8 +336,9 @@ class RunDetector:
         if run is None or start >= len(history):
             return
         update_rows = getattr(run, "update_rows", None)
-        if update_rows is not None:
-            rows = history.rows(start, run.columns)
+        columns = getattr(run, "columns", None)
+        if update_rows is not None and columns is not None:
+            rows = history.rows(start, columns)
             if rows is not None:
                 self.forecast = update_rows(*rows)
                 return

@@ -228,12 +228,14 @@ class BayesianOnlineCPD:
     @property
     def kappa(self) -> np.ndarray:
         """Normal-Gamma kappa of every stream and run length, ``(K, R)``."""
-        return self._tables[0][self._index()]
+        kappa: np.ndarray = self._tables[0][self._index()]
+        return kappa
 
     @property
     def alpha(self) -> np.ndarray:
         """Normal-Gamma alpha of every stream and run length, ``(K, R)``."""
-        return self._tables[1][self._index()]
+        alpha: np.ndarray = self._tables[1][self._index()]
+        return alpha
 
     def _index(self) -> np.ndarray:
         return np.minimum(self._bins[None, :], self._seen[:, None])
