@@ -319,7 +319,7 @@ class RunDetector:
     def _track(self, points: list[Point], *, count: bool) -> None:
         tracker = self._tracker
         for step, v in points:
-            before = tracker.phase if count and len(tracker.steps) else None
+            before = tracker.phase if count and tracker.n else None
             tracker.update(
                 step,
                 train_acc=v.get("train_accuracy"),

@@ -74,14 +74,19 @@ class EventTracker:
 
     Non-finite accuracies are ignored for the events (they cannot cross a threshold); a
     non-finite training loss puts the run in :attr:`Phase.DIVERGED`. The history (``steps``,
-    ``train_acc``, ``test_acc``, NaN where not finite) is kept in arrays (``array.array``).
+    ``train_acc``, ``test_acc``, NaN where not finite) is kept in arrays (``array.array``);
+    ``history=False`` keeps only the events and phase (no :meth:`sharpness`), for a caller
+    that holds the evaluations itself.
     """
 
-    def __init__(self, rules: EventRules | None = None) -> None:
+    def __init__(self, rules: EventRules | None = None, *, history: bool = True) -> None:
         self.rules = rules or EventRules()
+        self.history = history
         self.steps = array.array("q")
         self.train_acc = array.array("d")
         self.test_acc = array.array("d")
+        self.n = 0  # evaluations seen
+        self.last_step: int | None = None
         self.t_mem: int | None = None
         self.t_grok: int | None = None
         self._post_mem_low = math.inf
@@ -101,20 +106,23 @@ class EventTracker:
         r = self.rules
         tr = _finite(train_acc)
         te = _finite(test_acc)
-        self.steps.append(step)
-        self.train_acc.append(math.nan if tr is None else tr)
+        self.n += 1
+        self.last_step = step
+        if self.history:
+            self.steps.append(step)
+            self.train_acc.append(math.nan if tr is None else tr)
+            self.test_acc.append(math.nan if te is None else te)
         if tr is not None:
             self._recent_acc.append(tr)
             if len(self._recent_acc) > self.rules.patience:
                 self._old_best = max(self._old_best, self._recent_acc.popleft())
-        self.test_acc.append(math.nan if te is None else te)
         if self.t_mem is None and tr is not None and tr >= r.mem_threshold:
             self.t_mem = step
         if self.t_grok is None and te is not None and te >= r.grok_threshold:
             self.t_grok = step
         tracking_low = self.t_mem is not None and self.t_grok is None
         if tracking_low and te is not None and te < self._post_mem_low:
-            self._post_mem_low, self._post_mem_low_index = te, len(self.steps) - 1
+            self._post_mem_low, self._post_mem_low_index = te, self.n - 1
         self.phase = self._phase(tr, te, train_loss)
         return self.phase
 
@@ -149,12 +157,13 @@ class EventTracker:
             t_grok=self.t_grok,
             gap=gap,
             sharpness=self.sharpness(),
-            last_step=self.steps[-1] if self.steps else None,
+            last_step=self.last_step,
         )
 
     def sharpness(self) -> float | None:
-        """10 %-90 % rise time of test accuracy over ``t_grok`` (see the module docstring)."""
-        if self.t_grok is None or self.t_grok <= 0:
+        """10 %-90 % rise time of test accuracy over ``t_grok`` (see the module docstring;
+        ``None`` without a history)."""
+        if self.t_grok is None or self.t_grok <= 0 or not self.history:
             return None
         steps = np.asarray(self.steps, dtype=float)
         acc = np.asarray(self.test_acc, dtype=float)

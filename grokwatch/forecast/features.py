@@ -233,7 +233,8 @@ class _Series:
         return (self.at(hi) - self.at(hi / RATIO)) / _LN_RATIO
 
 
-_NO_STEPS, _NO_VALUES = array.array("q"), array.array("d")
+_NO_STEPS, _NO_VALUES = array.array("i"), array.array("d")
+_INT32_MAX = 2**31 - 1
 
 
 class _Trend:
@@ -247,11 +248,13 @@ class _Trend:
     __slots__ = ("_kept", "steps", "values")
 
     def __init__(self) -> None:
-        self.steps = array.array("q")
+        self.steps = array.array("i")  # 4-byte steps until one does not fit, then 8
         self.values = array.array("d")
         self._kept = 0  # points after the last pruning
 
-    def extend(self, steps: Iterable[int], values: Iterable[float]) -> None:
+    def extend(self, steps: list[int], values: Iterable[float]) -> None:
+        if self.steps.typecode == "i" and steps and max(steps[-1], -steps[0]) > _INT32_MAX:
+            self.steps = array.array("q", self.steps)
         self.steps.extend(steps)
         self.values.extend(values)
 
@@ -321,7 +324,7 @@ class FeatureState:
             raise ValueError(f"budget must be a positive int or None, got {budget=!r}")
         self.budget = budget
         self.rules = rules or EventRules()
-        self.tracker = EventTracker(self.rules)
+        self.tracker = EventTracker(self.rules, history=False)  # the steps live here
         self.n_points = 0
         self.non_finite = 0
         self.last_non_finite = 0
@@ -414,7 +417,9 @@ class FeatureState:
         for trend, kept, values in zip(self._trends, finite[:, _TREND_COLS].T.tolist(),
                                         x[:, _TREND_COLS].T.tolist(), strict=True):  # fmt: skip
             if any(kept):
-                trend.extend(itertools.compress(steps, kept), itertools.compress(values, kept))
+                trend.extend(
+                    list(itertools.compress(steps, kept)), itertools.compress(values, kept)
+                )
                 trend.prune(steps[-1])
         self._update_changepoints(steps, x[:, _CP_COLS])
         self.last_step = steps[-1]

@@ -11,6 +11,7 @@ walks all trees at once, one depth level per step (a few tens of µs for one row
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -42,18 +43,28 @@ class TreeEnsemble:
 
     def decision(self, X: np.ndarray) -> np.ndarray:
         """Log-odds for each row of ``X`` ``(n, F)`` (NaN allowed)."""
+        feature, threshold, nan_left, left, right, value = self._flat
         n, t = X.shape[0], self.feature.shape[0]
-        rows = np.arange(t)[None, :]
-        node = np.zeros((n, t), dtype=np.int64)
+        rows = np.arange(n)[:, None]
+        node = np.tile(np.arange(t) * self.feature.shape[1], (n, 1))  # every tree's root
         for _ in range(self.depth):
-            f = self.feature[rows, node]  # (n, T)
-            x = np.take_along_axis(X, f, axis=1)
-            go_left = np.where(
-                np.isnan(x), self.nan_left[rows, node], x <= self.threshold[rows, node]
-            )
-            nxt = np.where(go_left, self.left[rows, node], self.right[rows, node])
-            node = np.where(self.leaf[rows, node], node, nxt)
-        return np.asarray(self.baseline + self.value[rows, node].sum(axis=1), dtype=float)
+            x = X[rows, feature[node]]
+            go_left = np.where(np.isnan(x), nan_left[node], x <= threshold[node])
+            node = np.where(go_left, left[node], right[node])
+        return np.asarray(self.baseline + value[node].sum(axis=1), dtype=float)
+
+    @functools.cached_property
+    def _flat(self) -> tuple[np.ndarray, ...]:
+        """The node arrays flattened, children as flat indices, and every leaf its own two
+        children: a walk of ``depth`` levels needs one gather per array and no leaf test."""
+        t, width = self.feature.shape
+        base = (np.arange(t) * width)[:, None]
+        here = base + np.arange(width)[None, :]
+        left = np.where(self.leaf, here, base + self.left).ravel()
+        right = np.where(self.leaf, here, base + self.right).ravel()
+        feature = np.where(self.leaf, 0, self.feature).ravel()
+        return (feature, self.threshold.ravel(), self.nan_left.ravel(), left, right,
+                self.value.ravel())  # fmt: skip
 
     def feature_gain(self, n_features: int) -> np.ndarray:
         """Each feature's share of the total split gain."""

@@ -140,6 +140,15 @@ def test_memory_stays_bounded_on_long_runs():
     assert state.held < 3000
 
 
+def test_steps_beyond_32_bits_are_kept_exactly():
+    state = FeatureState()
+    big = 2**31 - 5
+    for i, step in enumerate((big - 200, big - 100, big, big + 100, big + 10**12)):
+        state.update(step, {"test_accuracy": 0.1 * i, "weight_norm": 1.0 + i})
+    assert state.last_step == big + 10**12 and state.n_points == 5
+    assert np.isfinite(state.vector()[FEATURE_NAMES.index("test_accuracy_slope")])
+
+
 def test_a_measure_seen_once_long_ago_does_not_pin_the_window():
     once = FeatureState()
     once.update(1, {"weight_norm": 2.0, "fourier_gini": 0.5})
