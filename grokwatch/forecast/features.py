@@ -429,27 +429,21 @@ class FeatureState:
     def _track(
         self, steps: list[int], x: np.ndarray, rows: np.ndarray, absent: np.ndarray
     ) -> int | None:
-        """Feed the event tracker row by row; the row at which the run memorized, if here."""
+        """Feed the event tracker; the row at which the run memorized, if in this batch."""
         tracker = self.tracker
         had_mem = tracker.t_mem is not None
-        train = x[:, _COL["train_accuracy"]].tolist()
-        test = x[:, _COL["test_accuracy"]].tolist()
         # the tracker's loss: the step loss if reported, else the evaluated one
-        step_loss, eval_loss = rows[:, _COL["train_loss_step"]], rows[:, _COL["train_loss"]]
-        losses = np.where(absent[:, _COL["train_loss_step"]], eval_loss, step_loss).tolist()
-        no_loss = (absent[:, _COL["train_loss_step"]] & absent[:, _COL["train_loss"]]).tolist()
-        mem_row = None
-        for i, step in enumerate(steps):
-            tr, te = train[i], test[i]
-            tracker.update(
-                step,
-                train_acc=None if tr != tr else tr,
-                test_acc=None if te != te else te,
-                train_loss=None if no_loss[i] else losses[i],
-            )
-            if not had_mem and mem_row is None and tracker.t_mem is not None:
-                mem_row = i
-        return mem_row
+        loss: float | None = None
+        if not absent[-1, _COL["train_loss_step"]]:
+            loss = float(rows[-1, _COL["train_loss_step"]])
+        elif not absent[-1, _COL["train_loss"]]:
+            loss = float(rows[-1, _COL["train_loss"]])
+        tracker.update_many(
+            steps, x[:, _COL["train_accuracy"]], x[:, _COL["test_accuracy"]], train_loss=loss
+        )
+        if had_mem or tracker.t_mem is None:
+            return None
+        return bisect.bisect_left(steps, tracker.t_mem)
 
     def vector(self) -> np.ndarray:
         """The feature vector at the last step added (all NaN before the first)."""
