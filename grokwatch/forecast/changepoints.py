@@ -57,11 +57,12 @@ def shift_strength(before: np.ndarray, after: np.ndarray, floor: float = 0.05) -
     """``|mean(after) - mean(before)|`` over the pooled standard deviation plus ``floor``."""
     if before.size == 0 or after.size == 0:
         return 0.0
+    mean_before, mean_after = before.mean(), after.mean()
     pooled = 0.0
     if before.size + after.size > 2:
-        ss = float(np.sum((before - before.mean()) ** 2) + np.sum((after - after.mean()) ** 2))
+        ss = float(np.sum((before - mean_before) ** 2) + np.sum((after - mean_after) ** 2))
         pooled = math.sqrt(ss / max(before.size + after.size - 2, 1))
-    return abs(float(after.mean() - before.mean())) / (pooled + floor)
+    return abs(float(mean_after - mean_before)) / (pooled + floor)
 
 
 class LogTimeSlopes:
@@ -128,19 +129,37 @@ class ChangePointDetector(Protocol):
 
 
 class _History:
-    """The last ``size`` grid observations of every stream (for strengths and windows)."""
+    """The last ``size`` grid observations of every stream (for strengths and windows), in a
+    buffer that doubles up to ``2 * size`` rows and is then compacted when full (no copy per
+    observation)."""
 
     def __init__(self, k: int, size: int) -> None:
         self.size = size
         self.steps = array.array("q")
-        self.x = np.full((0, k), np.nan)
+        self._buf = np.full((min(8, 2 * size), k), np.nan)
+        self._n = 0
+
+    @property
+    def x(self) -> np.ndarray:
+        """The kept observations, oldest first, ``(n, K)`` (a view)."""
+        return self._buf[max(self._n - self.size, 0) : self._n]
 
     def append(self, step: int, x: np.ndarray) -> None:
+        if self._n == len(self._buf):
+            if len(self._buf) < 2 * self.size:  # grow (a young run holds few observations)
+                grown = np.full(
+                    (min(2 * len(self._buf), 2 * self.size), self._buf.shape[1]), np.nan
+                )
+                grown[: self._n] = self._buf
+                self._buf = grown
+            else:  # full: keep the last ``size`` rows
+                self._buf[: self.size] = self._buf[self._n - self.size : self._n]
+                self._n = self.size
+        self._buf[self._n] = x
+        self._n += 1
         self.steps.append(step)
-        self.x = np.vstack([self.x, x[None, :]])
         if len(self.steps) > self.size:
             del self.steps[: len(self.steps) - self.size]
-            self.x = self.x[-self.size :]
 
 
 @functools.lru_cache(maxsize=16)

@@ -107,3 +107,14 @@ def test_shift_strength_is_scale_aware_and_safe():
     assert shift_strength(a, b) == pytest.approx(1 / 0.05)
     assert shift_strength(np.array([]), b) == 0.0
     assert shift_strength(a, b, floor=1.0) == pytest.approx(1.0)
+
+
+def test_the_observation_history_keeps_exactly_the_last_rows():
+    from grokwatch.forecast.changepoints import _History
+
+    hist = _History(2, 5)
+    rows = np.arange(46, dtype=float).reshape(23, 2)
+    for i, row in enumerate(rows):
+        hist.append(100 + i, row)
+        np.testing.assert_array_equal(hist.x, rows[max(0, i - 4) : i + 1])
+        assert list(hist.steps) == list(range(100 + max(0, i - 4), 101 + i))
