@@ -381,7 +381,24 @@ class FeatureState:
             steps, rows, absent = [steps[i] for i in keep], rows[keep], absent[keep]
         else:
             steps = list(steps)
-        n = len(steps)
+        x, finite = self._measures(rows, absent)
+        mem_row = self._track(steps, x, rows, absent)
+        self._update_running(x, finite, mem_row)
+        for trend, kept, values in zip(self._trends, finite[:, _TREND_COLS].T.tolist(),
+                                        x[:, _TREND_COLS].T.tolist(), strict=True):  # fmt: skip
+            if any(kept):
+                trend.extend(
+                    list(itertools.compress(steps, kept)), itertools.compress(values, kept)
+                )
+                trend.prune(steps[-1])
+        self._update_changepoints(steps, x[:, _CP_COLS])
+        self.last_step = steps[-1]
+        self.n_points += len(steps)
+        self._vector = None
+
+    def _measures(self, rows: np.ndarray, absent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The measures of each row (aliases filled in, NaN where absent or not finite) and
+        where they are finite; counts the values that were reported but not finite."""
         x, gone = rows[:, :_M].copy(), absent[:, :_M].copy()
         for j, alias in _ALIASES:
             use = gone[:, j] & ~absent[:, alias]
@@ -391,8 +408,11 @@ class FeatureState:
         self.non_finite += int(bad.sum())
         self.last_non_finite = int(bad[-1])
         x[~finite] = np.nan
+        return x, finite
 
-        mem_row = self._track(steps, x, rows, absent)
+    def _update_running(self, x: np.ndarray, finite: np.ndarray, mem_row: int | None) -> None:
+        """First, last and extreme values, the values at memorization and the lowest test
+        accuracy since, brought up to the last row."""
         previous_last = self._last.copy()
         has = finite.any(axis=0)
         if has.any():
@@ -403,28 +423,17 @@ class FeatureState:
             self._seen |= has
             self._max = np.maximum(self._max, np.where(finite, x, -np.inf).max(axis=0))
             self._min = np.minimum(self._min, np.where(finite, x, np.inf).min(axis=0))
-            self._last[has] = x[n - 1 - np.argmax(finite[::-1], axis=0)[has], cols]
-        if mem_row is not None:
+            self._last[has] = x[len(x) - 1 - np.argmax(finite[::-1], axis=0)[has], cols]
+        if mem_row is not None:  # each measure's latest value at the memorizing row
             upto = finite[: mem_row + 1]
             got = upto.any(axis=0)
-            self._at_mem = previous_last.copy()
+            self._at_mem = previous_last
             self._at_mem[got] = x[mem_row - np.argmax(upto[::-1], axis=0)[got], np.flatnonzero(got)]
         if self.tracker.t_mem is not None:
             test = x[0 if mem_row is None else mem_row :, _COL["test_accuracy"]]
             test = test[np.isfinite(test)]
             if test.size:
                 self._test_low = min(self._test_low, float(test.min()))
-        for trend, kept, values in zip(self._trends, finite[:, _TREND_COLS].T.tolist(),
-                                        x[:, _TREND_COLS].T.tolist(), strict=True):  # fmt: skip
-            if any(kept):
-                trend.extend(
-                    list(itertools.compress(steps, kept)), itertools.compress(values, kept)
-                )
-                trend.prune(steps[-1])
-        self._update_changepoints(steps, x[:, _CP_COLS])
-        self.last_step = steps[-1]
-        self.n_points += n
-        self._vector = None
 
     def _track(
         self, steps: list[int], x: np.ndarray, rows: np.ndarray, absent: np.ndarray
