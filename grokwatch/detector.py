@@ -29,6 +29,7 @@ from __future__ import annotations
 import array
 import bisect
 import functools
+import itertools
 import math
 import numbers
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -72,6 +73,21 @@ _ABSENT = math.copysign(math.nan, -1.0)
 """Marks a measure absent from an evaluation; a measured NaN is stored as +NaN."""
 
 Point = tuple[int, Mapping[str, float]]
+
+_MISSING = object()
+
+
+class _NotAFloat(Exception):
+    """A value :meth:`_History.extend` leaves to :meth:`_History.add`."""
+
+
+def _stored(value: object) -> float:
+    """How an absent measure or a NaN is stored; anything but a float raises."""
+    if value is _MISSING:
+        return _ABSENT
+    if type(value) is float:  # NaN, whatever its sign: stored as +NaN
+        return math.nan
+    raise _NotAFloat
 
 
 @functools.lru_cache(maxsize=64)
@@ -146,6 +162,32 @@ class _History:
             steps.insert(at, step)
             self._data[at * width : at * width] = array.array("d", row)
         return newest
+
+    def extend(self, points: Sequence[Point]) -> bool:
+        """Append evaluations that all come after the newest, in step order, at once (what
+        :meth:`add` on each would store); ``False``, storing nothing new, when the batch is
+        not like that or holds a value that is not a plain float (then :meth:`add` each)."""
+        names = self._keep_names
+        if names is None or not points:
+            return False
+        steps = [step for step, _ in points]
+        if self.steps and steps[0] <= self.steps[-1]:
+            return False
+        if any(b <= a for a, b in itertools.pairwise(steps)):
+            return False
+        present = set().union(*[values.keys() for _, values in points])
+        for name in names:
+            if name not in self._index and name in present:
+                self._add_column(name)
+        columns = self._columns
+        raw = [values.get(name, _MISSING) for _, values in points for name in columns]
+        try:
+            row = [x if type(x) is float and x == x else _stored(x) for x in raw]
+        except _NotAFloat:
+            return False
+        self._data.extend(row)
+        self.steps.extend(steps)
+        return True
 
     def _add_column(self, name: str) -> int:
         width = len(self._columns)
@@ -259,9 +301,12 @@ class RunDetector:
         """
         history = self._history
         before = self._tracker.phase if len(history) else None
+        points = points if isinstance(points, list) else list(points)
         fresh: list[Point] = []
         late = last_new = seen = False
-        for step, values in points:
+        if history.extend(points):  # all newer than the newest, in order: the common case
+            fresh, last_new, seen = points, True, True
+        for step, values in () if fresh else points:
             seen = True
             newest = history.add(step, values)
             last_new = newest is not None

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 from forecast._forecast_synth import make_run
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from grokwatch import RunDetector
 from grokwatch.decision import Forecast
@@ -220,3 +222,42 @@ def test_a_detector_without_forecaster_keeps_nothing_pending():
     assert not detector.pending
     assert detector._pending == 0
     assert detector.flush() is None
+
+
+_value = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.just(math.copysign(math.nan, -1.0)),
+    st.integers(-5, 5),
+    st.none(),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["train_accuracy", "test_accuracy", "weight_norm", "note"]), _value
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.integers(1, 4),
+)
+def test_a_batch_stored_at_once_reads_back_as_one_point_at_a_time(values, cut):
+    from grokwatch.detector import _History
+
+    keep = frozenset({"train_accuracy", "test_accuracy", "weight_norm"})
+    pts = [(10 * (i + 1), v) for i, v in enumerate(values)]
+    one, many = _History(keep), _History(keep)
+    for p in pts:
+        one.add(*p)
+    for batch in (pts[:cut], pts[cut:]):
+        if batch and not many.extend(batch):
+            for p in batch:
+                many.add(*p)
+
+    def read(history):  # column order may differ; NaN compares by its repr
+        return [(step, sorted(v.items(), key=repr)) for step, v in history]
+
+    assert repr(read(many)) == repr(read(one))
+    assert list(many.steps) == list(one.steps)

@@ -88,19 +88,31 @@ class LogTimeSlopes:
         obs = self.update_many([step], np.asarray(y, dtype=float)[None, :])
         return obs[-1] if obs else None
 
-    def update_many(self, steps: Sequence[int], y: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    def update_many(
+        self, steps: Sequence[int], y: np.ndarray, *, log: Sequence[int] = ()
+    ) -> list[tuple[int, np.ndarray]]:
         """``update`` on each row of ``y`` ``(n, K)`` at ``steps`` (increasing) in turn: the
-        observations those calls return, in order, in one pass of array operations."""
+        observations those calls return, in order, in one pass of array operations. Streams
+        in ``log`` are observed on a log scale: ``update`` with ``math.log`` of their values
+        (NaN for values <= 0), taken only of the values an observation reads."""
         n = len(steps)
         if n == 0:
             return []
         # the pending value after row i: each stream's last finite value up to row i
-        last = np.where(np.isfinite(y), np.arange(n)[:, None], -1)
+        valid = np.isfinite(y)
+        if log:
+            valid[:, log] &= y[:, log] > 0
+        last = np.where(valid, np.arange(n)[:, None], -1)
         np.maximum.accumulate(last, axis=0, out=last)
         before, streams = self._pending, np.arange(y.shape[1])
 
         def pending(i: int) -> np.ndarray:
-            return np.where(last[i] >= 0, y[np.maximum(last[i], 0), streams], before)
+            got = last[i] >= 0
+            out = np.where(got, y[np.maximum(last[i], 0), streams], before)
+            for k in log:
+                if got[k]:
+                    out[k] = math.log(out[k])
+            return out
 
         out: list[tuple[int, np.ndarray]] = []
         i = bisect.bisect_left(steps, self.min_step)  # rows before min_step only fill pending

@@ -463,10 +463,7 @@ class FeatureState:
     def _update_changepoints(self, steps: list[int], x: np.ndarray) -> None:
         # The slopes read each watched measure's latest finite value (log scale where so) at
         # every grid step; the slope sampler carries the latest forward itself.
-        y = x.copy()
-        for k in _CP_LOG:
-            y[:, k] = [_log(v) for v in x[:, k].tolist()]
-        for step_cp, slopes in self._slopes.update_many(steps, y):
+        for step_cp, slopes in self._slopes.update_many(steps, x, log=_CP_LOG):
             found = self._cpd.update(step_cp, np.clip(slopes, -_MAX_SLOPE, _MAX_SLOPE))
             for cp in found:
                 self._last_cp[cp.measure] = cp
