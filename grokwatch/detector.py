@@ -82,11 +82,16 @@ class _NotAFloat(Exception):
 
 
 def _stored(value: object) -> float:
-    """How an absent measure or a NaN is stored; anything but a float raises."""
+    """How a value is stored: a real number as a float (a NaN of either sign as +NaN), an
+    absent measure (``_MISSING``) as ``_ABSENT``; anything else raises :class:`_NotAFloat`
+    (the evaluation then keeps its values in a dict)."""
+    if type(value) is float:
+        return value if value == value else math.nan
     if value is _MISSING:
         return _ABSENT
-    if type(value) is float:  # NaN, whatever its sign: stored as +NaN
-        return math.nan
+    if isinstance(value, numbers.Real):
+        v = float(value)
+        return v if v == v else math.nan
     raise _NotAFloat
 
 
@@ -145,12 +150,9 @@ class _History:
                     continue
                 j = self._add_column(name)
                 row.append(_ABSENT)
-            if type(value) is float:
-                row[j] = value if value == value else math.nan
-            elif isinstance(value, numbers.Real):
-                v = float(value)
-                row[j] = v if v == v else math.nan
-            else:
+            try:
+                row[j] = _stored(value)
+            except _NotAFloat:
                 odd = True
         if odd:
             self._raw[step] = {k: v for k, v in values.items() if k in index}
@@ -166,7 +168,7 @@ class _History:
     def extend(self, points: Sequence[Point]) -> bool:
         """Append evaluations that all come after the newest, in step order, at once (what
         :meth:`add` on each would store); ``False``, storing nothing new, when the batch is
-        not like that or holds a value that is not a plain float (then :meth:`add` each)."""
+        not like that or holds a value that is not a real number (then :meth:`add` each)."""
         names = self._keep_names
         if names is None or not points:
             return False
@@ -306,16 +308,17 @@ class RunDetector:
         late = last_new = seen = False
         if history.extend(points):  # all newer than the newest, in order: the common case
             fresh, last_new, seen = points, True, True
-        for step, values in () if fresh else points:
-            seen = True
-            newest = history.add(step, values)
-            last_new = newest is not None
-            if newest is None:
-                continue
-            if late or not newest:
-                late = True
-            else:
-                fresh.append((step, values))
+        else:
+            for step, values in points:
+                seen = True
+                newest = history.add(step, values)
+                last_new = newest is not None
+                if newest is None:
+                    continue
+                if late or not newest:
+                    late = True
+                else:
+                    fresh.append((step, values))
         if not seen:
             if self.decision is None:
                 raise ValueError("update_many needs at least one point for a detector without any")
