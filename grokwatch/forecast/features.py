@@ -413,7 +413,11 @@ class FeatureState:
     def _update_running(self, x: np.ndarray, finite: np.ndarray, mem_row: int | None) -> None:
         """First, last and extreme values, the values at memorization and the lowest test
         accuracy since, brought up to the last row."""
-        previous_last = self._last.copy()
+        if mem_row is not None:  # each measure's latest value at the memorizing row
+            upto = finite[: mem_row + 1]
+            got = upto.any(axis=0)
+            self._at_mem = self._last.copy()
+            self._at_mem[got] = x[mem_row - np.argmax(upto[::-1], axis=0)[got], np.flatnonzero(got)]
         has = finite.any(axis=0)
         if has.any():
             cols = np.flatnonzero(has)
@@ -424,11 +428,6 @@ class FeatureState:
             self._max = np.maximum(self._max, np.where(finite, x, -np.inf).max(axis=0))
             self._min = np.minimum(self._min, np.where(finite, x, np.inf).min(axis=0))
             self._last[has] = x[len(x) - 1 - np.argmax(finite[::-1], axis=0)[has], cols]
-        if mem_row is not None:  # each measure's latest value at the memorizing row
-            upto = finite[: mem_row + 1]
-            got = upto.any(axis=0)
-            self._at_mem = previous_last
-            self._at_mem[got] = x[mem_row - np.argmax(upto[::-1], axis=0)[got], np.flatnonzero(got)]
         if self.tracker.t_mem is not None:
             test = x[0 if mem_row is None else mem_row :, _COL["test_accuracy"]]
             test = test[np.isfinite(test)]
