@@ -233,10 +233,10 @@ def keep_heap() -> bool:
 
     A full-batch step allocates the same few MB-sized activations and gradients every time;
     glibc serves blocks that large with ``mmap`` and unmaps them on free, so every step pays
-    hundreds of page faults to get zeroed pages back (~350 per step for p = 97). Raising the
-    mmap and trim thresholds keeps those blocks in the heap for reuse: the same arithmetic on
-    the same addresses' worth of memory, bit-identical results, ~15 % faster steps (measured in
-    ``benchmarks/corpus_throughput.py``). A no-op off glibc; returns whether it took effect.
+    hundreds of page faults to get zeroed pages back (200-350 per step for p = 97). Raising
+    the mmap and trim thresholds keeps those blocks in the heap for reuse: the same arithmetic,
+    identical weights, ~10 % faster steps (``benchmarks/keep_heap.py`` measures both sides).
+    A no-op off glibc; returns whether it took effect.
     """
     import ctypes
     import ctypes.util
