@@ -376,21 +376,50 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     # -- one row, fast (the online path) ------------------------------------------------------
 
     def predict_row(self, x: np.ndarray, step: int, horizon: int | None = None) -> RowForecast:
-        """Everything for one feature vector at ``step``, with numpy only (no validation)."""
-        p = float(_sigmoid(self._decision(x[None, :]))[0])
+        """Everything for one feature vector at ``step``, with numpy only (no validation):
+        the numbers of the array methods for ``x[None, :]``."""
+        clipped = np.clip(x, -1e300, 1e300)  # what the trees read (see _decision)
+        if self.trees_ is not None:
+            z = self.trees_.decision_row(clipped)
+        else:
+            z = float(self._decision(x[None, :])[0])
+        p = float(_sigmoid(np.array([z]))[0])
         out = RowForecast(p_budget=p)
         if self.time_coef_ is not None:
-            mu = float(self._log_time(x[None, :])[0])
-            lo_q, hi_q = (1 - self.interval) / 2, 1 - (1 - self.interval) / 2
-            q = self.time_residual_quantiles_
+            if self.time_trees_ is not None:
+                mu = self.time_trees_.decision_row(np.where(self.time_mask_, clipped, np.nan))
+            else:
+                mu = float(self._log_time(x[None, :])[0])
+            r_mid, r_lo, r_hi, cdf_at = self._row_constants()
             t = max(float(step), 1.0)
-            out.t_grok = t * math.exp(mu + float(np.interp(0.5, RESIDUAL_QUANTILES, q)))
-            out.t_low = t * math.exp(mu + float(np.interp(lo_q, RESIDUAL_QUANTILES, q)))
-            out.t_high = t * math.exp(mu + float(np.interp(hi_q, RESIDUAL_QUANTILES, q)))
+            out.t_grok = t * math.exp(mu + r_mid)
+            out.t_low = t * math.exp(mu + r_lo)
+            out.t_high = t * math.exp(mu + r_hi)
             h = self.horizon if horizon is None else horizon
-            cdf = self._residual_cdf(np.array([math.log1p(h / t) - mu]))[0]
-            out.p_horizon = p * float(cdf)
+            out.p_horizon = p * float(cdf_at(math.log1p(h / t) - mu))
         return out
+
+    def _row_constants(self) -> tuple[float, float, float, Any]:
+        """The residual quantiles :meth:`predict_row` reads and its residual CDF, worked out
+        once per fitted ``time_residual_quantiles_``."""
+        q = self.time_residual_quantiles_
+        cached = self.__dict__.get("_row_cache")
+        if cached is None or cached[0] is not q:
+            lo_q, hi_q = (1 - self.interval) / 2, 1 - (1 - self.interval) / 2
+            mid, lo, hi = (float(np.interp(v, RESIDUAL_QUANTILES, q)) for v in (0.5, lo_q, hi_q))
+            if float(q[-1]) - float(q[0]) < 1e-12:
+                cut = float(q[0])
+
+                def cdf_at(r: float) -> float:
+                    return float(r >= cut)
+            else:
+                xp = q + np.linspace(0, 1e-9, q.size)
+
+                def cdf_at(r: float) -> float:
+                    return float(np.interp(r, xp, RESIDUAL_QUANTILES))
+
+            cached = self.__dict__["_row_cache"] = (q, mid, lo, hi, cdf_at)
+        return cached[1:]
 
     def get_thresholds(self) -> Mapping[str, float]:
         check_is_fitted(self)

@@ -53,6 +53,31 @@ class TreeEnsemble:
             node = np.where(go_left, left[node], right[node])
         return np.asarray(self.baseline + value[node].sum(axis=1), dtype=float)
 
+    def decision_row(self, x: np.ndarray) -> float:
+        """``decision(x[None, :])[0]`` for one row ``x`` ``(F,)``, the same number, in a
+        handful of array operations: every node's split is decided at once, then each tree
+        follows its next-node pointers ``depth`` times (the online path: one forecast per
+        update)."""
+        n, feature, threshold, left, right, value, roots = self._row
+        x = x[:n]
+        # a NaN compares false, so it goes right; where NaN goes left, ``feature`` reads the
+        # second half: the row with NaN as -inf, which every threshold keeps left
+        both = np.concatenate((x, np.where(np.isnan(x), -np.inf, x)))
+        step = np.where(both[feature] <= threshold, left, right)
+        node = roots
+        for _ in range(self.depth):
+            node = step[node]
+        return self.baseline + float(value[node].sum())
+
+    @functools.cached_property
+    def _row(self) -> tuple[Any, ...]:
+        """:attr:`_flat` for :meth:`decision_row`: the features read (``n``), the feature
+        index shifted by ``n`` where NaN goes left, and every tree's root."""
+        feature, threshold, nan_left, left, right, value = self._flat
+        n = int(feature.max(initial=0)) + 1
+        roots = np.arange(self.feature.shape[0]) * self.feature.shape[1]
+        return n, feature + n * nan_left, threshold, left, right, value, roots
+
     @functools.cached_property
     def _flat(self) -> tuple[np.ndarray, ...]:
         """The node arrays flattened, children as flat indices, and every leaf its own two

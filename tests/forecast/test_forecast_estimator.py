@@ -77,6 +77,44 @@ def test_predict_row_matches_the_sklearn_path(classifier, time_model):
         assert 0 <= row.p_horizon <= row.p_budget
 
 
+def test_one_row_tree_walk_gives_exactly_the_array_walk():
+    X, y, t = toy(600, seed=3)
+    X[::7, 1] = np.nan  # missing values in training: splits learn where NaN goes
+    X[::5, 3] = np.nan
+    est = GrokForecaster(n_trees=40, min_samples_leaf=5).fit(X, y, log_time_to_grok=t)
+    trees = est.trees_
+    assert trees.nan_left[~trees.leaf].any() and not trees.nan_left[~trees.leaf].all()
+    rng = np.random.default_rng(4)
+    rows = rng.normal(size=(300, 5)) * 3
+    rows[rng.random(rows.shape) < 0.25] = np.nan
+    rows[:3] = [np.inf, -np.inf, 1e308, np.nan, -1e308]
+    for ensemble in (trees, est.time_trees_):
+        want = ensemble.decision(np.clip(rows, -1e300, 1e300))
+        got = [ensemble.decision_row(np.clip(r, -1e300, 1e300)) for r in rows]
+        assert got == want.tolist()  # exactly, not approximately
+    rows = rows[3:]  # the sklearn path refuses infinities
+    p, ph = est.predict_proba(rows)[:, 1], est.predict_horizon_proba(rows, np.full(297, 800))
+    t_hat, lo, hi = est.predict_time(rows, np.full(297, 800))
+    for i in range(297):
+        row = est.predict_row(rows[i], 800)
+        assert row.p_budget == p[i]  # the times: math.exp here, np.exp there (last digit)
+        assert (row.t_grok, row.t_low, row.t_high) == pytest.approx((t_hat[i], lo[i], hi[i]))
+        assert row.p_horizon == pytest.approx(ph[i], nan_ok=True)
+
+
+def test_predict_row_follows_a_refit():
+    X, y, t = toy()
+    est = GrokForecaster(classifier="trees", time_model="trees", n_trees=20)
+    est.fit(X, y, log_time_to_grok=t)
+    first = est.predict_row(X[0], 800)
+    noisy = t + np.random.default_rng(5).normal(0, 1.0, t.shape)  # a wider residual spread
+    est.fit(X, y, log_time_to_grok=noisy)
+    again = est.predict_row(X[0], 800)
+    t_hat, lo, hi = est.predict_time(X[:1], [800])
+    assert (again.t_grok, again.t_low, again.t_high) == pytest.approx((t_hat[0], lo[0], hi[0]))
+    assert again.t_high / again.t_low > 2 * first.t_high / first.t_low
+
+
 def test_time_model_recovers_a_known_log_ratio_and_its_interval_covers():
     X, y, t = toy(2000, seed=1)
     est = GrokForecaster(interval=0.8).fit(X, y, log_time_to_grok=t)
