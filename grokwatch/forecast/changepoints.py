@@ -55,13 +55,15 @@ __all__ = [
 
 def shift_strength(before: np.ndarray, after: np.ndarray, floor: float = 0.05) -> float:
     """``|mean(after) - mean(before)|`` over the pooled standard deviation plus ``floor``."""
-    if before.size == 0 or after.size == 0:
+    nb, na = before.size, after.size
+    if nb == 0 or na == 0:
         return 0.0
-    mean_before, mean_after = before.mean(), after.mean()
+    add = np.add.reduce  # what ``mean`` and ``np.sum`` reduce with, without their wrappers
+    mean_before, mean_after = add(before) / nb, add(after) / na
     pooled = 0.0
-    if before.size + after.size > 2:
-        ss = float(np.sum((before - mean_before) ** 2) + np.sum((after - mean_after) ** 2))
-        pooled = math.sqrt(ss / max(before.size + after.size - 2, 1))
+    if nb + na > 2:
+        ss = float(add((before - mean_before) ** 2) + add((after - mean_after) ** 2))
+        pooled = math.sqrt(ss / max(nb + na - 2, 1))
     return abs(float(mean_after - mean_before)) / (pooled + floor)
 
 
@@ -175,21 +177,32 @@ class _History:
 
 
 @functools.lru_cache(maxsize=16)
-def _prior_tables(
-    kappa0: float, alpha0: float, r: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """kappa and alpha of a regime after j = 0 .. r-1 observations (each observation adds 1
-    and 1/2, summed in the order the updates add them) and the Student-t normalizer
-    ``gammaln((nu + 1) / 2) - gammaln(nu / 2)`` at those alphas (``nu = 2 alpha``)."""
+def _prior_tables(kappa0: float, alpha0: float, r: int) -> np.ndarray:
+    """The regime constants after j = 0 .. r-1 observations, ``(9, r)``: kappa and alpha
+    (each observation adds 1 and 1/2, summed in the order the updates add them), the
+    Student-t normalizer ``gammaln((nu + 1) / 2) - gammaln(nu / 2)``, then what the filter
+    computes from them -- ``nu = 2 alpha``, ``kappa + 1``, ``alpha kappa``, ``nu pi``,
+    ``(nu + 1) / 2``, ``2 (kappa + 1)`` -- each as the filter would compute it."""
     kappa, alpha = np.empty(r), np.empty(r)
     kappa[0], alpha[0] = kappa0, alpha0
     for j in range(1, r):
         kappa[j], alpha[j] = kappa[j - 1] + 1.0, alpha[j - 1] + 0.5
     nu = 2.0 * alpha
     norm = gammaln((nu + 1.0) / 2.0) - gammaln(nu / 2.0)
-    for table in (kappa, alpha, norm):
-        table.flags.writeable = False
-    return kappa, alpha, norm
+    kappa1 = kappa + 1.0
+    rows = (kappa, alpha, norm, nu, kappa1, alpha * kappa, nu * math.pi, (nu + 1.0) / 2.0)
+    table = np.stack([*rows, 2.0 * kappa1])
+    table.flags.writeable = False
+    return table
+
+
+@functools.lru_cache(maxsize=1024)
+def _constants_at(kappa0: float, alpha0: float, r: int, seen: int) -> np.ndarray:
+    """:func:`_prior_tables` read at run lengths ``0 .. r-1`` of a stream that has seen
+    ``seen`` observations (run length j has the constants of ``min(j, seen)``)."""
+    out: np.ndarray = _prior_tables(kappa0, alpha0, r)[:, np.minimum(np.arange(r), seen)]
+    out.flags.writeable = False
+    return out
 
 
 class BayesianOnlineCPD:
@@ -236,8 +249,8 @@ class BayesianOnlineCPD:
         # kappa and alpha of run length r are those of min(r, observations since the stream's
         # start): kept as that count, read from shared tables (less memory per run)
         self._seen = np.zeros(k, dtype=np.int64)
-        self._tables = _prior_tables(kappa0, alpha0, r)
         self._bins = np.arange(r)
+        self._first = np.full((k, 2), [mu0, beta0])  # mu and beta of a new regime
         self.n_obs = np.zeros(k, dtype=np.int64)
         self.start = np.zeros(k, dtype=np.int64)
         self._hist = _History(k, max_run + 1)
@@ -259,29 +272,34 @@ class BayesianOnlineCPD:
     @property
     def kappa(self) -> np.ndarray:
         """Normal-Gamma kappa of every stream and run length, ``(K, R)``."""
-        kappa: np.ndarray = self._tables[0][self._index()]
-        return kappa
+        return np.broadcast_to(self._constants()[0], self.mu.shape).copy()
 
     @property
     def alpha(self) -> np.ndarray:
         """Normal-Gamma alpha of every stream and run length, ``(K, R)``."""
-        alpha: np.ndarray = self._tables[1][self._index()]
-        return alpha
+        return np.broadcast_to(self._constants()[1], self.mu.shape).copy()
 
-    def _index(self) -> np.ndarray:
-        return np.minimum(self._bins[None, :], self._seen[:, None])
+    def _constants(self) -> np.ndarray:
+        """The rows of :func:`_prior_tables` at every run length: ``(9, R)`` when every stream
+        has seen as many observations (the usual case: one shared row each), else
+        ``(9, K, R)``."""
+        _, kappa0, alpha0, _ = self.prior
+        r = self.max_run + 1
+        seen = self._seen.tolist()
+        lo, hi = min(seen), max(seen)
+        if lo == hi:
+            return _constants_at(kappa0, alpha0, r, min(lo, r - 1))
+        index = np.minimum(self._bins[None, :], self._seen[:, None])
+        return _prior_tables(kappa0, alpha0, r)[:, index]
 
     def _filter(self, x: np.ndarray, ok: np.ndarray, hazard: float) -> None:
         xs = np.where(ok, x, 0.0)[:, None]  # (K, 1)
-        index = self._index()
-        kappa_t, alpha_t, norm_t = self._tables
-        mu, kappa, alpha, beta = self.mu, kappa_t[index], alpha_t[index], self.beta
-        nu = 2.0 * alpha
-        scale2 = beta * (kappa + 1.0) / (alpha * kappa)
+        kappa, _, norm, nu, kappa1, alpha_kappa, nu_pi, half_nu1, two_kappa1 = self._constants()
+        mu, beta = self.mu, self.beta
+        scale2 = beta * kappa1 / alpha_kappa
+        d2 = (xs - mu) ** 2
         log_pred = (
-            norm_t[index]
-            - 0.5 * np.log(nu * math.pi * scale2)
-            - (nu + 1.0) / 2.0 * np.log1p((xs - mu) ** 2 / (nu * scale2))
+            norm - 0.5 * np.log(nu_pi * scale2) - half_nu1 * np.log1p(d2 / (nu * scale2))
         )  # (K, R)
         joint = self.log_r + log_pred
         growth = joint + math.log1p(-hazard)
@@ -291,18 +309,17 @@ class BayesianOnlineCPD:
         new_r[:, 1:] = growth[:, :-1]
         new_r[:, -1] = np.logaddexp(new_r[:, -1], growth[:, -1])
         new_r -= np.logaddexp.reduce(new_r, axis=1, keepdims=True)
-        m0, _, _, b0 = self.prior
-        mu_up = (kappa * mu + xs) / (kappa + 1.0)
-        beta_up = beta + kappa * (xs - mu) ** 2 / (2.0 * (kappa + 1.0))
-        for arr, up, first in ((self.mu, mu_up, m0), (self.beta, beta_up, b0)):
-            shifted = np.empty_like(arr)
-            shifted[:, 0] = first
-            shifted[:, 1:] = up[:, :-1]
-            arr[ok] = shifted[ok]
-        self.log_r[ok] = new_r[ok]
+        first = self._first
+        new_mu = np.concatenate((first[:, :1], ((kappa * mu + xs) / kappa1)[:, :-1]), axis=1)
+        new_beta = np.concatenate((first[:, 1:], (beta + kappa * d2 / two_kappa1)[:, :-1]), axis=1)
+        if ok.all():
+            self.mu, self.beta, self.log_r = new_mu, new_beta, new_r
+        else:
+            self.mu[ok], self.beta[ok], self.log_r[ok] = new_mu[ok], new_beta[ok], new_r[ok]
         self._seen += ok
         broken = ok & ~np.isfinite(self.log_r).any(axis=1)
         if broken.any():  # overflowed on absurd input: forget the stream's history
+            m0, _, _, b0 = self.prior
             self.log_r[broken] = -np.inf
             self.log_r[broken, 0] = 0.0
             self.mu[broken], self.beta[broken] = m0, b0
@@ -312,19 +329,19 @@ class BayesianOnlineCPD:
     def _confirmed(self, step: int, ok: np.ndarray) -> list[ChangePoint]:
         out: list[ChangePoint] = []
         run = np.argmax(self.log_r, axis=1)
-        for k in np.flatnonzero(ok):
-            r = int(run[k])
-            n = int(self.n_obs[k])
-            new_start = n - r  # index, among this stream's observations, of the regime start
-            old_start = int(self.start[k])
-            if r < 1 + self.confirm or new_start <= old_start + 1:
-                continue
+        new_starts = self.n_obs - run  # index, among a stream's observations, of the regime start
+        candidates = ok & (run >= 1 + self.confirm) & (new_starts > self.start + 1)
+        if not candidates.any():
+            return out
+        x = self._hist.x
+        for k in np.flatnonzero(candidates).tolist():
+            r, new_start, old_start = int(run[k]), int(new_starts[k]), int(self.start[k])
             mass = float(np.exp(np.logaddexp.reduce(self.log_r[k, : r + 1])))
             if mass < self.min_probability:
                 continue
-            col = self._hist.x[:, k]
+            col = x[:, k]
             rows = np.flatnonzero(np.isfinite(col))  # the last rows.size observations
-            first_kept = n - rows.size
+            first_kept = int(self.n_obs[k]) - rows.size
             lo = max(old_start, first_kept) - first_kept
             mid = new_start - first_kept
             if mid <= lo or mid < 1:

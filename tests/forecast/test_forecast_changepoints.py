@@ -118,3 +118,64 @@ def test_the_observation_history_keeps_exactly_the_last_rows():
         hist.append(100 + i, row)
         np.testing.assert_array_equal(hist.x, rows[max(0, i - 4) : i + 1])
         assert list(hist.steps) == list(range(100 + max(0, i - 4), 101 + i))
+
+
+def reference_filter(xs: list[float], steps: list[int], *, max_run: int = 16):
+    """Adams & MacKay for one stream, one run length at a time in plain floats: the textbook
+    recursion the vectorized filter must agree with (log run-length posterior, mu, beta)."""
+    mu0, kappa0, alpha0, beta0 = 0.0, 0.1, 1.0, 0.01
+    r = max_run + 1
+    log_r, mu, beta = [0.0] + [-math.inf] * max_run, [mu0] * r, [beta0] * r
+    seen, last = 0, None
+    for x, step in zip(xs, steps, strict=True):
+        dt = 1.0 if last is None else math.log(max(step, 1) / max(last, 1))
+        last = step
+        if not math.isfinite(x):
+            continue
+        hazard = 1.0 - math.exp(-max(dt, 1e-6))
+        kappa = [kappa0 + min(j, seen) for j in range(r)]
+        alpha = [alpha0 + 0.5 * min(j, seen) for j in range(r)]
+        pred = []
+        for j in range(r):
+            nu, s2 = 2 * alpha[j], beta[j] * (kappa[j] + 1) / (alpha[j] * kappa[j])
+            pred.append(
+                math.lgamma((nu + 1) / 2)
+                - math.lgamma(nu / 2)
+                - 0.5 * math.log(nu * math.pi * s2)
+                - (nu + 1) / 2 * math.log1p((x - mu[j]) ** 2 / (nu * s2))
+            )
+        joint = [a + b for a, b in zip(log_r, pred, strict=True)]
+        top = max(joint)
+        change = top + math.log(sum(math.exp(v - top) for v in joint)) + math.log(hazard)
+        grow = [v + math.log1p(-hazard) for v in joint]
+        new = [change, *grow[:-2], np.logaddexp(grow[-2], grow[-1])]
+        top = max(new)
+        total = top + math.log(sum(math.exp(v - top) for v in new))
+        log_r = [v - total for v in new]
+        mu_up = [(kappa[j] * mu[j] + x) / (kappa[j] + 1) for j in range(r)]
+        beta_up = [beta[j] + kappa[j] * (x - mu[j]) ** 2 / (2 * (kappa[j] + 1)) for j in range(r)]
+        mu, beta = [mu0, *mu_up[:-1]], [beta0, *beta_up[:-1]]
+        seen += 1
+    return np.array(log_r), np.array(mu), np.array(beta)
+
+
+@pytest.mark.parametrize("gaps", [False, True], ids=["same count", "streams apart"])
+def test_the_vectorized_filter_is_the_textbook_recursion(gaps):
+    rng = np.random.default_rng(7)
+    n, k = 40, 3
+    x = rng.normal(0, 0.5, (n, k))
+    x[20:, 0] += 3.0  # a shift in one stream
+    if gaps:  # streams that skip observations have seen fewer than the others
+        x[rng.random((n, k)) < 0.3] = np.nan
+    steps = [int(100 * 1.1**i) for i in range(n)]
+    det = BayesianOnlineCPD(["a", "b", "c"], max_run=16)
+    for i in range(n):
+        det.update(steps[i], x[i])
+    for j in range(k):
+        log_r, mu, beta = reference_filter(list(x[:, j]), steps)
+        np.testing.assert_allclose(np.exp(det.log_r[j]), np.exp(log_r), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(det.mu[j], mu, rtol=1e-9)
+        np.testing.assert_allclose(det.beta[j], beta, rtol=1e-9)
+        seen = int(np.isfinite(x[:, j]).sum())
+        assert det.kappa[j].tolist() == [0.1 + min(i, seen) for i in range(17)]
+        assert det.alpha[j].tolist() == [1.0 + 0.5 * min(i, seen) for i in range(17)]
