@@ -32,7 +32,8 @@ import functools
 import itertools
 import math
 import numbers
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,33 @@ def _stored(value: object) -> float:
         v = float(value)
         return v if v == v else math.nan
     raise _NotAFloat
+
+
+def _all_floats(points: Sequence[Point], columns: Sequence[str]) -> array.array[float] | None:
+    """The values of ``columns`` of every point, row after row, as :func:`_stored` keeps them,
+    when every point has every column and every value is a ``float`` (the common case, read
+    in C); ``None`` otherwise."""
+    if not columns:
+        return array.array("d")
+    get = _getter(tuple(columns))
+    try:
+        rows = [get(values) for _, values in points]
+    except (KeyError, TypeError):
+        return None
+    flat = list(itertools.chain.from_iterable(rows)) if len(columns) > 1 else rows
+    if set(map(type, flat)) != {float}:
+        return None
+    data = array.array("d", flat)
+    view = np.frombuffer(data)
+    signed = np.isnan(view) & np.signbit(view)
+    if signed.any():  # a measured NaN is stored as +NaN (-NaN marks an absent measure)
+        view[signed] = math.nan
+    return data
+
+
+@functools.lru_cache(maxsize=64)
+def _getter(columns: tuple[str, ...]) -> Callable[[Mapping[str, float]], Any]:
+    return operator.itemgetter(*columns)
 
 
 @functools.lru_cache(maxsize=64)
@@ -182,12 +210,14 @@ class _History:
             if name not in self._index and name in present:
                 self._add_column(name)
         columns = self._columns
-        raw = [values.get(name, _MISSING) for _, values in points for name in columns]
-        try:
-            row = [x if type(x) is float and x == x else _stored(x) for x in raw]
-        except _NotAFloat:
-            return False
-        self._data.extend(row)
+        data = _all_floats(points, columns)
+        if data is None:  # a measure absent somewhere, or a value not a float: one at a time
+            raw = [values.get(name, _MISSING) for _, values in points for name in columns]
+            try:
+                data = array.array("d", [_stored(x) for x in raw])
+            except _NotAFloat:
+                return False
+        self._data.extend(data)
         self.steps.extend(steps)
         return True
 

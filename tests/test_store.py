@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import struct
 
 import numpy as np
 import pytest
@@ -124,5 +125,46 @@ def test_a_version_1_database_is_upgraded_in_place(tmp_path):
     assert math.isnan(v0["b"])
     s.close()
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone() == (2,)
+    assert con.execute("PRAGMA user_version").fetchone() == (3,)
     con.close()
+
+
+def test_a_version_2_database_is_upgraded_in_place(tmp_path):
+    """Version 2 wrote the measure names into every record; those rows are read as they are,
+    and new rows store the names once."""
+    path = tmp_path / "v2.db"
+    con = sqlite3.connect(path)
+    con.executescript(
+        "CREATE TABLE runs (run_id TEXT PRIMARY KEY, created_at REAL NOT NULL,"
+        " updated_at REAL NOT NULL, finished_at REAL, meta TEXT NOT NULL,"
+        " summary TEXT NOT NULL DEFAULT '{}');"
+        'CREATE TABLE points (run_id TEXT NOT NULL, step INTEGER NOT NULL, "values" BLOB'
+        " NOT NULL, PRIMARY KEY (run_id, step)) WITHOUT ROWID;"
+        "INSERT INTO runs VALUES ('r', 1.0, 1.0, NULL, '{}', '{}');"
+        "PRAGMA user_version=2;"
+    )
+    record = b'["a","b"]\x00' + struct.pack("<2d", 0.5, -math.inf)
+    con.execute("INSERT INTO points VALUES ('r', 0, ?)", (record,))
+    con.commit()
+    con.close()
+    s = SQLiteStore(path)
+    assert s.add_points("r", [(0, {"a": 9.0}), (1, {"a": 1.5, "b": 2.0})]) == 1
+    assert s.points("r") == [(0, {"a": 0.5, "b": -math.inf}), (1, {"a": 1.5, "b": 2.0})]
+    s.close()
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone() == (3,)
+    (new,) = con.execute('SELECT "values" FROM points WHERE step=1').fetchone()
+    assert len(new) == 5 + 16  # marker, measure-set id, two float64s: no names
+    con.close()
+
+
+def test_a_reader_sees_measure_sets_another_process_registered(tmp_path):
+    path = tmp_path / "shared.db"
+    writer, reader = SQLiteStore(path), SQLiteStore(path)
+    writer.create_run("r", {})
+    writer.add_points("r", [(0, {"x": 1.0})])
+    assert reader.points("r") == [(0, {"x": 1.0})]
+    writer.add_points("r", [(1, {"y": 2.0, "z": math.inf})])  # a set the reader never saw
+    assert reader.points("r") == [(0, {"x": 1.0}), (1, {"y": 2.0, "z": math.inf})]
+    writer.close()
+    reader.close()
