@@ -261,3 +261,34 @@ def test_a_batch_stored_at_once_reads_back_as_one_point_at_a_time(values, cut):
 
     assert repr(read(many)) == repr(read(one))
     assert list(many.steps) == list(one.steps)
+
+
+_floats = st.one_of(st.floats(allow_nan=True), st.just(math.copysign(math.nan, -1.0)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"train_accuracy": _floats, "test_accuracy": _floats, "weight_norm": _floats},
+            optional={"note": _floats},
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.integers(1, 4),
+)
+def test_a_batch_with_every_measure_as_floats_reads_back_as_one_point_at_a_time(values, cut):
+    """The common case, read in C: a measured -NaN stays a measured NaN, not an absent one."""
+    from grokwatch.detector import _History
+
+    keep = frozenset({"train_accuracy", "test_accuracy", "weight_norm"})
+    pts = [(10 * (i + 1), v) for i, v in enumerate(values)]
+    one, many = _History(keep), _History(keep)
+    for p in pts:
+        one.add(*p)
+    for batch in (pts[:cut], pts[cut:]):
+        assert not batch or many.extend(batch)
+    read = [[(step, sorted(v.items())) for step, v in h] for h in (many, one)]
+    assert repr(read[0]) == repr(read[1])  # NaN compares by its repr
+    assert all(len(v) == 3 for _, v in many)  # every measure present
