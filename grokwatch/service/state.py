@@ -261,7 +261,7 @@ class RunTable:
             except Exception as exc:  # this request's answer (404, 429, 503)
                 results[i] = exc
                 continue
-            points = [(p.step, float_values(p.values)) for p in batch.points]
+            points = [(p["step"], float_values(p["values"])) for p in batch.points]
             points.sort(key=itemgetter(0))
             accepted.append((i, run, points))
         for (i, run, points), added in zip(accepted, self._store_many(accepted), strict=True):

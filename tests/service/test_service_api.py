@@ -237,6 +237,12 @@ def test_bad_registrations_are_rejected(client: TestClient, body: dict[str, Any]
         {"points": []},
         {"points": [{"step": -1, "values": {}}]},
         {"points": [{"step": 1.5, "values": {}}]},
+        {"points": [{"step": 2.5e-42, "values": {}}]},
+        {"points": [{"step": "1", "values": {}}]},
+        {"points": [{"step": True, "values": {}}]},
+        {"points": [{"step": 2**53, "values": {}}]},  # past MAX_STEP
+        {"points": [{"step": 2**53 + 1, "values": {}}]},  # would round to 2**53 as a double
+        {"points": [{"step": 1, "values": {}}], "dropped": -1},
         {"points": [{"step": 1, "values": {}, "extra": 1}]},
         {"points": [{"step": 1, "values": {"": 1}}]},
         {"points": [{"step": 1, "values": {}}], "unknown": True},
@@ -247,6 +253,15 @@ def test_bad_batches_are_rejected(client: TestClient, body: dict[str, Any]) -> N
     register(client)
     r = client.post("/v1/runs/r1/points", json=body)
     assert r.status_code == 422, r.text
+
+
+def test_whole_floats_are_steps(client: TestClient) -> None:
+    """JSON Schema integers include 5.0; the largest step is 2**53 - 1."""
+    register(client)
+    body = {"points": [{"step": 5.0, "values": {}}, {"step": 2**53 - 1, "values": {}}]}
+    r = client.post("/v1/runs/r1/points", json={**body, "dropped": 2.0})
+    assert r.status_code == 200, r.text
+    assert client.get("/v1/runs/r1").json()["last_step"] == 2**53 - 1
 
 
 def test_malformed_json_is_a_clear_422(client: TestClient) -> None:
