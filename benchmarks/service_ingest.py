@@ -175,9 +175,16 @@ async def live(server: Cluster, runs: int, report_points: int, duration: float) 
 
 @contextlib.contextmanager
 def cluster(
-    tmp: Path, name: str, replicas: int, forecaster: str, interval: float = 0.0
+    tmp: Path,
+    name: str,
+    replicas: int,
+    forecaster: str,
+    interval: float = 0.0,
+    inline_budget_ms: float | None = None,
 ) -> Iterator[Cluster]:
-    args = ("--forecast-interval", str(interval))
+    args: tuple[str, ...] = ("--forecast-interval", str(interval))
+    if inline_budget_ms is not None:
+        args += ("--inline-budget-ms", str(inline_budget_ms))
     with contextlib.ExitStack() as stack:
         servers = [
             stack.enter_context(Server(tmp / f"{name}-{i}.db", *args, forecaster=forecaster))
@@ -199,6 +206,9 @@ def main() -> None:
     parser.add_argument(
         "--forecast-interval", type=float, default=0.0, help="serve --forecast-interval"
     )
+    parser.add_argument(
+        "--inline-budget-ms", type=float, default=None, help="serve --inline-budget-ms"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.replicas < 1:
@@ -219,13 +229,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, job in jobs:
             with cluster(
-                Path(tmp), name, args.replicas, args.forecaster, args.forecast_interval
+                Path(tmp),
+                name,
+                args.replicas,
+                args.forecaster,
+                args.forecast_interval,
+                args.inline_budget_ms,
             ) as server:
                 res = asyncio.run(job(server))
             res.update(
                 forecaster=args.forecaster,
                 replicas=args.replicas,
                 forecast_interval=args.forecast_interval,
+                inline_budget_ms=args.inline_budget_ms,
             )
             print(json.dumps(res))
             results.append(res)

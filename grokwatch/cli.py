@@ -82,6 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": args.access_log or None,
         "forecaster": args.forecaster,
         "forecast_interval": args.forecast_interval,
+        "inline_budget_ms": args.inline_budget_ms,
     }
     settings = ServiceSettings(**{k: v for k, v in overrides.items() if v is not None})
     serve(settings)
@@ -200,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="seconds between forecast updates of reporting runs (default 0: every batch)",
+    )
+    serve.add_argument(
+        "--inline-budget-ms",
+        type=float,
+        default=None,
+        help="batches estimated to take less are judged on the event loop (default 5)",
     )
     serve.set_defaults(func=_serve)
 

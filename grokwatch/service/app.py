@@ -4,10 +4,12 @@ A thin adapter over :class:`~grokwatch.service.state.RunTable`. Endpoints are ``
 store writes and detector work run one at a time under one lock, on a worker thread -- except
 a point batch for a run already in memory whose estimated work (points times the measured
 cost per point) is below ``settings.inline_budget_ms``: it is handled right on the event loop
-when nothing else holds the table, because two thread hand-offs cost more than such work.
-With the forecaster a point costs a few hundred microseconds, so batches mostly go to the
-worker, where every batch queued in a row is stored in one transaction and judged with one
-detector update (one forecast) per batch; rule-based, a point costs a few microseconds.
+when nothing else holds the table: two thread hand-offs cost more than such work, and while
+the worker runs Python the event loop waits for the GIL (up to the 5 ms switch interval) even
+to read the next request. Reports of a few points, with the forecaster or without, stay on
+the event loop (a forecaster's report of 10 points costs ~1 ms); big batches go to the worker,
+where every batch queued in a row is stored in one transaction and judged with one detector
+update (one forecast) per batch.
 Everything that grows with a run's history (rebuilding a run, reading its state, finishing,
 listing, loading at start) stays on the worker. ``/metrics`` is rendered on a separate thread.
 Request bodies are read with a size limit and parsed with ``model_validate_json`` (faster than

@@ -23,7 +23,7 @@ environment variable             default                         meaning
 ``GROKWATCH_FORECAST_INTERVAL``  ``0``                           seconds between forecast updates
                                                                  of the runs that reported (0:
                                                                  forecast every batch at once)
-``GROKWATCH_INLINE_BUDGET_MS``   ``1``                           batches whose estimated work is
+``GROKWATCH_INLINE_BUDGET_MS``   ``5``                           batches whose estimated work is
                                                                  below this are judged on the
                                                                  event loop (0: never)
 ``GROKWATCH_GC_THRESHOLD``       ``[50000, 20, 1000]``           ``gc.set_threshold`` of the
@@ -73,7 +73,7 @@ class ServiceSettings(BaseSettings):
     access_log: bool = False
     forecaster: str = "default"
     forecast_interval: float = Field(default=0.0, ge=0.0)
-    inline_budget_ms: float = Field(default=1.0, ge=0.0)
+    inline_budget_ms: float = Field(default=5.0, ge=0.0)
     gc_threshold: tuple[int, int, int] | None = (50_000, 20, 1000)
 
     @model_validator(mode="after")
