@@ -60,20 +60,24 @@ def live(directory: Path) -> str:
             e["report_points"],
             e["runs"],
             e.get("replicas", 1),
+            -(e.get("inline_budget_ms") or 5.0),
         )
     )
 
     def cells(e: dict[str, Any]) -> tuple[Any, ...]:
         interval = e.get("forecast_interval", 0.0)
         backlog = e.get("forecast_backlog_runs_at_end")
+        budget = e.get("inline_budget_ms")
         return (e["forecaster"], f"{interval:g} s" if interval else "inline",
+                "5 ms" if budget is None else f"{budget:g} ms",
                 e.get("replicas", 1), f"{e['runs']} × {e['report_points']}",
                 f"{_n(e['requests_per_s'])} of {e['runs']}", _ms(e["p50_ms"]),
                 _ms(e["p99_ms"]), f"{e['server_cpu_cores']:.2f}",
                 "—" if backlog is None else backlog)  # fmt: skip
 
     return _table(
-        ("forecaster", "forecast interval", "replicas", "live runs × points per report",
+        ("forecaster", "forecast interval", "inline budget", "replicas",
+         "live runs × points per report",
          "served req/s", "p50", "p99", "server CPU (cores)", "forecasts waiting at the end"),
         (cells(e) for e in rows),
     )  # fmt: skip
