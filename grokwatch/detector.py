@@ -110,10 +110,13 @@ def _all_floats(points: Sequence[Point], columns: Sequence[str]) -> array.array[
     flat = list(itertools.chain.from_iterable(rows)) if len(columns) > 1 else rows
     if set(map(type, flat)) != {float}:
         return None
+    # a measured NaN is stored as +NaN (-NaN marks an absent measure)
+    if len(flat) < 256:  # a few points: cheaper than numpy's calls
+        return array.array("d", [x if x == x else math.nan for x in flat])
     data = array.array("d", flat)
     view = np.frombuffer(data)
     signed = np.isnan(view) & np.signbit(view)
-    if signed.any():  # a measured NaN is stored as +NaN (-NaN marks an absent measure)
+    if signed.any():
         view[signed] = math.nan
     return data
 

@@ -292,3 +292,17 @@ def test_a_batch_with_every_measure_as_floats_reads_back_as_one_point_at_a_time(
     read = [[(step, sorted(v.items())) for step, v in h] for h in (many, one)]
     assert repr(read[0]) == repr(read[1])  # NaN compares by its repr
     assert all(len(v) == 3 for _, v in many)  # every measure present
+
+
+@pytest.mark.parametrize("n", [3, 200], ids=["a few points", "many points"])
+def test_a_measured_negative_nan_is_kept_as_a_measured_nan(n: int):
+    from grokwatch.detector import _History
+
+    neg = math.copysign(math.nan, -1.0)
+    keep = frozenset({"train_accuracy", "test_accuracy"})
+    pts = [(i + 1, {"train_accuracy": neg, "test_accuracy": 0.5}) for i in range(n)]
+    history = _History(keep)
+    assert history.extend(pts)
+    for _, values in history:  # present, as NaN: not taken for an absent measure
+        assert set(values) == {"train_accuracy", "test_accuracy"}
+        assert math.isnan(values["train_accuracy"]) and values["test_accuracy"] == 0.5
