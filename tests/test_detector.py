@@ -244,22 +244,7 @@ _value = st.one_of(
     st.integers(1, 4),
 )
 def test_a_batch_stored_at_once_reads_back_as_one_point_at_a_time(values, cut):
-    from grokwatch.detector import _History
-
-    keep = frozenset({"train_accuracy", "test_accuracy", "weight_norm"})
-    pts = [(10 * (i + 1), v) for i, v in enumerate(values)]
-    one, many = _History(keep), _History(keep)
-    for p in pts:
-        one.add(*p)
-    for batch in (pts[:cut], pts[cut:]):
-        if batch and not many.extend(batch):
-            for p in batch:
-                many.add(*p)
-
-    def read(history):  # column order may differ; NaN compares by its repr
-        return [(step, sorted(v.items(), key=repr)) for step, v in history]
-
-    assert repr(read(many)) == repr(read(one))
+    one, many = _stored_both_ways(values, cut)
     assert list(many.steps) == list(one.steps)
 
 
@@ -280,6 +265,13 @@ _floats = st.one_of(st.floats(allow_nan=True), st.just(math.copysign(math.nan, -
 )
 def test_a_batch_with_every_measure_as_floats_reads_back_as_one_point_at_a_time(values, cut):
     """The common case, read in C: a measured -NaN stays a measured NaN, not an absent one."""
+    _, many = _stored_both_ways(values, cut, batch_taken=True)
+    assert all(len(v) == 3 for _, v in many)  # every measure present
+
+
+def _stored_both_ways(values, cut, *, batch_taken=False):
+    """The points stored one at a time and in two batches split at ``cut`` (a batch the
+    history does not take is added one at a time, unless ``batch_taken``): the same reads."""
     from grokwatch.detector import _History
 
     keep = frozenset({"train_accuracy", "test_accuracy", "weight_norm"})
@@ -288,10 +280,16 @@ def test_a_batch_with_every_measure_as_floats_reads_back_as_one_point_at_a_time(
     for p in pts:
         one.add(*p)
     for batch in (pts[:cut], pts[cut:]):
-        assert not batch or many.extend(batch)
-    read = [[(step, sorted(v.items())) for step, v in h] for h in (many, one)]
-    assert repr(read[0]) == repr(read[1])  # NaN compares by its repr
-    assert all(len(v) == 3 for _, v in many)  # every measure present
+        if batch and not many.extend(batch):
+            assert not batch_taken
+            for p in batch:
+                many.add(*p)
+
+    def read(history):  # column order may differ; NaN compares by its repr
+        return [(step, sorted(v.items(), key=repr)) for step, v in history]
+
+    assert repr(read(many)) == repr(read(one))
+    return one, many
 
 
 @pytest.mark.parametrize("n", [3, 200], ids=["a few points", "many points"])
