@@ -3,7 +3,7 @@
 A speed-up of the detector or the forecaster must not change a single number: the shipped
 model was fitted, and the README's evaluation computed, with the features as they were. This
 script records, for a checkout, everything those numbers flow into, and compares two records
-exactly (NaN equal to NaN, nothing else approximate):
+exactly (every float by its bytes, so a NaN equals a NaN of the same sign and nothing else):
 
 - 60 corpus runs replayed offline (``replay``: features, contexts, change points) at the
   corpus cadence and thinned to every 500 steps;
@@ -31,6 +31,7 @@ import dataclasses
 import math
 import pickle
 import random
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -126,9 +127,10 @@ def record(out: Path) -> int:
 
 
 def _same(a: Any, b: Any, path: tuple[Any, ...], diffs: list[str]) -> None:
+    """Exactly: floats and float arrays by their bytes (a NaN's sign and -0.0 count)."""
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         a, b = np.asarray(a), np.asarray(b)
-        if a.shape != b.shape or not np.array_equal(a, b, equal_nan=True):
+        if a.shape != b.shape or a.dtype != b.dtype or a.tobytes() != b.tobytes():
             diffs.append(f"{path}: arrays differ")
     elif isinstance(a, list | tuple) and isinstance(b, list | tuple):
         if len(a) != len(b):
@@ -136,9 +138,10 @@ def _same(a: Any, b: Any, path: tuple[Any, ...], diffs: list[str]) -> None:
         else:
             for i, (x, y) in enumerate(zip(a, b, strict=True)):
                 _same(x, y, (*path, i), diffs)
-    elif isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return
-    elif a != b:
+    elif isinstance(a, float) and isinstance(b, float):
+        if struct.pack("<d", a) != struct.pack("<d", b):
+            diffs.append(f"{path}: {a!r} vs {b!r}")
+    elif type(a) is not type(b) or a != b:
         diffs.append(f"{path}: {a!r:.200} vs {b!r:.200}")
 
 

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from grokwatch.service.settings import ServiceSettings
+
 
 def _load(directory: Path, pattern: str) -> list[tuple[str, dict[str, Any]]]:
     rows = []
@@ -51,6 +53,14 @@ def throughput(directory: Path) -> str:
     )  # fmt: skip
 
 
+def _budget(entry: dict[str, Any]) -> float:
+    """The run's inline budget: as given, else the service's default."""
+    given = entry.get("inline_budget_ms")
+    if given is None:
+        return float(ServiceSettings.model_fields["inline_budget_ms"].default)
+    return float(given)
+
+
 def live(directory: Path) -> str:
     rows = [e for _, e in _load(directory, "ingest_*.json") if e["scenario"] == "live"]
     rows.sort(
@@ -60,16 +70,15 @@ def live(directory: Path) -> str:
             e["report_points"],
             e["runs"],
             e.get("replicas", 1),
-            -(e.get("inline_budget_ms") or 5.0),
+            -_budget(e),
         )
     )
 
     def cells(e: dict[str, Any]) -> tuple[Any, ...]:
         interval = e.get("forecast_interval", 0.0)
         backlog = e.get("forecast_backlog_runs_at_end")
-        budget = e.get("inline_budget_ms")
         return (e["forecaster"], f"{interval:g} s" if interval else "inline",
-                "5 ms" if budget is None else f"{budget:g} ms",
+                f"{_budget(e):g} ms",
                 e.get("replicas", 1), f"{e['runs']} × {e['report_points']}",
                 f"{_n(e['requests_per_s'])} of {e['runs']}", _ms(e["p50_ms"]),
                 _ms(e["p99_ms"]), f"{e['server_cpu_cores']:.2f}",

@@ -16,7 +16,11 @@ Schema version 2 wrote the names into every record (a JSON array and a NUL byte 
 float64s), version 1 stored the values as JSON text with non-finite values as the strings
 ``"nan"``, ``"inf"``, ``"-inf"``. Databases of versions 1 and 2 are upgraded in place (their
 rows are read as they are) and any other version is refused with
-:class:`~grokwatch.exceptions.SchemaError`.
+:class:`~grokwatch.exceptions.SchemaError`. The upgrade is one-way: an older grokwatch refuses
+the upgraded file, and one that had it open fails on the new records: stop older processes
+first.
+A store registers at most :data:`MAX_MEASURE_SETS` sets; past them a record carries its names
+itself, as in version 2.
 
 Points are idempotent on ``(run_id, step)``: a duplicate step is ignored, an out-of-order step
 is accepted. The database runs in WAL mode, so a process killed mid-write leaves the last
@@ -94,6 +98,15 @@ class Store(Protocol):
 _RECORD = b"\x01"
 """The first byte of a version 3 record (a version 2 record starts with ``[``)."""
 _SET_ID = struct.Struct("<I")
+
+
+MAX_MEASURE_SETS = 10_000
+"""Measure sets a store registers; records of further sets carry their names (schema 2)."""
+
+
+def _header(names: tuple[str, ...]) -> bytes:
+    """The schema 2 record prefix: the names as a JSON array and a NUL byte."""
+    return json.dumps(names, separators=(",", ":")).encode() + b"\x00"  # ASCII: never a NUL
 
 
 def decode_values(raw: bytes | str) -> dict[str, float]:
@@ -181,31 +194,43 @@ class SQLiteStore:
                 self._names[set_id] = tuple(json.loads(names))
                 self._prefixes[self._names[set_id]] = _RECORD + _SET_ID.pack(set_id)
 
-    def _prefix(self, names: tuple[str, ...]) -> bytes:
-        """The record prefix of a set of measure names, registered on first use (in a
-        transaction of its own: a set nobody ends up using is harmless)."""
-        prefix = self._prefixes.get(names)
-        if prefix is None:
-            text = json.dumps(names, separators=(",", ":"))
-            with self._tx() as db:
-                db.execute("INSERT OR IGNORE INTO measure_sets(names) VALUES (?)", (text,))
-                (set_id,) = db.execute(
-                    "SELECT id FROM measure_sets WHERE names=?", (text,)
-                ).fetchone()
+    def _records(
+        self, db: sqlite3.Connection, rows: Iterable[tuple[int, Mapping[str, float]]]
+    ) -> tuple[list[tuple[int, bytes]], dict[tuple[str, ...], int]]:
+        """The stored records of ``rows`` (steps and values) and the measure sets they
+        registered, inside the caller's transaction: the caches learn those sets only once
+        it committed. Past :data:`MAX_MEASURE_SETS` sets a record carries its names itself
+        (the schema 2 record, still read), so made-up names cannot grow the caches."""
+        prefixes = self._prefixes
+        new: dict[tuple[str, ...], int] = {}
+        out = []
+        for step, values in rows:
+            names = tuple(values)
+            prefix = prefixes.get(names)
+            if prefix is None:
+                if names not in new and len(prefixes) + len(new) < MAX_MEASURE_SETS:
+                    text = json.dumps(names, separators=(",", ":"))
+                    db.execute("INSERT OR IGNORE INTO measure_sets(names) VALUES (?)", (text,))
+                    (new[names],) = db.execute(
+                        "SELECT id FROM measure_sets WHERE names=?", (text,)
+                    ).fetchone()
+                prefix = (_RECORD + _SET_ID.pack(new[names])) if names in new else _header(names)
+            out.append((int(step), prefix + _pack(values)))
+        return out, new
+
+    def _learn(self, sets: Mapping[tuple[str, ...], int]) -> None:
+        for names, set_id in sets.items():
             self._names[set_id] = names
-            prefix = self._prefixes[names] = _RECORD + _SET_ID.pack(set_id)
-        return prefix
+            self._prefixes[names] = _RECORD + _SET_ID.pack(set_id)
 
-    def _encode(self, values: Mapping[str, float]) -> bytes:
-        """The stored record of an evaluation's values (see the module docstring)."""
-        return self._prefix(tuple(values)) + _pack(values)
-
-    def _decode(self, raw: bytes | str) -> dict[str, float]:
+    def _decode(self, raw: bytes | str, where: str) -> dict[str, float]:
         if isinstance(raw, str) or raw[:1] != _RECORD:
             return decode_values(raw)
         (set_id,) = _SET_ID.unpack_from(raw, 1)
         if set_id not in self._names:  # registered by another process meanwhile
             self._load_sets()
+            if set_id not in self._names:
+                raise StoreError(f"{where}: unknown measure set {set_id} (a damaged database?)")
         names = self._names[set_id]
         return dict(zip(names, _record(len(names)).unpack_from(raw, 5), strict=True))
 
@@ -249,23 +274,23 @@ class SQLiteStore:
     def add_points_many(
         self, batches: Sequence[tuple[str, Iterable[tuple[int, Mapping[str, float]]]]]
     ) -> list[int]:
-        encode = self._encode
-        encoded = [
-            (run_id, [(run_id, int(step), encode(values)) for step, values in points])
-            for run_id, points in batches
-        ]
         added: list[int] = []
+        learned: dict[tuple[str, ...], int] = {}
         now = time.time()
         with self._tx() as db:
-            for run_id, rows in encoded:
+            for run_id, points in batches:
                 touched = db.execute("UPDATE runs SET updated_at=? WHERE run_id=?", (now, run_id))
                 if touched.rowcount != 1:
                     raise UnknownRunError(run_id)
+                records, new = self._records(db, points)
+                learned.update(new)
                 before = db.total_changes
                 db.executemany(
-                    'INSERT OR IGNORE INTO points(run_id, step, "values") VALUES (?,?,?)', rows
+                    'INSERT OR IGNORE INTO points(run_id, step, "values") VALUES (?,?,?)',
+                    [(run_id, step, record) for step, record in records],
                 )
                 added.append(db.total_changes - before)
+        self._learn(learned)
         return added
 
     def add_snapshot(self, run_id: str, step: int, arrays: Mapping[str, np.ndarray]) -> None:
@@ -323,7 +348,7 @@ class SQLiteStore:
             rows = self._db.execute(
                 'SELECT step, "values" FROM points WHERE run_id=? ORDER BY step', (run_id,)
             ).fetchall()
-        return [(step, self._decode(raw)) for step, raw in rows]
+        return [(step, self._decode(raw, f"run {run_id!r} step {step}")) for step, raw in rows]
 
     def snapshots(self, run_id: str) -> dict[int, dict[str, np.ndarray]]:
         with self._lock:

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from grokwatch import MemoryStore, SchemaError, SQLiteStore, UnknownRunError
+from grokwatch import MemoryStore, SchemaError, SQLiteStore, StoreError, UnknownRunError
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -168,3 +168,43 @@ def test_a_reader_sees_measure_sets_another_process_registered(tmp_path):
     assert reader.points("r") == [(0, {"x": 1.0}), (1, {"y": 2.0, "z": math.inf})]
     writer.close()
     reader.close()
+
+
+def test_a_refused_batch_registers_no_measure_set(tmp_path):
+    s = SQLiteStore(tmp_path / "r.db")
+    s.create_run("r", {})
+    with pytest.raises(TypeError):  # the second point's value is not a number: all or nothing
+        s.add_points("r", [(0, {"fresh": 1.0}), (1, {"fresh": None})])
+    assert s.points("r") == [] and s._prefixes == {}
+    con = sqlite3.connect(tmp_path / "r.db")
+    assert con.execute("SELECT COUNT(*) FROM measure_sets").fetchone() == (0,)
+    con.close()
+    s.close()
+
+
+def test_past_the_cap_a_record_carries_its_names(tmp_path, monkeypatch):
+    monkeypatch.setattr("grokwatch.store.MAX_MEASURE_SETS", 3)
+    s = SQLiteStore(tmp_path / "cap.db")
+    s.create_run("r", {})
+    pts = [(i, {f"m{i}": float(i), "x": -math.inf}) for i in range(10)]
+    assert s.add_points("r", pts) == 10
+    assert s.points("r") == pts  # every record reads back, registered set or inline names
+    assert len(s._prefixes) == 3
+    s.close()
+
+
+def test_a_record_of_an_unknown_measure_set_is_a_clear_store_error(tmp_path):
+    path = tmp_path / "bad.db"
+    s = SQLiteStore(path)
+    s.create_run("r", {})
+    s.add_points("r", [(0, {"x": 1.0})])
+    con = sqlite3.connect(path)
+    con.execute(
+        """UPDATE points SET "values"=? WHERE step=0""",
+        (b"\x01" + struct.pack("<I", 777) + struct.pack("<d", 1.0),),
+    )
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="run 'r' step 0: unknown measure set 777"):
+        s.points("r")
+    s.close()

@@ -58,11 +58,15 @@ def shift_strength(before: np.ndarray, after: np.ndarray, floor: float = 0.05) -
     nb, na = before.size, after.size
     if nb == 0 or na == 0:
         return 0.0
-    add = np.add.reduce  # what ``mean`` and ``np.sum`` reduce with, without their wrappers
-    mean_before, mean_after = add(before) / nb, add(after) / na
+    # np.add.reduce over every element: what ``mean`` and ``np.sum`` do, without their wrappers
+    mean_before = np.add.reduce(before, axis=None) / nb
+    mean_after = np.add.reduce(after, axis=None) / na
     pooled = 0.0
     if nb + na > 2:
-        ss = float(add((before - mean_before) ** 2) + add((after - mean_after) ** 2))
+        ss = float(
+            np.add.reduce((before - mean_before) ** 2, axis=None)
+            + np.add.reduce((after - mean_after) ** 2, axis=None)
+        )
         pooled = math.sqrt(ss / max(nb + na - 2, 1))
     return abs(float(mean_after - mean_before)) / (pooled + floor)
 

@@ -377,7 +377,8 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     def predict_row(self, x: np.ndarray, step: int, horizon: int | None = None) -> RowForecast:
         """Everything for one feature vector at ``step``, with numpy only (no validation):
-        the numbers of the array methods for ``x[None, :]``."""
+        the numbers of the array methods for ``x[None, :]`` (the times and ``p_horizon`` to
+        the last digit or so: ``math.exp`` here, ``np.exp`` there)."""
         clipped = np.clip(x, -1e300, 1e300)  # what the trees read (see _decision)
         if self.trees_ is not None:
             z = self.trees_.decision_row(clipped)
@@ -390,36 +391,33 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
                 mu = self.time_trees_.decision_row(np.where(self.time_mask_, clipped, np.nan))
             else:
                 mu = float(self._log_time(x[None, :])[0])
-            r_mid, r_lo, r_hi, cdf_at = self._row_constants()
+            r_mid, r_lo, r_hi, xp = self._row_constants()
             t = max(float(step), 1.0)
             out.t_grok = t * math.exp(mu + r_mid)
             out.t_low = t * math.exp(mu + r_lo)
             out.t_high = t * math.exp(mu + r_hi)
             h = self.horizon if horizon is None else horizon
-            out.p_horizon = p * float(cdf_at(math.log1p(h / t) - mu))
+            r = math.log1p(h / t) - mu
+            if xp is None:  # every residual the same: a step
+                cdf = float(r >= float(self.time_residual_quantiles_[0]))
+            else:
+                cdf = float(np.interp(r, xp, RESIDUAL_QUANTILES))
+            out.p_horizon = p * cdf
         return out
 
-    def _row_constants(self) -> tuple[float, float, float, Any]:
-        """The residual quantiles :meth:`predict_row` reads and its residual CDF, worked out
-        once per fitted ``time_residual_quantiles_``."""
+    def _row_constants(self) -> tuple[float, float, float, np.ndarray | None]:
+        """The residual quantiles :meth:`predict_row` reads at the median and the interval's
+        ends, and the abscissae of the residual CDF (``None``: all residuals equal), worked
+        out once per fitted ``time_residual_quantiles_`` and ``interval`` (plain numbers and
+        an array: the estimator still pickles)."""
         q = self.time_residual_quantiles_
         cached = self.__dict__.get("_row_cache")
-        if cached is None or cached[0] is not q:
+        if cached is None or cached[0] is not q or cached[1] != self.interval:
             lo_q, hi_q = (1 - self.interval) / 2, 1 - (1 - self.interval) / 2
             mid, lo, hi = (float(np.interp(v, RESIDUAL_QUANTILES, q)) for v in (0.5, lo_q, hi_q))
-            if float(q[-1]) - float(q[0]) < 1e-12:
-                cut = float(q[0])
-
-                def cdf_at(r: float) -> float:
-                    return float(r >= cut)
-            else:
-                xp = q + np.linspace(0, 1e-9, q.size)
-
-                def cdf_at(r: float) -> float:
-                    return float(np.interp(r, xp, RESIDUAL_QUANTILES))
-
-            cached = self.__dict__["_row_cache"] = (q, mid, lo, hi, cdf_at)
-        return cached[1:]
+            xp = None if float(q[-1]) - float(q[0]) < 1e-12 else q + np.linspace(0, 1e-9, q.size)
+            cached = self.__dict__["_row_cache"] = (q, self.interval, mid, lo, hi, xp)
+        return cached[2:]
 
     def get_thresholds(self) -> Mapping[str, float]:
         check_is_fitted(self)

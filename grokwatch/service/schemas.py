@@ -21,7 +21,15 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    WithJsonSchema,
+    with_config,
+)
 from typing_extensions import TypedDict
 
 from grokwatch.decision import (
@@ -46,7 +54,8 @@ MAX_POINTS_PER_BATCH = 10_000
 MAX_VALUES_PER_POINT = 512
 MAX_LABELS = 32
 MAX_STEP = 2**53 - 1
-"""The largest step: every whole number up to it, and none past it, is a distinct double."""
+"""The largest step: every whole number up to it is exact as a double, and no larger integer
+rounds into range as one."""
 
 NONFINITE_DESCRIPTION = (
     "A measured value: a finite JSON number; null (not measured at this step, dropped); or "
@@ -81,13 +90,14 @@ Labels = Annotated[
 
 def _to_int(value: float) -> int:
     if not value.is_integer():
-        raise ValueError("must be a whole number")
+        raise ValueError(f"must be a whole number, got {value!r}")
     return int(value)
 
 
 _WHOLE = AfterValidator(_to_int)
 # Whole numbers. JSON Schema integers include ``5.0``: integral floats are accepted (and become
-# ints), strings and booleans refused (the models are strict); a JSON integer is checked in
+# ints; a decimal literal is read as the nearest double first, so 1.0000000000000001 is 1),
+# strings and booleans refused (the models are strict); a JSON integer is checked in
 # pydantic-core alone, with no Python call per value. A JSON integer the int branch refused
 # reaches the float branch as a double: below 2**53 none past the maximum rounds into range.
 if TYPE_CHECKING:  # what a validated value is
@@ -185,18 +195,17 @@ class RunCreate(_Request):
     )
 
 
-class Point(TypedDict):
+@with_config(_Request.model_config)
+class Point(TypedDict):  # a TypedDict: parses faster than one model per point
     """One evaluation of a run: its step and the measured values."""
 
-    __pydantic_config__ = _Request.model_config  # type: ignore[misc]
     step: Step
     values: Annotated[dict[MeasureName, WireValue], Field(max_length=MAX_VALUES_PER_POINT)]
 
 
 class PointsBatch(_Request):
     """A batch of evaluations. Idempotent on (run, step): a step seen before is ignored, and
-    steps may arrive in any order. The points are plain dicts (``point["step"]``), which
-    parse faster than one model per point."""
+    steps may arrive in any order."""
 
     points: Annotated[list[Point], Field(min_length=1, max_length=MAX_POINTS_PER_BATCH)]
     dropped: Count | None = Field(

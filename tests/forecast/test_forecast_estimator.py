@@ -113,6 +113,21 @@ def test_predict_row_follows_a_refit():
     t_hat, lo, hi = est.predict_time(X[:1], [800])
     assert (again.t_grok, again.t_low, again.t_high) == pytest.approx((t_hat[0], lo[0], hi[0]))
     assert again.t_high / again.t_low > 2 * first.t_high / first.t_low
+    est.set_params(interval=0.5)  # a narrower interval, no refit
+    narrow = est.predict_row(X[0], 800)
+    t_hat, lo, hi = est.predict_time(X[:1], [800])
+    assert (narrow.t_low, narrow.t_high) == pytest.approx((lo[0], hi[0]))
+    assert narrow.t_high / narrow.t_low < again.t_high / again.t_low
+
+
+def test_a_forecaster_that_predicted_rows_still_pickles():
+    import pickle
+
+    X, y, t = toy()
+    est = GrokForecaster(n_trees=20).fit(X, y, log_time_to_grok=t)
+    row = est.predict_row(X[0], 800)
+    back = pickle.loads(pickle.dumps(est))
+    assert back.predict_row(X[0], 800).t_grok == row.t_grok
 
 
 def test_time_model_recovers_a_known_log_ratio_and_its_interval_covers():
