@@ -19,17 +19,18 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    Strict,
+    GetPydanticSchema,
     WithJsonSchema,
     with_config,
 )
+from pydantic_core import core_schema
 from typing_extensions import TypedDict
 
 from grokwatch.decision import (
@@ -94,25 +95,33 @@ def _to_int(value: float) -> int:
     return int(value)
 
 
-_WHOLE = AfterValidator(_to_int)
-# Whole numbers. JSON Schema integers include ``5.0``: integral floats are accepted (and become
-# ints; a decimal literal is read as the nearest double first, so 1.0000000000000001 is 1),
-# strings and booleans refused (the models are strict); a JSON integer is checked in
-# pydantic-core alone, with no Python call per value. A JSON integer the int branch refused
-# reaches the float branch as a double: below 2**53 none past the maximum rounds into range.
-if TYPE_CHECKING:  # what a validated value is
-    Count = int
-    Step = int
-else:
-    Count = Annotated[
-        Annotated[int, Strict(), Field(ge=0)] | Annotated[float, Strict(), Field(ge=0), _WHOLE],
-        WithJsonSchema({"type": "integer", "minimum": 0}),
-    ]
-    Step = Annotated[
-        Annotated[int, Strict(), Field(ge=0, le=MAX_STEP)]
-        | Annotated[float, Strict(), Field(ge=0, le=MAX_STEP), _WHOLE],
-        WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_STEP}),
-    ]
+def _whole(high: int | None = None) -> GetPydanticSchema:
+    """A whole number from 0 to ``high``. JSON Schema integers include ``5.0``: integral floats
+    are accepted (and become ints; a decimal literal is read as the nearest double first, so
+    1.0000000000000001 is 1), strings and booleans refused (strict); a JSON integer is checked
+    in pydantic-core alone, with no Python call per value. A JSON integer the int branch
+    refused reaches the float branch as a double: below 2**53 none past ``high`` rounds into
+    range. One error whatever the branch ("a whole number from 0 to ...")."""
+    assert high is None or high < 2**53
+    bounds: dict[str, Any] = {"ge": 0} if high is None else {"ge": 0, "le": high}
+    union = core_schema.union_schema(
+        [
+            core_schema.int_schema(strict=True, **bounds),
+            core_schema.no_info_after_validator_function(
+                _to_int, core_schema.float_schema(strict=True, **bounds)
+            ),
+        ],
+        custom_error_type="whole_number",
+        custom_error_message="Input should be a whole number from 0"
+        + ("" if high is None else f" to {high}"),
+    )
+    return GetPydanticSchema(lambda _source, _handler: union)
+
+
+Count = Annotated[int, _whole(), WithJsonSchema({"type": "integer", "minimum": 0})]
+Step = Annotated[
+    int, _whole(MAX_STEP), WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_STEP})
+]
 
 _NONFINITE: dict[str, float] = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 

@@ -264,6 +264,15 @@ def test_whole_floats_are_steps(client: TestClient) -> None:
     assert client.get("/v1/runs/r1").json()["last_step"] == 2**53 - 1
 
 
+def test_a_bad_step_is_one_clear_error(client: TestClient) -> None:
+    register(client)
+    r = client.post("/v1/runs/r1/points", json={"points": [{"step": 1.5, "values": {}}]})
+    assert r.status_code == 422
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["points", "0", "step"] and error["type"] == "whole_number"
+    assert error["msg"] == f"Input should be a whole number from 0 to {2**53 - 1}"
+
+
 def test_malformed_json_is_a_clear_422(client: TestClient) -> None:
     r = client.post("/v1/runs", content=b"{not json")
     assert r.status_code == 422
