@@ -351,9 +351,7 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         given each row's step ``t``."""
         t = np.asarray(steps, dtype=float).reshape(-1)
         mu = self.predict_log_time(X)
-        lo_q, hi_q = (1 - self.interval) / 2, 1 - (1 - self.interval) / 2
-        q = self.time_residual_quantiles_
-        r_mid, r_lo, r_hi = (np.interp(v, RESIDUAL_QUANTILES, q) for v in (0.5, lo_q, hi_q))
+        r_mid, r_lo, r_hi = self._band()
         return t * np.exp(mu + r_mid), t * np.exp(mu + r_lo), t * np.exp(mu + r_hi)
 
     def predict_horizon_proba(self, X: Any, steps: Any, horizon: int | None = None) -> np.ndarray:
@@ -366,12 +364,28 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             return np.full(p.shape, np.nan)
         return np.asarray(p * self._residual_cdf(np.log1p(h / t) - mu), dtype=float)
 
-    def _residual_cdf(self, r: np.ndarray) -> np.ndarray:
+    def _residual_cdf(self, r: np.ndarray | float, grid: np.ndarray | None = None) -> np.ndarray:
+        """The residuals' CDF at ``r``; ``grid``: :meth:`_cdf_grid`, when already at hand."""
+        if grid is None:
+            grid = self._cdf_grid()
+        if grid is None:  # every residual the same: a step
+            return np.asarray(r >= float(self.time_residual_quantiles_[0]), dtype=float)
+        return np.asarray(np.interp(r, grid, RESIDUAL_QUANTILES))
+
+    def _cdf_grid(self) -> np.ndarray | None:
+        """The abscissae of the residual CDF (the quantiles, made strictly increasing);
+        ``None`` when all residuals are equal."""
         q = self.time_residual_quantiles_
-        lo, hi = float(q[0]), float(q[-1])
-        if hi - lo < 1e-12:
-            return np.asarray(r >= lo, dtype=float)
-        return np.asarray(np.interp(r, q + np.linspace(0, 1e-9, q.size), RESIDUAL_QUANTILES))
+        if float(q[-1]) - float(q[0]) < 1e-12:
+            return None
+        return np.asarray(q + np.linspace(0, 1e-9, q.size))
+
+    def _band(self) -> tuple[float, float, float]:
+        """The residual quantiles at the median and at the ends of the ``interval`` band."""
+        lo_q, hi_q = (1 - self.interval) / 2, 1 - (1 - self.interval) / 2
+        q = self.time_residual_quantiles_
+        mid, lo, hi = (float(np.interp(v, RESIDUAL_QUANTILES, q)) for v in (0.5, lo_q, hi_q))
+        return mid, lo, hi
 
     # -- one row, fast (the online path) ------------------------------------------------------
 
@@ -391,32 +405,24 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
                 mu = self.time_trees_.decision_row(np.where(self.time_mask_, clipped, np.nan))
             else:
                 mu = float(self._log_time(x[None, :])[0])
-            r_mid, r_lo, r_hi, xp = self._row_constants()
+            r_mid, r_lo, r_hi, grid = self._row_constants()
             t = max(float(step), 1.0)
             out.t_grok = t * math.exp(mu + r_mid)
             out.t_low = t * math.exp(mu + r_lo)
             out.t_high = t * math.exp(mu + r_hi)
             h = self.horizon if horizon is None else horizon
-            r = math.log1p(h / t) - mu
-            if xp is None:  # every residual the same: a step
-                cdf = float(r >= float(self.time_residual_quantiles_[0]))
-            else:
-                cdf = float(np.interp(r, xp, RESIDUAL_QUANTILES))
-            out.p_horizon = p * cdf
+            out.p_horizon = p * float(self._residual_cdf(math.log1p(h / t) - mu, grid))
         return out
 
     def _row_constants(self) -> tuple[float, float, float, np.ndarray | None]:
-        """The residual quantiles :meth:`predict_row` reads at the median and the interval's
-        ends, and the abscissae of the residual CDF (``None``: all residuals equal), worked
-        out once per fitted ``time_residual_quantiles_`` and ``interval`` (plain numbers and
-        an array: the estimator still pickles)."""
+        """:meth:`_band` and :meth:`_cdf_grid`, worked out once per fitted
+        ``time_residual_quantiles_`` and ``interval`` (plain numbers and an array: the
+        estimator still pickles)."""
         q = self.time_residual_quantiles_
         cached = self.__dict__.get("_row_cache")
         if cached is None or cached[0] is not q or cached[1] != self.interval:
-            lo_q, hi_q = (1 - self.interval) / 2, 1 - (1 - self.interval) / 2
-            mid, lo, hi = (float(np.interp(v, RESIDUAL_QUANTILES, q)) for v in (0.5, lo_q, hi_q))
-            xp = None if float(q[-1]) - float(q[0]) < 1e-12 else q + np.linspace(0, 1e-9, q.size)
-            cached = self.__dict__["_row_cache"] = (q, self.interval, mid, lo, hi, xp)
+            cached = (q, self.interval, *self._band(), self._cdf_grid())
+            self.__dict__["_row_cache"] = cached
         return cached[2:]
 
     def get_thresholds(self) -> Mapping[str, float]:
