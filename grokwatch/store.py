@@ -104,6 +104,11 @@ MAX_MEASURE_SETS = 10_000
 """Measure sets a store registers; records of further sets carry their names (schema 2)."""
 
 
+def _set_prefix(set_id: int) -> bytes:
+    """The schema 3 record prefix: byte 1 and the measure-set id."""
+    return _RECORD + _SET_ID.pack(set_id)
+
+
 def _header(names: tuple[str, ...]) -> bytes:
     """The schema 2 record prefix: the names as a JSON array and a NUL byte."""
     return json.dumps(names, separators=(",", ":")).encode() + b"\x00"  # ASCII: never a NUL
@@ -190,9 +195,8 @@ class SQLiteStore:
 
     def _load_sets(self) -> None:
         with self._lock:
-            for set_id, names in self._db.execute("SELECT id, names FROM measure_sets"):
-                self._names[set_id] = tuple(json.loads(names))
-                self._prefixes[self._names[set_id]] = _RECORD + _SET_ID.pack(set_id)
+            rows = self._db.execute("SELECT id, names FROM measure_sets").fetchall()
+        self._learn({tuple(json.loads(names)): set_id for set_id, names in rows})
 
     def _records(
         self, db: sqlite3.Connection, rows: Iterable[tuple[int, Mapping[str, float]]]
@@ -214,14 +218,14 @@ class SQLiteStore:
                     (new[names],) = db.execute(
                         "SELECT id FROM measure_sets WHERE names=?", (text,)
                     ).fetchone()
-                prefix = (_RECORD + _SET_ID.pack(new[names])) if names in new else _header(names)
+                prefix = _set_prefix(new[names]) if names in new else _header(names)
             out.append((int(step), prefix + _pack(values)))
         return out, new
 
     def _learn(self, sets: Mapping[tuple[str, ...], int]) -> None:
         for names, set_id in sets.items():
             self._names[set_id] = names
-            self._prefixes[names] = _RECORD + _SET_ID.pack(set_id)
+            self._prefixes[names] = _set_prefix(set_id)
 
     def _decode(self, raw: bytes | str, where: str) -> dict[str, float]:
         if isinstance(raw, str) or raw[:1] != _RECORD:
