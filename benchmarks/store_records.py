@@ -28,10 +28,12 @@ from typing import Any
 
 from service_common import MEASURES
 
+from grokwatch.store import _header, _set_prefix
+
 NAMES = (*MEASURES, "train_accuracy", "test_accuracy")
-RECORDS = {
-    "schema 2 (names in every record)": json.dumps(NAMES, separators=(",", ":")).encode() + b"\x00",
-    "schema 3 (names once per set)": b"\x01" + struct.pack("<I", 1),
+RECORDS = {  # the record prefixes grokwatch.store writes
+    "schema 2 (names in every record)": _header(NAMES),
+    "schema 3 (names once per set)": _set_prefix(1),
 }
 
 
