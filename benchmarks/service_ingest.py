@@ -8,7 +8,11 @@ WAL database in a temp dir):
   seconds. Reports points/s, requests/s and latency percentiles.
 - **live** (open loop): ``--runs`` live runs each post one batch of ``--report-points`` points
   once a second (random phase), on their own connections. Latency is measured from each
-  request's *scheduled* send time, so queueing shows up (no coordinated omission).
+  request's *scheduled* send time, so queueing shows up (no coordinated omission). Every run
+  starts at step 0 in the same second -- young runs cost the forecaster most (a change-point
+  observation per 10 % growth of the step) -- so the first seconds are a cold start of all
+  runs at once: ``p99_ms`` covers every request, ``p99_ms_after_warmup`` those scheduled after
+  ``--warmup`` seconds, ``p99_ms_by_second`` each second apart.
 
 Every point carries twelve values (the four performance measures and eight probes).
 
@@ -18,7 +22,8 @@ deployment *Several replicas* describes, here on one host. Server CPU is summed 
 
     python benchmarks/service_ingest.py [--scenario both] [--duration 10] [--agents 32]
         [--batch 100 ...] [--runs 1000 ...] [--report-points 10] [--replicas 1]
-        [--forecaster default|none] [--forecast-interval SECONDS] [--json OUT]
+        [--forecaster default|none] [--forecast-interval SECONDS] [--inline-budget-ms MS]
+        [--checkpoint-interval SECONDS] [--warmup SECONDS] [--json OUT]
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import math
 import random
 import tempfile
 import time
@@ -127,13 +133,16 @@ async def throughput(server: Cluster, agents: int, batch: int, duration: float) 
     }
 
 
-async def live(server: Cluster, runs: int, report_points: int, duration: float) -> dict[str, Any]:
+async def live(
+    server: Cluster, runs: int, report_points: int, duration: float, warmup: float
+) -> dict[str, Any]:
     ids = [f"live-{i}" for i in range(runs)]
     server.register(ids)
     conns = [Connection("127.0.0.1", server.owner(i).port) for i in ids]
     for c in conns:
         await c.open()
     latencies: list[float] = []
+    seconds: list[float] = []  # when each request was scheduled, from the start
     errors = 0
     rng = random.Random(0)
     cpu0, client0 = server.cpu_seconds(), time.process_time()
@@ -150,6 +159,7 @@ async def live(server: Cluster, runs: int, report_points: int, duration: float) 
             await asyncio.sleep(max(scheduled - time.perf_counter(), 0))
             status, _ = await conns[i].request("POST", path, _body(step, report_points, values))
             latencies.append(time.perf_counter() - scheduled)
+            seconds.append(scheduled - start)
             errors += status != 200
             step += report_points
             scheduled += 1.0
@@ -170,6 +180,16 @@ async def live(server: Cluster, runs: int, report_points: int, duration: float) 
         "client_cpu_cores": round((time.process_time() - client0) / elapsed, 2),
         "forecast_backlog_runs_at_end": server.forecast_backlog(),
         **summary_ms(latencies),
+        "warmup_s": warmup,
+        "p99_ms_after_warmup": summary_ms(
+            [x for x, t in zip(latencies, seconds, strict=True) if t >= warmup]
+        )["p99_ms"],
+        "p99_ms_by_second": [
+            summary_ms([x for x, t in zip(latencies, seconds, strict=True) if s <= t < s + 1])[
+                "p99_ms"
+            ]
+            for s in range(math.ceil(duration))
+        ],
     }
 
 
@@ -181,10 +201,13 @@ def cluster(
     forecaster: str,
     interval: float = 0.0,
     inline_budget_ms: float | None = None,
+    checkpoint_interval: float | None = None,
 ) -> Iterator[Cluster]:
     args: tuple[str, ...] = ("--forecast-interval", str(interval))
     if inline_budget_ms is not None:
         args += ("--inline-budget-ms", str(inline_budget_ms))
+    if checkpoint_interval is not None:
+        args += ("--checkpoint-interval", str(checkpoint_interval))
     with contextlib.ExitStack() as stack:
         servers = [
             stack.enter_context(Server(tmp / f"{name}-{i}.db", *args, forecaster=forecaster))
@@ -201,6 +224,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[100])
     parser.add_argument("--runs", type=int, nargs="+", default=[1000])
     parser.add_argument("--report-points", type=int, default=10)
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=5.0,
+        help="live: seconds left out of p99_ms_after_warmup (every run starts at step 0 at once)",
+    )
     parser.add_argument("--forecaster", default="default", help="'default' or 'none'")
     parser.add_argument("--replicas", type=int, default=1, help="service processes (sharded)")
     parser.add_argument(
@@ -208,6 +237,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--inline-budget-ms", type=float, default=None, help="serve --inline-budget-ms"
+    )
+    parser.add_argument(
+        "--checkpoint-interval", type=float, default=None, help="serve --checkpoint-interval"
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -222,7 +254,11 @@ def main() -> None:
     if args.scenario in ("live", "both"):
         for n in args.runs:
             job = functools.partial(
-                live, runs=n, report_points=args.report_points, duration=args.duration
+                live,
+                runs=n,
+                report_points=args.report_points,
+                duration=args.duration,
+                warmup=args.warmup,
             )
             jobs.append((f"live{n}", job))
     results = []
@@ -235,6 +271,7 @@ def main() -> None:
                 args.forecaster,
                 args.forecast_interval,
                 args.inline_budget_ms,
+                args.checkpoint_interval,
             ) as server:
                 res = asyncio.run(job(server))
             res.update(
@@ -242,6 +279,7 @@ def main() -> None:
                 replicas=args.replicas,
                 forecast_interval=args.forecast_interval,
                 inline_budget_ms=args.inline_budget_ms,
+                checkpoint_interval=args.checkpoint_interval,
             )
             print(json.dumps(res))
             results.append(res)

@@ -83,6 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
         "forecaster": args.forecaster,
         "forecast_interval": args.forecast_interval,
         "inline_budget_ms": args.inline_budget_ms,
+        "checkpoint_interval": args.checkpoint_interval,
     }
     settings = ServiceSettings(**{k: v for k, v in overrides.items() if v is not None})
     serve(settings)
@@ -207,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="batches estimated to take less are judged on the event loop (default 5)",
+    )
+    serve.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=None,
+        help="seconds between WAL checkpoints on a background thread (default 1; 0: SQLite "
+        "checkpoints in the commit that fills the log)",
     )
     serve.set_defaults(func=_serve)
 

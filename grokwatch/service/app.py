@@ -244,7 +244,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = store is None
-        the_store: Store = SQLiteStore(settings.db_path) if store is None else store
+        the_store: Store = (
+            SQLiteStore(settings.db_path, checkpoint_interval=settings.checkpoint_interval or None)
+            if store is None
+            else store
+        )
         table = RunTable(
             the_store,
             limits,

@@ -1,34 +1,37 @@
 """Settings of ``grokwatch serve``: typed, from ``GROKWATCH_*`` environment variables or the CLI.
 
-===============================  ==============================  ==============================
-environment variable             default                         meaning
-===============================  ==============================  ==============================
-``GROKWATCH_HOST``               ``127.0.0.1``                   bind address
-``GROKWATCH_PORT``               ``8321``                        bind port (0: any free port)
-``GROKWATCH_DB_PATH``            ``~/.grokwatch/service.db``     SQLite run database (WAL)
-``GROKWATCH_TOKEN``              unset                           bearer token for writes;
-                                                                 required off loopback
-``GROKWATCH_MAX_BODY_BYTES``     ``1048576``                     request body limit (413)
-``GROKWATCH_MAX_LIVE_RUNS``      ``10000``                       unfinished runs in memory (429)
-``GROKWATCH_FINISHED_TTL``       ``300``                         seconds a finished run stays
-                                                                 exported
-``GROKWATCH_IDLE_TTL``           ``86400``                       seconds without a report before
-                                                                 an unfinished run is unloaded
-``GROKWATCH_SWEEP_INTERVAL``     ``5``                           seconds between TTL sweeps
-``GROKWATCH_LOG_LEVEL``          ``info``                        uvicorn log level
-``GROKWATCH_ACCESS_LOG``         ``false``                       per-request access log
-``GROKWATCH_FORECASTER``         ``default``                     ``default`` (the model shipped
-                                                                 with grokwatch), ``none``
-                                                                 (rule-based), or a model file
-``GROKWATCH_FORECAST_INTERVAL``  ``0``                           seconds between forecast updates
-                                                                 of the runs that reported (0:
-                                                                 forecast every batch at once)
-``GROKWATCH_INLINE_BUDGET_MS``   ``5``                           batches whose estimated work is
-                                                                 below this are judged on the
-                                                                 event loop (0: never)
-``GROKWATCH_GC_THRESHOLD``       ``[50000, 20, 1000]``           ``gc.set_threshold`` of the
-                                                                 serve process (JSON list)
-===============================  ==============================  ==============================
+=================================  ==============================  ==============================
+environment variable               default                         meaning
+=================================  ==============================  ==============================
+``GROKWATCH_HOST``                 ``127.0.0.1``                   bind address
+``GROKWATCH_PORT``                 ``8321``                        bind port (0: any free port)
+``GROKWATCH_DB_PATH``              ``~/.grokwatch/service.db``     SQLite run database (WAL)
+``GROKWATCH_TOKEN``                unset                           bearer token for writes;
+                                                                   required off loopback
+``GROKWATCH_MAX_BODY_BYTES``       ``1048576``                     request body limit (413)
+``GROKWATCH_MAX_LIVE_RUNS``        ``10000``                       unfinished runs in memory (429)
+``GROKWATCH_FINISHED_TTL``         ``300``                         seconds a finished run stays
+                                                                   exported
+``GROKWATCH_IDLE_TTL``             ``86400``                       seconds without a report before
+                                                                   an unfinished run is unloaded
+``GROKWATCH_SWEEP_INTERVAL``       ``5``                           seconds between TTL sweeps
+``GROKWATCH_LOG_LEVEL``            ``info``                        uvicorn log level
+``GROKWATCH_ACCESS_LOG``           ``false``                       per-request access log
+``GROKWATCH_FORECASTER``           ``default``                     ``default`` (the model shipped
+                                                                   with grokwatch), ``none``
+                                                                   (rule-based), or a model file
+``GROKWATCH_FORECAST_INTERVAL``    ``0``                           seconds between forecast updates
+                                                                   of the runs that reported (0:
+                                                                   forecast every batch at once)
+``GROKWATCH_INLINE_BUDGET_MS``     ``5``                           batches whose estimated work is
+                                                                   below this are judged on the
+                                                                   event loop (0: never)
+``GROKWATCH_CHECKPOINT_INTERVAL``  ``1``                           seconds between WAL checkpoints
+                                                                   on a background thread (0:
+                                                                   SQLite's own, in a commit)
+``GROKWATCH_GC_THRESHOLD``         ``[50000, 20, 1000]``           ``gc.set_threshold`` of the
+                                                                   serve process (JSON list)
+=================================  ==============================  ==============================
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class ServiceSettings(BaseSettings):
     forecaster: str = "default"
     forecast_interval: float = Field(default=0.0, ge=0.0)
     inline_budget_ms: float = Field(default=5.0, ge=0.0)
+    checkpoint_interval: float = Field(default=1.0, ge=0.0)
     gc_threshold: tuple[int, int, int] | None = (50_000, 20, 1000)
 
     @model_validator(mode="after")

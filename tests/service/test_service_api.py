@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -618,3 +619,31 @@ def test_a_deferred_forecast_waits_until_the_interval_or_a_read(tmp_path: Path) 
         state = client.get("/v1/runs/r1").json()  # a read brings it up to date
         assert state["decision"]["forecast"] is not None
         assert _backlog(client) == 0
+
+
+@pytest.mark.parametrize("interval", [0.02, 0.0])
+def test_the_service_database_is_checkpointed_by_a_thread_unless_told_not_to(
+    tmp_path: Path, interval: float
+) -> None:
+    app = create_app(make_settings(tmp_path, checkpoint_interval=interval))
+    db = tmp_path / "service.db"
+    with TestClient(app) as client:
+        assert register(client, "a").status_code == 201
+        points = [{"step": s, "values": {"train_accuracy": 0.5}} for s in range(50)]
+        assert client.post("/v1/runs/a/points", json={"points": points}).status_code == 200
+        time.sleep(0.3)  # 15 checkpoint rounds of the thread, if there is one
+
+        def in_file() -> int:  # the database file alone: the log not read
+            alone = sqlite3.connect(f"file:{db}?immutable=1", uri=True)
+            try:
+                tables = {name for (name,) in alone.execute("SELECT name FROM sqlite_master")}
+                if "points" not in tables:  # not even the schema yet
+                    return 0
+                (n,) = alone.execute("SELECT count(*) FROM points").fetchone()
+            finally:
+                alone.close()
+            return int(n)
+
+        # with no thread, SQLite copies the log back only once it reaches 1000 pages
+        assert in_file() == (50 if interval else 0)
+    assert in_file() == 50  # the last connection to close copies the rest
