@@ -22,7 +22,8 @@ deployment *Several replicas* describes, here on one host. Server CPU is summed 
 
     python benchmarks/service_ingest.py [--scenario both] [--duration 10] [--agents 32]
         [--batch 100 ...] [--runs 1000 ...] [--report-points 10] [--replicas 1]
-        [--forecaster default|none] [--forecast-interval SECONDS] [--inline-budget-ms MS]
+        [--forecaster default|none] [--forecast-interval SECONDS] [--forecast-schedule S]
+        [--inline-budget-ms MS]
         [--checkpoint-interval SECONDS] [--warmup SECONDS] [--json OUT]
 """
 
@@ -63,6 +64,24 @@ class Cluster:
 
     def cpu_seconds(self) -> float:
         return sum(s.cpu_seconds() for s in self.servers)
+
+    def forecast_lag_ms(self) -> dict[str, float | None]:
+        """p50 and p99 of the deferred forecasts' lag, summed over the replicas: the upper
+        bound of the histogram bucket each falls in (None without deferred forecasts)."""
+        counts: dict[float, float] = {}
+        for server in self.servers:
+            text = httpx.get(f"{server.url}/metrics", timeout=30).text
+            for line in text.splitlines():
+                if line.startswith("grokwatch_service_forecast_lag_seconds_bucket{"):
+                    bound = line.split('le="', 1)[1].split('"', 1)[0]
+                    le = math.inf if bound == "+Inf" else float(bound)
+                    counts[le] = counts.get(le, 0.0) + float(line.split()[-1])
+        total = counts.get(math.inf, 0.0)
+        out: dict[str, float | None] = {}
+        for q in (50, 99):
+            hit = [le for le, n in sorted(counts.items()) if total and n >= total * q / 100]
+            out[f"forecast_lag_p{q}_ms_at_most"] = hit[0] * 1e3 if hit else None
+        return out
 
     def forecast_backlog(self) -> int:
         """Runs whose deferred forecast still waits, summed over the replicas."""
@@ -179,6 +198,7 @@ async def live(
         "server_cpu_cores": round((server.cpu_seconds() - cpu0) / elapsed, 2),
         "client_cpu_cores": round((time.process_time() - client0) / elapsed, 2),
         "forecast_backlog_runs_at_end": server.forecast_backlog(),
+        **server.forecast_lag_ms(),
         **summary_ms(latencies),
         "warmup_s": warmup,
         "p99_ms_after_warmup": summary_ms(
@@ -202,8 +222,11 @@ def cluster(
     interval: float = 0.0,
     inline_budget_ms: float | None = None,
     checkpoint_interval: float | None = None,
+    schedule: str | None = None,
 ) -> Iterator[Cluster]:
     args: tuple[str, ...] = ("--forecast-interval", str(interval))
+    if schedule is not None:
+        args += ("--forecast-schedule", schedule)
     if inline_budget_ms is not None:
         args += ("--inline-budget-ms", str(inline_budget_ms))
     if checkpoint_interval is not None:
@@ -234,6 +257,12 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1, help="service processes (sharded)")
     parser.add_argument(
         "--forecast-interval", type=float, default=0.0, help="serve --forecast-interval"
+    )
+    parser.add_argument(
+        "--forecast-schedule",
+        choices=["inline", "background", "auto"],
+        default=None,
+        help="serve --forecast-schedule",
     )
     parser.add_argument(
         "--inline-budget-ms", type=float, default=None, help="serve --inline-budget-ms"
@@ -272,6 +301,7 @@ def main() -> None:
                 args.forecast_interval,
                 args.inline_budget_ms,
                 args.checkpoint_interval,
+                args.forecast_schedule,
             ) as server:
                 res = asyncio.run(job(server))
             res.update(
@@ -280,6 +310,7 @@ def main() -> None:
                 forecast_interval=args.forecast_interval,
                 inline_budget_ms=args.inline_budget_ms,
                 checkpoint_interval=args.checkpoint_interval,
+                forecast_schedule=args.forecast_schedule,
             )
             print(json.dumps(res))
             results.append(res)

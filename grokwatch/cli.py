@@ -82,6 +82,8 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": args.access_log or None,
         "forecaster": args.forecaster,
         "forecast_interval": args.forecast_interval,
+        "forecast_schedule": args.forecast_schedule,
+        "forecast_idle_ms": args.forecast_idle_ms,
         "inline_budget_ms": args.inline_budget_ms,
         "checkpoint_interval": args.checkpoint_interval,
     }
@@ -202,6 +204,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="seconds between forecast updates of reporting runs (default 0: every batch)",
+    )
+    serve.add_argument(
+        "--forecast-schedule",
+        choices=["inline", "background", "auto"],
+        default=None,
+        help="inline: an answer waits for its batch's forecast; background: answer first, "
+        "forecast once the ready requests went; auto (default): inline when the service was "
+        "idle, else background",
+    )
+    serve.add_argument(
+        "--forecast-idle-ms",
+        type=float,
+        default=None,
+        help="auto: forecast before answering after this long without work (default 5)",
     )
     serve.add_argument(
         "--inline-budget-ms",

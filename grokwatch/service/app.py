@@ -55,7 +55,7 @@ from grokwatch.service.schemas import (
     RunList,
     RunState,
 )
-from grokwatch.service.settings import ServiceSettings
+from grokwatch.service.settings import Schedule, ServiceSettings
 from grokwatch.service.state import (
     Clock,
     DetectorFactory,
@@ -103,14 +103,27 @@ class Service:
     queued in a row with one transaction.
     """
 
-    def __init__(self, table: RunTable, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self,
+        table: RunTable,
+        metrics: ServiceMetrics,
+        *,
+        schedule: Schedule = "inline",
+        idle: float = 0.005,
+    ) -> None:
         self.table = table
         self.metrics = metrics
+        self.schedule = schedule
+        self.idle = idle
+        """``auto``: a batch is forecast before its answer after this many seconds without
+        table work (and with no forecast waiting)."""
+        self._last_work = 0.0  # perf_counter when the table's last work ended
         self.stopping = False
         self.load_error = ""
         self._worker = Worker()
         self._lock = threading.Lock()
         self._ingest_group = self._locked_ingest  # one object: the worker groups calls by it
+        self._stale = asyncio.Event()  # set when a batch leaves a forecast behind
         self.seconds_per_point = 1e-3
         """Running estimate of the ingest cost of one point (starts pessimistic)."""
 
@@ -133,17 +146,21 @@ class Service:
     ) -> IngestResult:
         """Store and judge a batch: here when the table is free and ``inline()`` holds, else
         on the worker, with every batch queued next to it in one transaction."""
-        if self._lock.acquire(blocking=False):
-            try:
-                if inline():
-                    result = self._ingest([(run_id, batch)])[0]
-                    if isinstance(result, Exception):
-                        raise result
-                    return result
-            finally:
-                self._lock.release()
-        done: IngestResult = await self._worker.call_many(self._ingest_group, (run_id, batch))
-        return done
+        try:
+            if self._lock.acquire(blocking=False):
+                try:
+                    if inline():
+                        result = self._ingest([(run_id, batch)])[0]
+                        if isinstance(result, Exception):
+                            raise result
+                        return result
+                finally:
+                    self._lock.release()
+            done: IngestResult = await self._worker.call_many(self._ingest_group, (run_id, batch))
+            return done
+        finally:
+            if self.table.forecast_backlog:
+                self._stale.set()
 
     def _locked_ingest(
         self, batches: Sequence[tuple[str, PointsBatch]]
@@ -153,10 +170,20 @@ class Service:
 
     def _ingest(self, batches: Sequence[tuple[str, PointsBatch]]) -> list[IngestResult | Exception]:
         began = time.perf_counter()
-        done = self.table.ingest_many(batches)
+        done = self.table.ingest_many(batches, forecast=self._forecast_now())
         results = [r if isinstance(r, Exception) else ingest_result(r) for r in done]
-        self.measured(time.perf_counter() - began, sum(len(b.points) for _, b in batches))
+        self._last_work = time.perf_counter()
+        self.measured(self._last_work - began, sum(len(b.points) for _, b in batches))
         return results
+
+    def _forecast_now(self) -> bool | None:
+        """Whether a batch's answer waits for its forecast (None: as the table defers)."""
+        if self.schedule == "background":
+            return False
+        if self.schedule == "auto":  # inline only when nothing else is going on
+            quiet = time.perf_counter() - self._last_work > self.idle
+            return quiet and not self.table.forecast_backlog
+        return None
 
     async def load(self) -> None:
         started = time.perf_counter()
@@ -175,6 +202,27 @@ class Service:
             await asyncio.sleep(interval)
             while await self.call(self.table.flush_forecasts, slice_seconds):
                 pass
+
+    async def forecast_in_background(self) -> None:
+        """Bring deferred forecasts up to date right here on the event loop, one run per turn
+        of the loop, whenever a batch left one behind: the requests that became ready in the
+        meantime go first, so a request waits for at most about one run's forecast, and the
+        forecasts lag the reports only by as long as requests keep the loop busy."""
+        while True:
+            await self._stale.wait()
+            self._stale.clear()
+            while self.table.forecast_backlog:
+                await asyncio.sleep(0)  # every request ready by now goes first
+                if not self._lock.acquire(blocking=False):  # the worker holds the table
+                    await asyncio.sleep(0.001)
+                    continue
+                try:
+                    self.table.flush_forecasts(0.0)  # the run waiting longest, only
+                except Exception:  # that run's forecast is lost until its next report
+                    log.exception("a background forecast failed")
+                finally:
+                    self._lock.release()
+                    self._last_work = time.perf_counter()
 
     async def sweep_forever(self, interval: float) -> None:
         while True:
@@ -227,6 +275,8 @@ def create_app(
     settings = settings or ServiceSettings()
     registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
     metrics = ServiceMetrics(registry)
+    schedule = settings.schedule
+    metrics.schedule = schedule
     limits = Limits(
         max_live_runs=settings.max_live_runs,
         finished_ttl=settings.finished_ttl,
@@ -254,15 +304,18 @@ def create_app(
             limits,
             clock=clock,
             detector_factory=detector_factory,
-            defer_forecasts=settings.forecast_interval > 0,
+            defer_forecasts=schedule != "inline",
+            on_forecast=metrics.forecast_lag,
         )
-        service = Service(table, metrics)
+        service = Service(table, metrics, schedule=schedule, idle=settings.forecast_idle_ms / 1e3)
         holder["service"] = service
         metrics.table = service.table
         loading = asyncio.create_task(service.load())
         tasks = [asyncio.create_task(service.sweep_forever(settings.sweep_interval))]
         if settings.forecast_interval > 0:
             tasks.append(asyncio.create_task(service.forecast_forever(settings.forecast_interval)))
+        elif schedule in ("background", "auto"):
+            tasks.append(asyncio.create_task(service.forecast_in_background()))
         try:
             yield
         finally:

@@ -23,6 +23,15 @@ environment variable               default                         meaning
 ``GROKWATCH_FORECAST_INTERVAL``    ``0``                           seconds between forecast updates
                                                                    of the runs that reported (0:
                                                                    forecast every batch at once)
+``GROKWATCH_FORECAST_SCHEDULE``    ``auto``                        ``inline``: a batch's answer
+                                                                   waits for its forecast;
+                                                                   ``background``: answer first,
+                                                                   forecast on the event loop
+                                                                   once the requests ready go;
+                                                                   ``auto``: inline after
+                                                                   ``FORECAST_IDLE_MS`` without
+                                                                   work, else background
+``GROKWATCH_FORECAST_IDLE_MS``     ``5``                           the quiet time of ``auto``
 ``GROKWATCH_INLINE_BUDGET_MS``     ``5``                           batches whose estimated work is
                                                                    below this are judged on the
                                                                    event loop (0: never)
@@ -42,6 +51,9 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ForecastSchedule = Literal["inline", "background", "auto"]
+Schedule = Literal["inline", "background", "auto", "interval"]
 
 
 def default_service_db() -> Path:
@@ -76,6 +88,8 @@ class ServiceSettings(BaseSettings):
     access_log: bool = False
     forecaster: str = "default"
     forecast_interval: float = Field(default=0.0, ge=0.0)
+    forecast_schedule: ForecastSchedule = "auto"
+    forecast_idle_ms: float = Field(default=5.0, ge=0.0)
     inline_budget_ms: float = Field(default=5.0, ge=0.0)
     checkpoint_interval: float = Field(default=1.0, ge=0.0)
     gc_threshold: tuple[int, int, int] | None = (50_000, 20, 1000)
@@ -88,6 +102,12 @@ class ServiceSettings(BaseSettings):
                 "(set GROKWATCH_TOKEN or --token)"
             )
         return self
+
+    @property
+    def schedule(self) -> Schedule:
+        """When forecasts are brought up to date: ``forecast_interval > 0`` (every so many
+        seconds, on the worker) replaces ``forecast_schedule``."""
+        return "interval" if self.forecast_interval > 0 else self.forecast_schedule
 
     @property
     def token_value(self) -> str | None:

@@ -161,6 +161,7 @@ class RunTable:
         clock: Clock = time.time,
         detector_factory: DetectorFactory | None = None,
         defer_forecasts: bool = False,
+        on_forecast: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
         self.limits = limits or Limits()
@@ -169,8 +170,14 @@ class RunTable:
         self.defer_forecasts = defer_forecasts
         """Judge a batch's events and phase at once but leave the forecaster to
         :meth:`flush_forecasts` (see ``RunDetector.update_many(forecast=False)``)."""
+        self.on_forecast = on_forecast
+        """Called with the lag (seconds since the first report it had not seen) of every
+        deferred forecast brought up to date."""
         self._runs: dict[str, LiveRun] = {}
-        self._stale: dict[str, LiveRun] = {}  # runs whose forecaster is behind, oldest first
+        # runs whose forecaster is behind, oldest first, with when they fell behind (monotonic)
+        self._stale: dict[str, tuple[LiveRun, float]] = {}
+        self.deferred = 0
+        """Batches answered before their forecast (deferred to :meth:`flush_forecasts`)."""
         self._lock = threading.Lock()
         self.loaded = False
 
@@ -247,12 +254,18 @@ class RunTable:
             raise done
         return done
 
-    def ingest_many(self, batches: Sequence[tuple[str, PointsBatch]]) -> list[Ingested | Exception]:
+    def ingest_many(
+        self, batches: Sequence[tuple[str, PointsBatch]], *, forecast: bool | None = None
+    ) -> list[Ingested | Exception]:
         """:meth:`ingest` several batches, in order, storing them in one transaction.
 
         Returns each batch's result, or the exception that refused it (an unknown run, the
         cap on live runs, a store failure): one batch's refusal does not fail the others.
+        ``forecast``: bring the forecast up to date before answering (default: unless the
+        table defers forecasts); when not, the run waits for :meth:`flush_forecasts`.
         """
+        if forecast is None:
+            forecast = not self.defer_forecasts
         results: dict[int, Ingested | Exception] = {}
         accepted: list[tuple[int, LiveRun, Points]] = []
         for i, (run_id, batch) in enumerate(batches):
@@ -269,7 +282,7 @@ class RunTable:
                 results[i] = added
                 continue
             try:
-                results[i] = self._judge(run, points, added, batches[i][1].dropped)
+                results[i] = self._judge(run, points, added, batches[i][1].dropped, forecast)
             except Exception as exc:
                 results[i] = exc
         return [results[i] for i in range(len(batches))]
@@ -292,8 +305,10 @@ class RunTable:
                 out.append(exc)
         return out
 
-    def _judge(self, run: LiveRun, points: Points, added: int, dropped: int | None) -> Ingested:
-        self._observe(run, points, forecast=not self.defer_forecasts)
+    def _judge(
+        self, run: LiveRun, points: Points, added: int, dropped: int | None, forecast: bool
+    ) -> Ingested:
+        self._observe(run, points, forecast=forecast)
         run.n_points += added
         if dropped is not None:
             run.dropped = max(run.dropped, dropped)
@@ -334,7 +349,7 @@ class RunTable:
         ``budget`` seconds (at least one run); returns how many runs still wait."""
         began = time.perf_counter()
         while self._stale:
-            self._flush(next(iter(self._stale.values())))
+            self._flush(next(iter(self._stale.values()))[0])
             if time.perf_counter() - began >= budget:
                 break
         return len(self._stale)
@@ -429,8 +444,12 @@ class RunTable:
         """Judge points sorted by step (one detector update for the whole batch)."""
         previous = run.detector.decision
         _count_alert(run, previous, run.detector.update_many(points, forecast=forecast))
-        if not forecast and run.detector.pending:
-            self._stale.setdefault(run.run_id, run)
+        if forecast:  # up to date: no longer waiting, if it was
+            self._caught_up(run.run_id)
+        elif run.detector.pending:
+            self.deferred += 1
+            if run.run_id not in self._stale:
+                self._stale[run.run_id] = (run, time.monotonic())
         top = len(points) - 1
         step = points[top][0]
         if run.last_step is None or step > run.last_step:
@@ -441,12 +460,23 @@ class RunTable:
 
     def _flush(self, run: LiveRun) -> None:
         """The run's deferred forecast, brought up to date (nothing when none waits)."""
-        if self._stale.pop(run.run_id, None) is None:
+        stale = self._stale.pop(run.run_id, None)  # first: a failing forecast is not retried
+        if stale is None:
             return
         previous = run.detector.decision
         decision = run.detector.flush()
         if decision is not None:
             _count_alert(run, previous, decision)
+        self._lagged(stale[1])
+
+    def _caught_up(self, run_id: str) -> None:
+        stale = self._stale.pop(run_id, None)
+        if stale is not None:
+            self._lagged(stale[1])
+
+    def _lagged(self, since: float) -> None:
+        if self.on_forecast is not None:
+            self.on_forecast(time.monotonic() - since)
 
 
 def _count_alert(run: LiveRun, previous: Decision | None, decision: Decision) -> None:

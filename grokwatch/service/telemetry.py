@@ -24,7 +24,12 @@ grokwatch_service_request_duration_seconds     histogram  request latency, ``han
 grokwatch_service_live_runs                    gauge      runs in memory, ``state`` label
 grokwatch_service_ready                        gauge      1 once the run table is loaded
 grokwatch_service_forecast_backlog_runs        gauge      runs whose forecast waits for the
-                                                          next update (``forecast_interval``)
+                                                          next update (deferred forecasts)
+grokwatch_service_deferred_forecasts_total     counter    point batches answered before their
+                                                          forecast (it came later)
+grokwatch_service_forecast_lag_seconds         histogram  how long a deferred forecast lagged
+                                                          the first report it had not seen,
+                                                          ``schedule`` label
 =============================================  =========  =====================================
 
 Counters are plain integers bumped on the event loop and read at scrape time (no locks and no
@@ -67,6 +72,8 @@ LATENCY_BUCKETS = (
     2.5,
 )
 
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
 
 class RunCountersCollector(Collector):
     """Per-run counters that only the service knows (phase changes, alerts, stored points)."""
@@ -103,7 +110,8 @@ class RunCountersCollector(Collector):
 
 
 class Histogram:
-    """A labelled latency histogram kept as plain counts (observed on the event loop only)."""
+    """A labelled histogram kept as plain counts, observed by one thread (the event loop, or
+    the worker for the lags of forecasts it brings up to date)."""
 
     def __init__(self, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
         self.buckets = tuple(buckets)
@@ -149,6 +157,9 @@ class ServiceMetrics(Collector):
         self.counts: collections.Counter[str] = collections.Counter()
         self.rejected: collections.Counter[str] = collections.Counter()
         self.latency = Histogram()
+        self.lags = Histogram(LAG_BUCKETS)
+        self.schedule = "interval"
+        """Label of the lag histogram: ``background`` or ``interval``."""
         registry.register(RunCollector(self._views))
         registry.register(RunCountersCollector(self._runs))
         registry.register(self)
@@ -158,6 +169,9 @@ class ServiceMetrics(Collector):
 
     def _runs(self) -> list[LiveRun]:
         return [] if self.table is None else self.table.current()
+
+    def forecast_lag(self, seconds: float) -> None:
+        self.lags.observe(self.schedule, seconds)
 
     def inc(self, name: str, amount: int = 1) -> None:
         self.counts[name] += amount
@@ -209,6 +223,19 @@ class ServiceMetrics(Collector):
         )
         backlog.add_metric([], table.forecast_backlog if table is not None else 0)
         yield backlog
+        deferred = CounterMetricFamily(
+            "grokwatch_service_deferred_forecasts",
+            "Point batches answered before their forecast, which a background or periodic "
+            "update brought up to date later.",
+        )
+        deferred.add_metric([], table.deferred if table is not None else 0)
+        yield deferred
+        yield self.lags.family(
+            "grokwatch_service_forecast_lag_seconds",
+            "Seconds from the first report a deferred forecast had not seen to the forecast "
+            "that took it in (only with deferred forecasts), by schedule.",
+            "schedule",
+        )
 
 
 class LatencyMiddleware:
