@@ -647,3 +647,66 @@ def test_the_service_database_is_checkpointed_by_a_thread_unless_told_not_to(
         # with no thread, SQLite copies the log back only once it reaches 1000 pages
         assert in_file() == (50 if interval else 0)
     assert in_file() == 50  # the last connection to close copies the rest
+
+
+# -- forecast schedules ------------------------------------------------------------------------
+
+
+def _metric(client: TestClient, prefix: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    raise AssertionError(f"no {prefix} in /metrics")
+
+
+def _forecast_of(client: TestClient, run_id: str) -> Any:
+    return client.get(f"/v1/runs/{run_id}").json()["decision"]["forecast"]
+
+
+def test_background_forecasts_come_without_a_read_and_equal_the_inline_ones(
+    tmp_path: Path,
+) -> None:
+    batches = [curve(8), curve(8, start=800), curve(8, start=1600)]
+    forecasts = {}
+    for schedule in ("inline", "background"):
+        settings = make_settings(tmp_path, forecast_schedule=schedule)
+        with TestClient(create_app(settings, store=MemoryStore())) as client:
+            register(client, budget=5000)
+            for points in batches:
+                assert client.post("/v1/runs/r1/points", json={"points": points}).status_code == 200
+            if schedule == "background":
+                deadline = time.monotonic() + 10
+                while _metric(client, "grokwatch_service_forecast_backlog_runs ") > 0:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+                assert _metric(client, "grokwatch_service_deferred_forecasts_total ") == 3
+                lags = 'grokwatch_service_forecast_lag_seconds_count{schedule="background"}'
+                assert 1 <= _metric(client, lags) <= 3  # a run waits once until it is caught up
+            else:
+                assert _metric(client, "grokwatch_service_deferred_forecasts_total ") == 0
+            forecasts[schedule] = _forecast_of(client, "r1")
+    assert forecasts["inline"] is not None
+    assert forecasts["background"] == forecasts["inline"]
+
+
+def test_auto_forecasts_before_answering_only_after_a_quiet_spell(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, forecast_schedule="auto", forecast_idle_ms=2000)
+    with TestClient(create_app(settings, store=MemoryStore())) as client:
+        register(client, budget=5000)
+        deferred = "grokwatch_service_deferred_forecasts_total "
+        assert client.post("/v1/runs/r1/points", json={"points": curve(5)}).status_code == 200
+        assert _metric(client, deferred) == 0  # the first batch after a quiet spell: inline
+        for i in range(1, 4):  # then batches in a row, well within 2 s of each other
+            points = curve(5, start=i * 500)
+            assert client.post("/v1/runs/r1/points", json={"points": points}).status_code == 200
+        assert _metric(client, deferred) == 3
+        assert _forecast_of(client, "r1") is not None
+
+
+def test_the_forecast_schedule_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert make_settings(tmp_path).schedule == "auto"
+    assert make_settings(tmp_path, forecast_interval=2.0).schedule == "interval"
+    monkeypatch.setenv("GROKWATCH_FORECAST_SCHEDULE", "background")
+    assert make_settings(tmp_path).schedule == "background"
+    with pytest.raises(ValueError, match="forecast_schedule"):
+        make_settings(tmp_path, forecast_schedule="sometimes")

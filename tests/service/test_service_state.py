@@ -198,3 +198,20 @@ def test_flush_forecasts_works_in_slices_and_oldest_first() -> None:
     assert [rid for rid in "bca" if runs[rid].detector.pending] == ["a"]
     assert t.flush_forecasts() == 0
     assert not any(r.detector.pending for r in runs.values())
+
+
+def test_a_forecast_before_the_answer_catches_a_waiting_run_up() -> None:
+    lags: list[float] = []
+    t = RunTable(
+        MemoryStore(), detector_factory=detector_for, defer_forecasts=True, on_forecast=lags.append
+    )
+    t.register(RunCreate(run_id="a", budget=3000))
+    t.ingest("a", batch(range(0, 500, 100)))
+    t.ingest("a", batch(range(500, 900, 100)))
+    assert (t.forecast_backlog, t.deferred, lags) == (1, 2, [])
+    t.ingest_many([("a", batch(range(900, 1300, 100)))], forecast=True)
+    assert t.forecast_backlog == 0 and len(lags) == 1 and lags[0] >= 0
+    inline = table()
+    for steps in (range(0, 500, 100), range(500, 900, 100), range(900, 1300, 100)):
+        inline.ingest("a", batch(steps))
+    assert repr(t.get("a").detector.forecast) == repr(inline.get("a").detector.forecast)
