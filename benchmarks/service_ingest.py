@@ -65,33 +65,39 @@ class Cluster:
     def cpu_seconds(self) -> float:
         return sum(s.cpu_seconds() for s in self.servers)
 
-    def forecast_lag_ms(self) -> dict[str, float | None]:
-        """p50 and p99 of the deferred forecasts' lag, summed over the replicas: the upper
-        bound of the histogram bucket each falls in (None without deferred forecasts)."""
-        counts: dict[float, float] = {}
+    def forecast_stats(self) -> dict[str, Any]:
+        """From every replica's ``/metrics``, summed: runs whose forecast still waits, the
+        share of answers given before their forecast, and the p50 and p99 of the forecasts'
+        lag (the upper bound of the histogram bucket each falls in; None when none lagged)."""
+        total: dict[str, float] = {}
+        lag: dict[float, float] = {}
         for server in self.servers:
             text = httpx.get(f"{server.url}/metrics", timeout=30).text
             for line in text.splitlines():
-                if line.startswith("grokwatch_service_forecast_lag_seconds_bucket{"):
-                    bound = line.split('le="', 1)[1].split('"', 1)[0]
+                name, _, value = line.rpartition(" ")
+                if name.startswith("grokwatch_service_forecast_lag_seconds_bucket{"):
+                    bound = name.split('le="', 1)[1].split('"', 1)[0]
                     le = math.inf if bound == "+Inf" else float(bound)
-                    counts[le] = counts.get(le, 0.0) + float(line.split()[-1])
-        total = counts.get(math.inf, 0.0)
-        out: dict[str, float | None] = {}
+                    lag[le] = lag.get(le, 0.0) + float(value)
+                elif name in (
+                    "grokwatch_service_forecast_backlog_runs",
+                    "grokwatch_service_deferred_forecasts_total",
+                    "grokwatch_service_ingest_requests_total",
+                ):
+                    total[name] = total.get(name, 0.0) + float(value)
+        requests = total.get("grokwatch_service_ingest_requests_total", 0.0)
+        deferred = total.get("grokwatch_service_deferred_forecasts_total", 0.0)
+        out: dict[str, Any] = {
+            "forecast_backlog_runs_at_end": int(
+                total.get("grokwatch_service_forecast_backlog_runs", 0)
+            ),
+            "answers_before_forecast": round(deferred / requests, 3) if requests else None,
+        }
+        lagged = lag.get(math.inf, 0.0)
         for q in (50, 99):
-            hit = [le for le, n in sorted(counts.items()) if total and n >= total * q / 100]
+            hit = [le for le, n in sorted(lag.items()) if lagged and n >= lagged * q / 100]
             out[f"forecast_lag_p{q}_ms_at_most"] = hit[0] * 1e3 if hit else None
         return out
-
-    def forecast_backlog(self) -> int:
-        """Runs whose deferred forecast still waits, summed over the replicas."""
-        total = 0
-        for server in self.servers:
-            text = httpx.get(f"{server.url}/metrics", timeout=30).text
-            for line in text.splitlines():
-                if line.startswith("grokwatch_service_forecast_backlog_runs "):
-                    total += int(float(line.split()[1]))
-        return total
 
 
 def _body(start: int, n: int, values_json: str) -> bytes:
@@ -148,6 +154,7 @@ async def throughput(server: Cluster, agents: int, batch: int, duration: float) 
         "errors": errors,
         "server_cpu_cores": round((server.cpu_seconds() - cpu0) / elapsed, 2),
         "client_cpu_cores": round((time.process_time() - client0) / elapsed, 2),
+        **server.forecast_stats(),
         **summary_ms(latencies),
     }
 
@@ -197,8 +204,7 @@ async def live(
         "errors": errors,
         "server_cpu_cores": round((server.cpu_seconds() - cpu0) / elapsed, 2),
         "client_cpu_cores": round((time.process_time() - client0) / elapsed, 2),
-        "forecast_backlog_runs_at_end": server.forecast_backlog(),
-        **server.forecast_lag_ms(),
+        **server.forecast_stats(),
         **summary_ms(latencies),
         "warmup_s": warmup,
         "p99_ms_after_warmup": summary_ms(

@@ -53,41 +53,60 @@ def throughput(directory: Path) -> str:
     )  # fmt: skip
 
 
-def _budget(entry: dict[str, Any]) -> float:
-    """The run's inline budget: as given, else the service's default."""
-    given = entry.get("inline_budget_ms")
-    if given is None:
-        return float(ServiceSettings.model_fields["inline_budget_ms"].default)
-    return float(given)
+def _default(name: str) -> Any:
+    return ServiceSettings.model_fields[name].default
+
+
+def _schedule(e: dict[str, Any]) -> str:
+    """When the run's service forecast: none, every so many seconds, or its schedule."""
+    if e["forecaster"] == "none":
+        return "—"
+    if e.get("forecast_interval"):
+        return f"every {e['forecast_interval']:g} s"
+    return str(e.get("forecast_schedule") or _default("forecast_schedule"))
+
+
+def _checkpoints(e: dict[str, Any]) -> str:
+    interval = e.get("checkpoint_interval")
+    interval = _default("checkpoint_interval") if interval is None else interval
+    return f"thread, {interval:g} s" if interval else "SQLite's"
+
+
+def _lag(e: dict[str, Any]) -> str:
+    p50, p99 = e.get("forecast_lag_p50_ms_at_most"), e.get("forecast_lag_p99_ms_at_most")
+    if p50 is None or p99 is None:
+        return "—"
+    return f"≤ {_ms(p50)} / ≤ {_ms(p99)}"
 
 
 def live(directory: Path) -> str:
     rows = [e for _, e in _load(directory, "ingest_*.json") if e["scenario"] == "live"]
+    order = {"—": 0, "inline": 1, "auto": 2, "background": 3}
     rows.sort(
         key=lambda e: (
-            e["forecaster"] != "none",
-            e.get("forecast_interval", 0.0),
+            order.get(_schedule(e), 4),
             e["report_points"],
             e["runs"],
             e.get("replicas", 1),
-            -_budget(e),
+            _checkpoints(e) != "SQLite's",
         )
     )
 
     def cells(e: dict[str, Any]) -> tuple[Any, ...]:
-        interval = e.get("forecast_interval", 0.0)
-        backlog = e.get("forecast_backlog_runs_at_end")
-        return (e["forecaster"], f"{interval:g} s" if interval else "inline",
-                f"{_budget(e):g} ms",
-                e.get("replicas", 1), f"{e['runs']} × {e['report_points']}",
+        before = e.get("answers_before_forecast")
+        return (e["forecaster"], _schedule(e), e.get("replicas", 1),
+                f"{e['runs']} × {e['report_points']}",
                 f"{_n(e['requests_per_s'])} of {e['runs']}", _ms(e["p50_ms"]),
-                _ms(e["p99_ms"]), f"{e['server_cpu_cores']:.2f}",
-                "—" if backlog is None else backlog)  # fmt: skip
+                _ms(e["p99_ms"]), _ms(e["p99_ms_after_warmup"]),
+                "—" if e["forecaster"] == "none" or before is None else f"{before:.0%}",
+                _lag(e), e.get("forecast_backlog_runs_at_end", "—"),
+                f"{e['server_cpu_cores']:.2f}", _checkpoints(e))  # fmt: skip
 
     return _table(
-        ("forecaster", "forecast interval", "inline budget", "replicas",
-         "live runs × points per report",
-         "served req/s", "p50", "p99", "server CPU (cores)", "forecasts waiting at the end"),
+        ("forecaster", "forecasts", "replicas", "live runs × points per report",
+         "served req/s", "p50", "p99", "p99 after 5 s", "answered before their forecast",
+         "forecast lag p50 / p99", "forecasts waiting at the end", "server CPU (cores)",
+         "WAL checkpoints"),
         (cells(e) for e in rows),
     )  # fmt: skip
 
