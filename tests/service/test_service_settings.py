@@ -79,3 +79,19 @@ def test_prometheus_example_scrapes_two_replicas() -> None:
     targets = [t for sc in jobs["grokwatch"]["static_configs"] for t in sc["targets"]]
     assert len(targets) == 2
     assert jobs["grokwatch"]["metrics_path"] == "/metrics"
+
+
+def test_the_example_environment_file_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every variable of deploy/grokwatch.env names a setting and parses."""
+    fields = {f"GROKWATCH_{name.upper()}" for name in ServiceSettings.model_fields}
+    for line in (ROOT / "deploy" / "grokwatch.env").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            assert key in fields, key
+            monkeypatch.setenv(key, value)
+    settings = ServiceSettings()
+    assert (settings.host, settings.forecast_schedule, settings.checkpoint_interval) == (
+        "0.0.0.0",
+        "auto",
+        1.0,
+    )
