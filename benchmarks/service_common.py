@@ -162,3 +162,14 @@ def use_uvloop() -> None:
     except ImportError:
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def wait_for_forecasts(client: httpx.Client, timeout: float = 120.0) -> int:
+    """Wait until the service has made every forecast it deferred (none waits); returns how
+    many still wait when ``timeout`` ran out (0 normally)."""
+    deadline = time.monotonic() + timeout
+    while True:  # /readyz, not /metrics: rendering the exposition would grow the heap
+        waiting = int(client.get("/readyz").json()["forecast_backlog"])
+        if waiting == 0 or time.monotonic() > deadline:
+            return waiting
+        time.sleep(0.1)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from service_common import MEASURES, Server
+from service_common import MEASURES, Server, wait_for_forecasts
 
 
 def body(start: int, n: int, rng: random.Random) -> dict[str, Any]:
@@ -49,6 +49,7 @@ def measure(runs: int, points: int, forecaster: str) -> dict[str, Any]:
                     n = min(500, points - start)
                     c.post(f"/v1/runs/run-{i}/points", json=body(start, n, rng)).raise_for_status()
             ready = c.get("/readyz").json()
+            backlog = wait_for_forecasts(c)
         time.sleep(0.5)
         after = server.rss_bytes()
     per_1000 = (after - before) / runs * 1000
@@ -56,6 +57,7 @@ def measure(runs: int, points: int, forecaster: str) -> dict[str, Any]:
         "runs": runs,
         "points_per_run": points,
         "live_runs": ready["live_runs"],
+        "forecast_backlog_runs": backlog,
         "rss_before_mb": round(before / 2**20, 1),
         "rss_after_mb": round(after / 2**20, 1),
         "mb_per_1000_runs": round(per_1000 / 2**20, 1),

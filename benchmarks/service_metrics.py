@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, generate_latest
-from service_common import MEASURES, Server
+from service_common import MEASURES, Server, wait_for_forecasts
 
 from grokwatch.service.schemas import PointsBatch, RunCreate
 from grokwatch.service.settings import ServiceSettings
@@ -97,6 +97,8 @@ def over_http(series: int, runs: int, repeats: int, forecaster: str) -> dict[str
             c.post("/v1/runs", json={"run_id": f"run-{i}"}).raise_for_status()
             body = {"points": [point(rng)]}
             c.post(f"/v1/runs/run-{i}/points", json=body).raise_for_status()
+        if wait_for_forecasts(c):
+            raise RuntimeError("forecasts still waiting: the exposition is not complete")
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()

@@ -481,6 +481,7 @@ def create_app(
             status="ok" if table.loaded else "loading",
             live_runs=table.live_unfinished,
             loaded_runs=len(table),
+            forecast_backlog=table.forecast_backlog,
         )
         return _json(health, 200 if table.loaded else 503)
 

@@ -429,6 +429,9 @@ class Health(_Response):
     status: Literal["ok", "loading", "unavailable"]
     live_runs: int = 0
     loaded_runs: int = 0
+    forecast_backlog: int = Field(
+        default=0, description="Runs answered before their forecast that still wait for it."
+    )
     detail: str = ""
 
 
