@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
-from grokwatch.decision import Action, Decision, Phase, Reason
+from grokwatch.decision import Action, ChangePoint, Decision, Phase, Reason
 from grokwatch.detector import DEFAULT, RunDetector, resolve_forecaster
 from grokwatch.events import EventRules
 from grokwatch.exceptions import (
@@ -69,6 +69,8 @@ class LiveRun:
     alerts: int = 0
     dropped: int = 0
     agent_errors: int = 0
+    unsent: tuple[ChangePoint, ...] = ()
+    """Change points a deferred forecast confirmed after the answer: the next answer has them."""
 
     @property
     def decision(self) -> Decision | None:
@@ -317,7 +319,12 @@ class RunTable:
         elif added:
             run.summary = {**run.summary, **run.detector.summary()}
             self.store.update_summary(run.run_id, run.summary)
-        return Ingested(run, added, len(points) - added, run.last_step, run.phase, run.decision)
+        decision = run.decision
+        if run.unsent and decision is not None:  # confirmed by a forecast made after an answer
+            points_of = (*run.unsent, *decision.change_points)
+            decision = dataclasses.replace(decision, change_points=points_of)
+            run.unsent = ()
+        return Ingested(run, added, len(points) - added, run.last_step, run.phase, decision)
 
     def finish(self, run_id: str, summary: Mapping[str, Any]) -> LiveRun:
         """Mark a run finished; the stored summary is the agent's, with the detector's view
@@ -467,6 +474,7 @@ class RunTable:
         decision = run.detector.flush()
         if decision is not None:
             _count_alert(run, previous, decision)
+            run.unsent += decision.change_points
         self._lagged(stale[1])
 
     def _caught_up(self, run_id: str) -> None:

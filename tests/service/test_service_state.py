@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import math
 import threading
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ import pytest
 
 from grokwatch.exceptions import StoreError, UnknownRunError
 from grokwatch.service.schemas import PointsBatch, RunCreate
-from grokwatch.service.state import Ingested, RunTable, detector_for
+from grokwatch.service.state import Ingested, RunTable, detector_for, load_forecaster
 from grokwatch.service.worker import Worker
 from grokwatch.store import MemoryStore
 
@@ -215,3 +216,23 @@ def test_a_forecast_before_the_answer_catches_a_waiting_run_up() -> None:
     for steps in (range(0, 500, 100), range(500, 900, 100), range(900, 1300, 100)):
         inline.ingest("a", batch(steps))
     assert repr(t.get("a").detector.forecast) == repr(inline.get("a").detector.forecast)
+
+
+def test_change_points_of_forecasts_made_after_the_answer_come_with_the_next_answer() -> None:
+    """A deferred forecast confirms its change points after the batch was answered: the next
+    answer carries them, so an agent sees every change point an inline service would send."""
+    factory = functools.partial(detector_for, forecaster=load_forecaster("default"))
+    sent = {}
+    for deferred in (False, True):
+        t = RunTable(MemoryStore(), detector_factory=factory, defer_forecasts=deferred)
+        t.register(RunCreate(run_id="a", budget=5000))
+        got: list[Any] = []
+        for i in range(30):
+            answer = t.ingest("a", batch([i * 100]))
+            assert answer.decision is not None
+            got += answer.decision.change_points
+            t.flush_forecasts(0.0)  # what the background task does after each answer
+        got += t.ingest("a", batch([3000])).decision.change_points  # type: ignore[union-attr]
+        sent[deferred] = got
+    assert len(sent[False]) >= 1
+    assert sent[True] == sent[False]
