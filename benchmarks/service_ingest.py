@@ -94,9 +94,13 @@ class Cluster:
             "answers_before_forecast": round(deferred / requests, 3) if requests else None,
         }
         lagged = lag.get(math.inf, 0.0)
+        out["forecasts_lagged"] = int(lagged)
         for q in (50, 99):
             hit = [le for le, n in sorted(lag.items()) if lagged and n >= lagged * q / 100]
-            out[f"forecast_lag_p{q}_ms_at_most"] = hit[0] * 1e3 if hit else None
+            # past the last bucket: no bound (JSON has no infinity)
+            out[f"forecast_lag_p{q}_ms_at_most"] = (
+                hit[0] * 1e3 if hit and math.isfinite(hit[0]) else None
+            )
         return out
 
 

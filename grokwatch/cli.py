@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--forecast-interval",
         type=float,
         default=None,
-        help="seconds between forecast updates of reporting runs (default 0: every batch)",
+        help="if above 0: forecasts brought up to date every so many seconds on the worker "
+        "thread, instead of --forecast-schedule (default 0)",
     )
     serve.add_argument(
         "--forecast-schedule",

@@ -379,6 +379,13 @@ class RunDetector:
         """Whether points wait for the forecaster (see ``update_many(forecast=False)``)."""
         return self._run is not None and (self._replay or self._pending > 0)
 
+    @property
+    def pending_points(self) -> int:
+        """How many points the forecaster will read to catch up (all of them for a replay)."""
+        if not self.pending:
+            return 0
+        return len(self._history) if self._replay else self._pending
+
     def flush(self) -> Decision | None:
         """Feed the deferred points to the forecaster and decide again; ``None`` when
         nothing was waiting. The decision's change points are those confirmed meanwhile."""

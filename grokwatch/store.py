@@ -61,6 +61,9 @@ BACKSTOP_PAGES = 10_000
 """With a checkpoint thread, the log size (pages) at which a commit still checkpoints itself:
 only reached when the thread cannot keep up (or is gone)."""
 
+JOURNAL_LIMIT_BYTES = 4 * 2**20
+"""With a checkpoint thread, the size the log file is cut back to when it starts over."""
+
 log = logging.getLogger("grokwatch.store")
 
 
@@ -180,15 +183,16 @@ class _Checkpointer:
     a second one holding the store's lock, so that no commit lands in between and the log is
     copied completely (the next commit then starts it over; a log that is never completely
     copied only grows). The second one copies only the frames committed during the first,
-    which keeps the lock well under a millisecond. Failures are logged and retried next round;
-    they never reach a writer.
+    which keeps the lock short (a few milliseconds at most, its two fsyncs included). A round is
+    *complete* when the whole log was copied, *partial* when a reader's snapshot (another
+    connection's open read transaction) held it back; failures are logged and retried next
+    round. None of it reaches a writer.
     """
 
     def __init__(self, path: Path, lock: threading.RLock, interval: float, timeout: float):
         self.path, self.lock, self.interval, self.timeout = path, lock, interval, timeout
-        self.rounds = 0
-        """Rounds done (the log copied completely, as far as other processes allowed)."""
-        self.failures = 0
+        self.counts = {"complete": 0, "partial": 0, "failed": 0}
+        """Rounds by result (see the class docstring)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="grokwatch-checkpoint", daemon=True)
         self._thread.start()
@@ -202,16 +206,16 @@ class _Checkpointer:
                         db = sqlite3.connect(str(self.path), timeout=self.timeout)
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)")
                     with self.lock:
-                        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    self.rounds += 1
+                        busy, frames, copied = db.execute(
+                            "PRAGMA wal_checkpoint(PASSIVE)"
+                        ).fetchone()
+                    whole = busy == 0 and frames == copied
+                    self.counts["complete" if whole else "partial"] += 1
                 except sqlite3.Error as exc:
-                    self.failures += 1
-                    if self.failures == 1 or self.failures % 100 == 0:
+                    failed = self.counts["failed"] = self.counts["failed"] + 1
+                    if failed == 1 or failed % 100 == 0:
                         log.warning(
-                            "WAL checkpoint of %s failed (%d so far): %s",
-                            self.path,
-                            self.failures,
-                            exc,
+                            "WAL checkpoint of %s failed (%d so far): %s", self.path, failed, exc
                         )
         finally:
             if db is not None:
@@ -256,6 +260,8 @@ class SQLiteStore:
             if checkpoint_interval <= 0:
                 raise ValueError(f"checkpoint_interval must be > 0, got {checkpoint_interval}")
             self._db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+            # the log file shrinks back to this when it starts over after a burst
+            self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT_BYTES}")
             self._checkpointer = _Checkpointer(self.path, self._lock, checkpoint_interval, timeout)
 
     def _migrate(self) -> None:
@@ -446,9 +452,10 @@ class SQLiteStore:
         return out
 
     @property
-    def checkpoints(self) -> int:
-        """Rounds the checkpoint thread has done (0 without one)."""
-        return 0 if self._checkpointer is None else self._checkpointer.rounds
+    def checkpoints(self) -> dict[str, int] | None:
+        """The checkpoint thread's rounds by result -- ``complete``, ``partial`` (a reader's
+        snapshot held the log back), ``failed`` -- or None without a thread."""
+        return None if self._checkpointer is None else dict(self._checkpointer.counts)
 
     def close(self) -> None:
         if self._checkpointer is not None:

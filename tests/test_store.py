@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from grokwatch import MemoryStore, SchemaError, SQLiteStore, StoreError, UnknownRunError
-from grokwatch.store import BACKSTOP_PAGES
+from grokwatch.store import BACKSTOP_PAGES, JOURNAL_LIMIT_BYTES
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -233,8 +233,8 @@ def test_a_checkpoint_thread_copies_the_log_into_the_database_file(tmp_path):
         s.create_run("r", {})
         s.add_points("r", [(i, {"x": float(i)}) for i in range(100)])
         assert _wal_bytes(path) > 0
-        seen = s.checkpoints
-        _wait_for(lambda: s.checkpoints >= seen + 2)
+        seen = s.checkpoints["complete"]
+        _wait_for(lambda: s.checkpoints["complete"] >= seen + 2)
         # the database file alone (immutable: the log is not read) has every point
         alone = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
         (n,) = alone.execute("SELECT count(*) FROM points WHERE run_id='r'").fetchone()
@@ -258,7 +258,7 @@ def test_the_log_stays_small_while_commits_go_on(tmp_path):
         time.sleep(0.001)
     rounds = s.checkpoints
     s.close()
-    assert rounds >= 5
+    assert rounds["complete"] >= 5 and rounds["failed"] == 0, rounds
     assert biggest < 2 * 2**20, biggest  # restarted from the start again and again
     s2 = SQLiteStore(path)
     assert len(s2.points("r")) == step
@@ -268,3 +268,28 @@ def test_the_log_stays_small_while_commits_go_on(tmp_path):
 def test_a_checkpoint_interval_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_interval"):
         SQLiteStore(tmp_path / "runs.db", checkpoint_interval=0)
+
+
+def test_a_reader_holding_a_snapshot_makes_rounds_partial_not_complete(tmp_path):
+    path = tmp_path / "runs.db"
+    s = SQLiteStore(path, checkpoint_interval=0.02)
+    try:
+        s.create_run("r", {})
+        s.add_points("r", [(0, {"x": 0.0})])
+        reader = sqlite3.connect(path)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM points").fetchone()  # a snapshot, held open
+        s.add_points("r", [(i, {"x": float(i)}) for i in range(1, 50)])
+        before = s.checkpoints
+        _wait_for(lambda: s.checkpoints["partial"] >= before["partial"] + 2)
+        assert s.checkpoints["complete"] == before["complete"]  # the log is held back
+        reader.execute("COMMIT")
+        reader.close()
+        _wait_for(lambda: s.checkpoints["complete"] > before["complete"])
+        (pages,) = s._db.execute("PRAGMA journal_size_limit").fetchone()
+        assert pages == JOURNAL_LIMIT_BYTES
+    finally:
+        s.close()
+    plain = SQLiteStore(tmp_path / "plain.db")
+    assert plain.checkpoints is None  # no thread: SQLite checkpoints in commits
+    plain.close()

@@ -110,6 +110,7 @@ class Service:
         *,
         schedule: Schedule = "inline",
         idle: float = 0.005,
+        inline_budget: float = 0.005,
     ) -> None:
         self.table = table
         self.metrics = metrics
@@ -124,8 +125,12 @@ class Service:
         self._lock = threading.Lock()
         self._ingest_group = self._locked_ingest  # one object: the worker groups calls by it
         self._stale = asyncio.Event()  # set when a batch leaves a forecast behind
+        self.inline_budget = inline_budget
+        """Seconds of work that may run on the event loop (``settings.inline_budget_ms``)."""
         self.seconds_per_point = 1e-3
         """Running estimate of the ingest cost of one point (starts pessimistic)."""
+        self.forecast_seconds_per_point = 1e-3
+        """The same for a deferred forecast (points it reads)."""
 
     def measured(self, seconds: float, points: int) -> None:
         if points:
@@ -146,21 +151,17 @@ class Service:
     ) -> IngestResult:
         """Store and judge a batch: here when the table is free and ``inline()`` holds, else
         on the worker, with every batch queued next to it in one transaction."""
-        try:
-            if self._lock.acquire(blocking=False):
-                try:
-                    if inline():
-                        result = self._ingest([(run_id, batch)])[0]
-                        if isinstance(result, Exception):
-                            raise result
-                        return result
-                finally:
-                    self._lock.release()
-            done: IngestResult = await self._worker.call_many(self._ingest_group, (run_id, batch))
-            return done
-        finally:
-            if self.table.forecast_backlog:
-                self._stale.set()
+        if self._lock.acquire(blocking=False):
+            try:
+                if inline():
+                    result = self._ingest([(run_id, batch)])[0]
+                    if isinstance(result, Exception):
+                        raise result
+                    return result
+            finally:
+                self._lock.release()
+        done: IngestResult = await self._worker.call_many(self._ingest_group, (run_id, batch))
+        return done
 
     def _locked_ingest(
         self, batches: Sequence[tuple[str, PointsBatch]]
@@ -208,21 +209,35 @@ class Service:
         of the loop, whenever a batch left one behind: the requests that became ready in the
         meantime go first, so a request waits for at most about one run's forecast, and the
         forecasts lag the reports only by as long as requests keep the loop busy."""
+        loop = asyncio.get_running_loop()
+        self.table.on_stale = functools.partial(loop.call_soon_threadsafe, self._stale.set)
+        if self.table.forecast_backlog:
+            self._stale.set()
         while True:
             await self._stale.wait()
             self._stale.clear()
             while self.table.forecast_backlog:
                 await asyncio.sleep(0)  # every request ready by now goes first
-                if not self._lock.acquire(blocking=False):  # the worker holds the table
+                points = self.table.next_forecast_points
+                if points * self.forecast_seconds_per_point > self.inline_budget:
+                    await self.call(self._flush_one)  # a big one: on the worker
+                elif self._lock.acquire(blocking=False):
+                    try:
+                        self._flush_one()
+                    finally:
+                        self._lock.release()
+                else:  # the worker holds the table
                     await asyncio.sleep(0.001)
-                    continue
-                try:
-                    self.table.flush_forecasts(0.0)  # the run waiting longest, only
-                except Exception:  # that run's forecast is lost until its next report
-                    log.exception("a background forecast failed")
-                finally:
-                    self._lock.release()
-                    self._last_work = time.perf_counter()
+
+    def _flush_one(self) -> None:
+        """The forecast that waits longest, brought up to date (the caller holds the lock)."""
+        points = self.table.next_forecast_points
+        began = time.perf_counter()
+        self.table.flush_forecasts(0.0)
+        self._last_work = time.perf_counter()
+        if points:
+            took = (self._last_work - began) / points
+            self.forecast_seconds_per_point += 0.1 * (took - self.forecast_seconds_per_point)
 
     async def sweep_forever(self, interval: float) -> None:
         while True:
@@ -276,7 +291,7 @@ def create_app(
     registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
     metrics = ServiceMetrics(registry)
     schedule = settings.schedule
-    metrics.schedule = schedule
+    metrics.set_schedule(schedule)
     limits = Limits(
         max_live_runs=settings.max_live_runs,
         finished_ttl=settings.finished_ttl,
@@ -307,7 +322,13 @@ def create_app(
             defer_forecasts=schedule != "inline",
             on_forecast=metrics.forecast_lag,
         )
-        service = Service(table, metrics, schedule=schedule, idle=settings.forecast_idle_ms / 1e3)
+        service = Service(
+            table,
+            metrics,
+            schedule=schedule,
+            idle=settings.forecast_idle_ms / 1e3,
+            inline_budget=inline_budget,
+        )
         holder["service"] = service
         metrics.table = service.table
         loading = asyncio.create_task(service.load())

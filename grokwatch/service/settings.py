@@ -20,9 +20,9 @@ environment variable               default                         meaning
 ``GROKWATCH_FORECASTER``           ``default``                     ``default`` (the model shipped
                                                                    with grokwatch), ``none``
                                                                    (rule-based), or a model file
-``GROKWATCH_FORECAST_INTERVAL``    ``0``                           seconds between forecast updates
-                                                                   of the runs that reported (0:
-                                                                   forecast every batch at once)
+``GROKWATCH_FORECAST_INTERVAL``    ``0``                           above 0: forecasts brought up to
+                                                                   date every so many seconds, on
+                                                                   the worker (not with a schedule)
 ``GROKWATCH_FORECAST_SCHEDULE``    ``auto``                        ``inline``: a batch's answer
                                                                    waits for its forecast;
                                                                    ``background``: answer first,
@@ -93,6 +93,16 @@ class ServiceSettings(BaseSettings):
     inline_budget_ms: float = Field(default=5.0, ge=0.0)
     checkpoint_interval: float = Field(default=1.0, ge=0.0)
     gc_threshold: tuple[int, int, int] | None = (50_000, 20, 1000)
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> ServiceSettings:
+        if self.forecast_interval > 0 and "forecast_schedule" in self.model_fields_set:
+            raise ValueError(
+                f"forecast_interval={self.forecast_interval:g} and "
+                f"forecast_schedule={self.forecast_schedule!r} both say when to forecast: "
+                "set one of them"
+            )
+        return self
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> ServiceSettings:

@@ -18,6 +18,7 @@ them); :meth:`RunTable.views` and the counters may be read from any thread.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import threading
 import time
@@ -36,6 +37,8 @@ from grokwatch.exceptions import (
 from grokwatch.metrics import RunView, change_point_counts
 from grokwatch.service.schemas import PointsBatch, RunCreate, float_values
 from grokwatch.store import RunRecord, Store
+
+log = logging.getLogger("grokwatch.service")
 
 Clock = Callable[[], float]
 DetectorFactory = Callable[[Mapping[str, Any]], RunDetector]
@@ -175,6 +178,10 @@ class RunTable:
         self.on_forecast = on_forecast
         """Called with the lag (seconds since the first report it had not seen) of every
         deferred forecast brought up to date."""
+        self.on_stale: Callable[[], object] | None = None
+        """Called (from whichever thread judged the batch) when a run's forecast falls behind."""
+        self.forecast_failures = 0
+        """Deferred forecasts that raised (the run waits for its next report)."""
         self._runs: dict[str, LiveRun] = {}
         # runs whose forecaster is behind, oldest first, with when they fell behind (monotonic)
         self._stale: dict[str, tuple[LiveRun, float]] = {}
@@ -356,10 +363,27 @@ class RunTable:
         ``budget`` seconds (at least one run); returns how many runs still wait."""
         began = time.perf_counter()
         while self._stale:
-            self._flush(next(iter(self._stale.values()))[0])
+            run = next(iter(self._stale.values()))[0]
+            try:
+                self._flush(run)
+            except Exception:  # the run is out of the backlog: its next report retries
+                self.forecast_failures += 1
+                if self.forecast_failures == 1 or self.forecast_failures % 100 == 0:
+                    log.exception(
+                        "deferred forecast of run %r failed (%d so far)",
+                        run.run_id,
+                        self.forecast_failures,
+                    )
             if time.perf_counter() - began >= budget:
                 break
         return len(self._stale)
+
+    @property
+    def next_forecast_points(self) -> int:
+        """Points the forecast that waits longest will read (0 when none waits)."""
+        if not self._stale:
+            return 0
+        return next(iter(self._stale.values()))[0].detector.pending_points
 
     @property
     def forecast_backlog(self) -> int:
@@ -457,6 +481,8 @@ class RunTable:
             self.deferred += 1
             if run.run_id not in self._stale:
                 self._stale[run.run_id] = (run, time.monotonic())
+                if self.on_stale is not None:
+                    self.on_stale()
         top = len(points) - 1
         step = points[top][0]
         if run.last_step is None or step > run.last_step:

@@ -27,6 +27,10 @@ grokwatch_service_forecast_backlog_runs        gauge      runs whose forecast wa
                                                           next update (deferred forecasts)
 grokwatch_service_deferred_forecasts_total     counter    point batches answered before their
                                                           forecast (it came later)
+grokwatch_service_forecast_failures_total      counter    deferred forecasts that raised
+grokwatch_service_wal_checkpoints_total        counter    checkpoint rounds of the database's
+                                                          thread, ``result`` label (complete,
+                                                          partial, failed)
 grokwatch_service_forecast_lag_seconds         histogram  how long a deferred forecast lagged
                                                           the first report it had not seen,
                                                           ``schedule`` label
@@ -110,17 +114,23 @@ class RunCountersCollector(Collector):
 
 
 class Histogram:
-    """A labelled histogram kept as plain counts, observed by one thread (the event loop, or
-    the worker for the lags of forecasts it brings up to date)."""
+    """A labelled histogram kept as plain counts, observed by one thread at a time (the event
+    loop; the worker too for the lags of the forecasts it brings up to date, under the service
+    lock). A scrape reads it without a lock: it may see a count and a sum one observation
+    apart. :meth:`touch` creates a label's series up front."""
 
     def __init__(self, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
         self.buckets = tuple(buckets)
         self.series: dict[str, list[float]] = {}
 
-    def observe(self, label: str, seconds: float) -> None:
+    def touch(self, label: str) -> list[float]:
         counts = self.series.get(label)
         if counts is None:
             counts = self.series[label] = [0.0] * (len(self.buckets) + 2)
+        return counts
+
+    def observe(self, label: str, seconds: float) -> None:
+        counts = self.touch(label)
         counts[bisect.bisect_left(self.buckets, seconds)] += 1
         counts[-1] += seconds
 
@@ -159,7 +169,8 @@ class ServiceMetrics(Collector):
         self.latency = Histogram()
         self.lags = Histogram(LAG_BUCKETS)
         self.schedule = "interval"
-        """Label of the lag histogram: ``background`` or ``interval``."""
+        """Label of the lag histogram: the service's schedule (``background``, ``auto``,
+        ``interval``; ``inline`` never defers)."""
         registry.register(RunCollector(self._views))
         registry.register(RunCountersCollector(self._runs))
         registry.register(self)
@@ -169,6 +180,10 @@ class ServiceMetrics(Collector):
 
     def _runs(self) -> list[LiveRun]:
         return [] if self.table is None else self.table.current()
+
+    def set_schedule(self, schedule: str) -> None:
+        self.schedule = schedule
+        self.lags.touch(schedule)  # exported from the start, zero until a forecast lags
 
     def forecast_lag(self, seconds: float) -> None:
         self.lags.observe(self.schedule, seconds)
@@ -230,6 +245,24 @@ class ServiceMetrics(Collector):
         )
         deferred.add_metric([], table.deferred if table is not None else 0)
         yield deferred
+        failures = CounterMetricFamily(
+            "grokwatch_service_forecast_failures",
+            "Deferred forecasts that raised (logged; the run's forecast waits for its next "
+            "report).",
+        )
+        failures.add_metric([], table.forecast_failures if table is not None else 0)
+        yield failures
+        rounds = getattr(table.store, "checkpoints", None) if table is not None else None
+        if rounds is not None:
+            checkpoints = CounterMetricFamily(
+                "grokwatch_service_wal_checkpoints",
+                "WAL checkpoint rounds of the database's checkpoint thread, by result: complete "
+                "(the whole log copied), partial (a reader's snapshot held it back), failed.",
+                labels=["result"],
+            )
+            for result, count in rounds.items():
+                checkpoints.add_metric([result], count)
+            yield checkpoints
         yield self.lags.family(
             "grokwatch_service_forecast_lag_seconds",
             "Seconds from the first report a deferred forecast had not seen to the forecast "

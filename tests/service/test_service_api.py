@@ -631,7 +631,6 @@ def test_the_service_database_is_checkpointed_by_a_thread_unless_told_not_to(
         assert register(client, "a").status_code == 201
         points = [{"step": s, "values": {"train_accuracy": 0.5}} for s in range(50)]
         assert client.post("/v1/runs/a/points", json={"points": points}).status_code == 200
-        time.sleep(0.3)  # 15 checkpoint rounds of the thread, if there is one
 
         def in_file() -> int:  # the database file alone: the log not read
             alone = sqlite3.connect(f"file:{db}?immutable=1", uri=True)
@@ -644,6 +643,11 @@ def test_the_service_database_is_checkpointed_by_a_thread_unless_told_not_to(
                 alone.close()
             return int(n)
 
+        deadline = time.monotonic() + 10
+        while interval and in_file() < 50:  # the thread copies the log within a few rounds
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.1)
         # with no thread, SQLite copies the log back only once it reaches 1000 pages
         assert in_file() == (50 if interval else 0)
     assert in_file() == 50  # the last connection to close copies the rest
@@ -711,3 +715,5 @@ def test_the_forecast_schedule_setting(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert make_settings(tmp_path).schedule == "background"
     with pytest.raises(ValueError, match="forecast_schedule"):
         make_settings(tmp_path, forecast_schedule="sometimes")
+    with pytest.raises(ValueError, match="set one of them"):
+        make_settings(tmp_path, forecast_schedule="inline", forecast_interval=1.0)

@@ -236,3 +236,21 @@ def test_change_points_of_forecasts_made_after_the_answer_come_with_the_next_ans
         sent[deferred] = got
     assert len(sent[False]) >= 1
     assert sent[True] == sent[False]
+
+
+def test_a_failing_deferred_forecast_is_counted_and_the_others_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    t = deferred_table()
+    for rid in ("a", "b"):
+        t.ingest(rid, batch(range(0, 800, 100)))
+    runs = {r.run_id: r for r in t.live()}
+    assert t.next_forecast_points == 8 == runs["a"].detector.pending_points
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runs["a"].detector, "flush", broken)
+    assert t.flush_forecasts() == 0  # "a" failed, "b" was still brought up to date
+    assert t.forecast_failures == 1
+    assert not runs["b"].detector.pending and t.next_forecast_points == 0
