@@ -175,6 +175,9 @@ _DDL = (
 )
 
 
+_CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"  # -> (busy, frames in the log, frames copied)
+
+
 class _Checkpointer:
     """Checkpoints a store's WAL every ``interval`` seconds on a thread of its own, with a
     connection of its own, so that no commit pays for copying the log.
@@ -188,6 +191,9 @@ class _Checkpointer:
     connection's open read transaction) held it back; failures are logged and retried next
     round. None of it reaches a writer.
     """
+
+    TAIL_FRAMES = 64
+    """Frames left to copy few enough to copy holding the lock (else another pass first)."""
 
     def __init__(self, path: Path, lock: threading.RLock, interval: float, timeout: float):
         self.path, self.lock, self.interval, self.timeout = path, lock, interval, timeout
@@ -204,11 +210,13 @@ class _Checkpointer:
                 try:
                     if db is None:
                         db = sqlite3.connect(str(self.path), timeout=self.timeout)
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    with self.lock:
-                        busy, frames, copied = db.execute(
-                            "PRAGMA wal_checkpoint(PASSIVE)"
-                        ).fetchone()
+                    for _ in range(4):  # the bulk, while commits go on
+                        busy, frames, copied = db.execute(_CHECKPOINT).fetchone()
+                        if busy or frames - copied <= self.TAIL_FRAMES:
+                            break
+                    if not busy and frames != copied:  # the tail, with no commit in between
+                        with self.lock:
+                            busy, frames, copied = db.execute(_CHECKPOINT).fetchone()
                     whole = busy == 0 and frames == copied
                     self.counts["complete" if whole else "partial"] += 1
                 except sqlite3.Error as exc:
