@@ -214,7 +214,9 @@ class _Checkpointer:
                         busy, frames, copied = db.execute(_CHECKPOINT).fetchone()
                         if busy or frames - copied <= self.TAIL_FRAMES:
                             break
-                    if not busy and frames != copied:  # the tail, with no commit in between
+                    # the tail, with no commit in between (a pass reports the log as it was
+                    # when it began: frames committed meanwhile are only copied by this one)
+                    if not busy:
                         with self.lock:
                             busy, frames, copied = db.execute(_CHECKPOINT).fetchone()
                     whole = busy == 0 and frames == copied
