@@ -230,8 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-interval",
         type=float,
         default=None,
-        help="seconds between WAL checkpoints on a background thread (default 1; 0: SQLite "
-        "checkpoints in the commit that fills the log)",
+        help="above 0: seconds between WAL checkpoints on a thread of their own (default 0: "
+        "SQLite checkpoints in the commit that takes the log past 1000 pages)",
     )
     serve.set_defaults(func=_serve)
 

@@ -35,8 +35,8 @@ environment variable               default                         meaning
 ``GROKWATCH_INLINE_BUDGET_MS``     ``5``                           batches whose estimated work is
                                                                    below this are judged on the
                                                                    event loop (0: never)
-``GROKWATCH_CHECKPOINT_INTERVAL``  ``1``                           seconds between WAL checkpoints
-                                                                   on a background thread (0:
+``GROKWATCH_CHECKPOINT_INTERVAL``  ``0``                           above 0: seconds between WAL
+                                                                   checkpoints on a thread (0:
                                                                    SQLite's own, in a commit)
 ``GROKWATCH_GC_THRESHOLD``         ``[50000, 20, 1000]``           ``gc.set_threshold`` of the
                                                                    serve process (JSON list)
@@ -91,7 +91,7 @@ class ServiceSettings(BaseSettings):
     forecast_schedule: ForecastSchedule = "auto"
     forecast_idle_ms: float = Field(default=5.0, ge=0.0)
     inline_budget_ms: float = Field(default=5.0, ge=0.0)
-    checkpoint_interval: float = Field(default=1.0, ge=0.0)
+    checkpoint_interval: float = Field(default=0.0, ge=0.0)
     gc_threshold: tuple[int, int, int] | None = (50_000, 20, 1000)
 
     @model_validator(mode="after")

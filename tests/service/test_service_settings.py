@@ -93,5 +93,5 @@ def test_the_example_environment_file_is_valid_settings(monkeypatch: pytest.Monk
     assert (settings.host, settings.forecast_schedule, settings.checkpoint_interval) == (
         "0.0.0.0",
         "auto",
-        1.0,
+        0.0,
     )
