@@ -226,32 +226,32 @@ class ServiceMetrics(Collector):
         live.add_metric(["running"], unfinished)
         live.add_metric(["finished"], len(runs) - unfinished)
         yield live
-        ready = GaugeMetricFamily(
-            "grokwatch_service_ready", "1 once the service has loaded its run table, else 0."
+        yield _one(
+            GaugeMetricFamily,
+            "grokwatch_service_ready",
+            "1 once the service has loaded its run table, else 0.",
+            float(table is not None and table.loaded),
         )
-        ready.add_metric([], float(table is not None and table.loaded))
-        yield ready
-        backlog = GaugeMetricFamily(
+        yield _one(
+            GaugeMetricFamily,
             "grokwatch_service_forecast_backlog_runs",
-            "Runs whose forecast waits for the next deferred update (0 unless the service "
-            "runs with a forecast interval).",
+            "Runs answered before their forecast whose forecast still waits.",
+            table.forecast_backlog if table is not None else 0,
         )
-        backlog.add_metric([], table.forecast_backlog if table is not None else 0)
-        yield backlog
-        deferred = CounterMetricFamily(
+        yield _one(
+            CounterMetricFamily,
             "grokwatch_service_deferred_forecasts",
-            "Point batches answered before their forecast, which a background or periodic "
-            "update brought up to date later.",
+            "Point batches answered before their forecast, which a background or "
+            "periodic update brought up to date later.",
+            table.deferred if table is not None else 0,
         )
-        deferred.add_metric([], table.deferred if table is not None else 0)
-        yield deferred
-        failures = CounterMetricFamily(
+        yield _one(
+            CounterMetricFamily,
             "grokwatch_service_forecast_failures",
-            "Deferred forecasts that raised (logged; the run's forecast waits for its next "
-            "report).",
+            "Deferred forecasts that raised (logged; the run's forecast waits for its "
+            "next report).",
+            table.forecast_failures if table is not None else 0,
         )
-        failures.add_metric([], table.forecast_failures if table is not None else 0)
-        yield failures
         rounds = getattr(table.store, "checkpoints", None) if table is not None else None
         if rounds is not None:
             checkpoints = CounterMetricFamily(
@@ -269,6 +269,15 @@ class ServiceMetrics(Collector):
             "that took it in (only with deferred forecasts), by schedule.",
             "schedule",
         )
+
+
+def _one(
+    family: type[GaugeMetricFamily] | type[CounterMetricFamily], name: str, doc: str, value: float
+) -> Metric:
+    """A metric family of one unlabelled sample."""
+    metric = family(name, doc)
+    metric.add_metric([], value)
+    return metric
 
 
 class LatencyMiddleware:
