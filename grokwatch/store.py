@@ -28,8 +28,9 @@ committed transaction intact.
 
 WAL checkpoints (copying the log back into the database file) are SQLite's job by default: the
 commit that takes the log past 1000 pages runs one, which can take ~10 ms. With
-``checkpoint_interval`` a background thread checkpoints instead (:class:`_Checkpointer`), so
-commits stay short; the service does this, because its commits run on the event loop.
+``checkpoint_interval`` a background thread checkpoints instead (:class:`_Checkpointer`):
+fewer slow commits, but a slower typical one while the thread copies (``grokwatch serve``
+leaves it off by default: ``GROKWATCH_CHECKPOINT_INTERVAL``).
 """
 
 from __future__ import annotations
@@ -182,11 +183,12 @@ class _Checkpointer:
     """Checkpoints a store's WAL every ``interval`` seconds on a thread of its own, with a
     connection of its own, so that no commit pays for copying the log.
 
-    Each round runs a passive checkpoint -- the bulk of the copying, while commits go on -- then
-    a second one holding the store's lock, so that no commit lands in between and the log is
-    copied completely (the next commit then starts it over; a log that is never completely
-    copied only grows). The second one copies only the frames committed during the first,
-    which keeps the lock short (a few milliseconds at most, its two fsyncs included). A round is
+    Each round runs passive checkpoints -- the bulk of the copying, while commits go on -- until
+    at most :attr:`TAIL_FRAMES` are left (four at most), then one holding the store's lock, so
+    that no commit lands in between and the log is copied completely (the next commit then
+    starts it over; a log that is never completely copied only grows). The last one copies only
+    the frames committed meanwhile, which keeps the lock short (a few milliseconds at most, its
+    fsyncs included). A round is
     *complete* when the whole log was copied, *partial* when a reader's snapshot (another
     connection's open read transaction) held it back; failures are logged and retried next
     round. None of it reaches a writer.

@@ -328,8 +328,8 @@ class RunTable:
             self.store.update_summary(run.run_id, run.summary)
         decision = run.decision
         if run.unsent and decision is not None:  # confirmed by a forecast made after an answer
-            points_of = (*run.unsent, *decision.change_points)
-            decision = dataclasses.replace(decision, change_points=points_of)
+            change_points = (*run.unsent, *decision.change_points)
+            decision = dataclasses.replace(decision, change_points=change_points)
             run.unsent = ()
         return Ingested(run, added, len(points) - added, run.last_step, run.phase, decision)
 
