@@ -96,16 +96,6 @@ def store_records() -> str:
     )
 
 
-def store_checkpoints() -> str:
-    """Commit times with SQLite's checkpoints and with the thread (``store_checkpoints.py``)."""
-    data = _json("store_checkpoints.json")
-    return table(
-        ("checkpoints", "commits", "p50", "p99", "p99.9", "slowest", "over 2 ms"),
-        ((r["checkpoints"], r["commits"], f"{r['p50_ms']} ms", f"{r['p99_ms']} ms",
-          f"{r['p999_ms']} ms", f"{r['max_ms']} ms", r["over_2ms"]) for r in data),
-    )  # fmt: skip
-
-
 def forecast_update_cost() -> str:
     """One detector update's cost by cadence (``benchmarks/forecast_update_cost.py``)."""
     data = _json("forecast/update_cost.json")
@@ -149,7 +139,11 @@ def forecast_groups() -> str:
 
 
 def _service(name: str) -> str:
-    return str(getattr(_sibling("service_tables"), name)(RESULTS / "service"))
+    """A table of ``benchmarks/service_tables.py`` over the committed service results."""
+    module = _sibling("service_tables")
+    directory = RESULTS / "service"
+    module.DIRS = [directory]  # the directories it reads; one here, so no "code" column
+    return str(getattr(module, name)(directory))
 
 
 def _replicas(entry: dict[str, Any]) -> str:
@@ -226,7 +220,6 @@ TABLES: dict[str, Callable[[], str]] = {
     "overhead": overhead,
     "overhead_cadences": overhead_cadences,
     "store_records": store_records,
-    "store_checkpoints": store_checkpoints,
     "forecast_update_cost": forecast_update_cost,
     "forecast_groups": forecast_groups,
     "service_throughput": lambda: _service("throughput"),
