@@ -47,7 +47,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from grokwatch.events import EventRules
+from grokwatch.events import EventRules, EventTracker
 from grokwatch.forecast.online import RowForecast, RunForecast
 from grokwatch.forecast.trees import TreeEnsemble, fit_trees
 
@@ -429,10 +429,17 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     # -- online ------------------------------------------------------------------------------
 
-    def start(self, *, budget: int | None, rules: EventRules | None = None) -> RunForecast:
-        """Open one run's online forecasting state (the detector's entry point)."""
+    def start(
+        self,
+        *,
+        budget: int | None,
+        rules: EventRules | None = None,
+        tracker: EventTracker | None = None,
+    ) -> RunForecast:
+        """Open one run's online forecasting state (the detector's entry point; ``tracker``:
+        see :class:`~grokwatch.forecast.online.Forecaster`)."""
         check_is_fitted(self)
-        return RunForecast(self, budget=budget, rules=rules)
+        return RunForecast(self, budget=budget, rules=rules, tracker=tracker)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
