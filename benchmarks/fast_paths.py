@@ -4,7 +4,6 @@ The service's live target is 1000 runs reporting once a second (p99 <= 20 ms on 
 and <= 50 MB per 1000 live runs; with the forecaster every report costs one forecast. A fast
 path stays only if its slow path would spend a visible share of that budget:
 
-- ``TreeEnsemble.decision_row`` against ``decision(x[None, :])``: one row through the trees;
 - ``GrokForecaster.predict_row`` against the estimator's array methods (``predict_proba``,
   ``predict_time``, ``predict_horizon_proba`` on ``x[None, :]``): everything one forecast needs;
 - the detector's ``_Evaluations`` (floats in one array, -NaN for an absent measure) against a
@@ -56,14 +55,8 @@ def rows(n: int, seed: int = 0) -> np.ndarray:
 
 def paths(repeats: int) -> list[dict[str, Any]]:
     model = load_default()
-    trees = model.trees_
-    assert trees is not None
     x = rows(200)
     out = []
-    same = all(trees.decision_row(r) == trees.decision(r[None, :])[0] for r in x)
-    fast = median_us(lambda: trees.decision_row(x[0]), repeats)
-    slow = median_us(lambda: trees.decision(x[0][None, :]), repeats)
-    out.append({"path": "decision_row", "fast_us": fast, "slow_us": slow, "equal": same})
 
     def slow_forecast(r: np.ndarray, step: int = 800) -> tuple[float, ...]:
         one, steps = r[None, :], np.array([step])

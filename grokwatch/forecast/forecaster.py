@@ -393,14 +393,15 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         the last digit or so: ``math.exp`` here, ``np.exp`` there)."""
         clipped = np.clip(x, -1e300, 1e300)  # what the trees read (see _decision)
         if self.trees_ is not None:
-            z = self.trees_.decision_row(clipped)
+            z = float(self.trees_.decision(clipped[None, :])[0])
         else:
             z = float(self._decision(x[None, :])[0])
         p = float(_sigmoid(np.array([z]))[0])
         out = RowForecast(p_budget=p)
         if self.time_coef_ is not None:
             if self.time_trees_ is not None:
-                mu = self.time_trees_.decision_row(np.where(self.time_mask_, clipped, np.nan))
+                masked = np.where(self.time_mask_, clipped, np.nan)
+                mu = float(self.time_trees_.decision(masked[None, :])[0])
             else:
                 mu = float(self._log_time(x[None, :])[0])
             r_mid, r_lo, r_hi, grid = self._row_constants()
