@@ -522,8 +522,8 @@ class FeatureState:
         cc = s["circuit_complexity_mean"]
         mc = s["mc_dropout_accuracy_var"]
         energy = s["loss_spectral_energy"]
-        went = s["weight_entropy"]
-        went_scale = max(abs(went.max), abs(went.min)) if went.seen else math.nan
+        entropy = s["weight_entropy"]
+        entropy_scale = max(abs(entropy.max), abs(entropy.min)) if entropy.seen else math.nan
         mc_mean = s["mc_dropout_accuracy_mean"].last
         feats = [
             float(mem),
@@ -543,7 +543,7 @@ class FeatureState:
             _log_ratio(wn.last, wn.max),
             _log_slope(wn, t),
             _log_ratio(wn.last, wn.at_mem) if mem else 0.0,
-            went.slope(t) / went_scale if went_scale and went_scale > 0 else math.nan,
+            entropy.slope(t) / entropy_scale if entropy_scale and entropy_scale > 0 else math.nan,
             s["activation_sparsity"].last,
             s["activation_sparsity"].slope(t),
             s["spectral_entropy"].last,

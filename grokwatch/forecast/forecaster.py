@@ -48,7 +48,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from grokwatch.events import EventRules, EventTracker
-from grokwatch.forecast.online import RowForecast, RunForecast
+from grokwatch.forecast.online import GrokRunForecaster, RowPrediction
 from grokwatch.forecast.trees import TreeEnsemble, fit_trees
 
 __all__ = ["DEFAULT_HORIZON", "GrokForecaster", "weighted_quantile"]
@@ -387,7 +387,7 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     # -- one row, fast (the online path) ------------------------------------------------------
 
-    def predict_row(self, x: np.ndarray, step: int, horizon: int | None = None) -> RowForecast:
+    def predict_row(self, x: np.ndarray, step: int, horizon: int | None = None) -> RowPrediction:
         """Everything for one feature vector at ``step``, with numpy only (no validation):
         the numbers of the array methods for ``x[None, :]`` (the times and ``p_horizon`` to
         the last digit or so: ``math.exp`` here, ``np.exp`` there)."""
@@ -397,7 +397,7 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         else:
             z = float(self._decision(x[None, :])[0])
         p = float(_sigmoid(np.array([z]))[0])
-        out = RowForecast(p_budget=p)
+        out = RowPrediction(p_budget=p)
         if self.time_coef_ is not None:
             if self.time_trees_ is not None:
                 masked = np.where(self.time_mask_, clipped, np.nan)
@@ -436,11 +436,11 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         budget: int | None,
         rules: EventRules | None = None,
         tracker: EventTracker | None = None,
-    ) -> RunForecast:
+    ) -> GrokRunForecaster:
         """Open one run's online forecasting state (the detector's entry point; ``tracker``:
         see :class:`~grokwatch.forecast.online.Forecaster`)."""
         check_is_fitted(self)
-        return RunForecast(self, budget=budget, rules=rules, tracker=tracker)
+        return GrokRunForecaster(self, budget=budget, rules=rules, tracker=tracker)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ The detector talks to forecasters through two small interfaces:
   ``change_points`` / ``new_change_points`` list the change points it found.
 
 :class:`~grokwatch.forecast.forecaster.GrokForecaster` implements ``start`` with
-:class:`RunForecast` below. :class:`NullForecaster` (no forecasts: the rule-based detector)
+:class:`GrokRunForecaster` below. :class:`NullForecaster` (no forecasts: the rule-based detector)
 and :class:`ConstantForecaster` (a fixed probability, deterministic, for tests and demos)
 are the null object and the test double.
 
@@ -56,9 +56,9 @@ __all__ = [
     "Context",
     "FittedModel",
     "Forecaster",
+    "GrokRunForecaster",
     "NullForecaster",
-    "RowForecast",
-    "RunForecast",
+    "RowPrediction",
     "RunForecaster",
     "assemble",
 ]
@@ -107,7 +107,7 @@ class Forecaster(Protocol):
         instead of tracking them again); ``None``: the state tracks them itself."""
 
 
-class RowForecast:
+class RowPrediction:
     """The numbers ``GrokForecaster.predict_row`` gives for one row."""
 
     __slots__ = ("p_budget", "p_horizon", "t_grok", "t_high", "t_low")
@@ -133,7 +133,9 @@ class FittedModel(Protocol):
     @property
     def hopeless_threshold_(self) -> float: ...
 
-    def predict_row(self, x: np.ndarray, step: int, horizon: int | None = None) -> RowForecast: ...
+    def predict_row(
+        self, x: np.ndarray, step: int, horizon: int | None = None
+    ) -> RowPrediction: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,7 +250,7 @@ def assemble(model: FittedModel, x: np.ndarray, ctx: Context) -> Forecast:
 _BUDGET_FEATURES = [FEATURE_NAMES.index(n) for n in ("log_budget_over_t", "projected_grok_margin")]
 
 
-class RunForecast:
+class GrokRunForecaster:
     """:class:`RunForecaster` of a fitted ``GrokForecaster``: features and assembly."""
 
     measures: ClassVar[frozenset[str]] = INPUT_MEASURES
