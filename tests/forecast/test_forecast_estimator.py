@@ -42,9 +42,11 @@ def test_fit_returns_self_keeps_params_and_sets_fitted_state():
     est = GrokForecaster(C=0.5, knots=2, horizon=400)
     assert est.fit(X, y, log_time_to_grok=t) is est
     assert est.get_params()["C"] == 0.5 and est.get_params()["horizon"] == 400
-    for name in ("coef_", "classes_", "center_", "knots_", "time_coef_", "alert_threshold_"):
-        assert hasattr(est, name)
-    assert est.coef_.shape == (5 * 3,)
+    np.testing.assert_array_equal(est.classes_, [0, 1])
+    assert est.coef_.shape == (5 * 3,)  # five features, each z and two knots
+    assert est.center_.shape == (5,) and est.knots_.shape == (5, 2)
+    assert est.time_coef_ is not None and est.time_trees_ is not None
+    assert (est.alert_threshold_, est.hopeless_threshold_) == (0.5, 0.05)
     assert clone(est).get_params() == est.get_params()
 
 
