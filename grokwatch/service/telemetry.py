@@ -13,6 +13,8 @@ grokwatch_run_phase_changes_total              counter    phase changes the dete
 grokwatch_run_alerts_total                     counter    alerts raised: will_grok / hopeless
                                                           forecasts, stop / extend advice
 grokwatch_run_points                           gauge      evaluation points stored for the run
+grokwatch_run_refused_values_total             counter    values refused: the run already had
+                                                          the most distinct measure names
 grokwatch_service_ingest_requests_total        counter    accepted point batches
 grokwatch_service_ingested_points_total        counter    points stored
 grokwatch_service_duplicate_points_total       counter    points ignored as already stored
@@ -28,6 +30,9 @@ grokwatch_service_forecast_backlog_runs        gauge      runs whose forecast wa
 grokwatch_service_deferred_forecasts_total     counter    point batches answered before their
                                                           forecast (it came later)
 grokwatch_service_forecast_failures_total      counter    deferred forecasts that raised
+grokwatch_service_refused_values_total         counter    values refused service-wide because
+                                                          their run had the most distinct
+                                                          measure names
 grokwatch_service_wal_checkpoints_total        counter    checkpoint rounds of the database's
                                                           thread, ``result`` label (complete,
                                                           partial, failed)
@@ -58,7 +63,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from grokwatch.metrics import RunCollector, RunView
+from grokwatch.metrics import DEFAULT_INFO_LABELS, RunCollector, RunView
 from grokwatch.service.state import LiveRun, RunTable
 
 LATENCY_BUCKETS = (
@@ -103,14 +108,22 @@ class RunCountersCollector(Collector):
         points = GaugeMetricFamily(
             "grokwatch_run_points", "Evaluation points stored for the run.", labels=["run_id"]
         )
+        refused = CounterMetricFamily(
+            "grokwatch_run_refused_values",
+            "Values refused because the run already had the most distinct measure names "
+            "(GROKWATCH_MAX_MEASURES_PER_RUN).",
+            labels=["run_id"],
+        )
         for run in self._source():
             rid = [run.run_id]
             changes.add_metric(rid, run.phase_changes)
             alerts.add_metric(rid, run.alerts)
             points.add_metric(rid, run.n_points)
+            refused.add_metric(rid, run.refused_values)
         yield changes
         yield alerts
         yield points
+        yield refused
 
 
 class Histogram:
@@ -161,7 +174,9 @@ class ServiceMetrics(Collector):
     Counters are plain ints bumped on the event loop; the collector reads them at scrape time.
     """
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, info_labels: Sequence[str] = DEFAULT_INFO_LABELS
+    ) -> None:
         self.registry = registry
         self.table: RunTable | None = None
         self.counts: collections.Counter[str] = collections.Counter()
@@ -171,7 +186,7 @@ class ServiceMetrics(Collector):
         self.schedule = "interval"
         """Label of the lag histogram: the service's schedule (``background``, ``auto``,
         ``interval``; ``inline`` never defers)."""
-        registry.register(RunCollector(self._views))
+        registry.register(RunCollector(self._views, info_labels=info_labels))
         registry.register(RunCountersCollector(self._runs))
         registry.register(self)
 
@@ -244,6 +259,13 @@ class ServiceMetrics(Collector):
             "Point batches answered before their forecast, which a background or "
             "periodic update brought up to date later.",
             table.deferred if table is not None else 0,
+        )
+        yield _one(
+            CounterMetricFamily,
+            "grokwatch_service_refused_values",
+            "Values refused because their run already had the most distinct measure names "
+            "(GROKWATCH_MAX_MEASURES_PER_RUN).",
+            table.refused_values if table is not None else 0,
         )
         yield _one(
             CounterMetricFamily,
