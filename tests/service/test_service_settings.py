@@ -117,9 +117,9 @@ def test_the_example_environment_file_is_valid_settings(monkeypatch: pytest.Monk
             assert key in fields, key
             monkeypatch.setenv(key, value)
     settings = ServiceSettings()
-    assert (settings.host, settings.forecast_schedule, settings.checkpoint_interval) == (
+    assert (settings.host, settings.token_value, settings.max_live_runs) == (
         "127.0.0.1",
-        "auto",
-        0.0,
+        None,
+        10_000,
     )
     assert settings.token is None  # nothing insecure ships: loopback, and no placeholder token
