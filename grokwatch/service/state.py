@@ -36,7 +36,7 @@ from grokwatch.exceptions import (
 )
 from grokwatch.metrics import RunView, change_point_counts
 from grokwatch.store import RunRecord, Store
-from grokwatch.wire import PointsBatch, RunCreate, float_values
+from grokwatch.wire import MAX_COUNT, PointsBatch, RunCreate, float_values
 
 log = logging.getLogger("grokwatch.service")
 
@@ -347,8 +347,9 @@ class RunTable:
         merged = {**summary, **run.detector.summary()}
         run.agent_errors = max(run.agent_errors, stored_count(summary, "agent_errors"))
         run.dropped = max(run.dropped, stored_count(summary, DROPPED_KEY))
-        merged[DROPPED_KEY] = run.dropped
-        merged["agent_errors"] = run.agent_errors
+        for key, count in ((DROPPED_KEY, run.dropped), ("agent_errors", run.agent_errors)):
+            if count or key in summary:  # the counts kept, so that a restart finds them
+                merged[key] = count
         self.store.update_summary(run_id, merged, finished=True)
         now = self.clock()
         if run.finished_at is None:
@@ -537,8 +538,6 @@ class RunTable:
 
 DROPPED_KEY = "transport_dropped"
 """Summary key of the records a run's transport dropped (the agent's summary uses it too)."""
-
-MAX_COUNT = 2**53 - 1
 
 
 def stored_count(summary: Mapping[str, Any], key: str) -> int:

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from grokwatch.decision import Forecast, Phase
 from grokwatch.metrics import RunCollector, RunView
 from grokwatch.service import ServiceSettings, create_app
-from grokwatch.service.schemas import MAX_COUNT
 from grokwatch.store import MemoryStore, SQLiteStore
+from grokwatch.wire import MAX_COUNT
 
 JSON = {"content-type": "application/json"}
 
