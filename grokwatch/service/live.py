@@ -16,7 +16,7 @@ from grokwatch.detector import DEFAULT, RunDetector, resolve_forecaster
 from grokwatch.events import EventRules
 from grokwatch.exceptions import ConfigError
 from grokwatch.metrics import RunView, change_point_counts
-from grokwatch.wire import RunCreate
+from grokwatch.wire import MAX_COUNT, RunCreate
 
 Clock = Callable[[], float]
 DetectorFactory = Callable[[Mapping[str, Any]], RunDetector]
@@ -30,6 +30,8 @@ class Limits:
     max_live_runs: int = 10_000
     finished_ttl: float = 300.0
     idle_ttl: float = 86_400.0
+    max_measures_per_run: int = 1024
+    """Distinct measure names a run may have; values of further names are refused (counted)."""
 
     def expired(self, finished_at: float | None, updated_at: float, now: float) -> bool:
         """Past its TTL: ``finished_ttl`` after it finished, ``idle_ttl`` without a report."""
@@ -58,6 +60,10 @@ class LiveRun:
     agent_errors: int = 0
     unsent: tuple[ChangePoint, ...] = ()
     """Change points a forecast confirmed after the answer: the next answer has them."""
+    measures: set[str] = dataclasses.field(default_factory=set)
+    """Distinct measure names stored for the run (capped by ``Limits.max_measures_per_run``)."""
+    refused_values: int = 0
+    """Values refused because the run already had ``max_measures_per_run`` measure names."""
 
     def count_alert(self, previous: Decision | None, decision: Decision) -> None:
         """Count an alert when the advice turns to one (see :func:`alerting`)."""
@@ -94,6 +100,8 @@ class LiveRun:
             agent_errors=self.agent_errors,
             dropped=self.dropped,
             change_points=change_point_counts(self.detector.change_points),
+            labels=_str_labels(self.meta.get("labels")),
+            finished_at=self.finished_at,
         )
 
 
@@ -151,3 +159,21 @@ ALERT_REASONS = frozenset({Reason.WILL_GROK, Reason.HOPELESS})
 def alerting(decision: Decision) -> bool:
     """Advice worth an alert: stop or extend, or a confident forecast either way."""
     return decision.action is not Action.CONTINUE or decision.reason in ALERT_REASONS
+
+
+DROPPED_KEY = "transport_dropped"
+"""Summary key of the records a run's transport dropped (the agent's summary uses it too)."""
+
+
+def stored_count(summary: Mapping[str, Any], key: str) -> int:
+    """A counter kept in a run's summary: a whole number from 0 to 2**53 - 1, else 0."""
+    value = summary.get(key)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
+        return value
+    return 0
+
+
+def _str_labels(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(k): v for k, v in raw.items() if isinstance(v, str)}

@@ -31,12 +31,14 @@ from grokwatch.exceptions import RunLimitError, UnknownRunError
 from grokwatch.metrics import RunView
 from grokwatch.service.backlog import ForecastBacklog
 from grokwatch.service.live import (
+    DROPPED_KEY,
     Clock,
     DetectorFactory,
     Ingested,
     Limits,
     LiveRun,
     detector_for,
+    stored_count,
     stored_meta,
 )
 from grokwatch.store import RunRecord, Store
@@ -63,6 +65,8 @@ class RunTable:
         self.detector_for = detector_factory or detector_for
         self.backlog = ForecastBacklog(on_forecast=on_forecast)
         """The runs whose forecast waits (every answer comes before its batch's forecast)."""
+        self.refused_values = 0
+        """Values refused because their run had too many distinct measure names."""
         self._runs: dict[str, LiveRun] = {}
         self._lock = threading.Lock()
         self.loaded = False
@@ -96,6 +100,10 @@ class RunTable:
             self._observe(run, points)
         run.n_points = len(points)
         run.last_report = record.updated_at if points else None
+        for _, values in points:
+            run.measures.update(values)
+        run.agent_errors = stored_count(record.summary, "agent_errors")
+        run.dropped = stored_count(record.summary, DROPPED_KEY)
         return run
 
     # -- requests ---------------------------------------------------------------------------
@@ -159,6 +167,7 @@ class RunTable:
                 continue
             points = [(p["step"], float_values(p["values"])) for p in batch.points]
             points.sort(key=itemgetter(0))
+            self._cap_measures(run, points)
             accepted.append((i, run, points))
         for (i, run, points), added in zip(accepted, self._store_many(accepted), strict=True):
             if isinstance(added, Exception):
@@ -191,8 +200,10 @@ class RunTable:
     def _judge(self, run: LiveRun, points: Points, added: int, dropped: int | None) -> Ingested:
         self._observe(run, points, forecast=False)
         run.n_points += added
-        if dropped is not None:
-            run.dropped = max(run.dropped, dropped)
+        if dropped is not None and dropped > run.dropped:
+            run.dropped = dropped  # kept in the stored summary: it survives a restart
+            run.summary = {**run.summary, DROPPED_KEY: dropped}
+            self.store.update_summary(run.run_id, run.summary)
         if run.finished_at is None:
             run.updated_at = run.last_report = self.clock()
         elif added:
@@ -211,9 +222,11 @@ class RunTable:
         run = self._resident(run_id)
         self.backlog.flush(run)
         merged = {**summary, **run.detector.summary()}
-        errors = summary.get("agent_errors")
-        if isinstance(errors, int) and not isinstance(errors, bool) and errors >= 0:
-            run.agent_errors = errors
+        run.agent_errors = max(run.agent_errors, stored_count(summary, "agent_errors"))
+        run.dropped = max(run.dropped, stored_count(summary, DROPPED_KEY))
+        for key, count in ((DROPPED_KEY, run.dropped), ("agent_errors", run.agent_errors)):
+            if count or key in summary:  # the counts kept, so that a restart finds them
+                merged[key] = count
         self.store.update_summary(run_id, merged, finished=True)
         now = self.clock()
         if run.finished_at is None:
@@ -283,6 +296,24 @@ class RunTable:
         return len(self._runs)
 
     # -- internals --------------------------------------------------------------------------
+
+    def _cap_measures(self, run: LiveRun, points: Points) -> None:
+        """Drop (and count) the values of measure names beyond the run's cap, in place."""
+        cap = self.limits.max_measures_per_run
+        for _, values in points:
+            new = values.keys() - run.measures
+            if not new:
+                continue
+            room = cap - len(run.measures)
+            if len(new) <= room:
+                run.measures.update(new)
+                continue
+            keep = sorted(new)[: max(room, 0)]
+            run.measures.update(keep)
+            for name in new.difference(keep):
+                del values[name]
+                run.refused_values += 1
+                self.refused_values += 1
 
     def _check_capacity(self, run_id: str) -> None:
         if self.live_unfinished >= self.limits.max_live_runs:
