@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer import corpus as corpus_io
+from trainer.execution import execute
 from trainer.spec import RunTask
 
 
@@ -32,7 +33,6 @@ def check_memorization(
     in `DIR/checks/memorization/` (a corpus of its own) with `report.json` beside them.
     """
     from trainer.summary import CHECK_DIR
-    from trainer.sweep import execute  # the sweep's CLI imports this module
 
     directory = Path(directory)
     source = corpus_io.load(directory)
