@@ -12,8 +12,9 @@ the report read a stored run this way; the demo records its live decisions inste
 >>> timeline = replay(points, budget=5000, forecaster=None)
 >>> timeline.summary["t_mem"], timeline.summary["phase"]
 (200, 'plateau')
->>> timeline.entries[-1]["reason"]
-'no_forecaster'
+>>> last = timeline.entries[-1]
+>>> last["step"], last["phase"], last["reason"]
+(1000, 'plateau', 'no_forecaster')
 """
 
 from __future__ import annotations
