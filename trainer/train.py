@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -44,9 +44,17 @@ class EvalRecord(NamedTuple):
     test_acc: float
 
 
-# The loop calls `agent.step(step, loss=...)` -> grokwatch.Decision and `agent.close()`: a
-# grokwatch.Agent, or a thin wrapper around one (trainer.runner.StopAfterGeneralization).
-AgentFactory = Callable[[nn.Module, Dataset, Any], Agent]
+class Watcher(Protocol):
+    """What the loop calls each step: a `grokwatch.Agent`, or a thin wrapper around one
+    (`trainer.runner.StopAfterGeneralization`, the demo's progress bar) that returns the
+    agent's own `grokwatch.Decision`."""
+
+    def step(self, step: int, *, loss: torch.Tensor) -> Decision: ...
+
+    def close(self) -> None: ...
+
+
+AgentFactory = Callable[[nn.Module, Dataset, Any], Agent | Watcher]
 
 
 def first_step(history: Iterable[EvalRecord], field: str, threshold: float) -> int | None:
