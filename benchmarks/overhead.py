@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from grokwatch import Agent
-from grokwatch.agent import DEFAULT_EVERY
 from trainer.config import RunConfig
 from trainer.tasks import make_dataset
 from trainer.train import build_model, build_optimizer
@@ -42,7 +41,7 @@ def one_run(config: RunConfig, *, every: int | None, db: Path) -> tuple[float, f
             train=(data.train_x, data.train_y),
             test=(data.test_x, data.test_y),
             every=every,
-            db=db,
+            transport=db,
             modulus=config.p,
         )
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -62,9 +61,7 @@ def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--every", type=int, nargs="+", default=[DEFAULT_EVERY], help="one or more cadences"
-    )
+    parser.add_argument("--every", type=int, nargs="+", default=[500], help="one or more cadences")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -82,8 +79,8 @@ def main() -> dict[str, Any]:
                 wall, cpu, agent = one_run(config, every=every, db=Path(tmp) / f"r{i}-{every}.db")
                 watched[every].append((wall, cpu))
                 if agent is not None and every == args.every[0]:
-                    probe_cost = {k: v / agent._evaluations for k, v in agent.probe_seconds.items()}
-                    evaluations = agent._evaluations
+                    probe_cost = {k: v / agent.evaluations for k, v in agent.probe_seconds.items()}
+                    evaluations = agent.evaluations
     step_seconds = statistics.median(c for _, c in bare) / args.steps
     result: dict[str, Any] = {
         "steps": args.steps,

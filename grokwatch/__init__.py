@@ -5,6 +5,7 @@ the :class:`Probe` extension point, the stores and transports runs are kept in, 
 :class:`GrokForecaster` that forecasts grokking (with its null and constant stand-ins).
 """
 
+from grokwatch.adapters import ModelIO
 from grokwatch.agent import Agent
 from grokwatch.decision import (
     Action,
@@ -29,11 +30,18 @@ from grokwatch.exceptions import (
 from grokwatch.forecast import ConstantForecaster, GrokForecaster, NullForecaster
 from grokwatch.forecast.io import load as load_forecaster
 from grokwatch.http_transport import HTTPTransport
+from grokwatch.options import Layers, Limits
 from grokwatch.probes import BUILTIN as PROBES
 from grokwatch.probes import Probe, ProbeContext, ProbeResult
 from grokwatch.rundata import RunData
 from grokwatch.store import MemoryStore, SQLiteStore
-from grokwatch.transport import MemoryTransport, NullTransport, StoreTransport, Transport
+from grokwatch.transport import (
+    MemoryTransport,
+    NullTransport,
+    StoreTransport,
+    Transport,
+    open_transport,
+)
 
 __version__ = "0.1.0"
 
@@ -53,8 +61,11 @@ __all__ = [
     "GrokForecaster",
     "GrokwatchError",
     "HTTPTransport",
+    "Layers",
+    "Limits",
     "MemoryStore",
     "MemoryTransport",
+    "ModelIO",
     "NullForecaster",
     "NullTransport",
     "Outcome",
@@ -74,4 +85,5 @@ __all__ = [
     "UnknownRunError",
     "__version__",
     "load_forecaster",
+    "open_transport",
 ]

@@ -120,7 +120,7 @@ class StopAfterGeneralization:
 
 def run_one(task: RunTask) -> RunResult:
     """Train one run with the grokwatch agent attached; never raises (errors are recorded)."""
-    from grokwatch import Agent
+    from grokwatch import Agent, Limits, ModelIO
 
     started = time.perf_counter()
     threads = torch.get_num_threads()
@@ -140,10 +140,10 @@ def run_one(task: RunTask) -> RunResult:
                 run_id=task.run_id,
                 config=task.config,
                 budget=task.budget,
-                db=None,  # nothing on disk: the history is read back below
+                transport=None,  # nothing on disk: the history is read back below
                 modulus=family.modulus(cfg),
-                loss_fn=family.loss_fn,
-                max_samples=task.max_samples,
+                io=ModelIO(loss_fn=family.loss_fn),
+                limits=Limits(max_samples=task.max_samples),
             )
             holder["agent"] = agent
             return StopAfterGeneralization(agent, tail=task.tail, tail_min=task.tail_min)
