@@ -44,17 +44,6 @@ from pydantic.json_schema import models_json_schema
 from grokwatch.exceptions import AuthError, NotReadyError, PayloadTooLargeError
 from grokwatch.service.errors import error_responses, install_error_handlers
 from grokwatch.service.payloads import info_of, ingest_result, state_of
-from grokwatch.service.schemas import (
-    API_PREFIX,
-    RUN_ID_PATTERN,
-    Health,
-    IngestResult,
-    PointsBatch,
-    RunCreate,
-    RunFinish,
-    RunList,
-    RunState,
-)
 from grokwatch.service.settings import Schedule, ServiceSettings
 from grokwatch.service.state import (
     Clock,
@@ -67,6 +56,17 @@ from grokwatch.service.state import (
 from grokwatch.service.telemetry import LatencyMiddleware, ServiceMetrics
 from grokwatch.service.worker import Worker
 from grokwatch.store import SQLiteStore, Store
+from grokwatch.wire import (
+    API_PREFIX,
+    RUN_ID_PATTERN,
+    Health,
+    IngestResult,
+    PointsBatch,
+    RunCreate,
+    RunFinish,
+    RunList,
+    RunState,
+)
 
 log = logging.getLogger("grokwatch.service")
 

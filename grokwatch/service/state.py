@@ -35,8 +35,8 @@ from grokwatch.exceptions import (
     UnknownRunError,
 )
 from grokwatch.metrics import RunView, change_point_counts
-from grokwatch.service.schemas import PointsBatch, RunCreate, float_values
 from grokwatch.store import RunRecord, Store
+from grokwatch.wire import PointsBatch, RunCreate, float_values
 
 log = logging.getLogger("grokwatch.service")
 

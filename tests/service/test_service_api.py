@@ -19,8 +19,8 @@ from grokwatch.detector import RunDetector
 from grokwatch.exceptions import ServiceError
 from grokwatch.service import create_app
 from grokwatch.service.errors import STATUS
-from grokwatch.service.schemas import NONFINITE_DESCRIPTION, DecisionOut, ForecastOut
 from grokwatch.store import MemoryStore, SQLiteStore
+from grokwatch.wire import NONFINITE_DESCRIPTION, DecisionOut, ForecastOut
 
 
 def curve(n: int, *, start: int = 0, every: int = 100) -> list[dict[str, Any]]:

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from grokwatch.exceptions import StoreError, UnknownRunError
-from grokwatch.service.schemas import PointsBatch, RunCreate
 from grokwatch.service.state import Ingested, RunTable, detector_for, load_forecaster
 from grokwatch.service.worker import Worker
 from grokwatch.store import MemoryStore
+from grokwatch.wire import PointsBatch, RunCreate
 
 
 def batch(steps: Sequence[int], *, dropped: int | None = None) -> PointsBatch:
