@@ -220,6 +220,9 @@ class Agent:
         }
         self.transport = open_transport(transport)
         self.transport.submit(Record("start", self.run_id, meta=self.meta))
+        if self._schedule.overhead is not None:
+            self._run_probes(-1, self.probes, False)  # timed once, before the loop
+            self._schedule.calibrated(self.probes)
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -316,19 +319,13 @@ class Agent:
         schedule = self._schedule
         schedule.next_due = schedule.after(step)
         active = [p for p in self.probes if p.name not in self.disabled]
-        plan: list[Probe] | None = None
+        if not schedule.allows(active, entered):
+            schedule.skipped += 1
+            return
         snapshot = step >= schedule.next_snapshot
-        if snapshot:
-            plan = schedule.plan(active, True)
-            if not schedule.affordable(schedule.predicted(plan), entered):
-                plan, snapshot = None, False
-        if plan is None:
-            plan = schedule.plan(active, False)
-            if not schedule.affordable(schedule.predicted(plan), entered):
-                schedule.skipped += 1
-                return
+        plan = schedule.plan(active, step, snapshot)
         self._drain_losses(step)
-        values = self._run_probes(step, plan, snapshot)
+        values = self._run_probes(step, plan, snapshot, scheduled=True)
         if self._losses:
             values["train_loss_step"] = self._losses[-1][1]
         values.update(given)
@@ -350,13 +347,17 @@ class Agent:
         self.measure_seconds += time.perf_counter() - started
 
     def _snapshot_probes(self) -> list[Probe]:
-        """Extra snapshots (events, close) rerun only the probes that produce arrays."""
-        active = [p for p in self.probes if p.name not in self.disabled]
+        """Extra snapshots (events, close) rerun only the probes that produce arrays (and,
+        under a cap, only the cheap ones)."""
+        active = self._schedule.cheap([p for p in self.probes if p.name not in self.disabled])
         if not self._array_probes:
             return active
         return [p for p in active if p.name in self._array_probes]
 
-    def _run_probes(self, step: int, probes: list[Probe], snapshot: bool) -> dict[str, float]:
+    def _run_probes(
+        self, step: int, probes: list[Probe], snapshot: bool, *, scheduled: bool = False
+    ) -> dict[str, float]:
+        """Run ``probes``; only a ``scheduled`` run moves their next due steps."""
         ctx = ProbeContext(
             self.model,
             step=step,
@@ -378,7 +379,7 @@ class Agent:
             result = run_probe(probe, ctx)
             seconds = time.perf_counter() - t0
             self.probe_seconds[probe.name] += seconds
-            self._schedule.ran(probe, seconds)
+            self._schedule.ran(probe, seconds, step if scheduled else None)
             self.statuses[probe.name] = result
             self._account(step, result)
             values.update(result.values)
@@ -498,7 +499,7 @@ class Agent:
             if (
                 last is not None
                 and last not in self.snapshots
-                and self._schedule.affordable(self._schedule.predicted(probes), entered)
+                and self._schedule.credit(entered) >= self._schedule.predicted(probes)
             ):
                 self._run_probes(last, probes, True)
         except Exception as exc:

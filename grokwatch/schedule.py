@@ -1,6 +1,6 @@
 """When the agent evaluates and which probes run: a cadence under a cap on the agent's cost.
 
-Evaluations happen on a grid of steps, so two loops that call :meth:`Agent.step` at different
+Evaluations fall on a grid of steps, so two loops that call :meth:`Agent.step` at different
 rates evaluate at the same steps (a loop calling every 100 steps meets every grid step that is a
 multiple of 100):
 
@@ -9,15 +9,23 @@ multiple of 100):
   tenth of the step's power of ten (every 100 steps from 1000, every 1000 from 10 000, ...),
   since fast grokkers generalize within a few hundred steps and slow ones take tens of thousands.
 
-The overhead cap: the agent times itself (the wall time spent inside :meth:`Agent.step`) and the
-training loop (the wall time since the first call). At a grid step, it evaluates only if the
-predicted cost of the probes due fits in the credit ``overhead * loop_time - agent_time``;
-otherwise it waits for the next grid step. The predicted cost is a running mean of each probe's
-own time. Expensive probes run less often: a probe costing ``c`` runs at most every
-``ceil(c / c_ref)`` evaluations, ``c_ref`` being the cost of ``loss_accuracy`` (the shared
-forward pass every evaluation needs) or, without it, the median probe cost; so no probe costs
-more over time than that forward pass. Snapshots (all probes, arrays kept) wait for credit the
-same way; an evaluation that cannot afford its snapshot still runs the probes due.
+Without a cap every grid step is evaluated, a probe with ``period`` k runs every k grid
+spacings, and snapshots run every probe: the measures at a step do not depend on how often the
+loop calls the agent.
+
+The overhead cap: the agent times itself (the wall time spent inside its calls) and the training
+loop (the wall time since the first call). Each probe's cost is a running mean of its own time.
+A probe costing ``c`` runs every ``ceil(c / c_ref)`` evaluations (its ``period`` is a minimum),
+``c_ref`` being the cost of ``loss_accuracy`` (the shared forward pass every evaluation needs)
+or, without it, the median probe cost: over time no probe costs more than that forward pass.
+At a grid step the agent evaluates only if its credit ``overhead * loop_time - agent_time``
+covers the amortized cost of one evaluation (``sum c / period``); otherwise it waits for the next
+grid step. An evaluation where an expensive probe's turn comes may leave the credit negative;
+the next evaluation waits until that debt is paid back, so the share exceeds the cap by at most
+one evaluation's cost, transiently. The agent times every probe once at set-up, before the loop
+(:meth:`Schedule.calibrated`), so even the first evaluation knows what it will cost. Under a
+cap, snapshots keep the arrays of the probes due at that evaluation rather than running every
+probe.
 """
 
 from __future__ import annotations
@@ -104,12 +112,17 @@ class Schedule:
         elapsed = self.loop_seconds
         return self.spent / elapsed if elapsed > 0 else 0.0
 
-    def affordable(self, seconds: float, entered: float) -> bool:
-        """Whether ``seconds`` more of agent time keeps it within the cap (always, without one)."""
+    def credit(self, entered: float) -> float:
+        """Seconds the agent may still spend under the cap (``inf`` without one)."""
         if self.overhead is None:
-            return True
+            return math.inf
         spent = self.spent + (self.clock() - entered)
-        return spent + seconds <= self.overhead * self.loop_seconds
+        return self.overhead * self.loop_seconds - spent
+
+    def allows(self, probes: Sequence[Probe], entered: float) -> bool:
+        """Whether the credit covers one evaluation's amortized cost (always, without a cap)."""
+        amortized = sum(self.cost.get(p.name, 0.0) / self.period(p) for p in probes)
+        return self.credit(entered) >= amortized
 
     # -- the cadence --------------------------------------------------------------------------
 
@@ -125,23 +138,52 @@ class Schedule:
 
     # -- the probe plan -----------------------------------------------------------------------
 
-    def plan(self, probes: Sequence[Probe], snapshot: bool) -> list[Probe]:
-        """The probes due at this evaluation (all of them at a snapshot)."""
-        if snapshot:
-            return list(probes)
+    def plan(self, probes: Sequence[Probe], step: int, snapshot: bool) -> list[Probe]:
+        """The probes due at ``step`` (without a cap, all of them at a snapshot)."""
+        if self.overhead is None:
+            if snapshot:
+                return list(probes)
+            return [p for p in probes if step >= self._next_run.get(p.name, 0)]
         return [p for p in probes if self.evaluations >= self._next_run.get(p.name, 0)]
+
+    def cheap(self, probes: Sequence[Probe]) -> list[Probe]:
+        """The probes an extra snapshot may run: all without a cap, else those of period 1."""
+        if self.overhead is None:
+            return list(probes)
+        return [p for p in probes if self.period(p) == 1]
 
     def predicted(self, probes: Sequence[Probe]) -> float:
         return sum(self.cost.get(p.name, 0.0) for p in probes)
 
-    def ran(self, probe: Probe, seconds: float) -> None:
-        """Record one run of ``probe`` at the current evaluation and when it is due next."""
+    def ran(self, probe: Probe, seconds: float, step: int | None) -> None:
+        """Record one run of ``probe`` and, at a scheduled ``step``, when it is due next.
+
+        Without a cap, a probe with period k is next due k grid spacings later: at the same steps
+        whether the loop calls the agent every step or only at grid steps. Under a cap, k
+        evaluations later.
+        """
         old = self.cost.get(probe.name)
         self.cost[probe.name] = seconds if old is None else 0.5 * (old + seconds)
-        self._next_run[probe.name] = self.evaluations + self.period(probe)
+        if step is None:
+            return
+        if self.overhead is None:
+            spacing = self.every or grid_spacing(step)
+            self._next_run[probe.name] = step + probe.period * spacing
+        else:
+            self._next_run[probe.name] = self.evaluations + self.period(probe)
+
+    def calibrated(self, probes: Sequence[Probe]) -> None:
+        """After one timed run of every probe (at set-up): stagger their first runs under a cap.
+
+        A probe of period k first runs at evaluation k - 1, so the first evaluation costs no
+        more than the later ones.
+        """
+        if self.overhead is not None:
+            for probe in probes:
+                self._next_run[probe.name] = self.period(probe) - 1
 
     def period(self, probe: Probe) -> int:
-        """Evaluations between two runs of ``probe``: its own ``period``, stretched by the cap."""
+        """Evaluations between two runs of ``probe`` under the cap: its ``period`` or more."""
         if self.overhead is None or probe.name not in self.cost:
             return probe.period
         reference = self.cost.get(REFERENCE_PROBE) or statistics.median(self.cost.values())

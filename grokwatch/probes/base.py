@@ -62,8 +62,9 @@ class ProbeResult:
 class Probe(abc.ABC):
     """A named progress measure.
 
-    Subclasses set ``name`` and implement :meth:`compute`. ``period`` is how many evaluations
-    pass between two computations (1: every evaluation); costly snapshot probes use a larger one.
+    Subclasses set ``name`` and implement :meth:`compute`. ``period`` is how many evaluation
+    spacings pass between two computations (1: every evaluation; with ``every=100``, a period
+    of 10 is every 1000 steps); costly probes use a larger one.
     Raise :class:`~grokwatch.exceptions.ProbeNotApplicable` when the model lacks what the
     probe needs. Constructor options are keyword-only and stored unmodified under their own
     names, so ``repr`` shows them.
