@@ -87,6 +87,7 @@ class Agent:
         layers: :class:`~grokwatch.options.Layers` naming the layers probes read.
         limits: :class:`~grokwatch.options.Limits` on what is kept and measured.
         seed: seed of the agent's private generators.
+        db: the older spelling of ``transport`` for a database path or ``None``.
 
     Numbers may be ints, numpy integers or whole floats (``budget=3e5``).
 
@@ -127,6 +128,7 @@ class Agent:
         layers: Layers | None = None,
         limits: Limits | None = None,
         seed: int = 0,
+        db: Any = _AUTO,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -134,6 +136,10 @@ class Agent:
         budget = None if budget is None else whole("budget", budget, 1)
         modulus = None if modulus is None else whole("modulus", modulus, 2)
         seed = whole("seed", seed, 0)
+        if db is not _AUTO:
+            if not (isinstance(transport, str) and transport == "auto"):
+                raise ConfigError("give transport= or db=, not both (db= is transport=PATH)")
+            transport = db
         if overhead is _AUTO:
             overhead = DEFAULT_OVERHEAD if every is None else None
         io, layers, limits = io or ModelIO(), layers or Layers(), limits or Limits()
@@ -220,9 +226,6 @@ class Agent:
         }
         self.transport = open_transport(transport)
         self.transport.submit(Record("start", self.run_id, meta=self.meta))
-        if self._schedule.overhead is not None:
-            self._run_probes(-1, self.probes, False)  # timed once, before the loop
-            self._schedule.calibrated(self.probes)
 
     # -- set-up -----------------------------------------------------------------------------
 

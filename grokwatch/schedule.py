@@ -14,18 +14,21 @@ spacings, and snapshots run every probe: the measures at a step do not depend on
 loop calls the agent.
 
 The overhead cap: the agent times itself (the wall time spent inside its calls) and the training
-loop (the wall time since the first call). Each probe's cost is a running mean of its own time.
-A probe costing ``c`` runs every ``ceil(c / c_ref)`` evaluations (its ``period`` is a minimum),
-``c_ref`` being the cost of ``loss_accuracy`` (the shared forward pass every evaluation needs)
-or, without it, the median probe cost: over time no probe costs more than that forward pass.
-At a grid step the agent evaluates only if its credit ``overhead * loop_time - agent_time``
-covers the amortized cost of one evaluation (``sum c / period``); otherwise it waits for the next
-grid step. An evaluation where an expensive probe's turn comes may leave the credit negative;
-the next evaluation waits until that debt is paid back, so the share exceeds the cap by at most
-one evaluation's cost, transiently. The agent times every probe once at set-up, before the loop
-(:meth:`Schedule.calibrated`), so even the first evaluation knows what it will cost. Under a
-cap, snapshots keep the arrays of the probes due at that evaluation rather than running every
-probe.
+loop (the wall time since the first call), and keeps a running mean of each probe's cost. The
+budget ``overhead * loop_time`` is split in two halves:
+
+- the *core*: the probes that cost no more than ``loss_accuracy`` (the shared forward pass every
+  evaluation needs; without it, the median probe) plus the agent's own bookkeeping. At a grid
+  step the agent evaluates only if the core's credit covers the core probes; otherwise it waits
+  for the next grid step. So evaluations keep coming at a steady rate;
+- the *slow* probes: those costing ``c`` more than the reference ``c_ref``, and probes not timed
+  yet. At most one runs per evaluation, when the slow credit is not negative, each at most every
+  ``ceil(c / c_ref)`` evaluations (its ``period`` is a minimum), the one waiting longest first.
+  One run may leave the slow credit negative; the next slow probe waits until it is paid back,
+  so the agent's share exceeds the cap by at most one slow probe's cost, transiently.
+
+Under a cap, snapshots keep the arrays of the probes run at that evaluation rather than running
+every probe.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from grokwatch.probes import Probe
 
 #: The agent's default share of the training loop's wall time.
 DEFAULT_OVERHEAD = 0.01
+#: Under a cap, the share of the budget for the probes that cost more than the reference.
+SLOW_SHARE = 0.5
 #: The reference probe whose cost bounds every other probe's share.
 REFERENCE_PROBE = "loss_accuracy"
 
@@ -89,6 +94,7 @@ class Schedule:
         self.next_due = 0
         self.next_snapshot = 0
         self.cost: dict[str, float] = {}
+        self.slow_spent = 0.0
         self._next_run: dict[str, int] = {}
 
     # -- the clock ----------------------------------------------------------------------------
@@ -119,10 +125,19 @@ class Schedule:
         spent = self.spent + (self.clock() - entered)
         return self.overhead * self.loop_seconds - spent
 
+    def _core_credit(self, entered: float) -> float:
+        spent = self.spent + (self.clock() - entered) - self.slow_spent
+        return (1 - SLOW_SHARE) * (self.overhead or 0.0) * self.loop_seconds - spent
+
+    def _slow_credit(self) -> float:
+        return SLOW_SHARE * (self.overhead or 0.0) * self.loop_seconds - self.slow_spent
+
     def allows(self, probes: Sequence[Probe], entered: float) -> bool:
-        """Whether the credit covers one evaluation's amortized cost (always, without a cap)."""
-        amortized = sum(self.cost.get(p.name, 0.0) / self.period(p) for p in probes)
-        return self.credit(entered) >= amortized
+        """Whether the core share of the credit covers the core probes (always, without a cap)."""
+        if self.overhead is None:
+            return True
+        core = sum(self.cost[p.name] for p in probes if not self.slow(p))
+        return self._core_credit(entered) >= core
 
     # -- the cadence --------------------------------------------------------------------------
 
@@ -138,19 +153,30 @@ class Schedule:
 
     # -- the probe plan -----------------------------------------------------------------------
 
+    def slow(self, probe: Probe) -> bool:
+        """Under a cap: a probe not timed yet, or one that costs more than the reference."""
+        return probe.name not in self.cost or self.period(probe) > 1
+
     def plan(self, probes: Sequence[Probe], step: int, snapshot: bool) -> list[Probe]:
         """The probes due at ``step`` (without a cap, all of them at a snapshot)."""
         if self.overhead is None:
             if snapshot:
                 return list(probes)
             return [p for p in probes if step >= self._next_run.get(p.name, 0)]
-        return [p for p in probes if self.evaluations >= self._next_run.get(p.name, 0)]
+        core = [p for p in probes if not self.slow(p)]
+        if self._slow_credit() < 0:
+            return core
+        waiting = [
+            p for p in probes if self.slow(p) and self.evaluations >= self._next_run.get(p.name, -1)
+        ]
+        waiting.sort(key=lambda p: self._next_run.get(p.name, -1))  # untimed first
+        return core + waiting[:1]
 
     def cheap(self, probes: Sequence[Probe]) -> list[Probe]:
-        """The probes an extra snapshot may run: all without a cap, else those of period 1."""
+        """The probes an extra snapshot may run: all without a cap, else the core ones."""
         if self.overhead is None:
             return list(probes)
-        return [p for p in probes if self.period(p) == 1]
+        return [p for p in probes if not self.slow(p)]
 
     def predicted(self, probes: Sequence[Probe]) -> float:
         return sum(self.cost.get(p.name, 0.0) for p in probes)
@@ -162,6 +188,8 @@ class Schedule:
         whether the loop calls the agent every step or only at grid steps. Under a cap, k
         evaluations later.
         """
+        if self.overhead is not None and self.slow(probe):
+            self.slow_spent += seconds
         old = self.cost.get(probe.name)
         self.cost[probe.name] = seconds if old is None else 0.5 * (old + seconds)
         if step is None:
@@ -171,16 +199,6 @@ class Schedule:
             self._next_run[probe.name] = step + probe.period * spacing
         else:
             self._next_run[probe.name] = self.evaluations + self.period(probe)
-
-    def calibrated(self, probes: Sequence[Probe]) -> None:
-        """After one timed run of every probe (at set-up): stagger their first runs under a cap.
-
-        A probe of period k first runs at evaluation k - 1, so the first evaluation costs no
-        more than the later ones.
-        """
-        if self.overhead is not None:
-            for probe in probes:
-                self._next_run[probe.name] = self.period(probe) - 1
 
     def period(self, probe: Probe) -> int:
         """Evaluations between two runs of ``probe`` under the cap: its ``period`` or more."""
