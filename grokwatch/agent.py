@@ -80,6 +80,9 @@ class Agent:
             path, ``None`` (nothing kept) or a :class:`~grokwatch.transport.Transport`.
         run_id: the run's name (default a random hex id).
         config: the run's resolved configuration, saved with the run.
+        labels: free-form string labels of the run (``experiment``, ``team``, ...): sent with
+            its registration; the exporters show ``experiment`` and ``team`` on
+            ``grokwatch_run_info`` so that alerts route by them.
         rules: :class:`~grokwatch.events.EventRules` thresholds.
         modulus: p for modular-arithmetic models (embedding rows are residues; Fourier probe).
         io: :class:`~grokwatch.adapters.ModelIO` adapters for models with unusual inputs or
@@ -122,6 +125,7 @@ class Agent:
         transport: Target = "auto",
         run_id: str | None = None,
         config: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
         rules: EventRules | None = None,
         modulus: int | None = None,
         io: ModelIO | None = None,
@@ -136,6 +140,10 @@ class Agent:
         budget = None if budget is None else whole("budget", budget, 1)
         modulus = None if modulus is None else whole("modulus", modulus, 2)
         seed = whole("seed", seed, 0)
+        if labels is not None and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise ConfigError(f"labels must map str to str, got {labels=!r}")
         if db is not _AUTO:
             if not (isinstance(transport, str) and transport == "auto"):
                 raise ConfigError("give transport= or db=, not both (db= is transport=PATH)")
@@ -207,6 +215,8 @@ class Agent:
         self._seen_events: set[str] = set()
         self._array_probes: set[str] = set()
         self._closed = False
+        self.finished_at: float | None = None
+        """Wall time :meth:`close` was called (``None`` while the run is watched)."""
         self.last_report_time: float | None = None
         self.decision = Decision.keep_going(
             0, Reason.NOT_MEASURED, "no evaluation yet", Phase.MEMORIZING
@@ -224,6 +234,8 @@ class Agent:
             "rules": dataclasses.asdict(self.detector.rules),
             "model": type(model).__name__,
         }
+        if labels:
+            self.meta["labels"] = dict(labels)
         self.transport = open_transport(transport)
         self.transport.submit(Record("start", self.run_id, meta=self.meta))
 
@@ -511,6 +523,7 @@ class Agent:
         finally:
             self._schedule.leave(entered)
         self._closed = True
+        self.finished_at = time.time()
         self.transport.submit(Record("finish", self.run_id, meta=self.summary()))
         self.transport.close(timeout)
 
