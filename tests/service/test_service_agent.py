@@ -1,4 +1,4 @@
-"""A real training run with ``Agent(detector=URL)`` while the service is down for a while.
+"""A real training run with ``Agent(transport=URL)`` while the service is down for a while.
 
 The run's step time must not suffer while the service is unreachable, and once the service is
 up every evaluation point must be stored exactly once; the service's decisions then reach the
