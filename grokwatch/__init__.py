@@ -17,6 +17,7 @@ from grokwatch.decision import (
     Phase,
     Reason,
 )
+from grokwatch.destinations import open_transport
 from grokwatch.detector import RunDetector
 from grokwatch.events import EventRules, Events, Outcome
 from grokwatch.exceptions import (
@@ -40,7 +41,6 @@ from grokwatch.transport import (
     NullTransport,
     StoreTransport,
     Transport,
-    open_transport,
 )
 
 __version__ = "0.1.0"

@@ -35,6 +35,7 @@ from torch import nn
 
 from grokwatch.adapters import ModelCall, ModelIO
 from grokwatch.decision import Decision, Phase, Reason
+from grokwatch.destinations import Target, default_db_path, open_transport
 from grokwatch.detector import RunDetector
 from grokwatch.events import EventRules
 from grokwatch.exceptions import ConfigError
@@ -44,7 +45,7 @@ from grokwatch.probes.base import cross_entropy_per_sample
 from grokwatch.probesets import Data, locate_layers, prepare_probe_set
 from grokwatch.rundata import RunData
 from grokwatch.schedule import DEFAULT_OVERHEAD, Schedule, check_overhead
-from grokwatch.transport import Record, Target, default_db_path, open_transport
+from grokwatch.transport import Record
 
 __all__ = ["MAX_CONSECUTIVE_FAILURES", "Agent", "default_db_path"]
 
@@ -75,7 +76,7 @@ class Agent:
         overhead: cap on the agent's share of the loop's wall time. Default 0.01 when the agent
             picks the steps, no cap with a fixed ``every``; ``None``: no cap.
         probes: names or :class:`~grokwatch.probes.Probe` instances; default every built-in.
-        transport: where records go (:func:`grokwatch.transport.open_transport`): ``"auto"``
+        transport: where records go (:func:`grokwatch.destinations.open_transport`): ``"auto"``
             (``$GROKWATCH_DETECTOR``, else the SQLite run table), a service URL, a database
             path, ``None`` (nothing kept) or a :class:`~grokwatch.transport.Transport`.
         run_id: the run's name (default a random hex id).
