@@ -184,7 +184,7 @@ class Schedule:
     def ran(self, probe: Probe, seconds: float, step: int | None) -> None:
         """Record one run of ``probe`` and, at a scheduled ``step``, when it is due next.
 
-        Without a cap, a probe with period k is next due k grid spacings later: at the same steps
+        Without a cap, a probe with period k is next due k grid steps later: at the same steps
         whether the loop calls the agent every step or only at grid steps. Under a cap, k
         evaluations later.
         """
@@ -195,8 +195,10 @@ class Schedule:
         if step is None:
             return
         if self.overhead is None:
-            spacing = self.every or grid_spacing(step)
-            self._next_run[probe.name] = step + probe.period * spacing
+            due = step
+            for _ in range(probe.period):
+                due = self.after(due)
+            self._next_run[probe.name] = due
         else:
             self._next_run[probe.name] = self.evaluations + self.period(probe)
 

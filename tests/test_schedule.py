@@ -206,3 +206,13 @@ def test_failing_probe_is_counted_logged_once_exported_and_switched_off(caplog):
     assert len(agent.history) == 10 and "train_accuracy" in agent.history[-1][1]
     summary = agent.summary()
     assert summary["probe_errors"] == {"broken": 3} and "broken" in summary["probes_disabled"]
+
+
+def test_probes_stay_on_the_grid_whatever_the_first_step():
+    (xtr, ytr), _ = addition_data()
+    probes = ["loss_accuracy", "weight_norm"]
+    agent = Agent(TinyMLP(), train=(xtr, ytr), every=10, transport=None, probes=probes)
+    for step in (1, 10, 20):
+        agent.step(step)
+    assert [s for s, _ in agent.history] == [1, 10, 20]
+    assert all("train_accuracy" in v and "weight_norm" in v for _, v in agent.history)
