@@ -2,7 +2,8 @@
 
 The public facade: :class:`Agent` for training loops, the typed :class:`Decision` it returns,
 the :class:`Probe` extension point, the stores and transports runs are kept in, and the
-:class:`GrokForecaster` that forecasts grokking (with its null and constant stand-ins).
+:class:`GrokForecaster` that forecasts grokking (with its null and constant stand-ins), and the
+opt-in :class:`RunPolicy` that turns decisions into stop/extend advice.
 """
 
 from grokwatch.agent import Agent
@@ -29,6 +30,7 @@ from grokwatch.exceptions import (
 from grokwatch.forecast import ConstantForecaster, GrokForecaster, NullForecaster
 from grokwatch.forecast.io import load as load_forecaster
 from grokwatch.http_transport import HTTPTransport
+from grokwatch.policy import RunPolicy
 from grokwatch.probes import BUILTIN as PROBES
 from grokwatch.probes import Probe, ProbeContext, ProbeResult
 from grokwatch.rundata import RunData
@@ -66,6 +68,7 @@ __all__ = [
     "Reason",
     "RunData",
     "RunDetector",
+    "RunPolicy",
     "SQLiteStore",
     "SchemaError",
     "StoreError",

@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from grokwatch.agent import default_db_path
 
@@ -41,14 +42,34 @@ def _runs(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs")
         return 0
-    print(f"{'run_id':<28} {'points':>7} {'outcome':<14} {'t_mem':>7} {'t_grok':>7} finished")
+    print(
+        f"{'run_id':<28} {'points':>7} {'outcome':<14} {'t_mem':>7} {'t_grok':>7} finished "
+        "run control"
+    )
     for r in runs:
         s = r.summary
         print(
             f"{r.run_id:<28} {r.n_points:>7} {s.get('outcome', '-')!s:<14} "
-            f"{s.get('t_mem')!s:>7} {s.get('t_grok')!s:>7} {'yes' if r.finished_at else 'no'}"
+            f"{s.get('t_mem')!s:>7} {s.get('t_grok')!s:>7} {'yes' if r.finished_at else 'no':<8} "
+            f"{_actions_text(s.get('control'))}"
         )
     return 0
+
+
+def _actions_text(control: Any) -> str:
+    """The run policy's stops and extensions, e.g. ``extend +2000 @9950, stop finished
+    @12400`` (``-`` for a run without a policy or without advice)."""
+    if not isinstance(control, dict) or not control.get("actions"):
+        return "-"
+    parts = []
+    for a in control["actions"]:
+        if not isinstance(a, dict):
+            continue
+        if a.get("action") == "extend":
+            parts.append(f"extend +{a.get('extend_steps')} @{a.get('step')}")
+        else:
+            parts.append(f"{a.get('action')} {a.get('reason')} @{a.get('step')}")
+    return ", ".join(parts) or "-"
 
 
 def _report(args: argparse.Namespace) -> int:

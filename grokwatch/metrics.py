@@ -28,6 +28,13 @@ grokwatch_run_measure_change_points_total     count  change points in a measure'
 grokwatch_run_last_report_timestamp_seconds   gauge  wall time of the last evaluation
 grokwatch_run_agent_errors_total              count  internal agent errors (never raised)
 grokwatch_run_dropped_records_total           count  records the transport had to drop
+grokwatch_run_actions_total                   count  stops and extensions the run policy
+                                                     advised, ``action`` and ``reason`` labels
+grokwatch_run_advised_action                  gauge  1 for the action the run policy advises
+                                                     now (continue, stop, extend), 0 for the
+                                                     others (runs with a policy only)
+grokwatch_run_last_action_step                gauge  step of the policy's last stop/extend,
+                                                     ``action`` and ``reason`` labels
 ============================================  =====  ==========================================
 """
 
@@ -43,7 +50,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from grokwatch.decision import ChangePoint, Forecast, Phase
+from grokwatch.decision import Action, ChangePoint, Forecast, Phase
 
 NAMED = {
     "train_accuracy": ("grokwatch_run_train_accuracy_ratio", "Train accuracy of the run (0-1)."),
@@ -68,6 +75,25 @@ class RunView:
     dropped: int = 0
     change_points: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
     """Change points so far by ``(measure, direction)`` (bounded: a few measures, 2 ways)."""
+    advised: Action | None = None
+    """The action the run policy advises now (``None``: the run has no policy)."""
+    actions: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    """Stops and extensions advised so far by ``(action, reason)``."""
+    last_action: tuple[str, str, int] | None = None
+    """``(action, reason, step)`` of the last stop or extension."""
+
+
+def control_view(detector: Any, advised: Action | None) -> dict[str, Any]:
+    """The run-policy fields of a :class:`RunView` for a detector (empty without a policy)."""
+    control = getattr(detector, "control", None)
+    if control is None:
+        return {}
+    last = control.last_action
+    return {
+        "advised": advised or Action.CONTINUE,
+        "actions": control.action_counts(),
+        "last_action": None if last is None else (last.action.value, last.reason.value, last.step),
+    }
 
 
 def change_point_counts(points: Iterable[ChangePoint]) -> dict[tuple[str, str], int]:
@@ -94,6 +120,7 @@ def agent_view(agent: Any) -> RunView:
         agent_errors=agent.errors,
         dropped=agent.transport.stats.dropped,
         change_points=change_point_counts(agent.detector.change_points),
+        **control_view(agent.detector, agent.decision.action),
     )
 
 
@@ -182,8 +209,31 @@ class RunCollector(Collector):
             "Records the run's transport dropped because its queue was full.",
             labels=["run_id"],
         )
+        actions = CounterMetricFamily(
+            "grokwatch_run_actions",
+            "Stops and extensions the run policy advised (opt-in run control).",
+            labels=["run_id", "action", "reason"],
+        )
+        advised = GaugeMetricFamily(
+            "grokwatch_run_advised_action",
+            "1 for the action the run policy advises now (continue, stop, extend), else 0.",
+            labels=["run_id", "action"],
+        )
+        last_action = GaugeMetricFamily(
+            "grokwatch_run_last_action_step",
+            "Training step of the run policy's last stop or extension advice.",
+            labels=["run_id", "action", "reason"],
+        )
         for run in runs:
             rid = [run.run_id]
+            if run.advised is not None:
+                for action in Action:
+                    advised.add_metric([run.run_id, action.value], float(action is run.advised))
+            for (action_name, reason), n in run.actions.items():
+                actions.add_metric([run.run_id, action_name, reason], n)
+            if run.last_action is not None:
+                name, why, at = run.last_action
+                last_action.add_metric([run.run_id, name, why], at)
             if run.step is not None:
                 g["step"].add_metric(rid, run.step)
             for key, value in run.values.items():
@@ -225,6 +275,9 @@ class RunCollector(Collector):
         yield cps
         yield errors
         yield dropped
+        yield actions
+        yield advised
+        yield last_action
 
 
 def serve_agent_metrics(

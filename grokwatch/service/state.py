@@ -34,7 +34,8 @@ from grokwatch.exceptions import (
     RunLimitError,
     UnknownRunError,
 )
-from grokwatch.metrics import RunView, change_point_counts
+from grokwatch.metrics import RunView, change_point_counts, control_view
+from grokwatch.policy import RunPolicy
 from grokwatch.service.schemas import PointsBatch, RunCreate, float_values
 from grokwatch.store import RunRecord, Store
 
@@ -74,6 +75,8 @@ class LiveRun:
     agent_errors: int = 0
     unsent: tuple[ChangePoint, ...] = ()
     """Change points a deferred forecast confirmed after the answer: the next answer has them."""
+    actions_stored: int = 0
+    """Run-policy actions already written to the stored summary."""
 
     @property
     def decision(self) -> Decision | None:
@@ -101,6 +104,7 @@ class LiveRun:
             agent_errors=self.agent_errors,
             dropped=self.dropped,
             change_points=change_point_counts(self.detector.change_points),
+            **control_view(self.detector, None if decision is None else decision.action),
         )
 
 
@@ -125,7 +129,8 @@ def stored_meta(request: RunCreate) -> dict[str, Any]:
 
 
 def detector_for(meta: Mapping[str, Any], *, forecaster: Any = DEFAULT) -> RunDetector:
-    """A detector configured from a registration: its budget and the agent's event rules.
+    """A detector configured from a registration: its budget, the agent's event rules and
+    its run policy (opt-in: ``meta.policy``, see :class:`~grokwatch.policy.RunPolicy`).
 
     ``forecaster`` is passed to :class:`~grokwatch.detector.RunDetector` (``"default"``: the
     model shipped with grokwatch, ``None``: rule-based only, or a resolved forecaster).
@@ -141,7 +146,9 @@ def detector_for(meta: Mapping[str, Any], *, forecaster: Any = DEFAULT) -> RunDe
             rules = EventRules(**raw_rules)
         except TypeError as exc:
             raise ConfigError(f"meta.rules are not event rules: {exc}") from exc
-    return RunDetector(rules, budget=budget, forecaster=forecaster)
+    raw_policy = extra.get("policy") if isinstance(extra, Mapping) else meta.get("policy")
+    policy = None if raw_policy is None else RunPolicy.from_json(raw_policy)
+    return RunDetector(rules, budget=budget, forecaster=forecaster, policy=policy)
 
 
 def load_forecaster(name: str) -> Any:
@@ -323,6 +330,7 @@ class RunTable:
             run.dropped = max(run.dropped, dropped)
         if run.finished_at is None:
             run.updated_at = run.last_report = self.clock()
+            self._store_actions(run)
         elif added:
             run.summary = {**run.summary, **run.detector.summary()}
             self.store.update_summary(run.run_id, run.summary)
@@ -501,7 +509,19 @@ class RunTable:
         if decision is not None:
             _count_alert(run, previous, decision)
             run.unsent += decision.change_points
+            if run.finished_at is None:
+                self._store_actions(run)
         self._lagged(stale[1])
+
+    def _store_actions(self, run: LiveRun) -> None:
+        """Write the summary when the run policy advised a new stop or extension (the run
+        table keeps every action as an event, not only at finish)."""
+        control = run.detector.control
+        if control is None or control.n_actions == run.actions_stored:
+            return
+        run.actions_stored = control.n_actions
+        run.summary = {**run.summary, **run.detector.summary()}
+        self.store.update_summary(run.run_id, run.summary)
 
     def _caught_up(self, run_id: str) -> None:
         stale = self._stale.pop(run_id, None)
