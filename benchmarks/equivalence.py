@@ -76,7 +76,7 @@ def record(out: Path) -> int:
     from grokwatch.detector import RunDetector
     from grokwatch.forecast.features import INPUT_MEASURES
     from grokwatch.forecast.io import load_default
-    from grokwatch.forecast.training import replay
+    from grokwatch.forecast.replay import replay
     from trainer.corpus import load
 
     model = load_default()

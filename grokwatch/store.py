@@ -24,13 +24,8 @@ itself, as in version 2.
 
 Points are idempotent on ``(run_id, step)``: a duplicate step is ignored, an out-of-order step
 is accepted. The database runs in WAL mode, so a process killed mid-write leaves the last
-committed transaction intact.
-
-WAL checkpoints (copying the log back into the database file) are SQLite's job by default: the
-commit that takes the log past 1000 pages runs one, which can take ~10 ms. With
-``checkpoint_interval`` a background thread checkpoints instead (:class:`_Checkpointer`):
-fewer slow commits, but a slower typical one while the thread copies (``grokwatch serve``
-leaves it off by default: ``GROKWATCH_CHECKPOINT_INTERVAL``).
+committed transaction intact; copying the log back into the database file (a checkpoint) is
+left to SQLite, in the commit that takes the log past 1000 pages.
 """
 
 from __future__ import annotations
@@ -38,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import logging
 import math
 import sqlite3
 import struct
@@ -57,15 +51,6 @@ SCHEMA_VERSION = 3
 and 2 are still read, see the module docstring)."""
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-
-BACKSTOP_PAGES = 10_000
-"""With a checkpoint thread, the log size (pages) at which a commit still checkpoints itself:
-only reached when the thread cannot keep up (or is gone)."""
-
-JOURNAL_LIMIT_BYTES = 4 * 2**20
-"""With a checkpoint thread, the size the log file is cut back to when it starts over."""
-
-log = logging.getLogger("grokwatch.store")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,82 +161,10 @@ _DDL = (
 )
 
 
-_CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"  # -> (busy, frames in the log, frames copied)
-
-
-class _Checkpointer:
-    """Checkpoints a store's WAL every ``interval`` seconds on a thread of its own, with a
-    connection of its own, so that no commit pays for copying the log.
-
-    Each round runs passive checkpoints -- the bulk of the copying, while commits go on -- until
-    at most :attr:`TAIL_FRAMES` are left (four at most), then one holding the store's lock, so
-    that no commit lands in between and the log is copied completely (the next commit then
-    starts it over; a log that is never completely copied only grows). The last one copies only
-    the frames committed meanwhile, which keeps the lock short (a few milliseconds at most, its
-    fsyncs included). A round is
-    *complete* when the whole log was copied, *partial* when a reader's snapshot (another
-    connection's open read transaction) held it back; failures are logged and retried next
-    round. None of it reaches a writer.
-    """
-
-    TAIL_FRAMES = 64
-    """Frames left to copy few enough to copy holding the lock (else another pass first)."""
-
-    def __init__(self, path: Path, lock: threading.RLock, interval: float, timeout: float):
-        self.path, self.lock, self.interval, self.timeout = path, lock, interval, timeout
-        self.counts = {"complete": 0, "partial": 0, "failed": 0}
-        """Rounds by result (see the class docstring)."""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="grokwatch-checkpoint", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        db: sqlite3.Connection | None = None
-        try:
-            while not self._stop.wait(self.interval):
-                try:
-                    if db is None:
-                        db = sqlite3.connect(str(self.path), timeout=self.timeout)
-                    for _ in range(4):  # the bulk, while commits go on
-                        busy, frames, copied = db.execute(_CHECKPOINT).fetchone()
-                        if busy or frames - copied <= self.TAIL_FRAMES:
-                            break
-                    # the tail, with no commit in between (a pass reports the log as it was
-                    # when it began: frames committed meanwhile are only copied by this one)
-                    if not busy:
-                        with self.lock:
-                            busy, frames, copied = db.execute(_CHECKPOINT).fetchone()
-                    whole = busy == 0 and frames == copied
-                    self.counts["complete" if whole else "partial"] += 1
-                except sqlite3.Error as exc:
-                    failed = self.counts["failed"] = self.counts["failed"] + 1
-                    if failed == 1 or failed % 100 == 0:
-                        log.warning(
-                            "WAL checkpoint of %s failed (%d so far): %s", self.path, failed, exc
-                        )
-        finally:
-            if db is not None:
-                db.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 class SQLiteStore:
-    """The default store: one SQLite file in WAL mode, safe to share between threads.
+    """The default store: one SQLite file in WAL mode, safe to share between threads."""
 
-    ``checkpoint_interval`` (seconds): checkpoint the WAL on a background thread that often,
-    instead of in the commit that fills it (see the module docstring).
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        timeout: float = 30.0,
-        checkpoint_interval: float | None = None,
-    ) -> None:
+    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,14 +180,6 @@ class SQLiteStore:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open run database {str(path)!r}: {exc}") from exc
-        self._checkpointer: _Checkpointer | None = None
-        if checkpoint_interval is not None and str(path) != ":memory:":
-            if checkpoint_interval <= 0:
-                raise ValueError(f"checkpoint_interval must be > 0, got {checkpoint_interval}")
-            self._db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
-            # the log file shrinks back to this when it starts over after a burst
-            self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT_BYTES}")
-            self._checkpointer = _Checkpointer(self.path, self._lock, checkpoint_interval, timeout)
 
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
@@ -463,15 +368,7 @@ class SQLiteStore:
             out.setdefault(step, {})[name] = arr.copy()
         return out
 
-    @property
-    def checkpoints(self) -> dict[str, int] | None:
-        """The checkpoint thread's rounds by result -- ``complete``, ``partial`` (a reader's
-        snapshot held the log back), ``failed`` -- or None without a thread."""
-        return None if self._checkpointer is None else dict(self._checkpointer.counts)
-
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.close()  # first: the last connection to close checkpoints
         with self._lock:
             self._db.close()
 

@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from grokwatch.forecast.training import Replay
+from grokwatch.forecast.replay import Replay
 
 __all__ = ["BASELINES", "Baseline", "causal_log_slope", "memorized_mask"]
 
