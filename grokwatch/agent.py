@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from grokwatch.decision import Decision, Phase, Reason
-from grokwatch.detector import RunDetector
+from grokwatch.detector import DEFAULT, RunDetector
 from grokwatch.events import EventRules
 from grokwatch.exceptions import ConfigError
 from grokwatch.policy import RunPolicy
@@ -100,6 +100,10 @@ class Agent:
         A :class:`~grokwatch.policy.RunPolicy` to get stop/extend advice (opt-in; without it
         every decision is ``CONTINUE``). It is saved in the run's meta, so a detector service
         applies the same policy, and the agent then follows the service's decision.
+    forecaster:
+        The in-process detector's forecaster (see :class:`~grokwatch.detector.RunDetector`):
+        ``"default"`` (the shipped model), ``None`` (rule-based) or a forecaster object such as
+        the :class:`~grokwatch.ConstantForecaster` test double.
     """
 
     def __init__(
@@ -129,6 +133,7 @@ class Agent:
         max_snapshots: int = 64,
         seed: int = 0,
         policy: RunPolicy | None = None,
+        forecaster: Any = DEFAULT,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -165,7 +170,7 @@ class Agent:
         self._check_layers_used(insisted=probes is not None)
         if policy is not None and not isinstance(policy, RunPolicy):
             raise ConfigError(f"policy must be a grokwatch.RunPolicy, got {policy!r}")
-        self.detector = RunDetector(rules, budget=budget, policy=policy)
+        self.detector = RunDetector(rules, budget=budget, forecaster=forecaster, policy=policy)
         self.history: collections.deque[tuple[int, dict[str, float]]] = collections.deque(
             maxlen=max_history
         )

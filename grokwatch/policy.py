@@ -341,9 +341,8 @@ class RunControl:
         step = d.step
         fresh = self._last_step is None or step > self._last_step
         if fresh:
-            if self._last_step is not None:
-                gap = step - self._last_step
-                self._cadence = gap if self._cadence is None else min(self._cadence, gap)
+            if self._last_step is not None:  # the latest gap: the first may be irregular
+                self._cadence = step - self._last_step
             self._last_step = step
         if not fresh:
             return d

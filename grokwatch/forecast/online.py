@@ -353,6 +353,10 @@ class _Constant:
     def update_many(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> Forecast | None:
         return self.update(*points[-1]) if points else None
 
+    def p_grok_within(self, budget: int) -> float | None:
+        """The same constant for any budget (what the run policy asks to judge an extension)."""
+        return self.p
+
 
 class ConstantForecaster:
     """Always forecasts P(grok) = ``p`` (alert at >= 0.5, hopeless at <= 0.05): a test double."""
