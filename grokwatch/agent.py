@@ -82,6 +82,10 @@ class Agent:
         seen, and at :meth:`close`.
     run_id, config, budget:
         Identity, the run's resolved configuration (saved with the run) and its step budget.
+    labels:
+        Free-form string labels of the run (``experiment``, ``team``, ...): sent with its
+        registration; the exporters show ``experiment`` and ``team`` on ``grokwatch_run_info``
+        so that alerts route by them.
     db:
         SQLite path for the run table (default :func:`default_db_path`); ``None`` keeps
         nothing on disk. Ignored when ``transport`` is given.
@@ -118,6 +122,7 @@ class Agent:
         run_id: str | None = None,
         config: Mapping[str, Any] | None = None,
         budget: int | None = None,
+        labels: Mapping[str, str] | None = None,
         db: Any = _DEFAULT,
         transport: Transport | None = None,
         detector: str | Sequence[str] | None = None,
@@ -152,6 +157,10 @@ class Agent:
             raise ConfigError(f"snapshot_every must be an int >= 1, got {snapshot_every=!r}")
         if budget is not None and (not isinstance(budget, int) or budget < 1):
             raise ConfigError(f"budget must be a positive int, got {budget=!r}")
+        if labels is not None and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise ConfigError(f"labels must map str to str, got {labels=!r}")
         if modulus is not None and (not isinstance(modulus, int) or modulus < 2):
             raise ConfigError(f"modulus must be an int >= 2, got {modulus=!r}")
         self.model = model
@@ -193,6 +202,8 @@ class Agent:
         self._seen_events: set[str] = set()
         self._array_probes: set[str] = set()
         self._closed = False
+        self.finished_at: float | None = None
+        """Wall time :meth:`close` was called (``None`` while the run is watched)."""
         self.last_report_time: float | None = None
         self.decision = Decision.keep_going(
             0, Reason.NOT_MEASURED, "no evaluation yet", Phase.MEMORIZING
@@ -209,6 +220,8 @@ class Agent:
             "model": type(model).__name__,
             **({} if policy is None else {"policy": policy.to_json()}),
         }
+        if labels:
+            self.meta["labels"] = dict(labels)
         detector = detector or os.environ.get("GROKWATCH_DETECTOR") or None
         if transport is not None:
             self.transport = transport
@@ -429,6 +442,7 @@ class Agent:
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
         self._closed = True
+        self.finished_at = time.time()
         self.transport.submit(Record("finish", self.run_id, meta=self.summary()))
         self.transport.close(timeout)
 

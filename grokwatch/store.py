@@ -7,20 +7,13 @@ Schema (``user_version`` = :data:`SCHEMA_VERSION`)::
     measure_sets(id PK, names JSON UNIQUE)                        -- the names of a record
     snapshots(run_id, step, name, dtype, shape JSON, data BLOB, PK(run_id, step, name))
 
-A point's ``values`` are a binary record: a byte 1, the id of its measure names in
-``measure_sets`` (little-endian uint32), then one little-endian float64 per name, NaN and
-infinities included. An agent reports the same measures at every evaluation, so the names are
-stored once per run database rather than once per point (with twelve measures a row takes a
-third of the bytes it took in version 2).
-Schema version 2 wrote the names into every record (a JSON array and a NUL byte before the
-float64s), version 1 stored the values as JSON text with non-finite values as the strings
-``"nan"``, ``"inf"``, ``"-inf"``. Databases of versions 1 and 2 are upgraded in place (their
-rows are read as they are) and any other version is refused with
-:class:`~grokwatch.exceptions.SchemaError`. The upgrade is one-way: an older grokwatch refuses
-the upgraded file, and one that had it open fails on the new records: stop older processes
-first.
-A store registers at most :data:`MAX_MEASURE_SETS` sets; past them a record carries its names
-itself, as in version 2.
+A point's ``values`` are a binary record (:mod:`grokwatch.records`): the id of its measure
+names in ``measure_sets``, then one float64 per name. Databases of versions 1 and 2 (their
+records in the older formats :mod:`grokwatch.records` still reads) are upgraded in place and
+any other version is refused with :class:`~grokwatch.exceptions.SchemaError`. The upgrade is
+one-way: an older grokwatch refuses the upgraded file, and one that had it open fails on the
+new records: stop older processes first. A store registers at most :data:`MAX_MEASURE_SETS`
+sets; past them a record carries its names itself, as in version 2.
 
 Points are idempotent on ``(run_id, step)``: a duplicate step is ignored, an out-of-order step
 is accepted. The database runs in WAL mode, so a process killed mid-write leaves the last
@@ -31,11 +24,8 @@ left to SQLite, in the commit that takes the log past 1000 pages.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import math
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,12 +35,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from grokwatch.exceptions import SchemaError, StoreError, UnknownRunError
+from grokwatch.records import decode_values, names_prefix, pack, record_set, set_prefix, unpack
 
 SCHEMA_VERSION = 3
 """3: measure names once per set; 2: names in every record; 1: values as JSON text (versions 1
 and 2 are still read, see the module docstring)."""
 
-_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+MAX_MEASURE_SETS = 10_000
+"""Measure sets a store registers; records of further sets carry their names (schema 2)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,58 +86,6 @@ class Store(Protocol):
     def snapshots(self, run_id: str) -> dict[int, dict[str, np.ndarray]]: ...
 
     def close(self) -> None: ...
-
-
-_RECORD = b"\x01"
-"""The first byte of a version 3 record (a version 2 record starts with ``[``)."""
-_SET_ID = struct.Struct("<I")
-
-
-MAX_MEASURE_SETS = 10_000
-"""Measure sets a store registers; records of further sets carry their names (schema 2)."""
-
-
-def _set_prefix(set_id: int) -> bytes:
-    """The schema 3 record prefix: byte 1 and the measure-set id."""
-    return _RECORD + _SET_ID.pack(set_id)
-
-
-def _header(names: tuple[str, ...]) -> bytes:
-    """The schema 2 record prefix: the names as a JSON array and a NUL byte."""
-    return json.dumps(names, separators=(",", ":")).encode() + b"\x00"  # ASCII: never a NUL
-
-
-def decode_values(raw: bytes | str) -> dict[str, float]:
-    """The values of a record of schema version 2 (or of a version 1 JSON text)."""
-    if isinstance(raw, str):
-        return _decode_json(raw)
-    cut = raw.index(0)
-    names = _header_names(raw[:cut])
-    return dict(zip(names, _record(len(names)).unpack_from(raw, cut + 1), strict=True))
-
-
-def _pack(values: Mapping[str, float]) -> bytes:
-    """The float64s of a record."""
-    record = _record(len(values))
-    try:
-        return record.pack(*values.values())
-    except (struct.error, TypeError):  # numbers that are not floats (numpy scalars, Fraction)
-        return record.pack(*(float(v) for v in values.values()))
-
-
-@functools.lru_cache(maxsize=1024)
-def _header_names(header: bytes) -> tuple[str, ...]:
-    return tuple(json.loads(header))
-
-
-@functools.lru_cache(maxsize=1024)
-def _record(n: int) -> struct.Struct:
-    return struct.Struct(f"<{n}d")
-
-
-def _decode_json(text: str) -> dict[str, float]:
-    raw = json.loads(text)
-    return {k: _NONFINITE[v] if isinstance(v, str) else float(v) for k, v in raw.items()}
 
 
 _DDL = (
@@ -219,25 +159,24 @@ class SQLiteStore:
                     (new[names],) = db.execute(
                         "SELECT id FROM measure_sets WHERE names=?", (text,)
                     ).fetchone()
-                prefix = _set_prefix(new[names]) if names in new else _header(names)
-            out.append((int(step), prefix + _pack(values)))
+                prefix = set_prefix(new[names]) if names in new else names_prefix(names)
+            out.append((int(step), prefix + pack(values)))
         return out, new
 
     def _learn(self, sets: Mapping[tuple[str, ...], int]) -> None:
         for names, set_id in sets.items():
             self._names[set_id] = names
-            self._prefixes[names] = _set_prefix(set_id)
+            self._prefixes[names] = set_prefix(set_id)
 
     def _decode(self, raw: bytes | str, where: str) -> dict[str, float]:
-        if isinstance(raw, str) or raw[:1] != _RECORD:
+        if isinstance(raw, str) or (set_id := record_set(raw)) is None:
             return decode_values(raw)
-        (set_id,) = _SET_ID.unpack_from(raw, 1)
         if set_id not in self._names:  # registered by another process meanwhile
             self._load_sets()
             if set_id not in self._names:
                 raise StoreError(f"{where}: unknown measure set {set_id} (a damaged database?)")
         names = self._names[set_id]
-        return dict(zip(names, _record(len(names)).unpack_from(raw, 5), strict=True))
+        return unpack(names, raw)
 
     class _Tx:
         def __init__(self, store: SQLiteStore) -> None:

@@ -1,6 +1,6 @@
 """The forecaster online: one state per run, one :class:`~grokwatch.Forecast` per evaluation.
 
-The detector talks to forecasters through two one-method interfaces (STYLE principle 2):
+The detector talks to forecasters through two small interfaces:
 
 - :class:`Forecaster` -- ``start(budget=, rules=)`` opens a run and returns its
   :class:`RunForecaster`;
@@ -21,7 +21,7 @@ A run forecaster may also offer, and the detector then uses:
 :class:`~grokwatch.forecast.forecaster.GrokForecaster` implements ``start`` with
 :class:`RunForecast` below. :class:`NullForecaster` (no forecasts: the rule-based detector)
 and :class:`ConstantForecaster` (a fixed probability, deterministic, for tests and demos)
-are the null object and the test double (principle 3).
+are the null object and the test double.
 
 Confidence and reasons (:class:`~grokwatch.ForecastReason`), in the order they multiply in:
 

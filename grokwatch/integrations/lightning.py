@@ -25,11 +25,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from lightning.pytorch.callbacks import Callback
+
 from grokwatch.agent import Agent
 from grokwatch.decision import Action, Decision
 from grokwatch.integrations.loop import LoopBudget
-
-from lightning.pytorch.callbacks import Callback
 
 __all__ = ["GrokwatchCallback"]
 
