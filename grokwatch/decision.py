@@ -60,7 +60,8 @@ class Reason(enum.StrEnum):
     """The forecaster judged the run and sees neither an alert nor hopelessness yet."""
     GROKS_AFTER_BUDGET = "groks_after_budget"
     """Run policy (opt-in): the run will probably grok soon after its budget; the decision
-    says ``EXTEND`` with ``extend_steps`` (see :mod:`grokwatch.policy`)."""
+    says ``EXTEND`` with ``extend_steps`` (see :mod:`grokwatch.policy`), then ``CONTINUE``
+    with this reason while the run is in the extension."""
     POLICY_ERROR = "policy_error"
     """The run policy failed internally; the decision is ``CONTINUE`` and training goes on."""
 

@@ -365,6 +365,15 @@ class RunControl:
         if extension is not None:
             steps, why = extension
             return self._act(d, Action.EXTEND, Reason.GROKS_AFTER_BUDGET, why, steps)
+        if self.extended and self.original_budget is not None and step > self.original_budget:
+            head = d.message.split(";", 1)[0]
+            return dataclasses.replace(
+                d,
+                reason=Reason.GROKS_AFTER_BUDGET,
+                message=f"{head}; in an extension to {self.budget}: forecast to grok after the "
+                f"original budget of {self.original_budget}"
+                + (f"; {hopeless_text}" if hopeless_text else ""),
+            )
         if hopeless_text and f is not None:
             return dataclasses.replace(d, message=f"{d.message}; {hopeless_text}")
         return d
@@ -404,6 +413,9 @@ class RunControl:
                 return ""
             p = p_ext
         threshold = self._threshold_now()
+        if threshold is None and p is not f.p_grok_budget:
+            self._hopeless = 0  # within an extension, uncalibrated: no threshold to judge by
+            return ""
         if threshold is None:
             hopeless, where = f.hopeless, "the forecaster's own hopeless threshold (uncalibrated)"
         else:
@@ -415,7 +427,7 @@ class RunControl:
         self._hopeless += 1
         return (
             f"hopeless: P(grok within budget {budget})={p:.3f} at or below {where} for "
-            f"{self._hopeless} of {pol.patience} evaluations"
+            f"{self._hopeless} evaluations (stops after {pol.patience})"
         )
 
     def _extension(self, d: Decision) -> tuple[int, str] | None:
