@@ -24,7 +24,7 @@ Without a run policy the action stays ``CONTINUE``: the detector reports, it doe
 stopping or extending. With one (``policy=RunPolicy(...)``, opt-in) the decision goes through
 its :class:`~grokwatch.policy.RunControl`, which may turn it into ``STOP`` or ``EXTEND``
 (:mod:`grokwatch.policy`); the same happens in the HTTP service when the run registered a
-policy.
+policy. The forecast's false-alarm rate is in docs/evaluation.md.
 """
 
 from __future__ import annotations
