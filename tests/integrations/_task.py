@@ -4,6 +4,9 @@ double gives."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 import torch
 from torch import nn
 
@@ -59,3 +62,13 @@ def agent(
         forecaster=ConstantForecaster(p),
         policy=policy,
     )
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread per test (restored afterwards): a busy machine's thread contention
+    otherwise multiplies the time of these tiny models. Imported by each test module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

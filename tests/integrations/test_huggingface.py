@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _task import BUDGET, CLASSES, EXTEND, EXTENDED, HOPELESS, N, agent
+from _task import (
+    BUDGET,
+    CLASSES,
+    EXTEND,
+    EXTENDED,
+    HOPELESS,
+    N,
+    agent,
+    one_thread,  # noqa: F401 (autouse fixture)
+)
 
 from grokwatch import Reason, RunPolicy
 

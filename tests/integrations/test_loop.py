@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _task import BUDGET, EXTEND, EXTENDED, HOPELESS, LR, agent, data, mlp
+from _task import (
+    BUDGET,
+    EXTEND,
+    EXTENDED,
+    HOPELESS,
+    LR,
+    agent,
+    data,
+    mlp,
+    one_thread,  # noqa: F401 (autouse fixture)
+)
 
 from grokwatch import Action, Decision, Reason
 from grokwatch.exceptions import ConfigError

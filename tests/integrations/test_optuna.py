@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _task import BUDGET, EXTEND, HOPELESS, LR, agent, data, mlp
+from _task import (
+    BUDGET,
+    EXTEND,
+    HOPELESS,
+    LR,
+    agent,
+    data,
+    mlp,
+    one_thread,  # noqa: F401 (autouse fixture)
+)
 
 from grokwatch.integrations import LoopBudget
 

@@ -9,7 +9,18 @@ from typing import Any
 
 import pytest
 import torch
-from _task import BUDGET, EVERY, EXTEND, EXTENDED, HOPELESS, LR, agent, data, mlp
+from _task import (
+    BUDGET,
+    EVERY,
+    EXTEND,
+    EXTENDED,
+    HOPELESS,
+    LR,
+    agent,
+    data,
+    mlp,
+    one_thread,  # noqa: F401 (autouse fixture)
+)
 
 from grokwatch.integrations import LoopBudget
 
