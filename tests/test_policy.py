@@ -7,7 +7,7 @@ per step) drives the detector; the phases come from real accuracies through the 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pytest
@@ -25,11 +25,13 @@ P = Callable[[int], float]
 class _ScriptedRun:
     change_points: tuple[ChangePoint, ...] = ()
     new_change_points: tuple[ChangePoint, ...] = ()
+    measures: frozenset[str] = frozenset()
 
     def __init__(self, p: P, p_by: Callable[[int], float | None], confidence: float) -> None:
         self.p, self.p_by, self.confidence = p, p_by, confidence
 
-    def update(self, step: int, values: Mapping[str, float]) -> Forecast:
+    def update_many(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> Forecast:
+        step = points[-1][0]
         p = self.p(step)
         return Forecast(
             step=step,
@@ -60,7 +62,9 @@ class Scripted:
     ) -> None:
         self.p, self.p_by, self.confidence = p, p_by, confidence
 
-    def start(self, *, budget: int | None, rules: EventRules | None = None) -> _ScriptedRun:
+    def start(
+        self, *, budget: int | None, rules: EventRules | None = None, tracker: object = None
+    ) -> _ScriptedRun:
         return _ScriptedRun(self.p, self.p_by, self.confidence)
 
 
