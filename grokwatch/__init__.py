@@ -2,7 +2,8 @@
 
 The public facade: :class:`Agent` for training loops, the typed :class:`Decision` it returns,
 the :class:`Probe` extension point, the stores and transports runs are kept in, and the
-:class:`GrokForecaster` that forecasts grokking (with its null and constant stand-ins).
+:class:`GrokForecaster` that forecasts grokking (with its null and constant stand-ins), and the
+opt-in :class:`RunPolicy` that turns decisions into stop/extend advice.
 
 Names are imported on first use (PEP 562), so ``import grokwatch`` and the ``grokwatch`` command's
 ``--help`` do not pay for torch, scikit-learn and the forecaster until a name is needed.
@@ -42,6 +43,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Limits": ("grokwatch.options", "Limits"),
     "ModelIO": ("grokwatch.adapters", "ModelIO"),
     "open_transport": ("grokwatch.destinations", "open_transport"),
+    "RunPolicy": ("grokwatch.policy", "RunPolicy"),
     "PROBES": ("grokwatch.probes", "BUILTIN"),
     "Probe": ("grokwatch.probes", "Probe"),
     "ProbeContext": ("grokwatch.probes", "ProbeContext"),
@@ -84,6 +86,7 @@ if _typing.TYPE_CHECKING:
     from grokwatch.forecast.io import load as load_forecaster
     from grokwatch.http_transport import HTTPTransport
     from grokwatch.options import Layers, Limits
+    from grokwatch.policy import RunPolicy
     from grokwatch.probes import BUILTIN as PROBES
     from grokwatch.probes import Probe, ProbeContext, ProbeResult
     from grokwatch.rundata import RunData
@@ -141,6 +144,7 @@ __all__ = [
     "Reason",
     "RunData",
     "RunDetector",
+    "RunPolicy",
     "SQLiteStore",
     "SchemaError",
     "StoreError",

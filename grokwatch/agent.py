@@ -36,10 +36,11 @@ from torch import nn
 from grokwatch.adapters import ModelCall, ModelIO
 from grokwatch.decision import Decision, Phase, Reason
 from grokwatch.destinations import Target, default_db_path, open_transport
-from grokwatch.detector import RunDetector
+from grokwatch.detector import DEFAULT, RunDetector
 from grokwatch.events import EventRules
 from grokwatch.exceptions import ConfigError
 from grokwatch.options import Layers, Limits, whole
+from grokwatch.policy import RunPolicy
 from grokwatch.probes import Layout, Probe, ProbeContext, ProbeResult, resolve, run_probe
 from grokwatch.probes.base import cross_entropy_per_sample
 from grokwatch.probesets import Data, locate_layers, prepare_probe_set
@@ -91,6 +92,14 @@ class Agent:
         layers: :class:`~grokwatch.options.Layers` naming the layers probes read.
         limits: :class:`~grokwatch.options.Limits` on what is kept and measured.
         seed: seed of the agent's private generators.
+        policy: a :class:`~grokwatch.policy.RunPolicy` to get stop/extend advice (opt-in;
+            without it every decision is ``CONTINUE``). It is saved in the run's meta, so a
+            detector service applies the same policy, and the agent then follows the service's
+            decision.
+        forecaster: the in-process detector's forecaster (see
+            :class:`~grokwatch.detector.RunDetector`): ``"default"`` (the shipped model),
+            ``None`` (rule-based) or a forecaster object such as the
+            :class:`~grokwatch.ConstantForecaster` test double.
         db: the older spelling of ``transport`` for a database path or ``None``.
 
     Numbers may be ints, numpy integers or whole floats (``budget=3e5``).
@@ -133,6 +142,8 @@ class Agent:
         layers: Layers | None = None,
         limits: Limits | None = None,
         seed: int = 0,
+        policy: RunPolicy | None = None,
+        forecaster: Any = DEFAULT,
         db: Any = _AUTO,
     ) -> None:
         if not isinstance(model, nn.Module):
@@ -189,7 +200,9 @@ class Agent:
         if self._train is None and self._test is None:
             self.layout = layout
         self._check_layers_used(insisted=probes is not None)
-        self.detector = RunDetector(rules, budget=budget)
+        if policy is not None and not isinstance(policy, RunPolicy):
+            raise ConfigError(f"policy must be a grokwatch.RunPolicy, got {policy!r}")
+        self.detector = RunDetector(rules, budget=budget, forecaster=forecaster, policy=policy)
         self.history: collections.deque[tuple[int, dict[str, float]]] = collections.deque(
             maxlen=limits.max_history
         )
@@ -234,6 +247,7 @@ class Agent:
             "max_samples": limits.max_samples,
             "rules": dataclasses.asdict(self.detector.rules),
             "model": type(model).__name__,
+            **({} if policy is None else {"policy": policy.to_json()}),
         }
         if labels:
             self.meta["labels"] = dict(labels)
