@@ -76,8 +76,12 @@ def record(out: Path) -> int:
     from grokwatch.detector import RunDetector
     from grokwatch.forecast.features import INPUT_MEASURES
     from grokwatch.forecast.io import load_default
-    from grokwatch.forecast.training import replay
     from trainer.corpus import load
+
+    try:
+        from grokwatch.forecast.replay import replay
+    except ImportError:  # versions before forecast/replay.py
+        from grokwatch.forecast.training import replay  # type: ignore[attr-defined,no-redef]
 
     model = load_default()
     res: dict[tuple[Any, ...], Any] = {}

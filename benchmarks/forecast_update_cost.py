@@ -30,7 +30,7 @@ from grokwatch.detector import RunDetector
 from grokwatch.forecast.features import FeatureState
 from grokwatch.forecast.io import load_default
 from grokwatch.forecast.online import Context, assemble
-from grokwatch.forecast.training import thin
+from grokwatch.forecast.replay import thin
 
 Point = tuple[int, dict[str, float]]
 

@@ -22,9 +22,7 @@ deployment *Several replicas* describes, here on one host. Server CPU is summed 
 
     python benchmarks/service_ingest.py [--scenario both] [--duration 10] [--agents 32]
         [--batch 100 ...] [--runs 1000 ...] [--report-points 10] [--replicas 1]
-        [--forecaster default|none] [--forecast-interval SECONDS] [--forecast-schedule S]
-        [--inline-budget-ms MS]
-        [--checkpoint-interval SECONDS] [--warmup SECONDS] [--json OUT]
+        [--forecaster default|none] [--warmup SECONDS] [--json OUT]
 """
 
 from __future__ import annotations
@@ -66,9 +64,9 @@ class Cluster:
         return sum(s.cpu_seconds() for s in self.servers)
 
     def forecast_stats(self) -> dict[str, Any]:
-        """From every replica's ``/metrics``, summed: runs whose forecast still waits, the
-        share of answers given before their forecast, and the p50 and p99 of the forecasts'
-        lag (the upper bound of the histogram bucket each falls in; None when none lagged)."""
+        """From every replica's ``/metrics``, summed: runs whose forecast still waits and the
+        p50 and p99 of the forecasts' lag (the upper bound of the histogram bucket each falls
+        in; None when none lagged)."""
         total: dict[str, float] = {}
         lag: dict[float, float] = {}
         for server in self.servers:
@@ -79,19 +77,12 @@ class Cluster:
                     bound = name.split('le="', 1)[1].split('"', 1)[0]
                     le = math.inf if bound == "+Inf" else float(bound)
                     lag[le] = lag.get(le, 0.0) + float(value)
-                elif name in (
-                    "grokwatch_service_forecast_backlog_runs",
-                    "grokwatch_service_deferred_forecasts_total",
-                    "grokwatch_service_ingest_requests_total",
-                ):
+                elif name == "grokwatch_service_forecast_backlog_runs":
                     total[name] = total.get(name, 0.0) + float(value)
-        requests = total.get("grokwatch_service_ingest_requests_total", 0.0)
-        deferred = total.get("grokwatch_service_deferred_forecasts_total", 0.0)
         out: dict[str, Any] = {
             "forecast_backlog_runs_at_end": int(
                 total.get("grokwatch_service_forecast_backlog_runs", 0)
             ),
-            "answers_before_forecast": round(deferred / requests, 3) if requests else None,
         }
         lagged = lag.get(math.inf, 0.0)
         out["forecasts_lagged"] = int(lagged)
@@ -224,26 +215,10 @@ async def live(
 
 
 @contextlib.contextmanager
-def cluster(
-    tmp: Path,
-    name: str,
-    replicas: int,
-    forecaster: str,
-    interval: float = 0.0,
-    inline_budget_ms: float | None = None,
-    checkpoint_interval: float | None = None,
-    schedule: str | None = None,
-) -> Iterator[Cluster]:
-    args: tuple[str, ...] = ("--forecast-interval", str(interval))
-    if schedule is not None:
-        args += ("--forecast-schedule", schedule)
-    if inline_budget_ms is not None:
-        args += ("--inline-budget-ms", str(inline_budget_ms))
-    if checkpoint_interval is not None:
-        args += ("--checkpoint-interval", str(checkpoint_interval))
+def cluster(tmp: Path, name: str, replicas: int, forecaster: str) -> Iterator[Cluster]:
     with contextlib.ExitStack() as stack:
         servers = [
-            stack.enter_context(Server(tmp / f"{name}-{i}.db", *args, forecaster=forecaster))
+            stack.enter_context(Server(tmp / f"{name}-{i}.db", forecaster=forecaster))
             for i in range(replicas)
         ]
         yield Cluster(servers)
@@ -265,21 +240,6 @@ def main() -> None:
     )
     parser.add_argument("--forecaster", default="default", help="'default' or 'none'")
     parser.add_argument("--replicas", type=int, default=1, help="service processes (sharded)")
-    parser.add_argument(
-        "--forecast-interval", type=float, default=0.0, help="serve --forecast-interval"
-    )
-    parser.add_argument(
-        "--forecast-schedule",
-        choices=["inline", "background", "auto"],
-        default=None,
-        help="serve --forecast-schedule",
-    )
-    parser.add_argument(
-        "--inline-budget-ms", type=float, default=None, help="serve --inline-budget-ms"
-    )
-    parser.add_argument(
-        "--checkpoint-interval", type=float, default=None, help="serve --checkpoint-interval"
-    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.replicas < 1:
@@ -303,25 +263,9 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, job in jobs:
-            with cluster(
-                Path(tmp),
-                name,
-                args.replicas,
-                args.forecaster,
-                args.forecast_interval,
-                args.inline_budget_ms,
-                args.checkpoint_interval,
-                args.forecast_schedule,
-            ) as server:
+            with cluster(Path(tmp), name, args.replicas, args.forecaster) as server:
                 res = asyncio.run(job(server))
-            res.update(
-                forecaster=args.forecaster,
-                replicas=args.replicas,
-                forecast_interval=args.forecast_interval,
-                inline_budget_ms=args.inline_budget_ms,
-                checkpoint_interval=args.checkpoint_interval,
-                forecast_schedule=args.forecast_schedule,
-            )
+            res.update(forecaster=args.forecaster, replicas=args.replicas)
             print(json.dumps(res))
             results.append(res)
     if args.json:

@@ -30,11 +30,11 @@ import httpx
 from prometheus_client import CollectorRegistry, generate_latest
 from service_common import MEASURES, Server, wait_for_forecasts
 
-from grokwatch.service.schemas import PointsBatch, RunCreate
 from grokwatch.service.settings import ServiceSettings
 from grokwatch.service.state import RunTable, detector_for, load_forecaster
 from grokwatch.service.telemetry import ServiceMetrics
 from grokwatch.store import MemoryStore
+from grokwatch.wire import PointsBatch, RunCreate
 
 
 def point(rng: random.Random) -> dict[str, Any]:

@@ -35,9 +35,9 @@ from typing import Any
 from service_common import MEASURES
 
 from grokwatch.service.payloads import ingest_result
-from grokwatch.service.schemas import PointsBatch, RunCreate
 from grokwatch.service.state import RunTable, detector_for, load_forecaster
 from grokwatch.store import SQLiteStore
+from grokwatch.wire import PointsBatch, RunCreate
 
 
 def body(start: int, n: int, rng: random.Random) -> bytes:

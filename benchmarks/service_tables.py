@@ -2,9 +2,10 @@
 
 Reads every ``ingest_*.json``, ``metrics_*.json`` and ``memory_*.json`` in a directory
 (``benchmarks/results/service`` by default, written by the commands in the README's *Speed*
-section) and prints the markdown tables.
+section) and prints the markdown tables. Given several directories (runs of two versions of
+the code, side by side), every row starts with its directory's name.
 
-    python benchmarks/service_tables.py [DIR]
+    python benchmarks/service_tables.py [DIR ...]
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from grokwatch.service.settings import ServiceSettings
+DIRS: list[Path] = []
+"""The directories read; with more than one, each row is labelled with its directory's name."""
 
 
 def _load(directory: Path, pattern: str) -> list[tuple[str, dict[str, Any]]]:
@@ -24,6 +26,12 @@ def _load(directory: Path, pattern: str) -> list[tuple[str, dict[str, Any]]]:
         for entry in json.loads(path.read_text()):
             rows.append((path.stem, entry))
     return rows
+
+
+def _label(head: Sequence[str], rows: Iterable[Sequence[Any]], where: Path) -> tuple[Any, Any]:
+    if len(DIRS) < 2:
+        return head, rows
+    return ("code", *head), [(where.name, *row) for row in rows]
 
 
 def _n(x: float) -> str:
@@ -41,35 +49,24 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _rows(directory: Path, head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """The table, without its header when it continues the first directory's."""
+    head, rows = _label(head, rows, directory)
+    lines = _table(head, rows).split("\n")
+    return "\n".join(lines if directory == DIRS[0] else lines[2:])
+
+
 def throughput(directory: Path) -> str:
     rows = [e for _, e in _load(directory, "ingest_*.json") if e["scenario"] == "throughput"]
     rows.sort(key=lambda e: (e["forecaster"] != "none", e.get("replicas", 1), e["batch"]))
-    return _table(
+    return _rows(
+        directory,
         ("forecaster", "replicas", "points / request", "requests/s", "points/s", "p50", "p99",
          "server CPU (cores)"),
         ((e["forecaster"], e.get("replicas", 1), e["batch"], _n(e["requests_per_s"]),
           _n(e["points_per_s"]), _ms(e["p50_ms"]), _ms(e["p99_ms"]),
           f"{e['server_cpu_cores']:.2f}") for e in rows),
     )  # fmt: skip
-
-
-def _default(name: str) -> Any:
-    return ServiceSettings.model_fields[name].default
-
-
-def _schedule(e: dict[str, Any]) -> str:
-    """When the run's service forecast: none, every so many seconds, or its schedule."""
-    if e["forecaster"] == "none":
-        return "—"
-    if e.get("forecast_interval"):
-        return f"every {e['forecast_interval']:g} s"
-    return str(e.get("forecast_schedule") or _default("forecast_schedule"))
-
-
-def _checkpoints(e: dict[str, Any]) -> str:
-    interval = e.get("checkpoint_interval")
-    interval = _default("checkpoint_interval") if interval is None else interval
-    return f"thread, {interval:g} s" if interval else "SQLite's"
 
 
 def _lag(e: dict[str, Any]) -> str:
@@ -81,33 +78,28 @@ def _lag(e: dict[str, Any]) -> str:
 
 def live(directory: Path) -> str:
     rows = [e for _, e in _load(directory, "ingest_*.json") if e["scenario"] == "live"]
-    order = {"—": 0, "inline": 1, "auto": 2, "background": 3}
     rows.sort(
         key=lambda e: (
-            order.get(_schedule(e), 4),
+            e["forecaster"] != "none",
             e["report_points"],
             e["runs"],
             e.get("replicas", 1),
-            _checkpoints(e) != "SQLite's",
         )
     )
 
     def cells(e: dict[str, Any]) -> tuple[Any, ...]:
-        before = e.get("answers_before_forecast")
-        return (e["forecaster"], _schedule(e), e.get("replicas", 1),
-                f"{e['runs']} × {e['report_points']}",
+        return (e["forecaster"], e.get("replicas", 1), f"{e['runs']} × {e['report_points']}",
                 f"{_n(e['requests_per_s'])} of {e['runs']}", _ms(e["p50_ms"]),
                 _ms(e["p99_ms"]),
                 _ms(e["p99_ms_after_warmup"]) if "p99_ms_after_warmup" in e else "—",
-                "—" if e["forecaster"] == "none" or before is None else f"{before:.0%}",
                 _lag(e), e.get("forecast_backlog_runs_at_end", "—"),
-                f"{e['server_cpu_cores']:.2f}", _checkpoints(e))  # fmt: skip
+                f"{e['server_cpu_cores']:.2f}")  # fmt: skip
 
-    return _table(
-        ("forecaster", "forecasts", "replicas", "live runs × points per report",
-         "served req/s", "p50", "p99", "p99 after the warm-up", "answered before their forecast",
-         "forecast lag p50 / p99", "forecasts waiting at the end", "server CPU (cores)",
-         "WAL checkpoints"),
+    return _rows(
+        directory,
+        ("forecaster", "replicas", "live runs × points per report", "served req/s", "p50",
+         "p99", "p99 after the warm-up", "forecast lag p50 / p99",
+         "forecasts waiting at the end", "server CPU (cores)"),
         (cells(e) for e in rows),
     )  # fmt: skip
 
@@ -123,13 +115,14 @@ def metrics(directory: Path) -> str:
         for a, b in zip(local, remote, strict=True):
             rows.append((forecaster, a["runs"], _n(a["series"]), _ms(a["render_ms_median"]),
                          _ms(b["get_ms_median"])))  # fmt: skip
-    return _table(("forecaster", "live runs", "series", "in-process", "HTTP"), rows)
+    return _rows(directory, ("forecaster", "live runs", "series", "in-process", "HTTP"), rows)
 
 
 def memory(directory: Path) -> str:
     rows = [e for _, e in _load(directory, "memory_*.json")]
     rows.sort(key=lambda e: (e["forecaster"] != "none", e["points_per_run"]))
-    return _table(
+    return _rows(
+        directory,
         ("forecaster", "evaluations per run", "MB per 1000 live runs"),
         ((e["forecaster"], e["points_per_run"], e["mb_per_1000_runs"]) for e in rows),
     )
@@ -137,15 +130,17 @@ def memory(directory: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("dir", nargs="?", type=Path, default=Path("benchmarks/results/service"))
+    parser.add_argument("dir", nargs="*", type=Path, default=[Path("benchmarks/results/service")])
     args = parser.parse_args()
+    DIRS.extend(args.dir)
     for title, render in (
         ("Ingest, closed loop", throughput),
         ("Live runs, open loop", live),
         ("/metrics render time (median)", metrics),
         ("Memory per live run", memory),
     ):
-        print(f"{title}:\n\n{render(args.dir)}\n")
+        parts = [render(d) for d in DIRS]
+        print(f"{title}:\n\n" + "\n".join(p for p in parts if p) + "\n")
 
 
 if __name__ == "__main__":

@@ -28,12 +28,12 @@ from typing import Any
 
 from service_common import MEASURES
 
-from grokwatch.store import _header, _set_prefix
+from grokwatch.records import names_prefix, set_prefix
 
 NAMES = (*MEASURES, "train_accuracy", "test_accuracy")
 RECORDS = {  # the record prefixes grokwatch.store writes
-    "schema 2 (names in every record)": _header(NAMES),
-    "schema 3 (names once per set)": _set_prefix(1),
+    "schema 2 (names in every record)": names_prefix(NAMES),
+    "schema 3 (names once per set)": set_prefix(1),
 }
 
 

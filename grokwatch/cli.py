@@ -81,11 +81,6 @@ def _serve(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
         "access_log": args.access_log or None,
         "forecaster": args.forecaster,
-        "forecast_interval": args.forecast_interval,
-        "forecast_schedule": args.forecast_schedule,
-        "forecast_idle_ms": args.forecast_idle_ms,
-        "inline_budget_ms": args.inline_budget_ms,
-        "checkpoint_interval": args.checkpoint_interval,
     }
     settings = ServiceSettings(**{k: v for k, v in overrides.items() if v is not None})
     serve(settings)
@@ -212,40 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument(
         "--forecaster", default=None, help="'default' (shipped model), 'none', or a model file"
-    )
-    serve.add_argument(
-        "--forecast-interval",
-        type=float,
-        default=None,
-        help="if above 0: forecasts brought up to date every so many seconds on the worker "
-        "thread, instead of --forecast-schedule (default 0)",
-    )
-    serve.add_argument(
-        "--forecast-schedule",
-        choices=["inline", "background", "auto"],
-        default=None,
-        help="inline: an answer waits for its batch's forecast; background: answer first, "
-        "forecast once the ready requests went; auto (default): inline when the service was "
-        "idle, else background",
-    )
-    serve.add_argument(
-        "--forecast-idle-ms",
-        type=float,
-        default=None,
-        help="auto: forecast before answering after this long without work (default 5)",
-    )
-    serve.add_argument(
-        "--inline-budget-ms",
-        type=float,
-        default=None,
-        help="batches estimated to take less are judged on the event loop (default 5)",
-    )
-    serve.add_argument(
-        "--checkpoint-interval",
-        type=float,
-        default=None,
-        help="above 0: seconds between WAL checkpoints on a thread of their own (default 0: "
-        "SQLite checkpoints in the commit that takes the log past 1000 pages)",
     )
     serve.set_defaults(func=_serve)
 

@@ -1,11 +1,11 @@
-"""Online grokking events and rule-based phases (definitions of seed 002 / RESEARCH §1).
+"""Online grokking events and rule-based phases.
 
 - ``t_mem``: first evaluation with train accuracy >= ``mem_threshold`` (0.99).
 - ``t_grok``: first evaluation with test accuracy >= ``grok_threshold`` (0.90).
 - ``gap``: ``t_grok - t_mem``.
 - ``sharpness``: steps between 10 % and 90 % of the test-accuracy rise (from its lowest value
   after memorization to the highest seen), linearly interpolated between evaluations and divided
-  by ``t_grok`` -- small means abrupt (seed 002, problem 5: "about 2 % of t_grok").
+  by ``t_grok`` -- small means abrupt (an abrupt rise takes about 2 % of ``t_grok``).
 - Outcome within a budget (Liu et al. 2022 phase names): ``grokking`` when the gap is at least
   ``max(min_gap, t_mem)`` steps -- generalization took at least as long again as memorization --
   ``comprehension`` when the run generalized with less delay, ``memorization`` when it fit the
@@ -252,7 +252,7 @@ def outcome(t_mem: int | None, t_grok: int | None, *, min_gap: int = 250) -> Out
 
 
 def fit_sigmoid(steps: np.ndarray, acc: np.ndarray) -> dict[str, float] | None:
-    """Least-squares fit of ``c + (d - c) / (1 + exp(-k (t - t0)))`` (seed 002, problem 5).
+    """Least-squares fit of ``c + (d - c) / (1 + exp(-k (t - t0)))`` (the sigmoid of the rise).
 
     Returns ``{"c", "d", "k", "t0"}`` or ``None`` when the fit fails or the data are too few.
     """

@@ -49,7 +49,9 @@ from pydantic import ValidationError
 
 from grokwatch.decision import Decision
 from grokwatch.exceptions import ConfigError
-from grokwatch.service.schemas import (
+from grokwatch.spool import Op, Spool, default_spool_dir, spool_files
+from grokwatch.transport import Record, Transport
+from grokwatch.wire import (
     API_PREFIX,
     IngestResult,
     PointsBatch,
@@ -58,8 +60,6 @@ from grokwatch.service.schemas import (
     wire_value,
     wire_values,
 )
-from grokwatch.spool import Op, Spool, default_spool_dir, spool_files
-from grokwatch.transport import Record, Transport
 
 if TYPE_CHECKING:
     import httpx

@@ -1,6 +1,6 @@
 """Prometheus export of live runs: a custom collector over run views, never a global registry.
 
-Names follow the Prometheus conventions of RESEARCH §5: ``grokwatch_`` prefix, base units,
+Names follow the Prometheus naming conventions: ``grokwatch_`` prefix, base units,
 0-1 ratios, ``_timestamp_seconds`` rather than "time since", ``_total`` on counters, and a
 ``run_id`` label only for live runs (the caller decides which runs it yields).
 

@@ -7,41 +7,25 @@ Schema (``user_version`` = :data:`SCHEMA_VERSION`)::
     measure_sets(id PK, names JSON UNIQUE)                        -- the names of a record
     snapshots(run_id, step, name, dtype, shape JSON, data BLOB, PK(run_id, step, name))
 
-A point's ``values`` are a binary record: a byte 1, the id of its measure names in
-``measure_sets`` (little-endian uint32), then one little-endian float64 per name, NaN and
-infinities included. An agent reports the same measures at every evaluation, so the names are
-stored once per run database rather than once per point (with twelve measures a row takes a
-third of the bytes it took in version 2).
-Schema version 2 wrote the names into every record (a JSON array and a NUL byte before the
-float64s), version 1 stored the values as JSON text with non-finite values as the strings
-``"nan"``, ``"inf"``, ``"-inf"``. Databases of versions 1 and 2 are upgraded in place (their
-rows are read as they are) and any other version is refused with
-:class:`~grokwatch.exceptions.SchemaError`. The upgrade is one-way: an older grokwatch refuses
-the upgraded file, and one that had it open fails on the new records: stop older processes
-first.
-A store registers at most :data:`MAX_MEASURE_SETS` sets; past them a record carries its names
-itself, as in version 2.
+A point's ``values`` are a binary record (:mod:`grokwatch.records`): the id of its measure
+names in ``measure_sets``, then one float64 per name. Databases of versions 1 and 2 (their
+records in the older formats :mod:`grokwatch.records` still reads) are upgraded in place and
+any other version is refused with :class:`~grokwatch.exceptions.SchemaError`. The upgrade is
+one-way: an older grokwatch refuses the upgraded file, and one that had it open fails on the
+new records: stop older processes first. A store registers at most :data:`MAX_MEASURE_SETS`
+sets; past them a record carries its names itself, as in version 2.
 
 Points are idempotent on ``(run_id, step)``: a duplicate step is ignored, an out-of-order step
 is accepted. The database runs in WAL mode, so a process killed mid-write leaves the last
-committed transaction intact.
-
-WAL checkpoints (copying the log back into the database file) are SQLite's job by default: the
-commit that takes the log past 1000 pages runs one, which can take ~10 ms. With
-``checkpoint_interval`` a background thread checkpoints instead (:class:`_Checkpointer`):
-fewer slow commits, but a slower typical one while the thread copies (``grokwatch serve``
-leaves it off by default: ``GROKWATCH_CHECKPOINT_INTERVAL``).
+committed transaction intact; copying the log back into the database file (a checkpoint) is
+left to SQLite, in the commit that takes the log past 1000 pages.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import logging
-import math
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -51,21 +35,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from grokwatch.exceptions import SchemaError, StoreError, UnknownRunError
+from grokwatch.records import decode_values, names_prefix, pack, record_set, set_prefix, unpack
 
 SCHEMA_VERSION = 3
 """3: measure names once per set; 2: names in every record; 1: values as JSON text (versions 1
 and 2 are still read, see the module docstring)."""
 
-_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-
-BACKSTOP_PAGES = 10_000
-"""With a checkpoint thread, the log size (pages) at which a commit still checkpoints itself:
-only reached when the thread cannot keep up (or is gone)."""
-
-JOURNAL_LIMIT_BYTES = 4 * 2**20
-"""With a checkpoint thread, the size the log file is cut back to when it starts over."""
-
-log = logging.getLogger("grokwatch.store")
+MAX_MEASURE_SETS = 10_000
+"""Measure sets a store registers; records of further sets carry their names (schema 2)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,58 +88,6 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-_RECORD = b"\x01"
-"""The first byte of a version 3 record (a version 2 record starts with ``[``)."""
-_SET_ID = struct.Struct("<I")
-
-
-MAX_MEASURE_SETS = 10_000
-"""Measure sets a store registers; records of further sets carry their names (schema 2)."""
-
-
-def _set_prefix(set_id: int) -> bytes:
-    """The schema 3 record prefix: byte 1 and the measure-set id."""
-    return _RECORD + _SET_ID.pack(set_id)
-
-
-def _header(names: tuple[str, ...]) -> bytes:
-    """The schema 2 record prefix: the names as a JSON array and a NUL byte."""
-    return json.dumps(names, separators=(",", ":")).encode() + b"\x00"  # ASCII: never a NUL
-
-
-def decode_values(raw: bytes | str) -> dict[str, float]:
-    """The values of a record of schema version 2 (or of a version 1 JSON text)."""
-    if isinstance(raw, str):
-        return _decode_json(raw)
-    cut = raw.index(0)
-    names = _header_names(raw[:cut])
-    return dict(zip(names, _record(len(names)).unpack_from(raw, cut + 1), strict=True))
-
-
-def _pack(values: Mapping[str, float]) -> bytes:
-    """The float64s of a record."""
-    record = _record(len(values))
-    try:
-        return record.pack(*values.values())
-    except (struct.error, TypeError):  # numbers that are not floats (numpy scalars, Fraction)
-        return record.pack(*(float(v) for v in values.values()))
-
-
-@functools.lru_cache(maxsize=1024)
-def _header_names(header: bytes) -> tuple[str, ...]:
-    return tuple(json.loads(header))
-
-
-@functools.lru_cache(maxsize=1024)
-def _record(n: int) -> struct.Struct:
-    return struct.Struct(f"<{n}d")
-
-
-def _decode_json(text: str) -> dict[str, float]:
-    raw = json.loads(text)
-    return {k: _NONFINITE[v] if isinstance(v, str) else float(v) for k, v in raw.items()}
-
-
 _DDL = (
     "CREATE TABLE IF NOT EXISTS runs ("
     " run_id TEXT PRIMARY KEY, created_at REAL NOT NULL, updated_at REAL NOT NULL,"
@@ -176,82 +101,10 @@ _DDL = (
 )
 
 
-_CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"  # -> (busy, frames in the log, frames copied)
-
-
-class _Checkpointer:
-    """Checkpoints a store's WAL every ``interval`` seconds on a thread of its own, with a
-    connection of its own, so that no commit pays for copying the log.
-
-    Each round runs passive checkpoints -- the bulk of the copying, while commits go on -- until
-    at most :attr:`TAIL_FRAMES` are left (four at most), then one holding the store's lock, so
-    that no commit lands in between and the log is copied completely (the next commit then
-    starts it over; a log that is never completely copied only grows). The last one copies only
-    the frames committed meanwhile, which keeps the lock short (a few milliseconds at most, its
-    fsyncs included). A round is
-    *complete* when the whole log was copied, *partial* when a reader's snapshot (another
-    connection's open read transaction) held it back; failures are logged and retried next
-    round. None of it reaches a writer.
-    """
-
-    TAIL_FRAMES = 64
-    """Frames left to copy few enough to copy holding the lock (else another pass first)."""
-
-    def __init__(self, path: Path, lock: threading.RLock, interval: float, timeout: float):
-        self.path, self.lock, self.interval, self.timeout = path, lock, interval, timeout
-        self.counts = {"complete": 0, "partial": 0, "failed": 0}
-        """Rounds by result (see the class docstring)."""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="grokwatch-checkpoint", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        db: sqlite3.Connection | None = None
-        try:
-            while not self._stop.wait(self.interval):
-                try:
-                    if db is None:
-                        db = sqlite3.connect(str(self.path), timeout=self.timeout)
-                    for _ in range(4):  # the bulk, while commits go on
-                        busy, frames, copied = db.execute(_CHECKPOINT).fetchone()
-                        if busy or frames - copied <= self.TAIL_FRAMES:
-                            break
-                    # the tail, with no commit in between (a pass reports the log as it was
-                    # when it began: frames committed meanwhile are only copied by this one)
-                    if not busy:
-                        with self.lock:
-                            busy, frames, copied = db.execute(_CHECKPOINT).fetchone()
-                    whole = busy == 0 and frames == copied
-                    self.counts["complete" if whole else "partial"] += 1
-                except sqlite3.Error as exc:
-                    failed = self.counts["failed"] = self.counts["failed"] + 1
-                    if failed == 1 or failed % 100 == 0:
-                        log.warning(
-                            "WAL checkpoint of %s failed (%d so far): %s", self.path, failed, exc
-                        )
-        finally:
-            if db is not None:
-                db.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 class SQLiteStore:
-    """The default store: one SQLite file in WAL mode, safe to share between threads.
+    """The default store: one SQLite file in WAL mode, safe to share between threads."""
 
-    ``checkpoint_interval`` (seconds): checkpoint the WAL on a background thread that often,
-    instead of in the commit that fills it (see the module docstring).
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        timeout: float = 30.0,
-        checkpoint_interval: float | None = None,
-    ) -> None:
+    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,14 +120,6 @@ class SQLiteStore:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open run database {str(path)!r}: {exc}") from exc
-        self._checkpointer: _Checkpointer | None = None
-        if checkpoint_interval is not None and str(path) != ":memory:":
-            if checkpoint_interval <= 0:
-                raise ValueError(f"checkpoint_interval must be > 0, got {checkpoint_interval}")
-            self._db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
-            # the log file shrinks back to this when it starts over after a burst
-            self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT_BYTES}")
-            self._checkpointer = _Checkpointer(self.path, self._lock, checkpoint_interval, timeout)
 
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
@@ -314,25 +159,24 @@ class SQLiteStore:
                     (new[names],) = db.execute(
                         "SELECT id FROM measure_sets WHERE names=?", (text,)
                     ).fetchone()
-                prefix = _set_prefix(new[names]) if names in new else _header(names)
-            out.append((int(step), prefix + _pack(values)))
+                prefix = set_prefix(new[names]) if names in new else names_prefix(names)
+            out.append((int(step), prefix + pack(values)))
         return out, new
 
     def _learn(self, sets: Mapping[tuple[str, ...], int]) -> None:
         for names, set_id in sets.items():
             self._names[set_id] = names
-            self._prefixes[names] = _set_prefix(set_id)
+            self._prefixes[names] = set_prefix(set_id)
 
     def _decode(self, raw: bytes | str, where: str) -> dict[str, float]:
-        if isinstance(raw, str) or raw[:1] != _RECORD:
+        if isinstance(raw, str) or (set_id := record_set(raw)) is None:
             return decode_values(raw)
-        (set_id,) = _SET_ID.unpack_from(raw, 1)
         if set_id not in self._names:  # registered by another process meanwhile
             self._load_sets()
             if set_id not in self._names:
                 raise StoreError(f"{where}: unknown measure set {set_id} (a damaged database?)")
         names = self._names[set_id]
-        return dict(zip(names, _record(len(names)).unpack_from(raw, 5), strict=True))
+        return unpack(names, raw)
 
     class _Tx:
         def __init__(self, store: SQLiteStore) -> None:
@@ -463,15 +307,7 @@ class SQLiteStore:
             out.setdefault(step, {})[name] = arr.copy()
         return out
 
-    @property
-    def checkpoints(self) -> dict[str, int] | None:
-        """The checkpoint thread's rounds by result -- ``complete``, ``partial`` (a reader's
-        snapshot held the log back), ``failed`` -- or None without a thread."""
-        return None if self._checkpointer is None else dict(self._checkpointer.counts)
-
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.close()  # first: the last connection to close checkpoints
         with self._lock:
             self._db.close()
 

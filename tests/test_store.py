@@ -3,13 +3,11 @@ from __future__ import annotations
 import math
 import sqlite3
 import struct
-import time
 
 import numpy as np
 import pytest
 
 from grokwatch import MemoryStore, SchemaError, SQLiteStore, StoreError, UnknownRunError
-from grokwatch.store import BACKSTOP_PAGES, JOURNAL_LIMIT_BYTES
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -210,86 +208,3 @@ def test_a_record_of_an_unknown_measure_set_is_a_clear_store_error(tmp_path):
     with pytest.raises(StoreError, match="run 'r' step 0: unknown measure set 777"):
         s.points("r")
     s.close()
-
-
-def _wal_bytes(path):
-    wal = path.with_name(path.name + "-wal")
-    return wal.stat().st_size if wal.exists() else 0
-
-
-def _wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
-def test_a_checkpoint_thread_copies_the_log_into_the_database_file(tmp_path):
-    path = tmp_path / "runs.db"
-    s = SQLiteStore(path, checkpoint_interval=0.02)
-    try:
-        (pages,) = s._db.execute("PRAGMA wal_autocheckpoint").fetchone()
-        assert pages == BACKSTOP_PAGES  # commits leave checkpoints to the thread
-        s.create_run("r", {})
-        s.add_points("r", [(i, {"x": float(i)}) for i in range(100)])
-        assert _wal_bytes(path) > 0
-        seen = s.checkpoints["complete"]
-        _wait_for(lambda: s.checkpoints["complete"] >= seen + 2)
-        # the database file alone (immutable: the log is not read) has every point
-        alone = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
-        (n,) = alone.execute("SELECT count(*) FROM points WHERE run_id='r'").fetchone()
-        alone.close()
-        assert n == 100
-    finally:
-        s.close()
-    assert not s._checkpointer._thread.is_alive()  # close() stops the thread
-
-
-def test_the_log_stays_small_while_commits_go_on(tmp_path):
-    path = tmp_path / "runs.db"
-    s = SQLiteStore(path, checkpoint_interval=0.05)
-    s.create_run("r", {})
-    biggest, step = 0, 0
-    end = time.monotonic() + 1.5
-    while time.monotonic() < end:  # ~1000 commits; SQLite alone lets the log reach 4 MB
-        s.add_points("r", [(step + j, {"a": 1.0, "b": 2.0}) for j in range(10)])
-        step += 10
-        biggest = max(biggest, _wal_bytes(path))
-        time.sleep(0.001)
-    rounds = s.checkpoints
-    s.close()
-    assert rounds["complete"] >= 5 and rounds["failed"] == 0, rounds
-    assert biggest < 2 * 2**20, biggest  # restarted from the start again and again
-    s2 = SQLiteStore(path)
-    assert len(s2.points("r")) == step
-    s2.close()
-
-
-def test_a_checkpoint_interval_must_be_positive(tmp_path):
-    with pytest.raises(ValueError, match="checkpoint_interval"):
-        SQLiteStore(tmp_path / "runs.db", checkpoint_interval=0)
-
-
-def test_a_reader_holding_a_snapshot_makes_rounds_partial_not_complete(tmp_path):
-    path = tmp_path / "runs.db"
-    s = SQLiteStore(path, checkpoint_interval=0.02)
-    try:
-        s.create_run("r", {})
-        s.add_points("r", [(0, {"x": 0.0})])
-        reader = sqlite3.connect(path)
-        reader.execute("BEGIN")
-        reader.execute("SELECT count(*) FROM points").fetchone()  # a snapshot, held open
-        s.add_points("r", [(i, {"x": float(i)}) for i in range(1, 50)])
-        before = s.checkpoints
-        _wait_for(lambda: s.checkpoints["partial"] >= before["partial"] + 2)
-        assert s.checkpoints["complete"] == before["complete"]  # the log is held back
-        reader.execute("COMMIT")
-        reader.close()
-        _wait_for(lambda: s.checkpoints["complete"] > before["complete"])
-        (pages,) = s._db.execute("PRAGMA journal_size_limit").fetchone()
-        assert pages == JOURNAL_LIMIT_BYTES
-    finally:
-        s.close()
-    plain = SQLiteStore(tmp_path / "plain.db")
-    assert plain.checkpoints is None  # no thread: SQLite checkpoints in commits
-    plain.close()

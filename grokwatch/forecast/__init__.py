@@ -8,7 +8,8 @@ module                 what it holds
 ``forecaster``         :class:`GrokForecaster`, the scikit-learn estimator
 ``online``             per-run forecasting state, the null and constant forecasters
 ``io``                 save/load without pickle, the shipped model
-``training``           corpus replay, grouped cross-validation, thresholds (``grokwatch fit``)
+``replay``             a stored run replayed into feature rows (shared by fit and evaluate)
+``training``           grouped cross-validation, thresholds (``grokwatch fit``)
 ``baselines``          the published signals the forecast is measured against
 ``evaluate``           ``grokwatch evaluate``: recall, false alarms, lead, AUROC, t_grok error
 ``plots``              lead-vs-false-alarm curves and per-run timelines

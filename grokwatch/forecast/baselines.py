@@ -12,21 +12,21 @@ orientation with the larger AUROC at 25 % of the gap.
 name                         score at step t (source)
 ===========================  ============================================================
 test_accuracy_rise           test accuracy minus its lowest value since memorization (the
-                             rule-based GROKKING phase uses 0.10; seed 002)
+                             rule-based GROKKING phase uses 0.10)
 weight_norm                  the L2 norm of all parameters itself, as Wang 2026 use it (AUROC
-                             0.98 on their benchmark; seeds 001/002)
+                             0.98 on their benchmark)
 weight_norm_rate             -d log w / d log t over [t / 1.5, t] (Wang 2026: 0.99)
 loss_spectral_energy         Hjorth activity of the de-trended train loss over the agent's
                              window, relative to the squared loss (Notsawo et al. 2023)
 mc_dropout_variance          variance of test accuracy over MC-dropout passes, p = 0.3 --
-                             the peak before grokking of seed 000 (Salah & Yevick 2025)
+                             the peak before grokking (Salah & Yevick 2025)
 spectral_entropy_0.609       0.609 - normalized spectral entropy of the penultimate
                              activations: alerts once the entropy falls below 0.609 (Truong
                              2026; fixed threshold, and FAR-matched)
-activation_sparsity          fraction of post-ReLU activations below 0.1 (seed 001)
-weight_entropy               -(H(W)(t) - H(W)(t_first)) / |H(W)(t_first)| (seed 001)
+activation_sparsity          fraction of post-ReLU activations below 0.1 (Golechha 2024)
+weight_entropy               -(H(W)(t) - H(W)(t_first)) / |H(W)(t_first)| (Golechha 2024)
 circuit_complexity           log(C(t) / max C(<= t)), C = approximate local circuit
-                             complexity, the KL after zeroing 10 % of a layer (seed 001)
+                             complexity, the KL after zeroing 10 % of a layer (Golechha 2024)
 ===========================  ============================================================
 """
 
@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from grokwatch.forecast.training import Replay
+from grokwatch.forecast.replay import Replay
 
 __all__ = ["BASELINES", "Baseline", "causal_log_slope", "memorized_mask"]
 
@@ -139,11 +139,16 @@ def _circuit(r: Replay) -> np.ndarray:
 
 
 BASELINES: tuple[Baseline, ...] = (
-    Baseline("test_accuracy_rise", _test_rise, "seed 002 (test-accuracy rise)", learn_sign=False),
-    Baseline("weight_norm", _weight_norm, "Wang 2026 (2605.08237), seeds 001/002"),
+    Baseline(
+        "test_accuracy_rise",
+        _test_rise,
+        "test-accuracy rise (the rule-based phases)",
+        learn_sign=False,
+    ),
+    Baseline("weight_norm", _weight_norm, "Wang 2026 (2605.08237)"),
     Baseline("weight_norm_rate", _weight_norm_rate, "Wang 2026 (2605.08237)"),
     Baseline("loss_spectral_energy", _loss_energy, "Notsawo et al. 2023 (2306.13253)"),
-    Baseline("mc_dropout_variance", _mc_var, "seed 000 (Salah & Yevick 2025)", learn_sign=False),
+    Baseline("mc_dropout_variance", _mc_var, "Salah & Yevick 2025 (2507.11645)", learn_sign=False),
     Baseline(
         "spectral_entropy_0.609",
         _spectral_entropy,
@@ -151,8 +156,8 @@ BASELINES: tuple[Baseline, ...] = (
         learn_sign=False,
         fixed_threshold=0.0,
     ),
-    Baseline("activation_sparsity", _sparsity, "seed 001 (Golechha 2024)"),
-    Baseline("weight_entropy", _weight_entropy, "seed 001 (Golechha 2024)"),
-    Baseline("circuit_complexity", _circuit, "seed 001 (Golechha 2024)"),
+    Baseline("activation_sparsity", _sparsity, "Golechha 2024 (2405.12755)"),
+    Baseline("weight_entropy", _weight_entropy, "Golechha 2024 (2405.12755)"),
+    Baseline("circuit_complexity", _circuit, "Golechha 2024 (2405.12755)"),
 )
 """Every baseline of the evaluation, in table order."""

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from grokwatch.decision import Forecast
-from grokwatch.forecast.training import Replay
+from grokwatch.forecast.replay import Replay
 
 __all__ = ["Reliability", "forecast_rows", "reliability"]
 

@@ -16,9 +16,9 @@ Two methods share that input and the :class:`ChangePoint` event type:
   detection", arXiv:0710.3742: a run-length posterior with a Normal-Gamma model of each
   regime (Student-t predictive) and a constant hazard per log-step, vectorized over all streams
   at once and truncated at ``max_run`` run lengths, so an update costs the same whatever the
-  history (RESEARCH §4 measured ~36 µs per run per update for this kind of detector).
+  history.
 - :class:`WindowKernelCPD` -- ruptures ``KernelCPD(kernel="linear")`` (the only offline method
-  cheap enough to rerun on every update, RESEARCH §4) on a bounded window of the latest
+  cheap enough to rerun on every update) on a bounded window of the latest
   ``window`` observations, penalized by a BIC-like ``penalty * sigma^2 * log(n)``.
 
 A change point is reported once, after ``confirm`` further observations agree with it; its

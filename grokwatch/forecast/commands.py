@@ -16,7 +16,8 @@ from typing import Any
 
 from grokwatch.forecast.evaluate import evaluate, format_table
 from grokwatch.forecast.forecaster import GrokForecaster
-from grokwatch.forecast.training import NEGATIVE, POSITIVE, Replay, fit_corpus, replay
+from grokwatch.forecast.replay import NEGATIVE, POSITIVE, Replay, replay
+from grokwatch.forecast.training import fit_corpus
 
 __all__ = ["evaluate_corpus", "evaluate_lofo", "fit_model", "pick_timelines"]
 

@@ -42,7 +42,7 @@ from grokwatch.decision import Direction, Forecast
 from grokwatch.forecast.baselines import BASELINES, Baseline
 from grokwatch.forecast.forecaster import GrokForecaster
 from grokwatch.forecast.online import MIN_CONFIDENCE
-from grokwatch.forecast.training import NEGATIVE, POSITIVE, Replay, choose_alert_threshold
+from grokwatch.forecast.replay import NEGATIVE, POSITIVE, Replay, choose_alert_threshold
 
 __all__ = [
     "FRACTIONS",

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -48,10 +48,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from grokwatch.events import EventRules
+from grokwatch.forecast.online import RowForecast, RunForecast
 from grokwatch.forecast.trees import TreeEnsemble, fit_trees
-
-if TYPE_CHECKING:
-    from grokwatch.forecast.online import RunForecast
 
 __all__ = ["DEFAULT_HORIZON", "GrokForecaster", "weighted_quantile"]
 
@@ -445,23 +443,8 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     def start(self, *, budget: int | None, rules: EventRules | None = None) -> RunForecast:
         """Open one run's online forecasting state (the detector's entry point)."""
-        from grokwatch.forecast.online import RunForecast
-
         check_is_fitted(self)
         return RunForecast(self, budget=budget, rules=rules)
-
-
-class RowForecast:
-    """The numbers :meth:`GrokForecaster.predict_row` gives for one row."""
-
-    __slots__ = ("p_budget", "p_horizon", "t_grok", "t_high", "t_low")
-
-    def __init__(self, p_budget: float) -> None:
-        self.p_budget = p_budget
-        self.p_horizon = math.nan
-        self.t_grok: float | None = None
-        self.t_low: float | None = None
-        self.t_high: float | None = None
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

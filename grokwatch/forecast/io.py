@@ -22,7 +22,7 @@ import io
 import json
 import os
 from collections.abc import Mapping
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +73,6 @@ def save(
         )
     import sklearn
 
-    import grokwatch
-
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -84,7 +82,7 @@ def save(
         "has_time_model": model.time_coef_ is not None,
         "report": dict(report or {}),
         "versions": {
-            "grokwatch": grokwatch.__version__,
+            "grokwatch": metadata.version("grokwatch"),
             "numpy": np.__version__,
             "scikit-learn": sklearn.__version__,
         },

@@ -33,7 +33,7 @@ from grokwatch.decision import Forecast
 from grokwatch.forecast.calibration import forecast_rows, reliability
 from grokwatch.forecast.evaluate import OURS, evaluate
 from grokwatch.forecast.forecaster import GrokForecaster
-from grokwatch.forecast.training import POSITIVE, Replay, StoredRun
+from grokwatch.forecast.replay import POSITIVE, Replay, StoredRun
 
 __all__ = [
     "GOALS",

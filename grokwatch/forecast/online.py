@@ -1,6 +1,6 @@
 """The forecaster online: one state per run, one :class:`~grokwatch.Forecast` per evaluation.
 
-The detector talks to forecasters through two one-method interfaces (STYLE principle 2):
+The detector talks to forecasters through two small interfaces:
 
 - :class:`Forecaster` -- ``start(budget=, rules=)`` opens a run and returns its
   :class:`RunForecaster`;
@@ -21,7 +21,7 @@ A run forecaster may also offer, and the detector then uses:
 :class:`~grokwatch.forecast.forecaster.GrokForecaster` implements ``start`` with
 :class:`RunForecast` below. :class:`NullForecaster` (no forecasts: the rule-based detector)
 and :class:`ConstantForecaster` (a fixed probability, deterministic, for tests and demos)
-are the null object and the test double (principle 3).
+are the null object and the test double.
 
 Confidence and reasons (:class:`~grokwatch.ForecastReason`), in the order they multiply in:
 
@@ -59,15 +59,16 @@ from grokwatch.forecast.features import (
     FeatureState,
     rows_of,
 )
-from grokwatch.forecast.forecaster import GrokForecaster
 
 __all__ = [
     "FULL_POINTS",
     "MIN_CONFIDENCE",
     "ConstantForecaster",
     "Context",
+    "FittedModel",
     "Forecaster",
     "NullForecaster",
+    "RowForecast",
     "RunForecast",
     "RunForecaster",
     "assemble",
@@ -99,6 +100,35 @@ class Forecaster(Protocol):
     def start(self, *, budget: int | None, rules: EventRules | None = None) -> RunForecaster: ...
 
 
+class RowForecast:
+    """The numbers ``GrokForecaster.predict_row`` gives for one row."""
+
+    __slots__ = ("p_budget", "p_horizon", "t_grok", "t_high", "t_low")
+
+    def __init__(self, p_budget: float) -> None:
+        self.p_budget = p_budget
+        self.p_horizon = math.nan
+        self.t_grok: float | None = None
+        self.t_low: float | None = None
+        self.t_high: float | None = None
+
+
+class FittedModel(Protocol):
+    """What a run's forecast reads of a fitted
+    :class:`~grokwatch.forecast.forecaster.GrokForecaster`."""
+
+    @property
+    def horizon(self) -> int: ...
+    @property
+    def feature_weight_(self) -> np.ndarray: ...
+    @property
+    def alert_threshold_(self) -> float: ...
+    @property
+    def hopeless_threshold_(self) -> float: ...
+
+    def predict_row(self, x: np.ndarray, step: int, horizon: int | None = None) -> RowForecast: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class Context:
     """What besides the feature vector shapes a forecast at one step."""
@@ -125,7 +155,7 @@ class Context:
         )
 
 
-def assemble(model: GrokForecaster, x: np.ndarray, ctx: Context) -> Forecast:
+def assemble(model: FittedModel, x: np.ndarray, ctx: Context) -> Forecast:
     """The forecast for feature vector ``x`` in context ``ctx`` (the one place the rules of
     the module docstring live; used online and by the offline evaluation alike)."""
     h = model.horizon
@@ -215,14 +245,14 @@ _BUDGET_FEATURES = [FEATURE_NAMES.index(n) for n in ("log_budget_over_t", "proje
 
 
 class RunForecast:
-    """:class:`RunForecaster` of a fitted :class:`GrokForecaster`: features + assembly."""
+    """:class:`RunForecaster` of a fitted ``GrokForecaster``: features and assembly."""
 
     measures: ClassVar[frozenset[str]] = INPUT_MEASURES
     columns: ClassVar[tuple[str, ...]] = INPUT_COLUMNS
 
     def __init__(
         self,
-        model: GrokForecaster,
+        model: FittedModel,
         *,
         budget: int | None = None,
         rules: EventRules | None = None,

@@ -11,7 +11,7 @@ import numpy as np
 
 from grokwatch.decision import Direction, Forecast
 from grokwatch.forecast.evaluate import OURS
-from grokwatch.forecast.training import Replay
+from grokwatch.forecast.replay import Replay
 from grokwatch.report import pyplot, save_figure
 
 __all__ = ["lead_vs_far", "reliability_diagram", "timeline"]

@@ -1,10 +1,7 @@
-"""Fitting on a corpus: replay runs into feature rows, grouped cross-validation, thresholds.
+"""Fitting on a corpus: replayed runs into feature rows, grouped cross-validation, thresholds.
 
-:func:`replay` turns a stored run (``trainer.corpus.Run``: steps, columns, values, labels)
-into a :class:`Replay` -- the feature rows and forecast contexts at every evaluation, exactly
-as the online detector would have seen them, optionally thinned to a coarser cadence.
-
-:func:`fit_corpus` is what ``grokwatch fit`` runs:
+Runs are replayed by :mod:`grokwatch.forecast.replay`. :func:`fit_corpus` is what
+``grokwatch fit`` runs:
 
 1. runs are grouped by configuration (the resolved config without its seeds), so seeds of
    one configuration never sit on both sides of a split (:func:`config_group`);
@@ -28,176 +25,25 @@ as the online detector would have seen them, optionally thinned to a coarser cad
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from grokwatch.decision import ChangePoint, Forecast, Phase
-from grokwatch.events import EventRules
-from grokwatch.forecast.features import FEATURE_NAMES, FeatureState, input_rows
+from grokwatch.decision import Forecast, Phase
+from grokwatch.forecast.evaluate import family_refs, forecast_signal, metrics
+from grokwatch.forecast.features import FEATURE_NAMES
 from grokwatch.forecast.forecaster import RESIDUAL_QUANTILES, GrokForecaster, weighted_quantile
-from grokwatch.forecast.online import MIN_CONFIDENCE, Context, assemble
+from grokwatch.forecast.online import MIN_CONFIDENCE
+from grokwatch.forecast.replay import NEGATIVE, Replay, StoredRun, choose_alert_threshold, replay
 
-__all__ = [
-    "NEGATIVE",
-    "POSITIVE",
-    "FitReport",
-    "Replay",
-    "choose_alert_threshold",
-    "config_group",
-    "fit_corpus",
-    "fit_replays",
-    "replay",
-    "training_rows",
-]
-
-POSITIVE = ("grokking",)
-"""Outcomes that count as grokking runs for recall, lead and AUROC."""
-NEGATIVE = ("memorization", "confusion")
-"""Outcomes that count as runs that do not grok within the budget (false alarms)."""
-SEED_KEYS = ("seed", "data_seed", "init_seed")
-
-
-class StoredRun(Protocol):
-    """What :func:`replay` needs of a corpus run (``trainer.corpus.Run`` has it)."""
-
-    steps: np.ndarray
-    columns: tuple[str, ...]
-    values: np.ndarray
-
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def family(self) -> str: ...
-    @property
-    def split(self) -> str: ...
-    @property
-    def config(self) -> Mapping[str, Any]: ...
-    @property
-    def labels(self) -> Mapping[str, Any]: ...
-
-
-def config_group(config: Mapping[str, Any]) -> str:
-    """Hash of a run's configuration without its seeds (seeds of one config share it)."""
-    clean = {k: v for k, v in config.items() if k not in SEED_KEYS}
-    blob = json.dumps(clean, sort_keys=True, default=str).encode()
-    return hashlib.sha1(blob).hexdigest()[:16]
-
-
-@dataclasses.dataclass
-class Replay:
-    """One run replayed through the online feature code (one row per kept evaluation)."""
-
-    run_id: str
-    family: str
-    split: str
-    group: str
-    outcome: str
-    t_mem: int | None
-    t_grok: int | None
-    budget: int | None
-    cadence: int | None
-    steps: np.ndarray  # (T,)
-    X: np.ndarray  # (T, F)
-    contexts: list[Context]
-    measures: dict[str, np.ndarray]  # (T,) raw values of the measures baselines need
-    change_points: list[ChangePoint]
-
-    @property
-    def gap(self) -> int | None:
-        if self.t_mem is None or self.t_grok is None:
-            return None
-        return self.t_grok - self.t_mem
-
-    @property
-    def groks(self) -> bool:
-        """Reaches ``t_grok`` within the budget (any outcome with a ``t_grok``)."""
-        return self.t_grok is not None and (self.budget is None or self.t_grok <= self.budget)
-
-    def forecasts(self, model: GrokForecaster) -> list[Forecast]:
-        return [assemble(model, self.X[i], c) for i, c in enumerate(self.contexts)]
-
-
-BASELINE_MEASURES = (
-    "train_accuracy",
-    "test_accuracy",
-    "train_loss",
-    "test_loss",
-    "weight_norm",
-    "weight_entropy",
-    "activation_sparsity",
-    "circuit_complexity_mean",
-    "circuit_complexity",
-    "mc_dropout_accuracy_var",
-    "spectral_entropy",
-    "loss_spectral_energy",
-)
-
-
-def thin(steps: np.ndarray, cadence: int) -> np.ndarray:
-    """Indices of the evaluations an agent with ``every=cadence`` would have made (the first
-    evaluation and every multiple of ``cadence``)."""
-    keep = (steps % cadence == 0) | (np.arange(steps.size) == 0)
-    return np.flatnonzero(keep)
-
-
-def replay(
-    run: StoredRun,
-    *,
-    cadence: int | None = None,
-    rules: EventRules | None = None,
-    changepoints: str = "bayes",
-) -> Replay:
-    """Replay ``run`` through :class:`FeatureState` (thinned to ``cadence`` if given)."""
-    labels = run.labels
-    budget = labels.get("budget") or run.config.get("steps")
-    idx = np.arange(len(run.steps)) if cadence is None else thin(run.steps, cadence)
-    steps = np.asarray(run.steps)[idx]
-    cols = {name: j for j, name in enumerate(run.columns)}
-    state = FeatureState(
-        budget=int(budget) if budget else None, rules=rules, changepoints=changepoints
-    )
-    rows, absent = input_rows(run.columns, run.values[idx])
-    X = np.full((steps.size, len(FEATURE_NAMES)), np.nan)
-    contexts: list[Context] = []
-    for i, step in enumerate(steps.tolist()):
-        state.add_rows([step], rows[i : i + 1], absent[i : i + 1])
-        X[i] = state.vector()
-        contexts.append(Context.of(state))
-    measures = {
-        n: np.asarray(run.values[idx, cols[n]], dtype=float)
-        if n in cols
-        else np.full(steps.size, np.nan)
-        for n in BASELINE_MEASURES
-    }
-    t_grok = labels.get("t_grok")
-    t_mem = labels.get("t_mem")
-    return Replay(
-        run_id=run.run_id,
-        family=run.family,
-        split=run.split,
-        group=config_group(run.config),
-        outcome=str(labels.get("outcome") or ""),
-        t_mem=None if t_mem is None else int(t_mem),
-        t_grok=None if t_grok is None else int(t_grok),
-        budget=int(budget) if budget else None,
-        cadence=cadence,
-        steps=steps,
-        X=X,
-        contexts=contexts,
-        measures=measures,
-        change_points=list(state.change_points),
-    )
-
+__all__ = ["FOLD_BY", "FitReport", "fit_corpus", "fit_replays", "training_rows"]
 
 BUDGET_FEATURES = ("log_budget_over_t", "projected_grok_margin")
 """The features that depend on the budget (re-drawn by budget augmentation)."""
-_B_IDX = FEATURE_NAMES.index("log_budget_over_t")
-_M_IDX = FEATURE_NAMES.index("projected_grok_margin")
+_LOG_BUDGET_OVER_T = FEATURE_NAMES.index("log_budget_over_t")
+_GROK_MARGIN = FEATURE_NAMES.index("projected_grok_margin")
 
 
 def training_rows(
@@ -232,8 +78,8 @@ def training_rows(
             for _ in range(budget_samples):
                 new = rng.uniform(0.02, 1.0, n) * log_bt
                 xa = x.copy()
-                xa[:, _B_IDX] = new
-                xa[:, _M_IDX] = x[:, _M_IDX] + (log_bt - new)
+                xa[:, _LOG_BUDGET_OVER_T] = new
+                xa[:, _GROK_MARGIN] = x[:, _GROK_MARGIN] + (log_bt - new)
                 within = r.t_grok is not None and r.groks
                 ya = (within & (float(r.t_grok or 0) <= t * np.exp(new))).astype(int)
                 blocks.append((xa, ya))
@@ -271,20 +117,6 @@ def eligible_max(r: Replay, forecasts: Sequence[Forecast]) -> float:
         if f.confidence >= MIN_CONFIDENCE and f.p_grok_budget > best:
             best = f.p_grok_budget
     return best
-
-
-def choose_alert_threshold(negative_max: Sequence[float], far: float) -> float:
-    """Smallest threshold at which at most ``far`` of the negative runs ever reach it.
-
-    ``negative_max`` holds each negative run's largest score; the threshold returned lies
-    just above the ``floor(far * n) + 1``-th largest of them."""
-    vals = np.sort(np.asarray([v for v in negative_max if math.isfinite(v)], dtype=float))[::-1]
-    if vals.size == 0:
-        return 0.5
-    allowed = math.floor(far * len(negative_max) + 1e-9)
-    if allowed >= vals.size:
-        return float(np.nextafter(vals[-1], -np.inf)) if vals.size else 0.5
-    return float(np.nextafter(vals[allowed], np.inf))
 
 
 @dataclasses.dataclass
@@ -527,8 +359,6 @@ def _oof_summary(
     base: Sequence[Replay], forecasts: Mapping[str, list[Forecast]], alert: float
 ) -> dict[str, float]:
     """The evaluation's metrics (:func:`.evaluate.metrics`) on the out-of-fold forecasts."""
-    from grokwatch.forecast.evaluate import family_refs, forecast_signal, metrics
-
     sig = forecast_signal(forecasts, alert)
     runs = [r for r in base if r.run_id in forecasts]
     out = metrics(runs, sig, alert, family_refs(runs))

@@ -1,17 +1,20 @@
 """The detector service's FastAPI application: :func:`create_app`.
 
 A thin adapter over :class:`~grokwatch.service.state.RunTable`. Endpoints are ``async``;
-store writes and detector work run one at a time under one lock, on a worker thread -- except
-a point batch for a run already in memory whose estimated work (points times the measured
-cost per point) is below ``settings.inline_budget_ms``: it is handled right on the event loop
-when nothing else holds the table: two thread hand-offs cost more than such work, and while
-the worker runs Python the event loop waits for the GIL (up to the 5 ms switch interval) even
-to read the next request. Reports of a few points, with the forecaster or without, stay on
-the event loop (a forecaster's report of 10 points costs ~1 ms); big batches go to the worker,
-where every batch queued in a row is stored in one transaction and judged with one detector
-update (one forecast) per batch.
-Everything that grows with a run's history (rebuilding a run, reading its state, finishing,
-listing, loading at start) stays on the worker. ``/metrics`` is rendered on a separate thread.
+store writes and detector work run one at a time under one lock. A point batch of at most
+:data:`LOOP_POINTS` points for a run in memory is stored and judged right on the event loop
+when nothing else holds the table: two thread hand-offs would cost more than such work, and
+while a worker thread runs Python the event loop waits for the GIL even to read the next
+request. Everything else -- bigger batches, and everything that grows with a run's history
+(rebuilding a run, reading its state, finishing, listing, loading at start) -- runs on one
+worker thread, where every batch queued in a row is stored in one transaction.
+``/metrics`` is rendered on a separate thread.
+
+Every answer is made before its batch's forecast: the phase and events in it are current, the
+forecast is the run's previous one. The forecast follows on the event loop once the requests
+already waiting went (:meth:`Service.forecast_in_background`), so a request waits for at most
+about one run's forecast; reading a run brings its forecast up to date first.
+
 Request bodies are read with a size limit and parsed with ``model_validate_json`` (faster than
 FastAPI's default body handling); their schemas still land in ``/openapi.json``.
 
@@ -44,18 +47,7 @@ from pydantic.json_schema import models_json_schema
 from grokwatch.exceptions import AuthError, NotReadyError, PayloadTooLargeError
 from grokwatch.service.errors import error_responses, install_error_handlers
 from grokwatch.service.payloads import info_of, ingest_result, state_of
-from grokwatch.service.schemas import (
-    API_PREFIX,
-    RUN_ID_PATTERN,
-    Health,
-    IngestResult,
-    PointsBatch,
-    RunCreate,
-    RunFinish,
-    RunList,
-    RunState,
-)
-from grokwatch.service.settings import Schedule, ServiceSettings
+from grokwatch.service.settings import ServiceSettings
 from grokwatch.service.state import (
     Clock,
     DetectorFactory,
@@ -67,6 +59,17 @@ from grokwatch.service.state import (
 from grokwatch.service.telemetry import LatencyMiddleware, ServiceMetrics
 from grokwatch.service.worker import Worker
 from grokwatch.store import SQLiteStore, Store
+from grokwatch.wire import (
+    API_PREFIX,
+    RUN_ID_PATTERN,
+    Health,
+    IngestResult,
+    PointsBatch,
+    RunCreate,
+    RunFinish,
+    RunList,
+    RunState,
+)
 
 log = logging.getLogger("grokwatch.service")
 
@@ -93,48 +96,31 @@ RunIdPath = Annotated[
 ]
 
 
+LOOP_POINTS = 500
+"""The largest point batch stored and judged on the event loop (a few milliseconds of work)."""
+LOOP_FORECAST_POINTS = 50
+"""The most points a forecast made on the event loop reads (a few milliseconds: a young run's
+report of ten points takes about one); a bigger one -- a replay after late points, a big
+batch -- is made on the worker thread."""
+
+
 class Service:
     """What the lifespan creates: the run table and the worker thread that mutates it.
 
-    Every table operation holds ``_lock``. :meth:`call` queues it on the worker thread.
-    :meth:`ingest` runs a short point batch (for a run in memory: well under a millisecond)
-    right on the event loop when the table is free, which avoids two thread hand-offs that
-    cost more than the work; otherwise it queues the batch, and the worker stores every batch
-    queued in a row with one transaction.
+    Every table operation holds ``_lock``. :meth:`call` queues it on the worker thread;
+    :meth:`ingest` and :meth:`forecast_in_background` do small work right on the event loop
+    when the table is free (see the module docstring).
     """
 
-    def __init__(
-        self,
-        table: RunTable,
-        metrics: ServiceMetrics,
-        *,
-        schedule: Schedule = "inline",
-        idle: float = 0.005,
-        inline_budget: float = 0.005,
-    ) -> None:
+    def __init__(self, table: RunTable, metrics: ServiceMetrics) -> None:
         self.table = table
         self.metrics = metrics
-        self.schedule = schedule
-        self.idle = idle
-        """``auto``: a batch is forecast before its answer after this many seconds without
-        table work (and with no forecast waiting)."""
-        self._last_work = 0.0  # perf_counter when the table's last work ended
         self.stopping = False
         self.load_error = ""
         self._worker = Worker()
         self._lock = threading.Lock()
         self._ingest_group = self._locked_ingest  # one object: the worker groups calls by it
         self._stale = asyncio.Event()  # set when a batch leaves a forecast behind
-        self.inline_budget = inline_budget
-        """Seconds of work that may run on the event loop (``settings.inline_budget_ms``)."""
-        self.seconds_per_point = 1e-3
-        """Running estimate of the ingest cost of one point (starts pessimistic)."""
-        self.forecast_seconds_per_point = 1e-3
-        """The same for a deferred forecast (points it reads)."""
-
-    def measured(self, seconds: float, points: int) -> None:
-        if points:
-            self.seconds_per_point += 0.1 * (seconds / points - self.seconds_per_point)
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn`` on the worker thread (FIFO with every other queued table operation)."""
@@ -146,20 +132,20 @@ class Service:
 
         return await self._worker.call(locked)
 
-    async def ingest(
-        self, run_id: str, batch: PointsBatch, *, inline: Callable[[], bool]
-    ) -> IngestResult:
-        """Store and judge a batch: here when the table is free and ``inline()`` holds, else
-        on the worker, with every batch queued next to it in one transaction."""
-        if self._lock.acquire(blocking=False):
+    async def ingest(self, run_id: str, batch: PointsBatch) -> IngestResult:
+        """Store and judge a batch: here when it is small, its run in memory and the table
+        free, else on the worker, with every batch queued next to it in one transaction."""
+        if len(batch.points) <= LOOP_POINTS and self._lock.acquire(blocking=False):
             try:
-                if inline():
-                    result = self._ingest([(run_id, batch)])[0]
-                    if isinstance(result, Exception):
-                        raise result
-                    return result
+                result = (
+                    self._ingest([(run_id, batch)])[0] if self.table.is_resident(run_id) else None
+                )
             finally:
                 self._lock.release()
+            if isinstance(result, Exception):
+                raise result
+            if result is not None:
+                return result
         done: IngestResult = await self._worker.call_many(self._ingest_group, (run_id, batch))
         return done
 
@@ -170,21 +156,8 @@ class Service:
             return self._ingest(batches)
 
     def _ingest(self, batches: Sequence[tuple[str, PointsBatch]]) -> list[IngestResult | Exception]:
-        began = time.perf_counter()
-        done = self.table.ingest_many(batches, forecast=self._forecast_now())
-        results = [r if isinstance(r, Exception) else ingest_result(r) for r in done]
-        self._last_work = time.perf_counter()
-        self.measured(self._last_work - began, sum(len(b.points) for _, b in batches))
-        return results
-
-    def _forecast_now(self) -> bool | None:
-        """Whether a batch's answer waits for its forecast (None: as the table defers)."""
-        if self.schedule == "background":
-            return False
-        if self.schedule == "auto":  # inline only when nothing else is going on
-            quiet = time.perf_counter() - self._last_work > self.idle
-            return quiet and not self.table.forecast_backlog
-        return None
+        done = self.table.ingest_many(batches)
+        return [r if isinstance(r, Exception) else ingest_result(r) for r in done]
 
     async def load(self) -> None:
         started = time.perf_counter()
@@ -196,19 +169,11 @@ class Service:
             return
         log.info("loaded %d live runs in %.2f s", n, time.perf_counter() - started)
 
-    async def forecast_forever(self, interval: float, slice_seconds: float = 0.002) -> None:
-        """Every ``interval`` seconds, bring the deferred forecasts up to date in worker jobs of
-        about ``slice_seconds`` each, so requests queued meanwhile wait at most one slice."""
-        while True:
-            await asyncio.sleep(interval)
-            while await self.call(self.table.flush_forecasts, slice_seconds):
-                pass
-
     async def forecast_in_background(self) -> None:
-        """Bring deferred forecasts up to date right here on the event loop, one run per turn
-        of the loop, whenever a batch left one behind: the requests that became ready in the
-        meantime go first, so a request waits for at most about one run's forecast, and the
-        forecasts lag the reports only by as long as requests keep the loop busy."""
+        """Bring the forecasts the answers left behind up to date, one run per turn of the
+        event loop: the requests that became ready meanwhile go first, so a request waits
+        for at most about one run's forecast, and the forecasts lag the reports only by as
+        long as requests keep the loop busy."""
         loop = asyncio.get_running_loop()
         self.table.on_stale = functools.partial(loop.call_soon_threadsafe, self._stale.set)
         if self.table.forecast_backlog:
@@ -218,26 +183,15 @@ class Service:
             self._stale.clear()
             while self.table.forecast_backlog:
                 await asyncio.sleep(0)  # every request ready by now goes first
-                points = self.table.next_forecast_points
-                if points * self.forecast_seconds_per_point > self.inline_budget:
-                    await self.call(self._flush_one)  # a big one: on the worker
+                if self.table.next_forecast_points > LOOP_FORECAST_POINTS:
+                    await self.call(self.table.flush_forecasts, 1)
                 elif self._lock.acquire(blocking=False):
                     try:
-                        self._flush_one()
+                        self.table.flush_forecasts(1)
                     finally:
                         self._lock.release()
                 else:  # the worker holds the table
                     await asyncio.sleep(0.001)
-
-    def _flush_one(self) -> None:
-        """The forecast that waits longest, brought up to date (the caller holds the lock)."""
-        points = self.table.next_forecast_points
-        began = time.perf_counter()
-        self.table.flush_forecasts(0.0)
-        self._last_work = time.perf_counter()
-        if points:
-            took = (self._last_work - began) / points
-            self.forecast_seconds_per_point += 0.1 * (took - self.forecast_seconds_per_point)
 
     async def sweep_forever(self, interval: float) -> None:
         while True:
@@ -290,8 +244,6 @@ def create_app(
     settings = settings or ServiceSettings()
     registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
     metrics = ServiceMetrics(registry)
-    schedule = settings.schedule
-    metrics.set_schedule(schedule)
     limits = Limits(
         max_live_runs=settings.max_live_runs,
         finished_ttl=settings.finished_ttl,
@@ -299,44 +251,30 @@ def create_app(
     )
     token = settings.token_value
     body_limit = settings.max_body_bytes
-    inline_budget = settings.inline_budget_ms / 1e3
     if detector_factory is None:
         detector_factory = functools.partial(
             detector_for, forecaster=load_forecaster(settings.forecaster)
         )
-    holder: dict[str, Service] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = store is None
-        the_store: Store = (
-            SQLiteStore(settings.db_path, checkpoint_interval=settings.checkpoint_interval or None)
-            if store is None
-            else store
-        )
+        the_store: Store = SQLiteStore(settings.db_path) if store is None else store
         table = RunTable(
             the_store,
             limits,
             clock=clock,
             detector_factory=detector_factory,
-            defer_forecasts=schedule != "inline",
             on_forecast=metrics.forecast_lag,
         )
-        service = Service(
-            table,
-            metrics,
-            schedule=schedule,
-            idle=settings.forecast_idle_ms / 1e3,
-            inline_budget=inline_budget,
-        )
-        holder["service"] = service
+        service = Service(table, metrics)
+        app.state.service = service
         metrics.table = service.table
         loading = asyncio.create_task(service.load())
-        tasks = [asyncio.create_task(service.sweep_forever(settings.sweep_interval))]
-        if settings.forecast_interval > 0:
-            tasks.append(asyncio.create_task(service.forecast_forever(settings.forecast_interval)))
-        elif schedule in ("background", "auto"):
-            tasks.append(asyncio.create_task(service.forecast_in_background()))
+        tasks = [
+            asyncio.create_task(service.sweep_forever(settings.sweep_interval)),
+            asyncio.create_task(service.forecast_in_background()),
+        ]
         try:
             yield
         finally:
@@ -346,12 +284,12 @@ def create_app(
             await asyncio.gather(*tasks, loading, return_exceptions=True)
             service.close()
             metrics.table = None
-            holder.pop("service", None)
+            app.state.service = None
             if own:
                 the_store.close()
 
     def current() -> Service:
-        service = holder.get("service")
+        service: Service | None = app.state.service
         if service is None or service.stopping:
             raise NotReadyError("the service is not running (starting or shutting down)")
         return service
@@ -412,14 +350,7 @@ def create_app(
     )
     async def post_points(run_id: RunIdPath, request: Request) -> Response:
         batch = PointsBatch.model_validate_json(await read_body(request, body_limit))
-        service = current()
-        n = len(batch.points)
-
-        def small() -> bool:
-            cheap = n * service.seconds_per_point <= inline_budget
-            return cheap and service.table.is_resident(run_id)
-
-        result = await service.ingest(run_id, batch, inline=small)
+        result = await current().ingest(run_id, batch)
         metrics.inc("ingest_requests")
         metrics.inc("ingested_points", result.accepted)
         metrics.inc("duplicate_points", result.duplicates)
@@ -492,7 +423,7 @@ def create_app(
         summary="Readiness: the run table is loaded",
     )
     async def readyz() -> Response:
-        service = holder.get("service")
+        service: Service | None = app.state.service
         if service is None or service.stopping:
             return _json(Health(status="unavailable", detail="not running"), 503)
         table = service.table
@@ -536,5 +467,6 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.state.settings = settings
+    app.state.service = None  # the lifespan's Service while it runs
     app.state.registry = registry
     return app

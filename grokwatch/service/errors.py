@@ -1,6 +1,6 @@
 """The one place where exceptions become HTTP responses.
 
-Every error response has the :class:`~grokwatch.service.schemas.ErrorOut` body, and every
+Every error response has the :class:`~grokwatch.wire.ErrorOut` body, and every
 refused request increments ``grokwatch_service_rejected_requests_total{reason=...}`` with the
 same ``error`` code the body carries.
 
@@ -43,7 +43,7 @@ from grokwatch.exceptions import (
     StoreError,
     UnknownRunError,
 )
-from grokwatch.service.schemas import ErrorOut
+from grokwatch.wire import ErrorOut
 
 STATUS: dict[type[Exception], tuple[int, str]] = {
     AuthError: (401, "unauthorized"),

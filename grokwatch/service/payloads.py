@@ -6,7 +6,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from grokwatch.service.schemas import (
+from grokwatch.service.state import Ingested, LiveRun
+from grokwatch.store import RunRecord
+from grokwatch.wire import (
     ChangePointOut,
     DecisionOut,
     EventsOut,
@@ -15,8 +17,6 @@ from grokwatch.service.schemas import (
     RunState,
     wire_values,
 )
-from grokwatch.service.state import Ingested, LiveRun
-from grokwatch.store import RunRecord
 
 
 def _str_or_none(value: Any) -> str | None:

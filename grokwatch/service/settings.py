@@ -20,24 +20,6 @@ environment variable               default                         meaning
 ``GROKWATCH_FORECASTER``           ``default``                     ``default`` (the model shipped
                                                                    with grokwatch), ``none``
                                                                    (rule-based), or a model file
-``GROKWATCH_FORECAST_INTERVAL``    ``0``                           above 0: forecasts brought up to
-                                                                   date every so many seconds, on
-                                                                   the worker (not with a schedule)
-``GROKWATCH_FORECAST_SCHEDULE``    ``auto``                        ``inline``: a batch's answer
-                                                                   waits for its forecast;
-                                                                   ``background``: answer first,
-                                                                   forecast on the event loop
-                                                                   once the requests ready go;
-                                                                   ``auto``: inline after
-                                                                   ``FORECAST_IDLE_MS`` without
-                                                                   work, else background
-``GROKWATCH_FORECAST_IDLE_MS``     ``5``                           the quiet time of ``auto``
-``GROKWATCH_INLINE_BUDGET_MS``     ``5``                           batches whose estimated work is
-                                                                   below this are judged on the
-                                                                   event loop (0: never)
-``GROKWATCH_CHECKPOINT_INTERVAL``  ``0``                           above 0: seconds between WAL
-                                                                   checkpoints on a thread (0:
-                                                                   SQLite's own, in a commit)
 ``GROKWATCH_GC_THRESHOLD``         ``[50000, 20, 1000]``           ``gc.set_threshold`` of the
                                                                    serve process (JSON list)
 =================================  ==============================  ==============================
@@ -51,9 +33,6 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-ForecastSchedule = Literal["inline", "background", "auto"]
-Schedule = Literal["inline", "background", "auto", "interval"]
 
 
 def default_service_db() -> Path:
@@ -87,22 +66,7 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     access_log: bool = False
     forecaster: str = "default"
-    forecast_interval: float = Field(default=0.0, ge=0.0)
-    forecast_schedule: ForecastSchedule = "auto"
-    forecast_idle_ms: float = Field(default=5.0, ge=0.0)
-    inline_budget_ms: float = Field(default=5.0, ge=0.0)
-    checkpoint_interval: float = Field(default=0.0, ge=0.0)
     gc_threshold: tuple[int, int, int] | None = (50_000, 20, 1000)
-
-    @model_validator(mode="after")
-    def _one_schedule(self) -> ServiceSettings:
-        if self.forecast_interval > 0 and "forecast_schedule" in self.model_fields_set:
-            raise ValueError(
-                f"forecast_interval={self.forecast_interval:g} and "
-                f"forecast_schedule={self.forecast_schedule!r} both say when to forecast: "
-                "set one of them"
-            )
-        return self
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> ServiceSettings:
@@ -112,12 +76,6 @@ class ServiceSettings(BaseSettings):
                 "(set GROKWATCH_TOKEN or --token)"
             )
         return self
-
-    @property
-    def schedule(self) -> Schedule:
-        """When forecasts are brought up to date: ``forecast_interval > 0`` (every so many
-        seconds, on the worker) replaces ``forecast_schedule``."""
-        return "interval" if self.forecast_interval > 0 else self.forecast_schedule
 
     @property
     def token_value(self) -> str | None:

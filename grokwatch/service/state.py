@@ -35,8 +35,8 @@ from grokwatch.exceptions import (
     UnknownRunError,
 )
 from grokwatch.metrics import RunView, change_point_counts
-from grokwatch.service.schemas import PointsBatch, RunCreate, float_values
 from grokwatch.store import RunRecord, Store
+from grokwatch.wire import PointsBatch, RunCreate, float_values
 
 log = logging.getLogger("grokwatch.service")
 
@@ -165,16 +165,12 @@ class RunTable:
         *,
         clock: Clock = time.time,
         detector_factory: DetectorFactory | None = None,
-        defer_forecasts: bool = False,
         on_forecast: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
         self.limits = limits or Limits()
         self.clock = clock
         self.detector_for = detector_factory or detector_for
-        self.defer_forecasts = defer_forecasts
-        """Judge a batch's events and phase at once but leave the forecaster to
-        :meth:`flush_forecasts` (see ``RunDetector.update_many(forecast=False)``)."""
         self.on_forecast = on_forecast
         """Called with the lag (seconds since the first report it had not seen) of every
         deferred forecast brought up to date."""
@@ -185,8 +181,6 @@ class RunTable:
         self._runs: dict[str, LiveRun] = {}
         # runs whose forecaster is behind, oldest first, with when they fell behind (monotonic)
         self._stale: dict[str, tuple[LiveRun, float]] = {}
-        self.deferred = 0
-        """Batches answered before their forecast (deferred to :meth:`flush_forecasts`)."""
         self._lock = threading.Lock()
         self.loaded = False
 
@@ -254,6 +248,9 @@ class RunTable:
     def ingest(self, run_id: str, batch: PointsBatch) -> Ingested:
         """Store then judge a batch; duplicates (same run and step) are ignored.
 
+        The answer's events and phase are current; its forecast is the run's previous one:
+        the batch's waits for :meth:`flush_forecasts` (or a read, :meth:`get`).
+
         Points may arrive in any order, even after the run finished (a replayed spool): late
         points are stored and judged, and a finished run's stored summary is refreshed with
         the detector's view; the run stays finished.
@@ -263,18 +260,12 @@ class RunTable:
             raise done
         return done
 
-    def ingest_many(
-        self, batches: Sequence[tuple[str, PointsBatch]], *, forecast: bool | None = None
-    ) -> list[Ingested | Exception]:
+    def ingest_many(self, batches: Sequence[tuple[str, PointsBatch]]) -> list[Ingested | Exception]:
         """:meth:`ingest` several batches, in order, storing them in one transaction.
 
         Returns each batch's result, or the exception that refused it (an unknown run, the
         cap on live runs, a store failure): one batch's refusal does not fail the others.
-        ``forecast``: bring the forecast up to date before answering (default: unless the
-        table defers forecasts); when not, the run waits for :meth:`flush_forecasts`.
         """
-        if forecast is None:
-            forecast = not self.defer_forecasts
         results: dict[int, Ingested | Exception] = {}
         accepted: list[tuple[int, LiveRun, Points]] = []
         for i, (run_id, batch) in enumerate(batches):
@@ -291,7 +282,7 @@ class RunTable:
                 results[i] = added
                 continue
             try:
-                results[i] = self._judge(run, points, added, batches[i][1].dropped, forecast)
+                results[i] = self._judge(run, points, added, batches[i][1].dropped)
             except Exception as exc:
                 results[i] = exc
         return [results[i] for i in range(len(batches))]
@@ -314,10 +305,8 @@ class RunTable:
                 out.append(exc)
         return out
 
-    def _judge(
-        self, run: LiveRun, points: Points, added: int, dropped: int | None, forecast: bool
-    ) -> Ingested:
-        self._observe(run, points, forecast=forecast)
+    def _judge(self, run: LiveRun, points: Points, added: int, dropped: int | None) -> Ingested:
+        self._observe(run, points, forecast=False)
         run.n_points += added
         if dropped is not None:
             run.dropped = max(run.dropped, dropped)
@@ -358,11 +347,12 @@ class RunTable:
             return run
         return self._rebuild(self.store.get_run(run_id))
 
-    def flush_forecasts(self, budget: float = math.inf) -> int:
-        """Bring deferred forecasts up to date, the longest-waiting run first, for about
-        ``budget`` seconds (at least one run); returns how many runs still wait."""
-        began = time.perf_counter()
-        while self._stale:
+    def flush_forecasts(self, runs: int | None = None) -> int:
+        """Bring the forecasts that wait up to date, the longest-waiting run first: all of
+        them, or the first ``runs``; returns how many runs still wait."""
+        left = math.inf if runs is None else runs
+        while self._stale and left > 0:
+            left -= 1
             run = next(iter(self._stale.values()))[0]
             try:
                 self._flush(run)
@@ -374,8 +364,6 @@ class RunTable:
                         run.run_id,
                         self.forecast_failures,
                     )
-            if time.perf_counter() - began >= budget:
-                break
         return len(self._stale)
 
     @property
@@ -477,12 +465,10 @@ class RunTable:
         _count_alert(run, previous, run.detector.update_many(points, forecast=forecast))
         if forecast:  # up to date: no longer waiting, if it was
             self._caught_up(run.run_id)
-        elif run.detector.pending:
-            self.deferred += 1
-            if run.run_id not in self._stale:
-                self._stale[run.run_id] = (run, time.monotonic())
-                if self.on_stale is not None:
-                    self.on_stale()
+        elif run.detector.pending and run.run_id not in self._stale:
+            self._stale[run.run_id] = (run, time.monotonic())
+            if self.on_stale is not None:
+                self.on_stale()
         top = len(points) - 1
         step = points[top][0]
         if run.last_step is None or step > run.last_step:

@@ -23,38 +23,25 @@ grokwatch_service_rejected_requests_total      counter    refused requests, ``re
 grokwatch_service_request_duration_seconds     histogram  request latency, ``handler`` label
 grokwatch_service_live_runs                    gauge      runs in memory, ``state`` label
 grokwatch_service_ready                        gauge      1 once the run table is loaded
-grokwatch_service_forecast_backlog_runs        gauge      runs whose forecast waits for the
-                                                          next update (deferred forecasts)
-grokwatch_service_deferred_forecasts_total     counter    point batches answered before their
-                                                          forecast (it came later)
-grokwatch_service_forecast_failures_total      counter    deferred forecasts that raised
-grokwatch_service_wal_checkpoints_total        counter    checkpoint rounds of the database's
-                                                          thread, ``result`` label (complete,
-                                                          partial, failed)
-grokwatch_service_forecast_lag_seconds         histogram  how long a deferred forecast lagged
-                                                          the first report it had not seen,
-                                                          ``schedule`` label
+grokwatch_service_forecast_backlog_runs        gauge      runs whose forecast still waits
+                                                          (answers come before forecasts)
+grokwatch_service_forecast_failures_total      counter    forecasts that raised
+grokwatch_service_forecast_lag_seconds         histogram  how long a forecast lagged the first
+                                                          report it had not seen
 =============================================  =========  =====================================
 
-Counters are plain integers bumped on the event loop and read at scrape time (no locks and no
-``_created`` series on the hot path).
+Counters are plain integers bumped on the event loop and read at scrape time (no locks on the
+hot path); the two histograms are ``prometheus_client`` histograms in the same registry.
 """
 
 from __future__ import annotations
 
-import bisect
 import collections
-import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -113,38 +100,6 @@ class RunCountersCollector(Collector):
         yield points
 
 
-class Histogram:
-    """A labelled histogram kept as plain counts, observed by one thread at a time (the event
-    loop; the worker too for the lags of the forecasts it brings up to date, under the service
-    lock). A scrape reads it without a lock: it may see a count and a sum one observation
-    apart. :meth:`touch` creates a label's series up front."""
-
-    def __init__(self, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
-        self.buckets = tuple(buckets)
-        self.series: dict[str, list[float]] = {}
-
-    def touch(self, label: str) -> list[float]:
-        counts = self.series.get(label)
-        if counts is None:
-            counts = self.series[label] = [0.0] * (len(self.buckets) + 2)
-        return counts
-
-    def observe(self, label: str, seconds: float) -> None:
-        counts = self.touch(label)
-        counts[bisect.bisect_left(self.buckets, seconds)] += 1
-        counts[-1] += seconds
-
-    def family(self, name: str, doc: str, label: str) -> HistogramMetricFamily:
-        family = HistogramMetricFamily(name, doc, labels=[label])
-        for value, counts in sorted(self.series.items()):
-            cumulative, buckets = 0.0, []
-            for bound, count in zip((*self.buckets, math.inf), counts[:-1], strict=True):
-                cumulative += count
-                buckets.append(("+Inf" if math.isinf(bound) else repr(bound), cumulative))
-            family.add_metric([value], buckets, counts[-1])
-        return family
-
-
 COUNTERS = {
     "ingest_requests": "Point batches the service accepted.",
     "ingested_points": "Evaluation points the service stored.",
@@ -166,11 +121,20 @@ class ServiceMetrics(Collector):
         self.table: RunTable | None = None
         self.counts: collections.Counter[str] = collections.Counter()
         self.rejected: collections.Counter[str] = collections.Counter()
-        self.latency = Histogram()
-        self.lags = Histogram(LAG_BUCKETS)
-        self.schedule = "interval"
-        """Label of the lag histogram: the service's schedule (``background``, ``auto``,
-        ``interval``; ``inline`` never defers)."""
+        self.latency = Histogram(
+            "grokwatch_service_request_duration_seconds",
+            "Time from receiving a request to sending its last byte, by route.",
+            ["handler"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.lags = Histogram(
+            "grokwatch_service_forecast_lag_seconds",
+            "Seconds from the first report a forecast had not seen to the forecast that took "
+            "it in (answers come first, forecasts right after).",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
         registry.register(RunCollector(self._views))
         registry.register(RunCountersCollector(self._runs))
         registry.register(self)
@@ -181,12 +145,8 @@ class ServiceMetrics(Collector):
     def _runs(self) -> list[LiveRun]:
         return [] if self.table is None else self.table.current()
 
-    def set_schedule(self, schedule: str) -> None:
-        self.schedule = schedule
-        self.lags.touch(schedule)  # exported from the start, zero until a forecast lags
-
     def forecast_lag(self, seconds: float) -> None:
-        self.lags.observe(self.schedule, seconds)
+        self.lags.observe(seconds)
 
     def inc(self, name: str, amount: int = 1) -> None:
         self.counts[name] += amount
@@ -199,9 +159,7 @@ class ServiceMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         for name, doc in COUNTERS.items():
-            family = CounterMetricFamily(f"grokwatch_service_{name}", doc)
-            family.add_metric([], self.counts[name])
-            yield family
+            yield CounterMetricFamily(f"grokwatch_service_{name}", doc, value=self.counts[name])
         rejected = CounterMetricFamily(
             "grokwatch_service_rejected_requests",
             "Requests the service refused, by reason code (the error field of the response).",
@@ -210,11 +168,6 @@ class ServiceMetrics(Collector):
         for reason, count in sorted(self.rejected.items()):
             rejected.add_metric([reason], count)
         yield rejected
-        yield self.latency.family(
-            "grokwatch_service_request_duration_seconds",
-            "Time from receiving a request to sending its last byte, by route.",
-            "handler",
-        )
         table = self.table
         live = GaugeMetricFamily(
             "grokwatch_service_live_runs",
@@ -226,58 +179,21 @@ class ServiceMetrics(Collector):
         live.add_metric(["running"], unfinished)
         live.add_metric(["finished"], len(runs) - unfinished)
         yield live
-        yield _one(
-            GaugeMetricFamily,
+        yield GaugeMetricFamily(
             "grokwatch_service_ready",
             "1 once the service has loaded its run table, else 0.",
-            float(table is not None and table.loaded),
+            value=float(table is not None and table.loaded),
         )
-        yield _one(
-            GaugeMetricFamily,
+        yield GaugeMetricFamily(
             "grokwatch_service_forecast_backlog_runs",
             "Runs answered before their forecast whose forecast still waits.",
-            table.forecast_backlog if table is not None else 0,
+            value=table.forecast_backlog if table is not None else 0,
         )
-        yield _one(
-            CounterMetricFamily,
-            "grokwatch_service_deferred_forecasts",
-            "Point batches answered before their forecast, which a background or "
-            "periodic update brought up to date later.",
-            table.deferred if table is not None else 0,
-        )
-        yield _one(
-            CounterMetricFamily,
+        yield CounterMetricFamily(
             "grokwatch_service_forecast_failures",
-            "Deferred forecasts that raised (logged; the run's forecast waits for its "
-            "next report).",
-            table.forecast_failures if table is not None else 0,
+            "Forecasts that raised (logged; the run's forecast waits for its next report).",
+            value=table.forecast_failures if table is not None else 0,
         )
-        rounds = getattr(table.store, "checkpoints", None) if table is not None else None
-        if rounds is not None:
-            checkpoints = CounterMetricFamily(
-                "grokwatch_service_wal_checkpoints",
-                "WAL checkpoint rounds of the database's checkpoint thread, by result: complete "
-                "(the whole log copied), partial (a reader's snapshot held it back), failed.",
-                labels=["result"],
-            )
-            for result, count in rounds.items():
-                checkpoints.add_metric([result], count)
-            yield checkpoints
-        yield self.lags.family(
-            "grokwatch_service_forecast_lag_seconds",
-            "Seconds from the first report a deferred forecast had not seen to the forecast "
-            "that took it in (only with deferred forecasts), by schedule.",
-            "schedule",
-        )
-
-
-def _one(
-    family: type[GaugeMetricFamily] | type[CounterMetricFamily], name: str, doc: str, value: float
-) -> Metric:
-    """A metric family of one unlabelled sample."""
-    metric = family(name, doc)
-    metric.add_metric([], value)
-    return metric
 
 
 class LatencyMiddleware:
@@ -297,4 +213,4 @@ class LatencyMiddleware:
         finally:
             route = scope.get("route")
             handler = getattr(route, "path", None) or "unmatched"
-            self.histogram.observe(handler, time.perf_counter() - started)
+            self.histogram.labels(handler).observe(time.perf_counter() - started)

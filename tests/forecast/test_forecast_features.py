@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grokwatch.forecast.features import FEATURE_NAMES, FeatureState, rows_of, run_features
-from grokwatch.forecast.training import thin
+from grokwatch.forecast.replay import thin
 
 
 def features(run, **kw):

@@ -18,13 +18,14 @@ from grokwatch.forecast.calibration import forecast_rows, reliability
 from grokwatch.forecast.evaluate import evaluate
 from grokwatch.forecast.lofo import (
     MINIMAL_MEASURES,
-    format_lofo,
     forecasts_of,
+    format_lofo,
     lofo_folds,
     minimal_run,
     run_lofo,
 )
-from grokwatch.forecast.training import fit_replays, replay
+from grokwatch.forecast.replay import replay
+from grokwatch.forecast.training import fit_replays
 
 FAST = {"classifier": "gam", "time_model": "ridge"}
 """Fits in milliseconds: the splitting does not depend on the model."""
@@ -96,7 +97,8 @@ def test_held_out_runs_never_reach_fitting_or_calibration(replays):
     result = run_lofo(folds, fit=fit, evaluate_fold=evaluate_fold)
     assert set(result["families"]) == {"alpha", "beta", "gamma"}
     assert len(seen) == 2 * len(folds)
-    for fold, (fit_call, eval_call) in zip(folds, zip(seen[::2], seen[1::2]), strict=True):
+    calls = list(zip(seen[::2], seen[1::2], strict=True))
+    for fold, (fit_call, eval_call) in zip(folds, calls, strict=True):
         held = {r.run_id for r in base if r.family == fold.family}
         assert fold.family not in fit_call[1] and not held & fit_call[2]
         assert fold.family not in eval_call[1] and not held & eval_call[2]
@@ -208,10 +210,8 @@ def test_evaluate_lofo_command_writes_the_json(runs, tmp_path):
         if r.family != "gamma":
             write_run(corpus, dict(r.meta), r.steps, r.columns, r.values)
     out = tmp_path / "out"
-    code = main(
-        ["evaluate", "--lofo", "--corpus", str(corpus), "--out", str(out), "--folds", "2"]
-        + ["--C", "1", "--no-plots"]
-    )
+    args = ["--corpus", str(corpus), "--out", str(out), "--folds", "2", "--no-plots"]
+    code = main(["evaluate", "--lofo", *args])
     assert code == 0
     data = json.loads((out / "lofo.json").read_text())
     assert set(data["families"]) == {"alpha", "beta"}

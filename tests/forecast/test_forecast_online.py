@@ -141,7 +141,7 @@ def test_a_model_path_and_a_bad_forecaster_name(tmp_path):
 
 
 def test_the_evaluation_replay_gives_exactly_the_online_forecasts():
-    from grokwatch.forecast.training import replay
+    from grokwatch.forecast.replay import replay
 
     run = make_run(7, groks=True)
     det = RunDetector(budget=run.labels["budget"])

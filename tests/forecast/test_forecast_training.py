@@ -17,14 +17,8 @@ from grokwatch.cli import main
 from grokwatch.forecast import io as model_io
 from grokwatch.forecast.baselines import BASELINES
 from grokwatch.forecast.evaluate import OURS, alert_step, auroc, evaluate, format_table
-from grokwatch.forecast.training import (
-    _folds,
-    choose_alert_threshold,
-    config_group,
-    fit_corpus,
-    replay,
-    training_rows,
-)
+from grokwatch.forecast.replay import choose_alert_threshold, config_group, replay
+from grokwatch.forecast.training import _folds, fit_corpus, training_rows
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ from grokwatch.detector import RunDetector
 from grokwatch.exceptions import ServiceError
 from grokwatch.service import create_app
 from grokwatch.service.errors import STATUS
-from grokwatch.service.schemas import NONFINITE_DESCRIPTION, DecisionOut, ForecastOut
 from grokwatch.store import MemoryStore, SQLiteStore
+from grokwatch.wire import NONFINITE_DESCRIPTION, DecisionOut, ForecastOut
 
 
 def curve(n: int, *, start: int = 0, every: int = 100) -> list[dict[str, Any]]:
@@ -513,7 +512,9 @@ def test_forecasts_flow_to_the_api_and_prometheus_and_survive_a_restart(tmp_path
     with TestClient(create_app(settings, detector_factory=factory)) as client:
         register(client, budget=5000)
         r = client.post("/v1/runs/r1/points", json={"points": curve(12)}).json()
-        assert r["decision"]["forecast"]["p_grok_budget"] == pytest.approx(0.25)
+        assert r["decision"]["forecast"] is None  # the answer comes before the forecast
+        state = client.get("/v1/runs/r1").json()  # a read brings the forecast up to date
+        assert state["decision"]["forecast"]["p_grok_budget"] == pytest.approx(0.25)
         text = client.get("/metrics").text
         assert 'grokwatch_run_grok_probability_ratio{run_id="r1"} 0.25' in text
         assert 'grokwatch_run_predicted_grok_step{run_id="r1"} 2000.0' in text
@@ -575,87 +576,6 @@ def test_the_forecaster_setting(tmp_path: Path) -> None:
         create_app(make_settings(tmp_path, forecaster=str(tmp_path / "missing.npz")))
 
 
-def _backlog(client: TestClient) -> float:
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith("grokwatch_service_forecast_backlog_runs "):
-            return float(line.split()[1])
-    raise AssertionError("no backlog gauge")
-
-
-def test_a_forecast_interval_defers_forecasts_to_the_background(tmp_path: Path) -> None:
-    """The batch's answer carries the phase at once; the service brings the forecast up to
-    date within the interval (the backlog gauge shows what waits); it is the inline one."""
-    inline_app = create_app(make_settings(tmp_path / "i"), store=MemoryStore())
-    deferred_app = create_app(
-        make_settings(tmp_path / "d", forecast_interval=0.05), store=MemoryStore()
-    )
-    with TestClient(inline_app) as inline, TestClient(deferred_app) as deferred:
-        assert _backlog(inline) == 0
-        for c in (inline, deferred):
-            register(c, budget=3000)
-        for start in (0, 800):
-            pts = curve(8, start=start)
-            want = inline.post("/v1/runs/r1/points", json={"points": pts}).json()
-            got = deferred.post("/v1/runs/r1/points", json={"points": pts}).json()
-            assert (got["last_step"], got["phase"]) == (want["last_step"], want["phase"])
-        deadline = time.monotonic() + 10
-        while _backlog(deferred) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert _backlog(deferred) == 0
-        a = deferred.get("/v1/runs/r1").json()["decision"]["forecast"]
-        b = inline.get("/v1/runs/r1").json()["decision"]["forecast"]
-        assert a is not None
-        assert a == b
-
-
-def test_a_deferred_forecast_waits_until_the_interval_or_a_read(tmp_path: Path) -> None:
-    app = create_app(make_settings(tmp_path, forecast_interval=3600), store=MemoryStore())
-    with TestClient(app) as client:
-        register(client, budget=3000)
-        r = client.post("/v1/runs/r1/points", json={"points": curve(12)}).json()
-        assert r["decision"]["forecast"] is None  # nothing forecast yet
-        assert r["phase"] == "grokking"  # but the phase is current
-        assert _backlog(client) == 1
-        state = client.get("/v1/runs/r1").json()  # a read brings it up to date
-        assert state["decision"]["forecast"] is not None
-        assert _backlog(client) == 0
-
-
-@pytest.mark.parametrize("interval", [0.02, 0.0])
-def test_the_service_database_is_checkpointed_by_a_thread_unless_told_not_to(
-    tmp_path: Path, interval: float
-) -> None:
-    app = create_app(make_settings(tmp_path, checkpoint_interval=interval))
-    db = tmp_path / "service.db"
-    with TestClient(app) as client:
-        assert register(client, "a").status_code == 201
-        points = [{"step": s, "values": {"train_accuracy": 0.5}} for s in range(50)]
-        assert client.post("/v1/runs/a/points", json={"points": points}).status_code == 200
-
-        def in_file() -> int:  # the database file alone: the log not read
-            alone = sqlite3.connect(f"file:{db}?immutable=1", uri=True)
-            try:
-                tables = {name for (name,) in alone.execute("SELECT name FROM sqlite_master")}
-                if "points" not in tables:  # not even the schema yet
-                    return 0
-                (n,) = alone.execute("SELECT count(*) FROM points").fetchone()
-            finally:
-                alone.close()
-            return int(n)
-
-        deadline = time.monotonic() + 10
-        while interval and in_file() < 50:  # the thread copies the log within a few rounds
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        time.sleep(0.1)
-        # with no thread, SQLite copies the log back only once it reaches 1000 pages
-        assert in_file() == (50 if interval else 0)
-    assert in_file() == 50  # the last connection to close copies the rest
-
-
-# -- forecast schedules ------------------------------------------------------------------------
-
-
 def _metric(client: TestClient, prefix: str) -> float:
     for line in client.get("/metrics").text.splitlines():
         if line.startswith(prefix):
@@ -663,57 +583,26 @@ def _metric(client: TestClient, prefix: str) -> float:
     raise AssertionError(f"no {prefix} in /metrics")
 
 
-def _forecast_of(client: TestClient, run_id: str) -> Any:
-    return client.get(f"/v1/runs/{run_id}").json()["decision"]["forecast"]
-
-
-def test_background_forecasts_come_without_a_read_and_equal_the_inline_ones(
-    tmp_path: Path,
-) -> None:
+def test_answers_come_first_and_the_forecasts_follow_without_a_read(tmp_path: Path) -> None:
+    """Each answer has its batch's phase and the run's previous forecast; the service then
+    makes the batch's forecast on its own, and it is the in-process detector's."""
     batches = [curve(8), curve(8, start=800), curve(8, start=1600)]
-    forecasts = {}
-    for schedule in ("inline", "background"):
-        settings = make_settings(tmp_path, forecast_schedule=schedule)
-        with TestClient(create_app(settings, store=MemoryStore())) as client:
-            register(client, budget=5000)
-            for points in batches:
-                assert client.post("/v1/runs/r1/points", json={"points": points}).status_code == 200
-            if schedule == "background":
-                deadline = time.monotonic() + 10
-                while client.get("/readyz").json()["forecast_backlog"] > 0:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.01)
-                assert _metric(client, "grokwatch_service_forecast_backlog_runs ") == 0
-                assert _metric(client, "grokwatch_service_deferred_forecasts_total ") == 3
-                lags = 'grokwatch_service_forecast_lag_seconds_count{schedule="background"}'
-                assert 1 <= _metric(client, lags) <= 3  # a run waits once until it is caught up
-            else:
-                assert _metric(client, "grokwatch_service_deferred_forecasts_total ") == 0
-            forecasts[schedule] = _forecast_of(client, "r1")
-    assert forecasts["inline"] is not None
-    assert forecasts["background"] == forecasts["inline"]
-
-
-def test_auto_forecasts_before_answering_only_after_a_quiet_spell(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, forecast_schedule="auto", forecast_idle_ms=2000)
-    with TestClient(create_app(settings, store=MemoryStore())) as client:
+    local = RunDetector(budget=5000)
+    with TestClient(create_app(make_settings(tmp_path), store=MemoryStore())) as client:
         register(client, budget=5000)
-        deferred = "grokwatch_service_deferred_forecasts_total "
-        assert client.post("/v1/runs/r1/points", json={"points": curve(5)}).status_code == 200
-        assert _metric(client, deferred) == 0  # the first batch after a quiet spell: inline
-        for i in range(1, 4):  # then batches in a row, well within 2 s of each other
-            points = curve(5, start=i * 500)
-            assert client.post("/v1/runs/r1/points", json={"points": points}).status_code == 200
-        assert _metric(client, deferred) == 3
-        assert _forecast_of(client, "r1") is not None
-
-
-def test_the_forecast_schedule_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    assert make_settings(tmp_path).schedule == "auto"
-    assert make_settings(tmp_path, forecast_interval=2.0).schedule == "interval"
-    monkeypatch.setenv("GROKWATCH_FORECAST_SCHEDULE", "background")
-    assert make_settings(tmp_path).schedule == "background"
-    with pytest.raises(ValueError, match="forecast_schedule"):
-        make_settings(tmp_path, forecast_schedule="sometimes")
-    with pytest.raises(ValueError, match="set one of them"):
-        make_settings(tmp_path, forecast_schedule="inline", forecast_interval=1.0)
+        previous = None
+        for points in batches:
+            answer = client.post("/v1/runs/r1/points", json={"points": points}).json()
+            decision = local.update_many([(p["step"], p["values"]) for p in points])
+            assert answer["phase"] == decision.phase.value
+            assert answer["decision"]["forecast"] == previous
+            deadline = time.monotonic() + 10
+            while _metric(client, "grokwatch_service_forecast_backlog_runs ") > 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            assert local.forecast is not None
+            previous = ForecastOut.of(local.forecast).model_dump(mode="json")
+        assert 1 <= _metric(client, "grokwatch_service_forecast_lag_seconds_count ") <= 3
+        state = client.get("/v1/runs/r1").json()
+        assert state["decision"]["forecast"] == previous
+        assert state["forecast"] == previous

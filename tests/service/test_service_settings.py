@@ -90,8 +90,8 @@ def test_the_example_environment_file_is_valid_settings(monkeypatch: pytest.Monk
             assert key in fields, key
             monkeypatch.setenv(key, value)
     settings = ServiceSettings()
-    assert (settings.host, settings.forecast_schedule, settings.checkpoint_interval) == (
+    assert (settings.host, settings.token_value, settings.max_live_runs) == (
         "0.0.0.0",
-        "auto",
-        0.0,
+        "change-me",
+        10_000,
     )

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from grokwatch.detector import RunDetector
 from grokwatch.exceptions import StoreError, UnknownRunError
-from grokwatch.service.schemas import PointsBatch, RunCreate
 from grokwatch.service.state import Ingested, RunTable, detector_for, load_forecaster
 from grokwatch.service.worker import Worker
 from grokwatch.store import MemoryStore
+from grokwatch.wire import PointsBatch, RunCreate, float_values
 
 
 def batch(steps: Sequence[int], *, dropped: int | None = None) -> PointsBatch:
@@ -137,111 +138,108 @@ def test_the_worker_hands_queued_items_over_together() -> None:
     assert isinstance(out[3], ValueError) and str(out[3]) == "odd 3"
 
 
-def deferred_table() -> RunTable:
-    t = RunTable(MemoryStore(), detector_factory=detector_for, defer_forecasts=True)
-    for rid in ("a", "b"):
-        t.register(RunCreate(run_id=rid, budget=3000))
-    return t
+def in_process(requests: Sequence[tuple[str, PointsBatch]], **kw: Any) -> dict[str, RunDetector]:
+    """The detectors an in-process agent would have after the same batches (the reference the
+    table's forecasts must equal once brought up to date)."""
+    detectors: dict[str, RunDetector] = {}
+    for run_id, b in requests:
+        if run_id != "nope":
+            points = sorted(((p["step"], float_values(p["values"])) for p in b.points), key=step_of)
+            detector = detectors.setdefault(run_id, detector_for({"budget": 3000}, **kw))
+            detector.update_many(points)
+    return detectors
 
 
-def test_deferred_forecasts_catch_up_to_the_inline_ones() -> None:
-    """With ``defer_forecasts`` a batch's answer has the current phase at once; the forecast
-    waits for ``flush_forecasts`` (or a read of the run) and is then the inline one."""
-    deferred, inline = deferred_table(), table()
+def step_of(point: tuple[int, Any]) -> int:
+    return point[0]
+
+
+def test_answers_come_before_their_forecast_which_then_equals_the_in_process_one() -> None:
+    """A batch's answer has the current phase at once; its forecast waits for
+    ``flush_forecasts`` and is then exactly the in-process detector's."""
+    lags: list[float] = []
+    t = table()
+    t.on_forecast = lags.append
+    reference = in_process(REQUESTS)
+    before = {rid: t.get(rid).detector.forecast for rid in ("a", "b")}
     for run_id, b in REQUESTS:
         if run_id == "nope":
             continue
-        got, want = deferred.ingest(run_id, b), inline.ingest(run_id, b)
-        assert (got.accepted, got.last_step, got.phase) == (
-            want.accepted,
-            want.last_step,
-            want.phase,
-        )
-    assert deferred.forecast_backlog == 2
-    assert deferred.flush_forecasts() == 0
-    assert deferred.forecast_backlog == 0
+        got = t.ingest(run_id, b)
+        assert got.decision is not None and got.decision.forecast is before[run_id]
+    assert t.forecast_backlog == 2 and lags == []
+    assert t.flush_forecasts() == 0
+    assert t.forecast_backlog == 0 and len(lags) == 2 and min(lags) >= 0
     for rid in ("a", "b"):
-        x, y = deferred.get(rid), inline.get(rid)
-        assert repr(x.detector.forecast) == repr(y.detector.forecast)
+        x, y = t.get(rid), reference[rid]
+        assert x.detector.forecast is not None
+        assert repr(x.detector.forecast) == repr(y.forecast)
+        assert x.decision is not None and y.decision is not None
         # the same decision, but its change points are those confirmed since the last flush
-        assert x.decision is not None
-        assert y.decision is not None
         assert dataclasses.replace(x.decision, change_points=()) == dataclasses.replace(
             y.decision, change_points=()
         )
         assert set(y.decision.change_points) <= set(x.decision.change_points)
-        assert x.detector.summary() == y.detector.summary()
+        assert x.detector.summary() == y.summary()
 
 
 def test_a_read_or_a_finish_brings_the_forecast_up_to_date() -> None:
-    deferred, inline = deferred_table(), table()
-    for t in (deferred, inline):
-        t.ingest("a", batch(range(0, 1600, 100)))
-        t.ingest("b", batch(range(0, 600, 100)))
-    assert deferred.forecast_backlog == 2
-    assert repr(deferred.get("a").detector.forecast) == repr(inline.get("a").detector.forecast)
-    assert deferred.forecast_backlog == 1  # "b" still waits
-    finished = deferred.finish("b", {})
-    assert deferred.forecast_backlog == 0
-    assert finished.summary == inline.finish("b", {}).summary
+    t = table()
+    requests = [("a", batch(range(0, 1600, 100))), ("b", batch(range(0, 600, 100)))]
+    for run_id, b in requests:
+        t.ingest(run_id, b)
+    reference = in_process(requests)
+    assert t.forecast_backlog == 2
+    assert repr(t.get("a").detector.forecast) == repr(reference["a"].forecast)
+    assert t.forecast_backlog == 1  # "b" still waits
+    finished = t.finish("b", {})
+    assert t.forecast_backlog == 0
+    assert repr(finished.detector.forecast) == repr(reference["b"].forecast)
+    assert finished.summary == reference["b"].summary()
 
 
-def test_flush_forecasts_works_in_slices_and_oldest_first() -> None:
-    t = deferred_table()
+def test_flush_forecasts_takes_the_longest_waiting_runs_first() -> None:
+    t = table()
     t.register(RunCreate(run_id="c", budget=3000))
     for rid in ("b", "c", "a"):
         t.ingest(rid, batch(range(0, 800, 100)))
     runs = {r.run_id: r for r in t.live()}  # no read through get(): that would flush
     assert t.forecast_backlog == 3
-    assert t.flush_forecasts(budget=0.0) == 2  # a zero budget still updates one run
+    assert t.flush_forecasts(1) == 2
     assert [rid for rid in "bca" if runs[rid].detector.pending] == ["c", "a"]
-    assert t.flush_forecasts(budget=0.0) == 1
+    assert t.flush_forecasts(1) == 1
     assert [rid for rid in "bca" if runs[rid].detector.pending] == ["a"]
     assert t.flush_forecasts() == 0
     assert not any(r.detector.pending for r in runs.values())
 
 
-def test_a_forecast_before_the_answer_catches_a_waiting_run_up() -> None:
-    lags: list[float] = []
-    t = RunTable(
-        MemoryStore(), detector_factory=detector_for, defer_forecasts=True, on_forecast=lags.append
-    )
-    t.register(RunCreate(run_id="a", budget=3000))
-    t.ingest("a", batch(range(0, 500, 100)))
-    t.ingest("a", batch(range(500, 900, 100)))
-    assert (t.forecast_backlog, t.deferred, lags) == (1, 2, [])
-    t.ingest_many([("a", batch(range(900, 1300, 100)))], forecast=True)
-    assert t.forecast_backlog == 0 and len(lags) == 1 and lags[0] >= 0
-    inline = table()
-    for steps in (range(0, 500, 100), range(500, 900, 100), range(900, 1300, 100)):
-        inline.ingest("a", batch(steps))
-    assert repr(t.get("a").detector.forecast) == repr(inline.get("a").detector.forecast)
-
-
 def test_change_points_of_forecasts_made_after_the_answer_come_with_the_next_answer() -> None:
-    """A deferred forecast confirms its change points after the batch was answered: the next
-    answer carries them, so an agent sees every change point an inline service would send."""
-    factory = functools.partial(detector_for, forecaster=load_forecaster("default"))
-    sent = {}
-    for deferred in (False, True):
-        t = RunTable(MemoryStore(), detector_factory=factory, defer_forecasts=deferred)
-        t.register(RunCreate(run_id="a", budget=5000))
-        got: list[Any] = []
-        for i in range(30):
-            answer = t.ingest("a", batch([i * 100]))
-            assert answer.decision is not None
-            got += answer.decision.change_points
-            t.flush_forecasts(0.0)  # what the background task does after each answer
-        got += t.ingest("a", batch([3000])).decision.change_points  # type: ignore[union-attr]
-        sent[deferred] = got
-    assert len(sent[False]) >= 1
-    assert sent[True] == sent[False]
+    """A forecast confirms its change points after the batch was answered: the next answer
+    carries them, so an agent sees every change point the in-process detector confirms."""
+    forecaster = load_forecaster("default")
+    factory = functools.partial(detector_for, forecaster=forecaster)
+    t = RunTable(MemoryStore(), detector_factory=factory)
+    t.register(RunCreate(run_id="a", budget=3000))
+    reference = detector_for({"budget": 3000}, forecaster=forecaster)
+    sent: list[Any] = []
+    confirmed: list[Any] = []
+    for i in range(31):
+        b = batch([i * 100])
+        answer = t.ingest("a", b)
+        assert answer.decision is not None
+        sent += answer.decision.change_points
+        if i < 30:  # the last batch's own change points come with the next answer
+            point = (i * 100, float_values(b.points[0]["values"]))
+            confirmed += reference.update_many([point]).change_points
+            t.flush_forecasts(1)  # what the background task does after each answer
+    assert len(confirmed) >= 1
+    assert sent == confirmed
 
 
-def test_a_failing_deferred_forecast_is_counted_and_the_others_go_on(
+def test_a_failing_forecast_is_counted_and_the_others_go_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    t = deferred_table()
+    t = table()
     for rid in ("a", "b"):
         t.ingest(rid, batch(range(0, 800, 100)))
     runs = {r.run_id: r for r in t.live()}

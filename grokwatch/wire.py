@@ -1,4 +1,4 @@
-"""Wire schemas of the detector service, shared by the service and the agent's HTTP transport.
+"""Wire schemas of the detector service: the requests the agent sends and the answers it reads.
 
 This module depends on pydantic only (no FastAPI), so the agent can build and read requests
 without the service extras installed.

@@ -1,0 +1,258 @@
+"""The documentation's benchmark tables, rendered from the committed JSON in ``benchmarks/results``.
+
+Every table on the docs site's benchmark pages is written by this module, never by hand: a page
+holds a marker ``<!-- table: NAME -->`` and the MkDocs hook (``docs/hooks.py``) replaces it with
+``render(NAME)`` at build time. The same tables print in a terminal:
+
+    python benchmarks/doc_tables.py            # every table
+    python benchmarks/doc_tables.py overhead   # one of them
+    python benchmarks/doc_tables.py --list     # their names
+
+A table whose JSON is missing renders as a one-line note naming the file, so a benchmark that is
+removed or not yet run never breaks the build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _sibling(name: str) -> ModuleType:
+    """Another script of ``benchmarks/`` (not a package), imported by path."""
+    path = ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"benchmarks/{name}.py not found")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A markdown table: the header, its rule, one line a row."""
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _json(relative: str) -> Any:
+    return json.loads((RESULTS / relative).read_text())
+
+
+def _us(x: float) -> str:
+    return f"{x / 1000:.2f} ms" if x >= 100 else f"{x:.1f} µs"
+
+
+def overhead() -> str:
+    """Each probe's cost per evaluation in training steps (``benchmarks/overhead.py``)."""
+    data = _json("overhead.json")
+    costs: dict[str, float] = data["probe_cost_in_train_steps"]
+    ranked = sorted(costs.items(), key=lambda kv: -kv[1])
+    rows = [(f"`{name}`", f"{cost:.2f}") for name, cost in ranked]
+    rows.append((f"**all {len(costs)}**", f"**{sum(costs.values()):.1f}**"))
+    note = (
+        f"\n\nOne training step of the reference run = {data['train_step_ms']:.1f} ms of CPU "
+        f"({data['steps']} steps, {data['repeats']} interleaved repeats)."
+    )
+    return table(("probe", "cost / evaluation (training steps)"), rows) + note
+
+
+def overhead_cadences() -> str:
+    """Probe cost as a share of training time at each measured cadence, and the measured ratios."""
+    data = _json("overhead.json")
+    total = sum(data["probe_cost_in_train_steps"].values())
+    rows = []
+    for every, entry in sorted(data["cadences"].items(), key=lambda kv: int(kv[0])):
+        rows.append((every, f"{total / int(every):.1%}", f"{entry['wall_ratio_median'] - 1:+.1%}",
+                     f"{entry['cpu_ratio_median'] - 1:+.1%}"))  # fmt: skip
+    return table(
+        ("every", "probe cost / training time", "measured wall (median)", "measured CPU (median)"),
+        rows,
+    )
+
+
+def store_records() -> str:
+    """Record size and insert cost by store schema (``benchmarks/store_records.py``)."""
+    data = _json("store_records.json")
+    return (
+        table(
+            ("record", "bytes per record", "µs per point", "database (MB)"),
+            (
+                (r["record"], r["record_bytes"], r["us_per_point"], r["db_mb"])
+                for r in data["results"]
+            ),
+        )
+        + f"\n\n{data['points']} points in batches of {data['batch']}, {data['cpus']} CPUs."
+    )
+
+
+def forecast_update_cost() -> str:
+    """One detector update's cost by cadence (``benchmarks/forecast_update_cost.py``)."""
+    data = _json("forecast/update_cost.json")
+    parts = (
+        ("detector_with_forecaster", "with the forecaster"),
+        ("features_and_change_points", "features and change points"),
+        ("model_and_assembly", "trees and assembly"),
+        ("detector_without_forecaster", "rule-based only"),
+    )
+    rows = []
+    for cadence, entry in sorted(data["cadences"].items(), key=lambda kv: int(kv[0])):
+        for key, label in parts:
+            if key in entry:
+                m = entry[key]
+                rows.append((cadence, label, m["n"], _us(m["mean_us"]), _us(m["median_us"]),
+                             _us(m["p99_us"])))  # fmt: skip
+    return table(("cadence", "update", "updates", "mean", "median", "p99"), rows) + (
+        f"\n\nSource: {data['source']}, {data['repeats']} repeats, {data['machine']}."
+    )
+
+
+def _forecast_group(split: str, group: str, file: str = "forecast/evaluation.json") -> str:
+    result = _json(file)
+    entry = result[split]["groups"][group]
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(entry["outcomes"].items()))
+    title = "all evaluation families" if group == "overall" else group
+    head = f"**{title}** ({split}; {entry['n_runs']} runs: {counts})\n\n"
+    return head + str(_sibling("forecast_tables").table(entry))
+
+
+def forecast_groups() -> str:
+    """The evaluation tables of ``grokwatch evaluate``, one per group (``evaluation.json``)."""
+    result = _json("forecast/evaluation.json")
+    parts = []
+    for split in ("eval", "heldout"):
+        for group in result.get(split, {}).get("groups", {}):
+            if split == "heldout" and group == "overall":
+                continue
+            parts.append(_forecast_group(split, group))
+    return "\n\n".join(parts)
+
+
+def _service(name: str) -> str:
+    """A table of ``benchmarks/service_tables.py`` over the committed service results."""
+    module = _sibling("service_tables")
+    directory = RESULTS / "service"
+    module.DIRS = [directory]  # the directories it reads; one here, so no "code" column
+    return str(getattr(module, name)(directory))
+
+
+def _replicas(entry: dict[str, Any]) -> str:
+    n = entry.get("replicas", 1)
+    return "one process" if n == 1 else f"{n} replicas"
+
+
+def service_targets() -> str:
+    """The service's targets against the best measured row of each (computed, not typed)."""
+    directory = RESULTS / "service"
+
+    def entries(pattern: str) -> list[dict[str, Any]]:
+        return [
+            dict(e, file=p.stem)
+            for p in sorted(directory.glob(pattern))
+            for e in json.loads(p.read_text())
+        ]
+
+    ingest = entries("ingest_*.json")
+    metrics = [
+        dict(e, forecaster=e["file"].removeprefix("metrics_")) for e in entries("metrics_*.json")
+    ]
+    memory = entries("memory_*.json")
+    rows = []
+    for forecaster in ("none", "default"):
+        tp = [e for e in ingest if e["scenario"] == "throughput" and e["forecaster"] == forecaster]
+        live = [e for e in ingest if e["scenario"] == "live" and e["forecaster"] == forecaster
+                and e["runs"] >= 1000]  # fmt: skip
+        met = [e for e in metrics if e["forecaster"] == forecaster and e["series"] >= 10_000]
+        mem = [e for e in memory if e["forecaster"] == forecaster]
+
+        def verdict(ok: bool) -> str:
+            return "**met**" if ok else "**not met**"
+
+        if tp:
+            best = max(tp, key=lambda e: e["points_per_s"])
+            rows.append((forecaster, "≥ 100k points/s", verdict(best["points_per_s"] >= 100_000),
+                         f"{best['points_per_s'] / 1000:.0f}k points/s ({_replicas(best)}, "
+                         f"{best['batch']} points per request)"))  # fmt: skip
+        if live:
+            best = min(live, key=lambda e: e["p99_ms"])
+            rows.append((forecaster, "p99 ≤ 20 ms, 1000 runs × 1/s", verdict(best["p99_ms"] <= 20),
+                         f"{best['p99_ms']:.3g} ms ({_replicas(best)}, "
+                         f"{best['report_points']} points per report, schedule "
+                         f"{best.get('forecast_schedule') or 'default'})"))  # fmt: skip
+        if met:
+            worst = max(max(e.get("render_ms_median", 0), e.get("get_ms_median", 0)) for e in met)
+            rows.append((forecaster, "`/metrics` ≤ 100 ms at 10k series", verdict(worst <= 100),
+                         f"{worst:.3g} ms (slowest of in-process and HTTP)"))  # fmt: skip
+        if mem:
+            worst_mem = max(mem, key=lambda e: e["mb_per_1000_runs"])
+            rows.append((forecaster, "≤ 50 MB per 1000 live runs",
+                         verdict(worst_mem["mb_per_1000_runs"] <= 50),
+                         f"{worst_mem['mb_per_1000_runs']} MB at {worst_mem['points_per_run']} "
+                         "evaluations per run"))  # fmt: skip
+    return table(("forecaster", "target", "verdict", "best measured (worst for limits)"), rows)
+
+
+def cli_timing() -> str:
+    """``grokwatch --help`` and every subcommand's ``--help`` beside ``python -c pass``."""
+    data = _json("cli_help.json")
+    base = data["baseline"]
+    rows = [(f"`{r['command']}`", f"{r['median_s']:.3f} s", f"{r['max_s']:.3f} s",
+             f"{r['median_s'] - base['median_s']:+.3f} s") for r in data["commands"]]  # fmt: skip
+    rows.insert(0, (f"`{base['command']}` (baseline)", f"{base['median_s']:.3f} s",
+                    f"{base['max_s']:.3f} s", "—"))  # fmt: skip
+    return table(("command", "median", "slowest", "over the baseline"), rows) + (
+        f"\n\n{data['repeats']} runs of each, interleaved, on {data['machine']}; "
+        f"target {data['target_s']} s."
+    )
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "overhead": overhead,
+    "overhead_cadences": overhead_cadences,
+    "store_records": store_records,
+    "forecast_update_cost": forecast_update_cost,
+    "forecast_groups": forecast_groups,
+    "service_throughput": lambda: _service("throughput"),
+    "service_live": lambda: _service("live"),
+    "service_metrics": lambda: _service("metrics"),
+    "service_memory": lambda: _service("memory"),
+    "service_targets": service_targets,
+    "cli_timing": cli_timing,
+}
+
+
+def render(name: str) -> str:
+    """The markdown of table ``name``; a note instead when its JSON is missing."""
+    if name not in TABLES:
+        raise KeyError(f"unknown table {name!r}; known: {', '.join(sorted(TABLES))}")
+    try:
+        return TABLES[name]()
+    except FileNotFoundError as exc:
+        missing = Path(exc.filename).relative_to(ROOT) if exc.filename else "its JSON"
+        return f"*(No results yet: `{missing}` is not in the repository.)*"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="tables to print (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the table names")
+    args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(sorted(TABLES)))
+        return
+    for name in args.names or list(TABLES):
+        print(f"## {name}\n\n{render(name)}\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
