@@ -210,6 +210,7 @@ def evaluate_lofo(
     out: str | Path | None,
     cadence: int | None = None,
     cadences: Sequence[int] = (250, 500),
+    view_cadences: Sequence[int] = (500,),
     folds: int = 5,
     fold_by: str = "family",
     calibrate: str = "isotonic",
@@ -224,7 +225,9 @@ def evaluate_lofo(
 ) -> dict[str, Any]:
     """``grokwatch evaluate --lofo``: leave one family out over the runs of ``corpora`` (one
     or more corpus directories; a family may span several), see :mod:`.lofo`. ``cadence``
-    thins the evaluated runs (fitting always uses every cadence); ``shipped`` (a fitted
+    thins the evaluated runs (fitting always uses every cadence); ``view_cadences`` (each
+    one of ``cadences``) are evaluated too, with the same models, when ``cadence`` is not
+    given (by default 500 steps, the agent's default cadence); ``shipped`` (a fitted
     model) is also scored on the families it was not fitted on. Writes ``NAME.json``,
     ``NAME.md`` and ``NAME/reliability_FAMILY.png`` to ``out``."""
     from functools import partial
@@ -253,7 +256,12 @@ def evaluate_lofo(
         _fit_fold, folds=folds, fold_by=fold_by, calibrate=calibrate, far=far, C_grid=C_grid,
         params=params, seed=seed, say=say,
     )  # fmt: skip
-    result = run_lofo(folds_, fit=fit, minimal=minimal, rename=_group_name, log=say)
+    views = {
+        f"cadence {c}": {r.run_id: r for r in extra if r.cadence == c}
+        for c in view_cadences
+        if c in cadences and cadence is None
+    }
+    result = run_lofo(folds_, fit=fit, minimal=minimal, views=views, rename=_group_name, log=say)
     models = result.pop("models")  # not JSON; handed back at the end
     result["settings"] = {
         "corpora": [str(c) for c in corpora],
@@ -269,7 +277,7 @@ def evaluate_lofo(
         "seconds": round(time.perf_counter() - t0, 1),
     }
     if shipped is not None:
-        result["shipped"] = _score_shipped(shipped, folds_, minimal, say)
+        result["shipped"] = _score_shipped(shipped, folds_, minimal, views, say)
     text = format_lofo(result)
     say(text)
     if out is not None:
@@ -316,9 +324,11 @@ def _score_shipped(
     model: GrokForecaster,
     folds: Sequence[Any],
     minimal: dict[str, Replay],
+    views: dict[str, dict[str, Replay]],
     say: Say,
 ) -> dict[str, Any]:
-    """The shipped model on every family none of its fitting runs came from."""
+    """The shipped model on every family none of its fitting runs came from (and on the
+    ``views`` of them, under ``"views"``)."""
     from grokwatch.forecast.evaluate import evaluate
     from grokwatch.forecast.lofo import family_summary, forecasts_of, minimal_summary, summary_line
 
@@ -327,7 +337,7 @@ def _score_shipped(
     if fitted_on is None:  # models of before: fitted on one split of the corpus
         split = report.get("split", "train")
         fitted_on = sorted({r.family for f in folds for r in f.test if r.split == split})
-    out: dict[str, Any] = {"fitted_on": list(fitted_on), "families": {}}
+    out: dict[str, Any] = {"fitted_on": list(fitted_on), "families": {}, "views": {}}
     for fold in folds:
         if fold.family in fitted_on:
             continue
@@ -338,4 +348,9 @@ def _score_shipped(
         summary["minimal"] = minimal_summary(model, small)
         out["families"][fold.family] = summary
         say("shipped model, " + summary_line(fold.family, summary))
+        for name, view in views.items():
+            test_v = [_group_name(view[r.run_id]) for r in fold.test if r.run_id in view]
+            res_v = evaluate(model, test_v, (), baselines=())
+            fams = out["views"].setdefault(name, {"families": {}})["families"]
+            fams[fold.family] = family_summary(test_v, forecasts_of(model, test_v), res_v)
     return out

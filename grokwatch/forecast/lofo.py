@@ -250,12 +250,15 @@ def run_lofo(
     fit: Fit,
     evaluate_fold: Evaluate = evaluate,
     minimal: Mapping[str, Replay] | None = None,
+    views: Mapping[str, Mapping[str, Replay]] | None = None,
     rename: Callable[[Replay], Replay] = lambda r: r,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Fit and evaluate every fold; per family the :func:`family_summary`, the minimal-user
     summary (``minimal``: run id -> the run's minimal replay) and the evaluation's tables
-    (without the threshold curves), then the macro average over families.
+    (without the threshold curves), then the macro average over families. ``views`` (name
+    -> run id -> replay; e.g. the runs thinned to the agent's default cadence) are evaluated
+    with the same fold models, each under ``result["views"][name]``.
 
     ``rename`` maps a test run to the group it is reported in (the corpus's held-out split
     gets its own row); the family's headline is over all its runs."""
@@ -263,6 +266,7 @@ def run_lofo(
     families: dict[str, Any] = {}
     details: dict[str, Any] = {}
     models: dict[str, GrokForecaster] = {}
+    seen: dict[str, dict[str, Any]] = {name: {} for name in views or {}}
     for fold in folds:
         say(f"-- held out: {fold.family} ({len(fold.test)} runs); fitting on {len(fold.train)}")
         model = fit(fold.train, fold.extra)
@@ -287,9 +291,15 @@ def run_lofo(
             },
         }
         say(summary_line(fold.family, summary))
+        for name, view in (views or {}).items():
+            test_v = [rename(view[r.run_id]) for r in fold.test if r.run_id in view]
+            res_v = evaluate_fold(model, test_v, fold.train)
+            seen[name][fold.family] = family_summary(test_v, forecasts_of(model, test_v), res_v)
+            say(f"  {name}: " + summary_line(fold.family, seen[name][fold.family]))
     return {
         "families": families,
         "macro": macro_average(families),
+        "views": {n: {"families": f, "macro": macro_average(f)} for n, f in seen.items() if f},
         "details": details,
         "models": models,
     }
@@ -345,18 +355,15 @@ HEADLINE = (
 )
 
 
-def format_lofo(result: Mapping[str, Any]) -> str:
-    """The leave-one-family-out tables (markdown) of a :func:`run_lofo` result or of the
-    ``lofo.json`` written from it: headline, goals, baselines at FAR <= 5 %, minimal users and,
-    when present, the shipped model on the families it never saw."""
-    fams: Mapping[str, Any] = result["families"]
+def _headline(result: Mapping[str, Any]) -> str:
+    """The headline table: one row per held-out family, then the macro average."""
     lines = [
         "| held-out family | runs (grokking / not) | threshold | "
         + " | ".join(h for _, h in HEADLINE)
         + " |"
     ]
     lines.append("|---" * (len(HEADLINE) + 3) + "|")
-    for name, s in fams.items():
+    for name, s in result["families"].items():
         cells = [_f(s.get(k), "{:.3f}" if k == "ece" else "{:.2f}") for k, _ in HEADLINE]
         lines.append(
             f"| {name} | {s['n_runs']} ({s['n_grokking']} / {s['n_negative']}) | "
@@ -366,6 +373,15 @@ def format_lofo(result: Mapping[str, Any]) -> str:
     if macro:
         cells = [_f(macro.get(k), "{:.3f}" if k == "ece" else "{:.2f}") for k, _ in HEADLINE]
         lines.append("| **macro average** | | | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_lofo(result: Mapping[str, Any]) -> str:
+    """The leave-one-family-out tables (markdown) of a :func:`run_lofo` result or of the
+    ``lofo.json`` written from it: headline, goals, baselines at FAR <= 5 %, minimal users and,
+    when present, the shipped model on the families it never saw."""
+    fams: Mapping[str, Any] = result["families"]
+    lines = [_headline(result)]
     lines += ["", "| held-out family | " + " | ".join(GOALS) + " |"]
     lines.append("|---" * (len(GOALS) + 1) + "|")
     for name, s in fams.items():
@@ -388,6 +404,9 @@ def format_lofo(result: Mapping[str, Any]) -> str:
                 for n in names
             ]
             lines.append(f"| {name} | " + " | ".join(row) + " |")
+    for view, entry in (result.get("views") or {}).items():
+        lines += ["", f"Every held-out run thinned ({view}), the same models:", ""]
+        lines.append(_headline(entry))
     minimal = {n: s["minimal"] for n, s in fams.items() if s.get("minimal")}
     if minimal:
         keys = ("recall", "far", "recall_far05", "lead_gap", "auroc25", "ece", "mean_confidence")
@@ -409,10 +428,14 @@ def format_lofo(result: Mapping[str, Any]) -> str:
             f"The shipped model (fitted on {', '.join(shipped.get('fitted_on', []))}) on the "
             "families it never saw:",
             "",
-            "| family | " + " | ".join(keys) + " |",
-            "|---" * (len(keys) + 1) + "|",
+            "| family | " + " | ".join(keys) + " | minimal users' recall |",
+            "|---" * (len(keys) + 2) + "|",
         ]
-        for name, m in shipped["families"].items():
+        rows = [(name, m) for name, m in shipped["families"].items()]
+        for view, entry in (shipped.get("views") or {}).items():
+            rows += [(f"{name}, {view}", m) for name, m in entry["families"].items()]
+        for name, m in rows:
             cells = [_f(m.get(k), "{:.3f}" if k == "ece" else "{:.2f}") for k in keys]
+            cells.append(_f((m.get("minimal") or {}).get("recall")))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -113,7 +113,11 @@ def test_lofo_result_has_every_headline_and_a_table(runs, replays):
         return fit_replays(train, extra_, folds=2, C_grid=(1.0,), params=FAST)[0]
 
     minimal = {r.run_id: replay(minimal_run(r)) for r in runs}
-    res = run_lofo(folds, fit=fit, minimal=minimal)
+    views = {"cadence 250": {r.run_id: r for r in extra}}
+    res = run_lofo(folds, fit=fit, minimal=minimal, views=views)
+    thinned = res["views"]["cadence 250"]["families"]
+    assert set(thinned) == {"alpha", "beta"}
+    assert thinned["alpha"]["n_runs"] == res["families"]["alpha"]["n_runs"]
     for fam in ("alpha", "beta"):
         s = res["families"][fam]
         for key in ("recall", "far", "lead_gap", "auroc25", "coverage", "ece"):
@@ -126,6 +130,7 @@ def test_lofo_result_has_every_headline_and_a_table(runs, replays):
     )
     text = format_lofo(res)
     assert "| alpha |" in text and "macro average" in text and "Minimal users" in text
+    assert "thinned (cadence 250)" in text
 
 
 def test_minimal_run_keeps_only_loss_and_accuracy(runs):
