@@ -126,6 +126,8 @@ def _fit(args: argparse.Namespace) -> int:
         C_grid=_floats(args.C),
         classifier=args.classifier,
         cadences=_ints(args.cadences),
+        fold_by=args.fold_by,
+        calibrate=args.calibrate,
         seed=args.seed,
     )
     return 0
@@ -223,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--corpus", required=True, help="corpus directory (trainer/data/corpus)")
     fit.add_argument("--out", required=True, help="model file to write (.npz)")
-    fit.add_argument("--split", default="train", help="corpus split to fit on (default train)")
+    fit.add_argument(
+        "--split", default="train", help="corpus split(s) to fit on, comma-sep. (default train)"
+    )
     fit.add_argument("--folds", type=int, default=5, help="grouped CV folds (default 5)")
     fit.add_argument("--far", type=float, default=0.05, help="validation false-alarm budget")
     fit.add_argument("--C", default="0.3,1,3", help="inverse penalties to try, comma-sep.")
@@ -231,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--classifier", choices=["trees", "gam"], default="trees", help="P(grok) model"
     )
     fit.add_argument("--cadences", default="250,500", help="extra evaluation cadences to train on")
+    fit.add_argument(
+        "--fold-by", choices=["config", "family"], default="config", help="inner CV groups"
+    )
+    fit.add_argument(
+        "--calibrate",
+        choices=["none", "isotonic"],
+        default="none",
+        help="isotonic map of P fitted on the out-of-fold forecasts",
+    )
     fit.add_argument("--seed", type=int, default=0, help="fold assignment seed")
     fit.set_defaults(func=_fit)
 

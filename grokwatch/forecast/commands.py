@@ -40,19 +40,26 @@ def fit_model(
     C_grid: Sequence[float] = (0.3, 1.0, 3.0),
     classifier: str = "trees",
     cadences: Sequence[int] = (250, 500),
+    fold_by: str = "config",
+    calibrate: str = "none",
     seed: int = 0,
     say: Say = print,
 ) -> tuple[GrokForecaster, dict[str, Any]]:
-    """Fit on the ``split`` runs of ``corpus`` and save the model to ``out``."""
+    """Fit on the ``split`` runs of ``corpus`` (comma-separated splits: all of them) and
+    save the model to ``out``; ``fold_by`` and ``calibrate`` as in
+    :func:`~.training.fit_replays`."""
     from grokwatch.forecast.io import save
 
-    runs = list(_load_corpus(corpus, split))
+    splits = [s for s in split.split(",") if s]
+    runs = list(_load_corpus(corpus, splits))
     if not runs:
         raise ValueError(f"no finished runs with split {split!r} in {corpus}")
     t0 = time.perf_counter()
     model, report = fit_corpus(
         runs,
         folds=folds,
+        fold_by=fold_by,
+        calibrate=calibrate,
         far=far,
         C_grid=C_grid,
         extra_cadences=cadences,
@@ -61,6 +68,8 @@ def fit_model(
         log=say,
     )
     info = {**report.to_json(), "corpus": str(corpus), "split": split, "seed": seed}
+    info["families"] = sorted({r.family for r in runs})
+    info["calibrate"] = calibrate
     info["fit_seconds"] = round(time.perf_counter() - t0, 1)
     save(model, out, report=info)
     oof = report.oof

@@ -41,6 +41,7 @@ __all__ = [
     "LofoFold",
     "family_summary",
     "forecasts_of",
+    "format_ablations",
     "format_lofo",
     "lofo_folds",
     "macro_average",
@@ -438,4 +439,30 @@ def format_lofo(result: Mapping[str, Any]) -> str:
             cells = [_f(m.get(k), "{:.3f}" if k == "ece" else "{:.2f}") for k in keys]
             cells.append(_f((m.get("minimal") or {}).get("recall")))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+ABLATION_KEYS = (
+    ("recall", "recall"),
+    ("far", "FAR"),
+    ("recall_far05", "recall at FAR ≤ 5 %"),
+    ("lead_gap", "lead (× gap)"),
+    ("auroc25", "AUROC 25 %"),
+    ("coverage", "coverage"),
+    ("ece", "ECE"),
+    ("hopeless_grokking", "grokkers called hopeless"),
+)
+
+
+def format_ablations(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """One row per variant and held-out family (and the macro average): what each change
+    of the method does to the leave-one-family-out numbers (``results``: variant name ->
+    a ``lofo.json``)."""
+    lines = ["| variant | held-out family | " + " | ".join(h for _, h in ABLATION_KEYS) + " |"]
+    lines.append("|---" * (len(ABLATION_KEYS) + 2) + "|")
+    for variant, result in results.items():
+        rows = [*result["families"].items(), ("**macro**", result.get("macro") or {})]
+        for fam, s in rows:
+            cells = [_f(s.get(k), "{:.3f}" if k == "ece" else "{:.2f}") for k, _ in ABLATION_KEYS]
+            lines.append(f"| {variant} | {fam} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
