@@ -81,6 +81,10 @@ class Agent:
         seen, and at :meth:`close`.
     run_id, config, budget:
         Identity, the run's resolved configuration (saved with the run) and its step budget.
+    labels:
+        Free-form string labels of the run (``experiment``, ``team``, ...): sent with its
+        registration; the exporters show ``experiment`` and ``team`` on ``grokwatch_run_info``
+        so that alerts route by them.
     db:
         SQLite path for the run table (default :func:`default_db_path`); ``None`` keeps
         nothing on disk. Ignored when ``transport`` is given.
@@ -109,6 +113,7 @@ class Agent:
         run_id: str | None = None,
         config: Mapping[str, Any] | None = None,
         budget: int | None = None,
+        labels: Mapping[str, str] | None = None,
         db: Any = _DEFAULT,
         transport: Transport | None = None,
         detector: str | Sequence[str] | None = None,
@@ -141,6 +146,10 @@ class Agent:
             raise ConfigError(f"snapshot_every must be an int >= 1, got {snapshot_every=!r}")
         if budget is not None and (not isinstance(budget, int) or budget < 1):
             raise ConfigError(f"budget must be a positive int, got {budget=!r}")
+        if labels is not None and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise ConfigError(f"labels must map str to str, got {labels=!r}")
         if modulus is not None and (not isinstance(modulus, int) or modulus < 2):
             raise ConfigError(f"modulus must be an int >= 2, got {modulus=!r}")
         self.model = model
@@ -180,6 +189,8 @@ class Agent:
         self._seen_events: set[str] = set()
         self._array_probes: set[str] = set()
         self._closed = False
+        self.finished_at: float | None = None
+        """Wall time :meth:`close` was called (``None`` while the run is watched)."""
         self.last_report_time: float | None = None
         self.decision = Decision.keep_going(
             0, Reason.NOT_MEASURED, "no evaluation yet", Phase.MEMORIZING
@@ -195,6 +206,8 @@ class Agent:
             "rules": dataclasses.asdict(self.detector.rules),
             "model": type(model).__name__,
         }
+        if labels:
+            self.meta["labels"] = dict(labels)
         detector = detector or os.environ.get("GROKWATCH_DETECTOR") or None
         if transport is not None:
             self.transport = transport
@@ -415,6 +428,7 @@ class Agent:
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
         self._closed = True
+        self.finished_at = time.time()
         self.transport.submit(Record("finish", self.run_id, meta=self.summary()))
         self.transport.close(timeout)
 

@@ -13,6 +13,7 @@ Hierarchy::
         │                          each is set in one place, ``grokwatch.service.errors``
         ├── AuthError              missing or wrong bearer token (401)
         ├── PayloadTooLargeError   request body over the size limit (413)
+        ├── UnsupportedMediaTypeError  a write whose Content-Type is not JSON (415)
         ├── RunLimitError          the cap on live runs is reached (429)
         └── NotReadyError          the service is not serving requests yet (503)
 
@@ -59,6 +60,10 @@ class AuthError(ServiceError):
 
 class PayloadTooLargeError(ServiceError):
     """A request body larger than the service's limit."""
+
+
+class UnsupportedMediaTypeError(ServiceError):
+    """A write whose body is not declared as JSON (``Content-Type: application/json``)."""
 
 
 class RunLimitError(ServiceError):

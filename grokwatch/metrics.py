@@ -28,15 +28,30 @@ grokwatch_run_measure_change_points_total     count  change points in a measure'
 grokwatch_run_last_report_timestamp_seconds   gauge  wall time of the last evaluation
 grokwatch_run_agent_errors_total              count  internal agent errors (never raised)
 grokwatch_run_dropped_records_total           count  records the transport had to drop
+grokwatch_run_predicted_grok_low_step         gauge  low end of the forecast t_grok interval
+grokwatch_run_predicted_grok_high_step        gauge  high end of the forecast t_grok interval
+grokwatch_run_grok_hopeless                   gauge  1 while the forecast says the run will not
+                                                     grok within budget, else 0
+grokwatch_run_finished_timestamp_seconds      gauge  wall time the run finished (once it did)
+grokwatch_run_info                            gauge  1, with the run's ``info_labels`` (by
+                                                     default ``experiment`` and ``team``)
+grokwatch_exposition_skipped_values_total     count  per-run values left out of the exposition
+                                                     (not representable as a double)
 ============================================  =====  ==========================================
+
+Robustness: the exposition never fails because of one run. A value that cannot be written as
+a double (an integer beyond the double range, a non-number) is left out and counted in
+``grokwatch_exposition_skipped_values_total``; the other series of that run and every other
+run are exported as usual. NaN and infinities are valid exposition values and are exported.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -68,6 +83,14 @@ class RunView:
     dropped: int = 0
     change_points: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
     """Change points so far by ``(measure, direction)`` (bounded: a few measures, 2 ways)."""
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """The run's registration labels; the collector exports its ``info_labels`` of them."""
+    finished_at: float | None = None
+    """Wall time the run finished, ``None`` while it runs."""
+
+
+DEFAULT_INFO_LABELS = ("experiment", "team")
+"""Run labels exported on ``grokwatch_run_info`` by default (alert routing, dashboard filters)."""
 
 
 def change_point_counts(points: Iterable[ChangePoint]) -> dict[tuple[str, str], int]:
@@ -94,20 +117,63 @@ def agent_view(agent: Any) -> RunView:
         agent_errors=agent.errors,
         dropped=agent.transport.stats.dropped,
         change_points=change_point_counts(agent.detector.change_points),
+        labels=_str_labels(agent.meta.get("labels")),
+        finished_at=agent.finished_at,
     )
+
+
+def _str_labels(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(k): v for k, v in raw.items() if isinstance(v, str)}
+
+
+def _double(value: Any) -> float | None:
+    """``value`` as a double, ``None`` when it has none (huge ints, non-numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except (OverflowError, ValueError):
+        return None
+
+
+INFO_LABEL_RE = re.compile(r"(?!__)[A-Za-z_][A-Za-z0-9_]*")
 
 
 class RunCollector(Collector):
     """Yields the per-run metric families for whatever runs ``source()`` returns now."""
 
-    def __init__(self, source: Callable[[], Iterable[RunView]]) -> None:
+    def __init__(
+        self,
+        source: Callable[[], Iterable[RunView]],
+        *,
+        info_labels: Sequence[str] = DEFAULT_INFO_LABELS,
+    ) -> None:
         self._source = source
+        self.info_labels = tuple(info_labels)
+        for name in self.info_labels:
+            if not INFO_LABEL_RE.fullmatch(name) or name == "run_id":
+                raise ValueError(
+                    f"info label {name!r} is not a Prometheus label name other than run_id "
+                    "(letters, digits, _; not starting with a digit or __)"
+                )
+        self.skipped = 0
+        """Values left out of the exposition so far (not representable as a double)."""
 
     def describe(self) -> list[Metric]:
         return []  # dynamic: registering must not call the source
 
+    def _add(self, family: Metric, labels: list[str], value: Any) -> None:
+        number = _double(value)
+        if number is None:
+            self.skipped += 1
+            return
+        family.add_metric(labels, number)  # type: ignore[attr-defined]
+
     def collect(self) -> Iterator[Metric]:
         runs = list(self._source())
+        add = self._add
         g = {
             "step": GaugeMetricFamily(
                 "grokwatch_run_step", "Last evaluated training step of the run.", labels=["run_id"]
@@ -182,49 +248,92 @@ class RunCollector(Collector):
             "Records the run's transport dropped because its queue was full.",
             labels=["run_id"],
         )
+        low = GaugeMetricFamily(
+            "grokwatch_run_predicted_grok_low_step",
+            "Low end of the forecast interval of the step at which the run groks.",
+            labels=["run_id"],
+        )
+        high = GaugeMetricFamily(
+            "grokwatch_run_predicted_grok_high_step",
+            "High end of the forecast interval of the step at which the run groks.",
+            labels=["run_id"],
+        )
+        hopeless = GaugeMetricFamily(
+            "grokwatch_run_grok_hopeless",
+            "1 while the run's forecast says it will not grok within budget, else 0.",
+            labels=["run_id"],
+        )
+        finished = GaugeMetricFamily(
+            "grokwatch_run_finished_timestamp_seconds",
+            "Unix time the run finished (only once it did).",
+            labels=["run_id"],
+        )
+        info = GaugeMetricFamily(
+            "grokwatch_run_info",
+            "Always 1; the run's registration labels used for routing and filtering "
+            "(empty when the run has none).",
+            labels=["run_id", *self.info_labels],
+        )
         for run in runs:
             rid = [run.run_id]
+            info.add_metric([run.run_id, *(run.labels.get(k, "") for k in self.info_labels)], 1)
             if run.step is not None:
-                g["step"].add_metric(rid, run.step)
+                add(g["step"], rid, run.step)
             for key, value in run.values.items():
                 if key in named:
-                    named[key].add_metric(rid, value)
+                    add(named[key], rid, value)
                 elif "/" not in key:
-                    g["measure"].add_metric([run.run_id, key], value)
+                    add(g["measure"], [run.run_id, key], value)
             if run.phase is not None:
                 for phase in Phase:
                     g["phase"].add_metric([run.run_id, phase.value], float(phase is run.phase))
             for event, step in run.events.items():
                 if step is not None:
-                    g["event"].add_metric([run.run_id, event], step)
+                    add(g["event"], [run.run_id, event], step)
             t_mem, t_grok = run.events.get("t_mem"), run.events.get("t_grok")
             if t_mem is not None and t_grok is not None:
-                g["gap"].add_metric(rid, t_grok - t_mem)
-            if run.forecast is not None:
-                g["prob"].add_metric(rid, run.forecast.p_grok_budget)
-                if run.forecast.t_grok is not None and math.isfinite(run.forecast.t_grok):
-                    g["pred"].add_metric(rid, run.forecast.t_grok)
-            if run.forecast is not None:
-                f = run.forecast
+                add(g["gap"], rid, t_grok - t_mem)
+            f = run.forecast
+            if f is not None:
+                add(g["prob"], rid, f.p_grok_budget)
+                bounds = ((g["pred"], f.t_grok), (low, f.t_grok_low), (high, f.t_grok_high))
+                for family, bound in bounds:
+                    if bound is not None and math.isfinite(bound):
+                        add(family, rid, bound)
                 if math.isfinite(f.p_grok_horizon):
-                    horizon.add_metric([run.run_id, str(f.horizon)], f.p_grok_horizon)
+                    add(horizon, [run.run_id, str(f.horizon)], f.p_grok_horizon)
                 if math.isfinite(f.confidence):
-                    confidence.add_metric(rid, f.confidence)
+                    add(confidence, rid, f.confidence)
                 alert.add_metric(rid, float(f.alert))
+                hopeless.add_metric(rid, float(f.hopeless))
             for (measure, direction), n in run.change_points.items():
-                cps.add_metric([run.run_id, measure, direction], n)
+                add(cps, [run.run_id, measure, direction], n)
             if run.last_report is not None:
-                g["seen"].add_metric(rid, run.last_report)
-            errors.add_metric(rid, run.agent_errors)
-            dropped.add_metric(rid, run.dropped)
+                add(g["seen"], rid, run.last_report)
+            if run.finished_at is not None:
+                add(finished, rid, run.finished_at)
+            add(errors, rid, run.agent_errors)
+            add(dropped, rid, run.dropped)
         yield from named.values()
         yield from g.values()
         yield horizon
         yield confidence
         yield alert
+        yield low
+        yield high
+        yield hopeless
+        yield finished
+        yield info
         yield cps
         yield errors
         yield dropped
+        skipped = CounterMetricFamily(
+            "grokwatch_exposition_skipped_values",
+            "Per-run values left out of the exposition because they are not representable "
+            "as a double (the rest of the exposition is unaffected).",
+        )
+        skipped.add_metric([], self.skipped)
+        yield skipped
 
 
 def serve_agent_metrics(

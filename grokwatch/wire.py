@@ -27,6 +27,7 @@ from pydantic import (
     ConfigDict,
     Field,
     GetPydanticSchema,
+    TypeAdapter,
     WithJsonSchema,
     with_config,
 )
@@ -57,6 +58,13 @@ MAX_LABELS = 32
 MAX_STEP = 2**53 - 1
 """The largest step: every whole number up to it is exact as a double, and no larger integer
 rounds into range as one."""
+MAX_COUNT = MAX_STEP
+"""The largest count on the wire (``dropped``): exported as a double, exactly."""
+MEASURE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:/-]{0,127}$"
+"""Measure names: 1-128 of ``A-Z a-z 0-9 _ . : / -``, starting with a letter or ``_`` (a probe
+name, optionally ``/`` and a module name for per-layer values)."""
+LABEL_VALUE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+"""Label values: any text without control characters (they become Prometheus label values)."""
 
 NONFINITE_DESCRIPTION = (
     "A measured value: a finite JSON number; null (not measured at this step, dropped); or "
@@ -67,13 +75,15 @@ NONFINITE_DESCRIPTION = (
 NonFinite = Literal["nan", "inf", "-inf"]
 FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
 WireValue = Annotated[FiniteNumber | NonFinite | None, Field(description=NONFINITE_DESCRIPTION)]
-MeasureName = Annotated[str, Field(min_length=1, max_length=128)]
+MeasureName = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=MEASURE_NAME_PATTERN, examples=["test_loss"])
+]
 RunId = Annotated[
     str, Field(min_length=1, max_length=128, pattern=RUN_ID_PATTERN, examples=["run-0"])
 ]
 LABEL_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 LabelKey = Annotated[str, Field(min_length=1, max_length=64, pattern=LABEL_KEY_PATTERN)]
-LabelValue = Annotated[str, Field(max_length=256)]
+LabelValue = Annotated[str, Field(max_length=256, pattern=LABEL_VALUE_PATTERN)]
 Labels = Annotated[
     dict[LabelKey, LabelValue],
     Field(max_length=MAX_LABELS),
@@ -82,7 +92,11 @@ Labels = Annotated[
             "type": "object",
             "maxProperties": MAX_LABELS,
             "propertyNames": {"pattern": LABEL_KEY_PATTERN, "minLength": 1, "maxLength": 64},
-            "additionalProperties": {"type": "string", "maxLength": 256},
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": 256,
+                "pattern": LABEL_VALUE_PATTERN,
+            },
         }
     ),
 ]
@@ -118,7 +132,9 @@ def _whole(high: int | None = None) -> GetPydanticSchema:
     return GetPydanticSchema(lambda _source, _handler: union)
 
 
-Count = Annotated[int, _whole(), WithJsonSchema({"type": "integer", "minimum": 0})]
+Count = Annotated[
+    int, _whole(MAX_COUNT), WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_COUNT})
+]
 Step = Annotated[
     int, _whole(MAX_STEP), WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_STEP})
 ]
@@ -204,12 +220,27 @@ class RunCreate(_Request):
     )
 
 
+Values = Annotated[
+    dict[MeasureName, WireValue],
+    Field(max_length=MAX_VALUES_PER_POINT),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_VALUES_PER_POINT,
+            "propertyNames": {"pattern": MEASURE_NAME_PATTERN, "minLength": 1, "maxLength": 128},
+            "additionalProperties": TypeAdapter(WireValue).json_schema(),
+        }
+    ),
+]
+"""A point's measured values by measure name (at most ``MAX_VALUES_PER_POINT``)."""
+
+
 @with_config(_Request.model_config)
 class Point(TypedDict):  # a TypedDict: parses faster than one model per point
     """One evaluation of a run: its step and the measured values."""
 
     step: Step
-    values: Annotated[dict[MeasureName, WireValue], Field(max_length=MAX_VALUES_PER_POINT)]
+    values: Values
 
 
 class PointsBatch(_Request):

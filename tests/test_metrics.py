@@ -58,6 +58,8 @@ def test_no_runs_no_series():
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RunCollector(list))
     fams = families(generate_latest(registry).decode())
+    skipped = fams.pop("grokwatch_exposition_skipped_values")  # the collector's own counter
+    assert [s.value for s in skipped.samples] == [0.0]
     assert all(not f.samples for f in fams.values())
 
 

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import functools
 import hmac
+import json
 import logging
 import threading
 import time
@@ -44,7 +45,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from grokwatch.exceptions import AuthError, NotReadyError, PayloadTooLargeError
+from grokwatch.exceptions import (
+    AuthError,
+    NotReadyError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 from grokwatch.service.errors import error_responses, install_error_handlers
 from grokwatch.service.payloads import info_of, ingest_result, state_of
 from grokwatch.service.settings import ServiceSettings
@@ -203,8 +209,25 @@ class Service:
         self._worker.close()
 
 
+def is_json(content_type: str | None) -> bool:
+    """True for ``application/json`` and ``application/*+json`` (parameters allowed)."""
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes before reading them all."""
+    """The request body, refusing more than ``limit`` bytes before reading them all, and any
+    body not declared as JSON (a browser can send text/plain or a form across origins without
+    asking the service first; it cannot send application/json that way)."""
+    content_type = request.headers.get("content-type")
+    if not is_json(content_type):
+        raise UnsupportedMediaTypeError(
+            f"writes take Content-Type: application/json, got {content_type!r}"
+        )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"request body of {declared} bytes exceeds {limit} bytes")
@@ -227,6 +250,21 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
+def _protected_docs(app: FastAPI, authorize: Callable[..., Any]) -> None:
+    """``/openapi.json`` and ``/docs`` behind the token (FastAPI's own routes are off)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authorize)])
+    async def openapi_json() -> Response:
+        return Response(
+            json.dumps(app.openapi(), separators=(",", ":")), media_type="application/json"
+        )
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(authorize)])
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+
+
 def create_app(
     settings: ServiceSettings | None = None,
     store: Store | None = None,
@@ -243,11 +281,12 @@ def create_app(
     """
     settings = settings or ServiceSettings()
     registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
-    metrics = ServiceMetrics(registry)
+    metrics = ServiceMetrics(registry, info_labels=settings.info_labels)
     limits = Limits(
         max_live_runs=settings.max_live_runs,
         finished_ttl=settings.finished_ttl,
         idle_ttl=settings.idle_ttl,
+        max_measures_per_run=settings.max_measures_per_run,
     )
     token = settings.token_value
     body_limit = settings.max_body_bytes
@@ -294,6 +333,7 @@ def create_app(
             raise NotReadyError("the service is not running (starting or shutting down)")
         return service
 
+    protect_reads = settings.protect_reads and token is not None
     app = FastAPI(
         title="grokwatch detector service",
         version="1",
@@ -302,6 +342,9 @@ def create_app(
             "judges it with the grokwatch detector and exports it to Prometheus."
         ),
         lifespan=lifespan,
+        docs_url=None if protect_reads else "/docs",
+        redoc_url=None if protect_reads else "/redoc",
+        openapi_url=None if protect_reads else "/openapi.json",
     )
     app.add_middleware(LatencyMiddleware, histogram=metrics.latency)
     install_error_handlers(app, metrics.reject)
@@ -311,9 +354,10 @@ def create_app(
             return
         given = "" if credentials is None else credentials.credentials
         if not hmac.compare_digest(given.encode(), token.encode()):
-            raise AuthError("a valid bearer token is required for writes")
+            raise AuthError("a valid bearer token is required")
 
     writes: list[Any] = [Depends(authorize)] if token is not None else []
+    reads: list[Any] = [Depends(authorize)] if protect_reads else []
 
     @app.post(
         f"{API_PREFIX}/runs",
@@ -323,7 +367,7 @@ def create_app(
         openapi_extra=_body_doc(RunCreate),
         responses={
             200: {"model": RunState, "description": "Already registered (nothing changed)."},
-            **error_responses(401, 413, 422, 429, 503),
+            **error_responses(401, 413, 415, 422, 429, 503),
         },
         summary="Register a run",
     )
@@ -345,7 +389,7 @@ def create_app(
         response_model=IngestResult,
         dependencies=writes,
         openapi_extra=_body_doc(PointsBatch),
-        responses=error_responses(401, 404, 413, 422, 429, 503),
+        responses=error_responses(401, 404, 413, 415, 422, 429, 503),
         summary="Post a batch of evaluation points",
     )
     async def post_points(run_id: RunIdPath, request: Request) -> Response:
@@ -361,7 +405,7 @@ def create_app(
         response_model=RunState,
         dependencies=writes,
         openapi_extra=_body_doc(RunFinish),
-        responses=error_responses(401, 404, 413, 422, 429, 503),
+        responses=error_responses(401, 404, 413, 415, 422, 429, 503),
         summary="Finish a run",
     )
     async def finish_run(run_id: RunIdPath, request: Request) -> Response:
@@ -379,7 +423,8 @@ def create_app(
     @app.get(
         f"{API_PREFIX}/runs/{{run_id}}",
         response_model=RunState,
-        responses=error_responses(404, 422, 503),
+        dependencies=reads,
+        responses=error_responses(*([401] if protect_reads else []), 404, 422, 503),
         summary="Read a run's state, phase, events, decision and forecast",
     )
     async def get_run(run_id: RunIdPath) -> Response:
@@ -393,7 +438,8 @@ def create_app(
     @app.get(
         f"{API_PREFIX}/runs",
         response_model=RunList,
-        responses=error_responses(422, 503),
+        dependencies=reads,
+        responses=error_responses(*([401] if protect_reads else []), 422, 503),
         summary="List runs (oldest first)",
     )
     async def list_runs(
@@ -439,6 +485,7 @@ def create_app(
 
     @app.get(
         "/metrics",
+        dependencies=reads,
         response_class=PlainTextResponse,
         summary="Prometheus exposition",
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
@@ -466,6 +513,8 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    if protect_reads:
+        _protected_docs(app, authorize)
     app.state.settings = settings
     app.state.service = None  # the lifespan's Service while it runs
     app.state.registry = registry

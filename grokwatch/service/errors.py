@@ -12,6 +12,7 @@ exception                                   status  ``error`` / ``reason``
 no such route                               404     ``not_found``
 method not allowed                          405     ``method_not_allowed``
 :class:`~grokwatch.exceptions.PayloadTooLargeError`  413  ``body_too_large``
+:class:`~grokwatch.exceptions.UnsupportedMediaTypeError`  415  ``unsupported_media_type``
 malformed JSON                              422     ``invalid_json``
 body fails the schema                       422     ``invalid_body``
 path or query parameter fails validation    422     ``invalid_parameter``
@@ -42,6 +43,7 @@ from grokwatch.exceptions import (
     RunLimitError,
     StoreError,
     UnknownRunError,
+    UnsupportedMediaTypeError,
 )
 from grokwatch.wire import ErrorOut
 
@@ -49,6 +51,7 @@ STATUS: dict[type[Exception], tuple[int, str]] = {
     AuthError: (401, "unauthorized"),
     UnknownRunError: (404, "unknown_run"),
     PayloadTooLargeError: (413, "body_too_large"),
+    UnsupportedMediaTypeError: (415, "unsupported_media_type"),
     ConfigError: (422, "invalid_config"),
     RunLimitError: (429, "too_many_runs"),
     NotReadyError: (503, "not_ready"),
@@ -59,9 +62,10 @@ STATUS: dict[type[Exception], tuple[int, str]] = {
 RETRY_AFTER = {429: "5", 503: "1"}
 
 ERROR_DOCS: dict[int, str] = {
-    401: "Bearer token missing or wrong (writes only, when a token is configured).",
+    401: "Bearer token missing or wrong (writes, and reads with GROKWATCH_PROTECT_READS).",
     404: "No run with this id.",
     413: "Request body larger than GROKWATCH_MAX_BODY_BYTES.",
+    415: "The body is not declared as JSON (Content-Type: application/json).",
     422: "Malformed JSON, or the body or a parameter fails the schema.",
     429: "The cap on live runs is reached; retry after finishing runs.",
     503: "The service is not ready or its store is unavailable; retry.",

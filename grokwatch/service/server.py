@@ -34,5 +34,7 @@ def serve(settings: ServiceSettings) -> None:
         log_level=settings.log_level,
         timeout_graceful_shutdown=5,
         server_header=False,
+        ssl_certfile=None if settings.ssl_certfile is None else str(settings.ssl_certfile),
+        ssl_keyfile=None if settings.ssl_keyfile is None else str(settings.ssl_keyfile),
     )
     uvicorn.Server(config).run()

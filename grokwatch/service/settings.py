@@ -7,7 +7,20 @@ environment variable               default                         meaning
 ``GROKWATCH_PORT``                 ``8321``                        bind port (0: any free port)
 ``GROKWATCH_DB_PATH``              ``~/.grokwatch/service.db``     SQLite run database (WAL)
 ``GROKWATCH_TOKEN``                unset                           bearer token for writes;
-                                                                   required off loopback
+                                                                   required off loopback, at
+                                                                   least 16 characters there
+``GROKWATCH_PROTECT_READS``        ``false``                       also require the token for
+                                                                   reads (runs, ``/metrics``,
+                                                                   ``/docs``, ``/openapi.json``;
+                                                                   not the health probes)
+``GROKWATCH_SSL_CERTFILE``         unset                           serve HTTPS with this PEM
+                                                                   certificate (chain)
+``GROKWATCH_SSL_KEYFILE``          unset                           ... and this PEM private key
+``GROKWATCH_INFO_LABELS``          ``["experiment", "team"]``      run labels exported on
+                                                                   ``grokwatch_run_info``
+``GROKWATCH_MAX_MEASURES_PER_RUN`` ``1024``                        distinct measure names per
+                                                                   run (more are refused and
+                                                                   counted)
 ``GROKWATCH_MAX_BODY_BYTES``       ``1048576``                     request body limit (413)
 ``GROKWATCH_MAX_LIVE_RUNS``        ``10000``                       unfinished runs in memory (429)
 ``GROKWATCH_FINISHED_TTL``         ``300``                         seconds a finished run stays
@@ -28,11 +41,17 @@ environment variable               default                         meaning
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_TOKEN_LENGTH = 16
+"""Shortest token accepted off loopback (``secrets.token_urlsafe()`` gives 43 characters)."""
+
+_LABEL_NAME = re.compile(r"(?!__)[A-Za-z_][A-Za-z0-9_]*")
 
 
 def default_service_db() -> Path:
@@ -58,6 +77,11 @@ class ServiceSettings(BaseSettings):
     port: int = Field(default=8321, ge=0, le=65535)
     db_path: Path = Field(default_factory=default_service_db)
     token: SecretStr | None = None
+    protect_reads: bool = False
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    info_labels: tuple[str, ...] = ("experiment", "team")
+    max_measures_per_run: int = Field(default=1024, ge=1, le=1_000_000)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_live_runs: int = Field(default=10_000, ge=1)
     finished_ttl: float = Field(default=300.0, ge=0.0)
@@ -70,11 +94,42 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> ServiceSettings:
-        if not is_loopback(self.host) and not self.token_value:
+        token = self.token_value
+        if not is_loopback(self.host):
+            if not token:
+                raise ValueError(
+                    f"binding the non-loopback address host={self.host!r} requires a bearer "
+                    "token (set GROKWATCH_TOKEN or --token)"
+                )
+            if len(token) < MIN_TOKEN_LENGTH or len(set(token)) < 4:
+                raise ValueError(
+                    f"binding the non-loopback address host={self.host!r} requires a strong "
+                    f"token: at least {MIN_TOKEN_LENGTH} characters, not one repeated (got "
+                    f"{len(token)} characters); generate one with "
+                    '`python -c "import secrets; print(secrets.token_urlsafe())"`'
+                )
+        if self.protect_reads and not token:
+            raise ValueError("protect_reads=True requires a token (set GROKWATCH_TOKEN)")
+        return self
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServiceSettings:
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError(
-                f"binding the non-loopback address host={self.host!r} requires a bearer token "
-                "(set GROKWATCH_TOKEN or --token)"
+                "TLS needs both ssl_certfile and ssl_keyfile, got "
+                f"ssl_certfile={self.ssl_certfile} and ssl_keyfile={self.ssl_keyfile}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _info_labels(self) -> ServiceSettings:
+        for name in self.info_labels:
+            if not _LABEL_NAME.fullmatch(name) or name == "run_id":
+                raise ValueError(
+                    f"info_labels: {name!r} is not a Prometheus label name other than run_id"
+                )
+        if len(set(self.info_labels)) != len(self.info_labels):
+            raise ValueError(f"info_labels has duplicates: {self.info_labels}")
         return self
 
     @property

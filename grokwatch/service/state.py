@@ -36,7 +36,7 @@ from grokwatch.exceptions import (
 )
 from grokwatch.metrics import RunView, change_point_counts
 from grokwatch.store import RunRecord, Store
-from grokwatch.wire import PointsBatch, RunCreate, float_values
+from grokwatch.wire import MAX_COUNT, PointsBatch, RunCreate, float_values
 
 log = logging.getLogger("grokwatch.service")
 
@@ -52,6 +52,8 @@ class Limits:
     max_live_runs: int = 10_000
     finished_ttl: float = 300.0
     idle_ttl: float = 86_400.0
+    max_measures_per_run: int = 1024
+    """Distinct measure names a run may have; values of further names are refused (counted)."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -74,6 +76,10 @@ class LiveRun:
     agent_errors: int = 0
     unsent: tuple[ChangePoint, ...] = ()
     """Change points a deferred forecast confirmed after the answer: the next answer has them."""
+    measures: set[str] = dataclasses.field(default_factory=set)
+    """Distinct measure names stored for the run (capped by ``Limits.max_measures_per_run``)."""
+    refused_values: int = 0
+    """Values refused because the run already had ``max_measures_per_run`` measure names."""
 
     @property
     def decision(self) -> Decision | None:
@@ -101,6 +107,8 @@ class LiveRun:
             agent_errors=self.agent_errors,
             dropped=self.dropped,
             change_points=change_point_counts(self.detector.change_points),
+            labels=_str_labels(self.meta.get("labels")),
+            finished_at=self.finished_at,
         )
 
 
@@ -178,6 +186,8 @@ class RunTable:
         """Called (from whichever thread judged the batch) when a run's forecast falls behind."""
         self.forecast_failures = 0
         """Deferred forecasts that raised (the run waits for its next report)."""
+        self.refused_values = 0
+        """Values refused because their run had too many distinct measure names."""
         self._runs: dict[str, LiveRun] = {}
         # runs whose forecaster is behind, oldest first, with when they fell behind (monotonic)
         self._stale: dict[str, tuple[LiveRun, float]] = {}
@@ -213,6 +223,10 @@ class RunTable:
             self._observe(run, points)
         run.n_points = len(points)
         run.last_report = record.updated_at if points else None
+        for _, values in points:
+            run.measures.update(values)
+        run.agent_errors = stored_count(record.summary, "agent_errors")
+        run.dropped = stored_count(record.summary, DROPPED_KEY)
         return run
 
     # -- requests ---------------------------------------------------------------------------
@@ -276,6 +290,7 @@ class RunTable:
                 continue
             points = [(p["step"], float_values(p["values"])) for p in batch.points]
             points.sort(key=itemgetter(0))
+            self._cap_measures(run, points)
             accepted.append((i, run, points))
         for (i, run, points), added in zip(accepted, self._store_many(accepted), strict=True):
             if isinstance(added, Exception):
@@ -308,8 +323,10 @@ class RunTable:
     def _judge(self, run: LiveRun, points: Points, added: int, dropped: int | None) -> Ingested:
         self._observe(run, points, forecast=False)
         run.n_points += added
-        if dropped is not None:
-            run.dropped = max(run.dropped, dropped)
+        if dropped is not None and dropped > run.dropped:
+            run.dropped = dropped  # kept in the stored summary: it survives a restart
+            run.summary = {**run.summary, DROPPED_KEY: dropped}
+            self.store.update_summary(run.run_id, run.summary)
         if run.finished_at is None:
             run.updated_at = run.last_report = self.clock()
         elif added:
@@ -328,9 +345,11 @@ class RunTable:
         run = self._resident(run_id)
         self._flush(run)
         merged = {**summary, **run.detector.summary()}
-        errors = summary.get("agent_errors")
-        if isinstance(errors, int) and not isinstance(errors, bool) and errors >= 0:
-            run.agent_errors = errors
+        run.agent_errors = max(run.agent_errors, stored_count(summary, "agent_errors"))
+        run.dropped = max(run.dropped, stored_count(summary, DROPPED_KEY))
+        for key, count in ((DROPPED_KEY, run.dropped), ("agent_errors", run.agent_errors)):
+            if count or key in summary:  # the counts kept, so that a restart finds them
+                merged[key] = count
         self.store.update_summary(run_id, merged, finished=True)
         now = self.clock()
         if run.finished_at is None:
@@ -430,6 +449,24 @@ class RunTable:
 
     # -- internals --------------------------------------------------------------------------
 
+    def _cap_measures(self, run: LiveRun, points: Points) -> None:
+        """Drop (and count) the values of measure names beyond the run's cap, in place."""
+        cap = self.limits.max_measures_per_run
+        for _, values in points:
+            new = values.keys() - run.measures
+            if not new:
+                continue
+            room = cap - len(run.measures)
+            if len(new) <= room:
+                run.measures.update(new)
+                continue
+            keep = sorted(new)[: max(room, 0)]
+            run.measures.update(keep)
+            for name in new.difference(keep):
+                del values[name]
+                run.refused_values += 1
+                self.refused_values += 1
+
     def _expired(self, finished_at: float | None, updated_at: float, now: float) -> bool:
         if finished_at is not None:
             return now - finished_at > self.limits.finished_ttl
@@ -497,6 +534,24 @@ class RunTable:
     def _lagged(self, since: float) -> None:
         if self.on_forecast is not None:
             self.on_forecast(time.monotonic() - since)
+
+
+DROPPED_KEY = "transport_dropped"
+"""Summary key of the records a run's transport dropped (the agent's summary uses it too)."""
+
+
+def stored_count(summary: Mapping[str, Any], key: str) -> int:
+    """A counter kept in a run's summary: a whole number from 0 to 2**53 - 1, else 0."""
+    value = summary.get(key)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
+        return value
+    return 0
+
+
+def _str_labels(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(k): v for k, v in raw.items() if isinstance(v, str)}
 
 
 def _count_alert(run: LiveRun, previous: Decision | None, decision: Decision) -> None:

@@ -13,6 +13,8 @@ grokwatch_run_phase_changes_total              counter    phase changes the dete
 grokwatch_run_alerts_total                     counter    alerts raised: will_grok / hopeless
                                                           forecasts, stop / extend advice
 grokwatch_run_points                           gauge      evaluation points stored for the run
+grokwatch_run_refused_values_total             counter    values refused: the run already had
+                                                          the most distinct measure names
 grokwatch_service_ingest_requests_total        counter    accepted point batches
 grokwatch_service_ingested_points_total        counter    points stored
 grokwatch_service_duplicate_points_total       counter    points ignored as already stored
@@ -28,6 +30,9 @@ grokwatch_service_forecast_backlog_runs        gauge      runs whose forecast st
 grokwatch_service_forecast_failures_total      counter    forecasts that raised
 grokwatch_service_forecast_lag_seconds         histogram  how long a forecast lagged the first
                                                           report it had not seen
+grokwatch_service_refused_values_total         counter    values refused service-wide because
+                                                          their run had the most distinct
+                                                          measure names
 =============================================  =========  =====================================
 
 Counters are plain integers bumped on the event loop and read at scrape time (no locks on the
@@ -38,14 +43,14 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from grokwatch.metrics import RunCollector, RunView
+from grokwatch.metrics import DEFAULT_INFO_LABELS, RunCollector, RunView
 from grokwatch.service.state import LiveRun, RunTable
 
 LATENCY_BUCKETS = (
@@ -90,14 +95,22 @@ class RunCountersCollector(Collector):
         points = GaugeMetricFamily(
             "grokwatch_run_points", "Evaluation points stored for the run.", labels=["run_id"]
         )
+        refused = CounterMetricFamily(
+            "grokwatch_run_refused_values",
+            "Values refused because the run already had the most distinct measure names "
+            "(GROKWATCH_MAX_MEASURES_PER_RUN).",
+            labels=["run_id"],
+        )
         for run in self._source():
             rid = [run.run_id]
             changes.add_metric(rid, run.phase_changes)
             alerts.add_metric(rid, run.alerts)
             points.add_metric(rid, run.n_points)
+            refused.add_metric(rid, run.refused_values)
         yield changes
         yield alerts
         yield points
+        yield refused
 
 
 COUNTERS = {
@@ -116,7 +129,9 @@ class ServiceMetrics(Collector):
     Counters are plain ints bumped on the event loop; the collector reads them at scrape time.
     """
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, info_labels: Sequence[str] = DEFAULT_INFO_LABELS
+    ) -> None:
         self.registry = registry
         self.table: RunTable | None = None
         self.counts: collections.Counter[str] = collections.Counter()
@@ -135,7 +150,7 @@ class ServiceMetrics(Collector):
             buckets=LAG_BUCKETS,
             registry=registry,
         )
-        registry.register(RunCollector(self._views))
+        registry.register(RunCollector(self._views, info_labels=info_labels))
         registry.register(RunCountersCollector(self._runs))
         registry.register(self)
 
@@ -188,6 +203,12 @@ class ServiceMetrics(Collector):
             "grokwatch_service_forecast_backlog_runs",
             "Runs answered before their forecast whose forecast still waits.",
             value=table.forecast_backlog if table is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "grokwatch_service_refused_values",
+            "Values refused because their run already had the most distinct measure names "
+            "(GROKWATCH_MAX_MEASURES_PER_RUN).",
+            value=table.refused_values if table is not None else 0,
         )
         yield CounterMetricFamily(
             "grokwatch_service_forecast_failures",

@@ -21,6 +21,8 @@ from grokwatch.service.errors import STATUS
 from grokwatch.store import MemoryStore, SQLiteStore
 from grokwatch.wire import NONFINITE_DESCRIPTION, DecisionOut, ForecastOut
 
+JSON = {"content-type": "application/json"}
+
 
 def curve(n: int, *, start: int = 0, every: int = 100) -> list[dict[str, Any]]:
     """A run that memorizes by step 300 and groks at ~step 1500."""
@@ -188,15 +190,19 @@ def test_nonfinite_strings_are_stored_as_floats_and_null_means_absent(
 def test_other_spellings_of_nonfinite_values_are_rejected(client: TestClient, raw: bytes) -> None:
     register(client)
     body = b'{"points": [{"step": 0, "values": {"x": ' + raw + b"}}]}"
-    r = client.post("/v1/runs/r1/points", content=body)
+    r = client.post("/v1/runs/r1/points", content=body, headers=JSON)
     assert r.status_code == 422
     assert r.json()["error"] == "invalid_body"
 
 
 def test_nan_tokens_are_rejected_in_free_form_json_too(client: TestClient) -> None:
-    r = client.post("/v1/runs", content=b'{"run_id": "r1", "hyperparameters": {"lr": NaN}}')
+    r = client.post(
+        "/v1/runs", content=b'{"run_id": "r1", "hyperparameters": {"lr": NaN}}', headers=JSON
+    )
     assert r.status_code == 422
-    r = client.post("/v1/runs", content=b'{"run_id": "r1", "meta": {"x": [1, Infinity]}}')
+    r = client.post(
+        "/v1/runs", content=b'{"run_id": "r1", "meta": {"x": [1, Infinity]}}', headers=JSON
+    )
     assert r.status_code == 422
 
 
@@ -274,7 +280,7 @@ def test_a_bad_step_is_one_clear_error(client: TestClient) -> None:
 
 
 def test_malformed_json_is_a_clear_422(client: TestClient) -> None:
-    r = client.post("/v1/runs", content=b"{not json")
+    r = client.post("/v1/runs", content=b"{not json", headers=JSON)
     assert r.status_code == 422
     assert r.json()["error"] == "invalid_json"
 
@@ -299,7 +305,7 @@ def test_body_size_limit_is_413_with_or_without_content_length(tmp_path: Path) -
             for _ in range(10):
                 yield b" " * 1000
 
-        r = client.post("/v1/runs/r1/points", content=chunks())
+        r = client.post("/v1/runs/r1/points", content=chunks(), headers=JSON)
         assert r.status_code == 413
         assert client.get("/v1/runs/r1").json()["n_points"] == 0
 

@@ -37,7 +37,34 @@ def test_a_public_address_requires_a_token(host: str) -> None:
         ServiceSettings(host=host)
     with pytest.raises(ValidationError, match="requires a bearer token"):
         ServiceSettings(host=host, token="")
-    assert ServiceSettings(host=host, token="t").token_value == "t"
+    strong = "q7Vx-2mPz8Lr4Nw1"
+    assert ServiceSettings(host=host, token=strong).token_value == strong
+
+
+@pytest.mark.parametrize("token", ["t", " ", "change-me", "a" * 40, "abcabcabcabcabcab"[:15]])
+def test_a_public_address_refuses_a_weak_token(token: str) -> None:
+    with pytest.raises(ValidationError, match=r"strong token|requires a bearer token"):
+        ServiceSettings(host="0.0.0.0", token=token)
+    assert ServiceSettings(host="127.0.0.1", token=token).token is not None  # loopback: any
+
+
+def test_protected_reads_need_a_token() -> None:
+    with pytest.raises(ValidationError, match="protect_reads"):
+        ServiceSettings(protect_reads=True)
+    assert ServiceSettings(protect_reads=True, token="x").protect_reads
+
+
+def test_tls_needs_both_files(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="both ssl_certfile and ssl_keyfile"):
+        ServiceSettings(ssl_certfile=tmp_path / "cert.pem")
+    with pytest.raises(ValidationError, match="both ssl_certfile and ssl_keyfile"):
+        ServiceSettings(ssl_keyfile=tmp_path / "key.pem")
+
+
+@pytest.mark.parametrize("labels", [["run_id"], ["__x"], ["1a"], ["a-b"], ["team", "team"]])
+def test_info_labels_are_prometheus_label_names(labels: list[str]) -> None:
+    with pytest.raises(ValidationError, match="info_labels"):
+        ServiceSettings(info_labels=labels)
 
 
 def test_the_token_is_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,7 +118,8 @@ def test_the_example_environment_file_is_valid_settings(monkeypatch: pytest.Monk
             monkeypatch.setenv(key, value)
     settings = ServiceSettings()
     assert (settings.host, settings.token_value, settings.max_live_runs) == (
-        "0.0.0.0",
-        "change-me",
+        "127.0.0.1",
+        None,
         10_000,
     )
+    assert settings.token is None  # nothing insecure ships: loopback, and no placeholder token
