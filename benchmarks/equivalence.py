@@ -1,9 +1,10 @@
 """Do two versions of grokwatch compute the same features, change points and forecasts?
 
 A speed-up of the detector or the forecaster must not change a single number: the shipped
-model was fitted, and the README's evaluation computed, with the features as they were. This
-script records, for a checkout, everything those numbers flow into, and compares two records
-exactly (every float by its bytes, so a NaN equals a NaN of the same sign and nothing else):
+model was fitted, and the evaluation in docs/evaluation.md computed, with the features as they
+were. This script records, for a checkout, everything those numbers flow into, and compares
+two records exactly (every float by its bytes, so a NaN equals a NaN of the same sign and
+nothing else):
 
 - 60 corpus runs replayed offline (``replay``: features, contexts, change points) at the
   corpus cadence and thinned to every 500 steps;

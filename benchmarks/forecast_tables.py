@@ -1,4 +1,4 @@
-"""The README's forecaster tables, from the JSON ``grokwatch evaluate`` wrote.
+"""The forecaster tables of docs/evaluation.md, from the JSON ``grokwatch evaluate`` wrote.
 
 One table per group (each evaluation family, all of them together, the held-out ops/moduli):
 our forecast at its calibrated threshold (chosen on validation runs of the training family)

@@ -1,9 +1,9 @@
-"""The README's service speed tables, from the JSON the service benchmarks wrote.
+"""The service speed tables of docs/benchmarks.md, from the JSON the service benchmarks wrote.
 
 Reads every ``ingest_*.json``, ``metrics_*.json`` and ``memory_*.json`` in a directory
-(``benchmarks/results/service`` by default, written by the commands in the README's *Speed*
-section) and prints the markdown tables. Given several directories (runs of two versions of
-the code, side by side), every row starts with its directory's name.
+(``benchmarks/results/service`` by default, written by the commands in docs/benchmarks.md,
+*The detector service*) and prints the markdown tables. Given several directories (runs of two
+versions of the code, side by side), every row starts with its directory's name.
 
     python benchmarks/service_tables.py [DIR ...]
 """

@@ -49,7 +49,7 @@ log = logging.getLogger("grokwatch")
 
 DEFAULT_EVERY = 500
 """Default cadence, chosen with ``benchmarks/overhead.py`` so that the full probe set stays within
-~2 % of training time on the reference run (results in the README)."""
+~2 % of training time on the reference run (results in docs/agent.md, *Overhead*)."""
 
 _DEFAULT = object()
 

@@ -1,18 +1,89 @@
-"""The ``grokwatch`` command: ``demo``, ``runs``, ``report``, ``serve``, ``sync``, ``fit`` and
-``evaluate``."""
+"""The ``grokwatch`` command: ``demo``, ``runs``, ``show``, ``report``, ``serve``, ``sync``,
+``fit`` and ``evaluate``.
+
+Only the standard library is imported at start, so ``grokwatch --help`` and every command's
+``--help`` answer at once; each command imports what it needs when it runs
+(``benchmarks/cli_help.py`` times them).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from grokwatch.agent import default_db_path
+if TYPE_CHECKING:
+    from grokwatch.store import RunRecord, SQLiteStore
+    from grokwatch.timeline import Timeline
+
+DB_HELP = (
+    "run database (default: $GROKWATCH_DB, else $GROKWATCH_HOME/runs.db, else ~/.grokwatch/runs.db)"
+)
+
+
+class CommandError(Exception):
+    """A command that cannot go on; its message says what was looked for, where, what to do."""
+
+
+def _db(args: argparse.Namespace) -> tuple[Path, str]:
+    """The database a command reads and why that one (for error messages)."""
+    if args.db:
+        return Path(args.db), "--db"
+    if "GROKWATCH_DB" in os.environ:
+        return Path(os.environ["GROKWATCH_DB"]), "$GROKWATCH_DB"
+    from grokwatch.agent import default_db_path
+
+    return default_db_path(), "the default"
+
+
+def _open_store(args: argparse.Namespace) -> tuple[SQLiteStore, Path]:
+    """The run database named by ``--db`` (or the default), which must exist."""
+    path, why = _db(args)
+    if not path.exists():
+        raise CommandError(
+            f"no run database at {path} ({why}). The agent writes one when a run trains "
+            "(`grokwatch demo --out DIR` writes DIR/runs.db); name another with --db PATH "
+            "or GROKWATCH_DB."
+        )
+    from grokwatch.store import SQLiteStore
+
+    return SQLiteStore(path), path
+
+
+def _find_run(store: SQLiteStore, path: Path, run_id: str) -> RunRecord:
+    """The run ``run_id``, or the only run whose id starts with it."""
+    from grokwatch.exceptions import UnknownRunError
+
+    try:
+        return store.get_run(run_id)
+    except UnknownRunError:
+        runs = store.list_runs()
+    matches = [r for r in runs if r.run_id.startswith(run_id)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        names = ", ".join(r.run_id for r in matches[:5])
+        raise CommandError(
+            f"{run_id!r} starts {len(matches)} run ids in {path}: {names}; give more of the id"
+        )
+    raise CommandError(
+        f"no run {run_id!r} in {path} ({len(runs)} run(s) there). "
+        f"`grokwatch runs --db {path}` lists them; a run kept elsewhere needs --db PATH."
+    )
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from grokwatch.demo import run_demo
+    from grokwatch.demo import print_outcome, run_demo
 
     events = run_demo(
         args.out,
@@ -22,46 +93,98 @@ def _demo(args: argparse.Namespace) -> int:
         threads=args.threads,
         quiet=args.quiet,
     )
-    print(
-        f"outcome {events['outcome']}: t_mem={events['t_mem']} t_grok={events['t_grok']} "
-        f"gap={events['gap']} sharpness={events['sharpness']}"
-    )
-    print(f"wrote {Path(args.out) / 'events.json'} and {Path(args.out) / 'report.png'}")
+    print_outcome(events, Path(args.out))
     return 0
+
+
+def _timeline(store: SQLiteStore, run: RunRecord, forecaster: str | None) -> Timeline | None:
+    from grokwatch.timeline import replay_stored
+
+    points = store.points(run.run_id)
+    if not points:
+        return None
+    return replay_stored(run.meta, points, forecaster=forecaster)
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from grokwatch.store import SQLiteStore
+    from grokwatch.timeline import fmt_forecast, fmt_step
 
-    store = SQLiteStore(args.db or default_db_path())
+    store, path = _open_store(args)
     try:
-        runs = store.list_runs()
+        runs = sorted(store.list_runs(), key=lambda r: r.created_at, reverse=True)
+        shown = runs[: args.limit] if args.limit else runs
+        more = f" (the {len(shown)} newest shown; --limit 0 for all)"
+        print(f"{len(runs)} run(s) in {path}, newest first" + (more if shown != runs else ""))
+        if not runs:
+            print(f"(a run appears here once an Agent with db={str(path)!r} has trained)")
+            return 0
+        forecaster = None if args.no_forecast else "default"
+        print(
+            f"{'run_id':<28} {'started (UTC)':<19} {'points':>6} {'step':>7} {'phase':<11} "
+            f"{'outcome':<13} {'latest forecast':<32} finished"
+        )
+        for r in shown:
+            timeline = _timeline(store, r, forecaster)
+            last = timeline.entries[-1] if timeline else {}
+            summary: Mapping[str, Any] = timeline.summary if timeline else r.summary
+            outcome = r.summary.get("outcome") if r.finished_at else "-"
+            print(
+                f"{r.run_id:<28} {_when(r.created_at):<19} {r.n_points:>6} "
+                f"{fmt_step(summary.get('last_step')):>7} {summary.get('phase') or '-':<11} "
+                f"{outcome or '-':<13} {fmt_forecast(last):<32} "
+                f"{'yes' if r.finished_at else 'no'}"
+            )
     finally:
         store.close()
-    if not runs:
-        print("no runs")
-        return 0
-    print(f"{'run_id':<28} {'points':>7} {'outcome':<14} {'t_mem':>7} {'t_grok':>7} finished")
-    for r in runs:
-        s = r.summary
-        print(
-            f"{r.run_id:<28} {r.n_points:>7} {s.get('outcome', '-')!s:<14} "
-            f"{s.get('t_mem')!s:>7} {s.get('t_grok')!s:>7} {'yes' if r.finished_at else 'no'}"
-        )
     return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from grokwatch.timeline import write_json
+
+    store, path = _open_store(args)
+    try:
+        run = _find_run(store, path, args.run_id)
+        timeline = _timeline(store, run, None if args.no_forecast else "default")
+    finally:
+        store.close()
+    if timeline is None:
+        raise CommandError(f"run {run.run_id!r} in {path} has no evaluation points yet")
+    if args.json:
+        write_json(args.json, {"run_id": run.run_id, **timeline.to_json()})
+    print_show(run, path, timeline, every=args.all)
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0
+
+
+def print_show(run: RunRecord, path: Path, timeline: Timeline, *, every: bool) -> None:
+    """The terminal view of one run: events, change points, the forecast timeline."""
+    from grokwatch.timeline import describe
+
+    meta = run.meta
+    print(f"run {run.run_id} in {path}")
+    print(
+        f"  started {_when(run.created_at)} UTC, "
+        f"{'finished ' + _when(run.finished_at) + ' UTC' if run.finished_at else 'not finished'}"
+        f", {run.n_points} evaluations, budget {meta.get('budget') or '-'}, "
+        f"model {meta.get('model') or '-'}"
+    )
+    print("\n".join(describe(timeline, every=every)))
 
 
 def _report(args: argparse.Namespace) -> int:
     from grokwatch.report import write_report
     from grokwatch.rundata import load_run
-    from grokwatch.store import SQLiteStore
 
-    store = SQLiteStore(args.db or default_db_path())
+    store, path = _open_store(args)
     try:
-        run = load_run(store, args.run_id)
+        run = _find_run(store, path, args.run_id)
+        data = load_run(store, run.run_id)
+        timeline = None if args.no_forecast else _timeline(store, run, "default")
     finally:
         store.close()
-    print(f"wrote {write_report(run, args.out)}")
+    print(f"wrote {write_report(data, args.out, timeline=timeline)}")
     return 0
 
 
@@ -181,14 +304,33 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)
 
-    runs = sub.add_parser("runs", help="list the runs in a run database")
-    runs.add_argument("--db", default=None, help=f"run database (default {default_db_path()})")
+    runs = sub.add_parser(
+        "runs", help="list the runs in a run database, newest first, with their latest forecast"
+    )
+    runs.add_argument("--db", default=None, help=DB_HELP)
+    runs.add_argument("--limit", type=int, default=20, help="newest runs shown (0: all)")
+    runs.add_argument(
+        "--no-forecast", action="store_true", help="rule-based phases only (no forecaster)"
+    )
     runs.set_defaults(func=_runs)
 
-    report = sub.add_parser("report", help="draw the report of a stored run")
-    report.add_argument("run_id")
-    report.add_argument("--db", default=None, help="run database")
-    report.add_argument("--out", default="report.png", help="PNG path")
+    show = sub.add_parser(
+        "show", help="print a stored run's events, change points and forecast timeline"
+    )
+    show.add_argument("run_id", help="run id (or a unique prefix of one)")
+    show.add_argument("--db", default=None, help=DB_HELP)
+    show.add_argument("--all", action="store_true", help="every evaluation, not only changes")
+    show.add_argument("--json", default=None, help="also write the timeline to this JSON file")
+    show.add_argument(
+        "--no-forecast", action="store_true", help="rule-based phases only (no forecaster)"
+    )
+    show.set_defaults(func=_show)
+
+    report = sub.add_parser("report", help="draw the report of a stored run (PNG)")
+    report.add_argument("run_id", help="run id (or a unique prefix of one)")
+    report.add_argument("--db", default=None, help=DB_HELP)
+    report.add_argument("--out", default="report.png", help="PNG path (default report.png)")
+    report.add_argument("--no-forecast", action="store_true", help="leave out the forecast panel")
     report.set_defaults(func=_report)
 
     serve = sub.add_parser(
@@ -288,10 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from grokwatch.exceptions import GrokwatchError
+
     try:
         return int(args.func(args))
-    except (ValueError, KeyError) as exc:
-        print(f"grokwatch: error: {exc}", file=sys.stderr)
+    except (CommandError, GrokwatchError, ValueError, OSError) as exc:
+        print(f"grokwatch {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -1,12 +1,13 @@
 """``grokwatch demo``: a seed-000 modular-addition run that memorizes, then groks, on one core.
 
-The run uses the reference trainer (``trainer/``) with the agent attached, shows a live
-progress bar, prints the events and writes ``events.json`` and ``report.png`` to ``--out``.
+The run uses the reference trainer (``trainer/``) with the agent attached and shows a live
+progress bar. It records the agent's decision at every evaluation, then prints the events and
+the forecast timeline (the first alert against ``t_grok``) and writes ``events.json`` (with the
+forecast history and the change points) and ``report.png`` to ``--out``.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 from grokwatch.agent import Agent
 from grokwatch.decision import Decision
 from grokwatch.report import write_report
+from grokwatch.timeline import Timeline, alert_threshold, describe, entry, write_json
 
 DEMO = {
     "p": 53,
@@ -37,9 +39,13 @@ class _ProgressAgent:
         self.agent = agent
         self.bar = bar
         self._shown = -1
+        self.decisions: list[dict[str, Any]] = []
+        """The agent's decision at each evaluation, as :func:`grokwatch.timeline.entry`."""
 
     def step(self, step: int, **kwargs: Any) -> Decision:
         decision = self.agent.step(step, **kwargs)
+        if decision.step == step and (not self.decisions or self.decisions[-1]["step"] < step):
+            self.decisions.append(entry(decision))
         self.bar.update(1)
         if self.agent.history and self.agent.history[-1][0] != self._shown:
             self._shown, values = self.agent.history[-1]
@@ -81,6 +87,7 @@ def run_demo(
     if threads:
         torch.set_num_threads(threads)
     holder: dict[str, Agent] = {}
+    watched: list[_ProgressAgent] = []
     stop_metrics: Callable[[], None] | None = None
     bar = tqdm(total=config.steps, desc="grokwatch demo", unit="step", disable=quiet)
 
@@ -97,7 +104,8 @@ def run_demo(
             modulus=cfg.p,
         )
         holder["agent"] = agent
-        return _ProgressAgent(agent, bar)
+        watched.append(_ProgressAgent(agent, bar))
+        return watched[0]
 
     if metrics_port is not None:
         from grokwatch.metrics import serve_agent_metrics
@@ -113,19 +121,48 @@ def run_demo(
             stop_metrics()
     agent = holder["agent"]
     summary = agent.summary()
+    timeline = Timeline(
+        entries=watched[0].decisions,
+        change_points=list(agent.detector.change_points),
+        summary=agent.detector.summary(),
+        alert_threshold=alert_threshold(agent.detector.forecaster),
+    )
+    sharpness = summary["sharpness"]
     events = {
         "run_id": agent.run_id,
         "t_mem": summary["t_mem"],
         "t_grok": summary["t_grok"],
         "gap": summary["gap"],
-        "sharpness": summary["sharpness"],
+        "sharpness": None if sharpness is None else round(float(sharpness), 4),
         "outcome": summary["outcome"],
         "budget": config.steps,
         "phase": summary["phase"],
         "wall_seconds": getattr(result, "wall_time", None),
         "config": config.to_dict(),
         "agent": {k: summary[k] for k in ("evaluations", "agent_errors", "measure_seconds")},
+        **timeline.to_json(),
     }
-    (out_dir / "events.json").write_text(json.dumps(events, indent=2, default=str))
-    write_report(agent.run_data(), out_dir / "report.png")
+    write_json(out_dir / "events.json", events)
+    write_report(agent.run_data(), out_dir / "report.png", timeline=timeline)
     return events
+
+
+def print_outcome(events: dict[str, Any], out: Path) -> None:
+    """Print the demo's outcome, its events and its forecast timeline (from ``events.json``)."""
+    from grokwatch.decision import ChangePoint, ChangePointMethod, Direction
+
+    points = [
+        ChangePoint(**dict(c, direction=Direction(c["direction"]),
+                           method=ChangePointMethod(c["method"])))
+        for c in events["change_points"]
+    ]  # fmt: skip
+    timeline = Timeline(
+        entries=events["forecasts"],
+        change_points=points,
+        summary={k: events[k] for k in ("t_mem", "t_grok", "gap", "sharpness", "phase",
+                                        "outcome", "budget")},
+        alert_threshold=events["alert_threshold"],
+    )  # fmt: skip
+    print(f"run {events['run_id']}: outcome {events['outcome']}")
+    print("\n".join(describe(timeline)))
+    print(f"wrote {out / 'events.json'}, {out / 'report.png'} and the run to {out / 'runs.db'}")

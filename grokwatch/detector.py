@@ -21,7 +21,7 @@ reason                      when
 ==========================  ===============================================================
 
 The action stays ``CONTINUE``: the detector reports, it does not (yet) advise stopping or
-extending; the forecast's false-alarm rate is in the README (*The forecaster*).
+extending; the forecast's false-alarm rate is in docs/evaluation.md.
 """
 
 from __future__ import annotations

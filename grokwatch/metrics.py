@@ -180,7 +180,7 @@ class RunCollector(Collector):
             ),
             "measure": GaugeMetricFamily(
                 "grokwatch_run_measure",
-                "Scalar progress measure of the run (see the README measure table).",
+                "Scalar progress measure of the run (see docs/probes.md).",
                 labels=["run_id", "measure"],
             ),
             "phase": GaugeMetricFamily(

@@ -238,8 +238,8 @@ def test_public_facade_lists_exactly_the_public_names():
 
     public = {
         n
-        for n, v in vars(grokwatch).items()
-        if not n.startswith("_") and not isinstance(v, types.ModuleType)
+        for n in dir(grokwatch)
+        if not n.startswith("_") and not isinstance(getattr(grokwatch, n), types.ModuleType)
     }
     assert len(grokwatch.__all__) == len(set(grokwatch.__all__))
     assert set(grokwatch.__all__) - {"__version__"} == public

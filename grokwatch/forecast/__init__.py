@@ -15,7 +15,7 @@ module                 what it holds
 ``plots``              lead-vs-false-alarm curves and per-run timelines
 =====================  ======================================================================
 
-Method, numbers and how to reproduce them: the README, section *The forecaster*.
+Method, numbers and how to reproduce them: docs/forecaster.md and docs/evaluation.md.
 """
 
 from grokwatch.forecast.changepoints import BayesianOnlineCPD, LogTimeSlopes, WindowKernelCPD

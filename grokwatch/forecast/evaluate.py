@@ -1,6 +1,6 @@
 """``grokwatch evaluate``: our forecast and every baseline, on runs the model never saw.
 
-Protocol (every number in the README's *The forecaster* section comes from here):
+Protocol (every number in docs/evaluation.md comes from here):
 
 - **Runs.** Grokking runs (outcome ``grokking``) are the positives; runs that do not grok
   within their budget (``memorization``, ``confusion``) the negatives. ``comprehension`` runs

@@ -1,5 +1,5 @@
 """The committed corpus is the deliverable the forecaster is fitted and judged on: these tests
-read ``trainer/data/corpus`` as shipped and check what the README promises of it."""
+read ``trainer/data/corpus`` as shipped and check what docs/corpus.md promises of it."""
 
 from __future__ import annotations
 
