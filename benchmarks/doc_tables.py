@@ -216,6 +216,18 @@ def cli_timing() -> str:
     )
 
 
+def install_size() -> str:
+    """Disk taken by each install (``benchmarks/install_size.py``)."""
+    data = _json("install_size.json")
+    rows = [
+        (f"`{r['install']}`" if r["install"] != "core" else "`pip install -e .` (core)",
+         r["packages"], f"{r['mb']:.0f} MB",
+         ", ".join(r["missing"]) + " not installed here" if r["missing"] else "")
+        for r in data["rows"]
+    ]  # fmt: skip
+    return table(("install (core + the extra)", "packages", "on disk", "note"), rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "overhead": overhead,
     "overhead_cadences": overhead_cadences,
@@ -228,6 +240,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "service_memory": lambda: _service("memory"),
     "service_targets": service_targets,
     "cli_timing": cli_timing,
+    "install_size": install_size,
 }
 
 
