@@ -12,18 +12,20 @@ Time is compressed ~15x against a deployment, and the test says how:
   replaced by 2 s (the shipped 1-5 min would outlast the whole run);
 * Alertmanager's ``group_wait``/``group_interval`` are 1 s and its webhook URLs point at the
   shipped receiver script, started here;
-* the grokking run pauses ``PACE`` seconds after each evaluation (every 100 steps) until its
-  test accuracy reaches 0.9, so that between two evaluations Prometheus scrapes at least
-  once and evaluates the rules at least once, as it would between evaluations minutes apart.
+* the runs are deploy/paced_run.py: the grokking run pauses ``PACE`` seconds after each
+  evaluation (every 100 steps) until its test accuracy reaches 0.9, so that between two
+  evaluations Prometheus scrapes at least once and evaluates the rules at least once, as it
+  would between evaluations minutes apart; the control pauses after every evaluation.
 
 The grokking run is the RESEARCH §3 recipe p = 53, train fraction 0.5, lr 3e-3, weight decay 1
 (its forecast alerts at step ~600, t_grok = 1100 with seed 0); the control is the same recipe
-with weight decay 0, which memorizes and never groks.
+with weight decay 0, which memorizes and never groks. Both run at once, in threads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -39,8 +41,6 @@ import httpx
 import pytest
 import yaml
 from _tools import DEPLOY, ROOT, free_port, tool
-
-from grokwatch import Agent
 
 pytestmark = pytest.mark.slow
 
@@ -129,48 +129,39 @@ class Prometheus:
         return alerts
 
 
-class Run:
-    """One training run in a thread, watched by an agent that reports to the service."""
+def load_paced_run() -> Any:
+    spec = importlib.util.spec_from_file_location("paced_run", DEPLOY / "paced_run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.paced_run
 
-    def __init__(self, run_id: str, wd: float, detector: str, *, pace_until_grok: bool) -> None:
+
+class Run:
+    """One training run of deploy/paced_run.py in a thread, reporting to the service."""
+
+    def __init__(self, run_id: str, wd: float, detector: str, *, pace_always: bool) -> None:
         self.run_id = run_id
-        self.wd = wd
-        self.detector = detector
-        self.pace_until_grok = pace_until_grok
         self.step = -1  # last evaluated step
         self.result: Any = None
         self.error: BaseException | None = None
+        self.kwargs = {
+            "detector": detector,
+            "wd": wd,
+            "steps": STEPS,
+            "pace": PACE,
+            "pace_always": pace_always,
+            "labels": LABELS,
+            "on_eval": self._evaluated,
+        }
         self.thread = threading.Thread(target=self._run, daemon=True)
 
+    def _evaluated(self, step: int) -> None:
+        self.step = step
+
     def _run(self) -> None:
-        from trainer.config import RunConfig
-        from trainer.train import EvalRecord, train
-
-        config = RunConfig(
-            p=53, frac=0.5, lr=3e-3, wd=self.wd, steps=STEPS, seed=0, eval_every=100, threads=1
-        )
-
-        def factory(model: Any, data: Any, cfg: RunConfig) -> Agent:
-            return Agent(
-                model,
-                train=(data.train_x, data.train_y),
-                test=(data.test_x, data.test_y),
-                every=cfg.eval_every,
-                run_id=self.run_id,
-                config=cfg.to_dict(),
-                budget=cfg.steps,
-                labels=LABELS,
-                detector=self.detector,
-                modulus=cfg.p,
-            )
-
-        def paced(record: EvalRecord) -> None:
-            self.step = record.step
-            if record.test_acc < 0.9 or not self.pace_until_grok:
-                time.sleep(PACE)
-
         try:
-            self.result = train(config, agent_factory=factory, callback=paced)
+            self.result = load_paced_run()(self.run_id, **self.kwargs)
         except BaseException as exc:
             self.error = exc
 
@@ -297,8 +288,8 @@ def outcome(stack: dict[str, Any]) -> dict[str, Any]:
     # one refused write, so that the dashboard's rejects panel has a reason to show
     refused = httpx.post(f"{urls['service']}/v1/runs", content=b"{}", timeout=5)
     assert refused.status_code == 415
-    grokker = Run(GROKKER, 1.0, urls["service"], pace_until_grok=True)
-    control = Run(CONTROL, 0.0, urls["service"], pace_until_grok=False)
+    grokker = Run(GROKKER, 1.0, urls["service"], pace_always=False)
+    control = Run(CONTROL, 0.0, urls["service"], pace_always=True)
     started = time.time()
     grokker.thread.start()
     control.thread.start()

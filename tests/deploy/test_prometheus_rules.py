@@ -61,3 +61,17 @@ def test_per_run_alerts_route_by_experiment_and_team() -> None:
             assert "group_left(experiment, team) grokwatch_run_info" in rule["expr"], rule
         assert rule["labels"]["severity"] in {"info", "warning", "critical"}
     assert sum("grokwatch_run_info" in r["expr"] for r in alerts) == 8
+
+
+def test_the_rules_table_in_the_docs_is_the_scripts_output() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "rules_table", DEPLOY / "prometheus" / "rules_table.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    page = (DEPLOY.parent / "docs" / "monitoring.md").read_text()
+    between = page.split("<!-- rules table -->\n", 1)[1].split("<!-- end rules table -->", 1)[0]
+    assert between == module.table(), "run python deploy/prometheus/rules_table.py"
