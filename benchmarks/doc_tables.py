@@ -228,7 +228,39 @@ def install_size() -> str:
     return table(("install (core + the extra)", "packages", "on disk", "note"), rows)
 
 
+def corpus_outcomes() -> str:
+    """Corpus v2: runs per family and outcome (``python -m trainer.summary ... --json``)."""
+    data = json.loads((ROOT / "trainer" / "data" / "corpus_v2_summary.json").read_text())
+    outcomes = ("grokking", "comprehension", "memorization", "confusion")
+    rows = []
+    for family, counts in data["families"].items():
+        ok = sum(counts[o] for o in outcomes)
+        cells = [f"{counts[o]} ({100 * counts[o] / ok:.0f} %)" if ok else "0" for o in outcomes]
+        rows.append((f"`{family}`", ok + counts["failed"], *cells, counts["failed"]))
+    total = sum(r[1] for r in rows)
+    return table(("family", "runs", *outcomes, "failed"), rows) + f"\n\n{total} runs in all."
+
+
+def corpus_throughput() -> str:
+    """Corpus v2 sweep throughput, naive vs ours (``benchmarks/corpus_throughput.py``)."""
+    data = _json("corpus/throughput.json")
+    head = ("side", "processes × threads", "runs per task", "model-steps/s", "× naive",
+            "training GFLOP/s", "of matmul peak")  # fmt: skip
+    rows = [(r["side"], f"{r['processes']} × {r['threads']}", max(r["stack"], 1),
+             f"{r['model_steps_per_s']:.0f}", f"{r['speedup']:.2f}×", f"{r['train_gflops']:.1f}",
+             f"{100 * r['peak_fraction']:.0f} %") for r in data["sides"]]  # fmt: skip
+    note = (
+        f"{data['runs']} runs ({', '.join(data['families'])}), {data['steps_per_run']} steps "
+        f"each; matmul peak {data['matmul_peak_gflops_per_thread']:.0f} GFLOP/s per thread; "
+        f"load average {data['load_average_before']:.1f} before, "
+        f"{data['load_average_after']:.1f} after."
+    )
+    return table(head, rows) + "\n\n" + note
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "corpus_outcomes": corpus_outcomes,
+    "corpus_throughput": corpus_throughput,
     "overhead": overhead,
     "overhead_cadences": overhead_cadences,
     "store_records": store_records,
