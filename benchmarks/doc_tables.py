@@ -81,6 +81,21 @@ def overhead_cadences() -> str:
     )
 
 
+def fast_paths() -> str:
+    """Each online fast path against its slow path (``benchmarks/fast_paths.py``)."""
+    data = _json("fast_paths.json")
+    rows = [(f"`{t['path']}`", f"{t['fast_us']:.0f} µs", f"{t['slow_us']:.0f} µs",
+             f"{t['slow_cores_at_1000_per_s'] - t['fast_cores_at_1000_per_s']:.2f} cores",
+             "yes" if t["equal"] else "**no**") for t in data["timings"]]  # fmt: skip
+    m = data["memory"]
+    rows.append((f"`{m['path']}` ({m['evaluations_per_run']} evaluations per run)",
+                 f"{m['fast_mb_per_1000_runs']:.1f} MB / 1000 runs",
+                 f"{m['slow_mb_per_1000_runs']:.1f} MB / 1000 runs",
+                 f"{m['slow_mb_per_1000_runs'] - m['fast_mb_per_1000_runs']:.1f} MB / 1000 runs",
+                 "yes" if m["equal"] else "**no**"))  # fmt: skip
+    return table(("path", "fast", "slow", "the slow path would add", "equal"), rows)
+
+
 def store_records() -> str:
     """Record size and insert cost by store schema (``benchmarks/store_records.py``)."""
     data = _json("store_records.json")
@@ -146,6 +161,20 @@ def _service(name: str) -> str:
     return str(getattr(module, name)(directory))
 
 
+def service_side_by_side() -> str:
+    """Every service table, the code before the last round of changes and after, row by row
+    (``benchmarks/service_side_by_side.sh`` ran each command on one and then the other)."""
+    module = _sibling("service_tables")
+    module.DIRS = [RESULTS / "service_before", RESULTS / "service"]
+    module.LABELS = {RESULTS / "service_before": "before", RESULTS / "service": "after"}
+    parts = []
+    for name in ("throughput", "live", "metrics", "memory"):
+        render = getattr(module, name)
+        lines = [render(d) for d in module.DIRS]
+        parts.append("\n".join(line for line in lines if line))
+    return "\n\n".join(parts)
+
+
 def _replicas(entry: dict[str, Any]) -> str:
     n = entry.get("replicas", 1)
     return "one process" if n == 1 else f"{n} replicas"
@@ -187,8 +216,7 @@ def service_targets() -> str:
             best = min(live, key=lambda e: e["p99_ms"])
             rows.append((forecaster, "p99 ≤ 20 ms, 1000 runs × 1/s", verdict(best["p99_ms"] <= 20),
                          f"{best['p99_ms']:.3g} ms ({_replicas(best)}, "
-                         f"{best['report_points']} points per report, schedule "
-                         f"{best.get('forecast_schedule') or 'default'})"))  # fmt: skip
+                         f"{best['report_points']} points per report)"))  # fmt: skip
         if met:
             worst = max(max(e.get("render_ms_median", 0), e.get("get_ms_median", 0)) for e in met)
             rows.append((forecaster, "`/metrics` ≤ 100 ms at 10k series", verdict(worst <= 100),
@@ -271,6 +299,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "service_metrics": lambda: _service("metrics"),
     "service_memory": lambda: _service("memory"),
     "service_targets": service_targets,
+    "service_side_by_side": service_side_by_side,
+    "fast_paths": fast_paths,
     "cli_timing": cli_timing,
     "install_size": install_size,
 }
