@@ -277,7 +277,10 @@ def corpus_throughput() -> str:
     rows = [(r["side"], f"{r['processes']} × {r['threads']}", max(r["stack"], 1),
              f"{r['model_steps_per_s']:.0f}", f"{r['speedup']:.2f}×", f"{r['train_gflops']:.1f}",
              f"{100 * r['peak_fraction']:.0f} %") for r in data["sides"]]  # fmt: skip
+    pool, ours = data["sides"][-2], data["sides"][-1]
+    gain = ours["model_steps_per_s"] / pool["model_steps_per_s"]
     note = (
+        f"Stacking alone (ours ÷ the pool one run at a time, same run): {gain:.2f}×. "
         f"{data['runs']} runs ({', '.join(data['families'])}), {data['steps_per_run']} steps "
         f"each; matmul peak {data['matmul_peak_gflops_per_thread']:.0f} GFLOP/s per thread; "
         f"load average {data['load_average_before']:.1f} before, "
