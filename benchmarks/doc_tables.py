@@ -271,6 +271,18 @@ def cli_timing() -> str:
     )
 
 
+def install_size() -> str:
+    """Disk taken by each install (``benchmarks/install_size.py``)."""
+    data = _json("install_size.json")
+    rows = [
+        (f"`{r['install']}`" if r["install"] != "core" else "`pip install -e .` (core)",
+         r["packages"], f"{r['mb']:.0f} MB",
+         ", ".join(r["missing"]) + " not installed here" if r["missing"] else "")
+        for r in data["rows"]
+    ]  # fmt: skip
+    return table(("install (core + the extra)", "packages", "on disk", "note"), rows)
+
+
 def corpus_outcomes() -> str:
     """Corpus v2: runs per family and outcome (``python -m trainer.summary ... --json``)."""
     data = json.loads((ROOT / "trainer" / "data" / "corpus_v2_summary.json").read_text())
@@ -322,6 +334,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "service_side_by_side": service_side_by_side,
     "fast_paths": fast_paths,
     "cli_timing": cli_timing,
+    "install_size": install_size,
 }
 
 
