@@ -81,6 +81,21 @@ def overhead_cadences() -> str:
     )
 
 
+def fast_paths() -> str:
+    """Each online fast path against its slow path (``benchmarks/fast_paths.py``)."""
+    data = _json("fast_paths.json")
+    rows = [(f"`{t['path']}`", f"{t['fast_us']:.0f} µs", f"{t['slow_us']:.0f} µs",
+             f"{t['slow_cores_at_1000_per_s'] - t['fast_cores_at_1000_per_s']:.2f} cores",
+             "yes" if t["equal"] else "**no**") for t in data["timings"]]  # fmt: skip
+    m = data["memory"]
+    rows.append((f"`{m['path']}` ({m['evaluations_per_run']} evaluations per run)",
+                 f"{m['fast_mb_per_1000_runs']:.1f} MB / 1000 runs",
+                 f"{m['slow_mb_per_1000_runs']:.1f} MB / 1000 runs",
+                 f"{m['slow_mb_per_1000_runs'] - m['fast_mb_per_1000_runs']:.1f} MB / 1000 runs",
+                 "yes" if m["equal"] else "**no**"))  # fmt: skip
+    return table(("path", "fast", "slow", "the slow path would add", "equal"), rows)
+
+
 def store_records() -> str:
     """Record size and insert cost by store schema (``benchmarks/store_records.py``)."""
     data = _json("store_records.json")
@@ -146,6 +161,20 @@ def _service(name: str) -> str:
     return str(getattr(module, name)(directory))
 
 
+def service_side_by_side() -> str:
+    """Every service table, the code before the last round of changes and after, row by row
+    (``benchmarks/service_side_by_side.sh`` ran each command on one and then the other)."""
+    module = _sibling("service_tables")
+    module.DIRS = [RESULTS / "service_before", RESULTS / "service"]
+    module.LABELS = {RESULTS / "service_before": "before", RESULTS / "service": "after"}
+    parts = []
+    for name in ("throughput", "live", "metrics", "memory"):
+        render = getattr(module, name)
+        lines = [render(d) for d in module.DIRS]
+        parts.append("\n".join(line for line in lines if line))
+    return "\n\n".join(parts)
+
+
 def _replicas(entry: dict[str, Any]) -> str:
     n = entry.get("replicas", 1)
     return "one process" if n == 1 else f"{n} replicas"
@@ -187,8 +216,7 @@ def service_targets() -> str:
             best = min(live, key=lambda e: e["p99_ms"])
             rows.append((forecaster, "p99 ≤ 20 ms, 1000 runs × 1/s", verdict(best["p99_ms"] <= 20),
                          f"{best['p99_ms']:.3g} ms ({_replicas(best)}, "
-                         f"{best['report_points']} points per report, schedule "
-                         f"{best.get('forecast_schedule') or 'default'})"))  # fmt: skip
+                         f"{best['report_points']} points per report)"))  # fmt: skip
         if met:
             worst = max(max(e.get("render_ms_median", 0), e.get("get_ms_median", 0)) for e in met)
             rows.append((forecaster, "`/metrics` ≤ 100 ms at 10k series", verdict(worst <= 100),
@@ -216,7 +244,39 @@ def cli_timing() -> str:
     )
 
 
+def corpus_outcomes() -> str:
+    """Corpus v2: runs per family and outcome (``python -m trainer.summary ... --json``)."""
+    data = json.loads((ROOT / "trainer" / "data" / "corpus_v2_summary.json").read_text())
+    outcomes = ("grokking", "comprehension", "memorization", "confusion")
+    rows = []
+    for family, counts in data["families"].items():
+        ok = sum(counts[o] for o in outcomes)
+        cells = [f"{counts[o]} ({100 * counts[o] / ok:.0f} %)" if ok else "0" for o in outcomes]
+        rows.append((f"`{family}`", ok + counts["failed"], *cells, counts["failed"]))
+    total = sum(r[1] for r in rows)
+    return table(("family", "runs", *outcomes, "failed"), rows) + f"\n\n{total} runs in all."
+
+
+def corpus_throughput() -> str:
+    """Corpus v2 sweep throughput, naive vs ours (``benchmarks/corpus_throughput.py``)."""
+    data = _json("corpus/throughput.json")
+    head = ("side", "processes × threads", "runs per task", "model-steps/s", "× naive",
+            "training GFLOP/s", "of matmul peak")  # fmt: skip
+    rows = [(r["side"], f"{r['processes']} × {r['threads']}", max(r["stack"], 1),
+             f"{r['model_steps_per_s']:.0f}", f"{r['speedup']:.2f}×", f"{r['train_gflops']:.1f}",
+             f"{100 * r['peak_fraction']:.0f} %") for r in data["sides"]]  # fmt: skip
+    note = (
+        f"{data['runs']} runs ({', '.join(data['families'])}), {data['steps_per_run']} steps "
+        f"each; matmul peak {data['matmul_peak_gflops_per_thread']:.0f} GFLOP/s per thread; "
+        f"load average {data['load_average_before']:.1f} before, "
+        f"{data['load_average_after']:.1f} after."
+    )
+    return table(head, rows) + "\n\n" + note
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "corpus_outcomes": corpus_outcomes,
+    "corpus_throughput": corpus_throughput,
     "overhead": overhead,
     "overhead_cadences": overhead_cadences,
     "store_records": store_records,
@@ -227,6 +287,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "service_metrics": lambda: _service("metrics"),
     "service_memory": lambda: _service("memory"),
     "service_targets": service_targets,
+    "service_side_by_side": service_side_by_side,
+    "fast_paths": fast_paths,
     "cli_timing": cli_timing,
 }
 

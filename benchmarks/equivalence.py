@@ -8,7 +8,7 @@ nothing else):
 
 - 60 corpus runs replayed offline (``replay``: features, contexts, change points) at the
   corpus cadence and thinned to every 500 steps;
-- 30 of them fed online to ``RunForecast.update_many`` in batches of 1, 7 and 100, with values
+- 30 of them fed online to ``GrokRunForecaster.update_many`` in batches of 1, 7 and 100, with values
   made absent, NaN, infinite, negative or ``None`` at random, the step loss swapped in for the
   loss, duplicates and late points: every forecast, new change point and feature vector;
 - the same runs through ``RunDetector.update_many`` in batches of 1, 10 and 500, with the

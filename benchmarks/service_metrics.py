@@ -30,8 +30,9 @@ import httpx
 from prometheus_client import CollectorRegistry, generate_latest
 from service_common import MEASURES, Server, wait_for_forecasts
 
+from grokwatch.service.live import detector_for, load_forecaster
 from grokwatch.service.settings import ServiceSettings
-from grokwatch.service.state import RunTable, detector_for, load_forecaster
+from grokwatch.service.state import RunTable
 from grokwatch.service.telemetry import ServiceMetrics
 from grokwatch.store import MemoryStore
 from grokwatch.wire import PointsBatch, RunCreate

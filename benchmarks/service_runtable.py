@@ -34,8 +34,9 @@ from typing import Any
 
 from service_common import MEASURES
 
+from grokwatch.service.live import detector_for, load_forecaster
 from grokwatch.service.payloads import ingest_result
-from grokwatch.service.state import RunTable, detector_for, load_forecaster
+from grokwatch.service.state import RunTable
 from grokwatch.store import SQLiteStore
 from grokwatch.wire import PointsBatch, RunCreate
 

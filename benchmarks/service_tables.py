@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 DIRS: list[Path] = []
-"""The directories read; with more than one, each row is labelled with its directory's name."""
+"""The directories read; with more than one, each row is labelled with its directory's name
+(or its entry in :data:`LABELS`)."""
+LABELS: dict[Path, str] = {}
 
 
 def _load(directory: Path, pattern: str) -> list[tuple[str, dict[str, Any]]]:
@@ -31,7 +33,7 @@ def _load(directory: Path, pattern: str) -> list[tuple[str, dict[str, Any]]]:
 def _label(head: Sequence[str], rows: Iterable[Sequence[Any]], where: Path) -> tuple[Any, Any]:
     if len(DIRS) < 2:
         return head, rows
-    return ("code", *head), [(where.name, *row) for row in rows]
+    return ("code", *head), [(LABELS.get(where, where.name), *row) for row in rows]
 
 
 def _n(x: float) -> str:

@@ -57,7 +57,7 @@ DEFAULT = "default"
 
 def resolve_forecaster(forecaster: Forecaster | str | Path | None) -> Forecaster | None:
     """``None`` (rule-based), ``"default"`` (the shipped model), a model file path, or any
-    object with a ``start(budget=, rules=)`` method."""
+    :class:`~grokwatch.forecast.online.Forecaster`."""
     if forecaster is None:
         return None
     if isinstance(forecaster, str | Path):
@@ -79,7 +79,7 @@ _MISSING = object()
 
 
 class _NotAFloat(Exception):
-    """A value :meth:`_History.extend` leaves to :meth:`_History.add`."""
+    """A value :meth:`_Evaluations.extend` leaves to :meth:`_Evaluations.add`."""
 
 
 def _stored(value: object) -> float:
@@ -127,33 +127,30 @@ def _getter(columns: tuple[str, ...]) -> Callable[[Mapping[str, float]], Any]:
 
 
 @functools.lru_cache(maxsize=64)
-def _kept(reads: frozenset[str]) -> frozenset[str]:
-    """The measures a detector keeps (one set shared by all the detectors of a forecaster)."""
-    return _TRACKER_MEASURES | reads
+def _measures_kept(reads: frozenset[str]) -> tuple[str, ...]:
+    """The measures a detector keeps, sorted: what its event rules and its forecaster read
+    (one tuple shared by all the detectors of a forecaster)."""
+    return tuple(sorted(_TRACKER_MEASURES | reads))
 
 
-@functools.lru_cache(maxsize=64)
-def _names(keep: frozenset[str]) -> tuple[str, ...]:
-    return tuple(sorted(keep))
-
-
-class _History:
+class _Evaluations:
     """A run's evaluations in step order, for replaying them when a point arrives late.
 
     One float per kept measure and evaluation, in one ``array("d")`` (row-major), instead of a
-    dict per evaluation. ``keep``: the measures worth keeping (``None``: all of them). A point
-    with a value that is not a real number keeps its kept values as given, in a dict.
+    dict per evaluation (a dict per evaluation would take most of the service's memory per
+    live run). ``keep``: the measures worth keeping, sorted. A measure an evaluation lacks is
+    stored as -NaN (a measured NaN as +NaN). A point with a value that is not a real number
+    keeps its kept values as given, in a dict.
     """
 
-    __slots__ = ("_columns", "_data", "_index", "_keep", "_keep_names", "_raw", "steps")
+    __slots__ = ("_columns", "_data", "_index", "_keep", "_raw", "steps")
 
-    def __init__(self, keep: frozenset[str] | None) -> None:
+    def __init__(self, keep: tuple[str, ...]) -> None:
         self.steps = array.array("q")
         self._data = array.array("d")
         self._columns: list[str] = []
         self._index: dict[str, int] = {}
         self._keep = keep
-        self._keep_names = None if keep is None else _names(keep)
         self._raw: dict[int, dict[str, float]] = {}
 
     def __len__(self) -> int:
@@ -169,23 +166,23 @@ class _History:
             if steps[at] == step:
                 return None
         row = [_ABSENT] * len(self._columns)
-        keep, names, index = self._keep, self._keep_names, self._index
+        keep, index = self._keep, self._index
         items: Iterable[tuple[str, float]] = values.items()
-        if names is not None and len(names) < len(values):
-            items = [(name, values[name]) for name in names if name in values]
-        odd = False
+        if len(keep) < len(values):
+            items = [(name, values[name]) for name in keep if name in values]
+        not_a_float = False
         for name, value in items:
             j = index.get(name)
             if j is None:
-                if keep is not None and name not in keep:
+                if name not in keep:
                     continue
                 j = self._add_column(name)
                 row.append(_ABSENT)
             try:
                 row[j] = _stored(value)
             except _NotAFloat:
-                odd = True
-        if odd:
+                not_a_float = True
+        if not_a_float:
             self._raw[step] = {k: v for k, v in values.items() if k in index}
         if newest:
             steps.append(step)
@@ -200,8 +197,7 @@ class _History:
         """Append evaluations that all come after the newest, in step order, at once (what
         :meth:`add` on each would store); ``False``, storing nothing new, when the batch is
         not like that or holds a value that is not a real number (then :meth:`add` each)."""
-        names = self._keep_names
-        if names is None or not points:
+        if not points:
             return False
         steps = [step for step, _ in points]
         if self.steps and steps[0] <= self.steps[-1]:
@@ -209,7 +205,7 @@ class _History:
         if any(b <= a for a, b in itertools.pairwise(steps)):
             return False
         present = set().union(*[values.keys() for _, values in points])
-        for name in names:
+        for name in self._keep:
             if name not in self._index and name in present:
                 self._add_column(name)
         columns = self._columns
@@ -252,27 +248,6 @@ class _History:
     def __iter__(self) -> Iterator[Point]:
         return (self.point(i) for i in range(len(self.steps)))
 
-    def rows(
-        self, start: int, columns: Sequence[str]
-    ) -> tuple[list[int], np.ndarray, np.ndarray] | None:
-        """The evaluations from index ``start`` on as arrays: their steps, the values of
-        ``columns`` ``(n, C)`` and which were absent; ``None`` when one of them holds a value
-        that is not a real number (only its dict keeps it)."""
-        steps = self.steps[start:].tolist()
-        if self._raw and any(step in self._raw for step in steps):
-            return None
-        width = len(self._columns)
-        data = np.array(self._data[start * width :], dtype=float).reshape(len(steps), width)
-        values = np.full((len(steps), len(columns)), np.nan)
-        absent = np.ones(values.shape, dtype=bool)
-        for c, name in enumerate(columns):
-            j = self._index.get(name)
-            if j is not None:
-                col = data[:, j]
-                values[:, c] = col
-                absent[:, c] = np.isnan(col) & np.signbit(col)
-        return steps, values, absent
-
 
 class RunDetector:
     """Detector for one run: rule-based events and phases plus, with a forecaster, forecasts.
@@ -284,8 +259,9 @@ class RunDetector:
     attached but not acted on.
 
     The history kept for those rebuilds holds only the measures the event rules and the
-    forecaster read (all of them for a forecaster that does not say which it reads), as
-    compact arrays. ``phase_changes`` counts how often the phase changed from one update to
+    forecaster read, as compact arrays. The run's one :class:`~grokwatch.events.EventTracker`
+    is the detector's: the forecaster reads its events and phase instead of tracking them
+    again. ``phase_changes`` counts how often the phase changed from one update to
     the next.
     """
 
@@ -303,8 +279,8 @@ class RunDetector:
         self.min_confidence = min_confidence
         self._tracker = EventTracker(self.rules)
         self._run: RunForecaster | None = self._start()
-        reads = frozenset() if self._run is None else getattr(self._run, "measures", None)
-        self._history = _History(None if reads is None else _kept(frozenset(reads)))
+        reads = frozenset() if self._run is None else self._run.measures
+        self._history = _Evaluations(_measures_kept(reads))
         self.forecast: Forecast | None = None
         self.decision: Decision | None = None
         self.phase_changes = 0
@@ -314,7 +290,7 @@ class RunDetector:
     def _start(self) -> RunForecaster | None:
         if self.forecaster is None:
             return None
-        return self.forecaster.start(budget=self.budget, rules=self.rules)
+        return self.forecaster.start(budget=self.budget, rules=self.rules, tracker=self._tracker)
 
     def observe(self, step: int, values: Mapping[str, float]) -> Decision:
         """Add one evaluation and return the decision at the newest step."""
@@ -418,25 +394,10 @@ class RunDetector:
                 self.phase_changes += 1
 
     def _forecast(self, start: int) -> None:
-        """Feed the forecaster the history from index ``start`` on: as arrays when it takes
-        them (``update_rows``), else as points."""
+        """Feed the forecaster the history from index ``start`` on."""
         run, history = self._run, self._history
-        if run is None or start >= len(history):
-            return
-        update_rows = getattr(run, "update_rows", None)
-        columns = getattr(run, "columns", None)
-        if update_rows is not None and columns is not None:
-            rows = history.rows(start, columns)
-            if rows is not None:
-                self.forecast = update_rows(*rows)
-                return
-        points = [history.point(i) for i in range(start, len(history))]
-        many = getattr(run, "update_many", None)
-        if many is not None:
-            self.forecast = many(points)
-        else:
-            for step, v in points:
-                self.forecast = run.update(step, v)
+        if run is not None and start < len(history):
+            self.forecast = run.update_many([history.point(i) for i in range(start, len(history))])
 
     def _decide(self, new: tuple[ChangePoint, ...]) -> Decision:
         phase = self._tracker.phase

@@ -19,7 +19,6 @@ import collections
 import dataclasses
 import enum
 import math
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -125,55 +124,6 @@ class EventTracker:
         if tracking_low and te is not None and te < self._post_mem_low:
             self._post_mem_low, self._post_mem_low_index = te, self.n - 1
         self.phase = self._phase(tr, te, train_loss)
-        return self.phase
-
-    def update_many(
-        self,
-        steps: Sequence[int],
-        train_acc: np.ndarray,
-        test_acc: np.ndarray,
-        train_loss: float | None = None,
-    ) -> Phase:
-        """:meth:`update` on each evaluation in turn, in array operations: the same events,
-        phase and history afterwards. Accuracies are NaN where absent or not finite;
-        ``train_loss`` is the last evaluation's (the phase reads no other)."""
-        n = len(steps)
-        if n == 0:
-            return self.phase
-        r = self.rules
-        tr, te = np.asarray(train_acc, dtype=float), np.asarray(test_acc, dtype=float)
-        ok_tr, ok_te = np.isfinite(tr), np.isfinite(te)
-        start, self.n, self.last_step = self.n, self.n + n, steps[-1]
-        if self.history:
-            self.steps.extend(steps)
-            self.train_acc.extend(np.where(ok_tr, tr, math.nan).tolist())
-            self.test_acc.extend(np.where(ok_te, te, math.nan).tolist())
-        recent = self._recent_acc
-        recent.extend(tr[ok_tr].tolist())
-        if len(recent) > r.patience:
-            gone = [recent.popleft() for _ in range(len(recent) - r.patience)]
-            self._old_best = max(self._old_best, *gone)
-        mem_row, grok_row = 0, n  # rows from t_mem on and before t_grok track the low
-        if self.t_mem is None:
-            hit = np.flatnonzero(ok_tr & (tr >= r.mem_threshold))
-            mem_row = int(hit[0]) if hit.size else n
-            if hit.size:
-                self.t_mem = steps[mem_row]
-        if self.t_grok is None:
-            hit = np.flatnonzero(ok_te & (te >= r.grok_threshold))
-            if hit.size:
-                grok_row = int(hit[0])
-                self.t_grok = steps[grok_row]
-        else:
-            grok_row = 0
-        if mem_row < grok_row and ok_te[mem_row:grok_row].any():
-            span = np.where(ok_te[mem_row:grok_row], te[mem_row:grok_row], np.inf)
-            j = int(np.argmin(span))  # the first of equal lows, as one at a time keeps it
-            if span[j] < self._post_mem_low:
-                self._post_mem_low, self._post_mem_low_index = float(span[j]), start + mem_row + j
-        last_tr = float(tr[-1]) if ok_tr[-1] else None
-        last_te = float(te[-1]) if ok_te[-1] else None
-        self.phase = self._phase(last_tr, last_te, train_loss)
         return self.phase
 
     def _phase(self, tr: float | None, te: float | None, loss: float | None) -> Phase:

@@ -80,7 +80,9 @@ def _httpx() -> ModuleType:
     return httpx
 
 
-class Outcome(enum.Enum):
+class Delivery(enum.Enum):
+    """What became of one request: sent, worth retrying, or refused for good."""
+
     SENT = "sent"
     RETRY = "retry"
     REFUSED = "refused"
@@ -153,22 +155,22 @@ class Sender:
     on_decision: Callable[[str, Decision], None] | None = None
     known_meta: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
-    def send(self, op: Op, *, timeout: float | None = None) -> tuple[Outcome, str]:
-        """One request; returns the outcome and, when not sent, why."""
+    def send(self, op: Op, *, timeout: float | None = None) -> tuple[Delivery, str]:
+        """One request; returns the delivery and, when not sent, why."""
         if op["op"] == "register":
             self.known_meta[op["run_id"]] = op["body"]
-        outcome, why, status = self._post(op, timeout)
+        delivery, why, status = self._post(op, timeout)
         if status == 404 and op["op"] != "register":
             # the service lost or never got the registration: register again, then retry
             body = self.known_meta.get(op["run_id"], {"run_id": op["run_id"]})
             again = Op(op="register", run_id=op["run_id"], body=body)
             reg, why, _ = self._post(again, timeout)
-            if reg is not Outcome.SENT:
+            if reg is not Delivery.SENT:
                 return reg, why
-            outcome, why, _ = self._post(op, timeout)
-        return outcome, why
+            delivery, why, _ = self._post(op, timeout)
+        return delivery, why
 
-    def _post(self, op: Op, timeout: float | None) -> tuple[Outcome, str, int]:
+    def _post(self, op: Op, timeout: float | None) -> tuple[Delivery, str, int]:
         base = pick_replica(op["run_id"], self.urls)
         path = f"{API_PREFIX}/runs"
         if op["op"] != "register":
@@ -184,16 +186,16 @@ class Sender:
                 timeout=self.timeout if timeout is None else max(timeout, 0.05),
             )
         except _httpx().HTTPError as exc:
-            return Outcome.RETRY, f"{type(exc).__name__}: {exc}", 0
+            return Delivery.RETRY, f"{type(exc).__name__}: {exc}", 0
         status = response.status_code
         if status in (200, 201):
             if op["op"] == "points" and self.on_decision is not None:
                 self._read_decision(op["run_id"], response.content)
-            return Outcome.SENT, "", status
+            return Delivery.SENT, "", status
         why = f"HTTP {status} from {base}{path}: {response.text[:300]}"
         if status in RETRYABLE_STATUS:
-            return Outcome.RETRY, why, status
-        return Outcome.REFUSED, why, status
+            return Delivery.RETRY, why, status
+        return Delivery.REFUSED, why, status
 
     def _read_decision(self, run_id: str, content: bytes) -> None:
         try:
@@ -470,33 +472,33 @@ class HTTPTransport(Transport):
             if self._past_deadline():
                 self._to_spool(ops[i:])
                 return
-            outcome, why = self._send(op)
-            if outcome is Outcome.SENT:
+            delivery, why = self._send(op)
+            if delivery is Delivery.SENT:
                 self.stats.delivered += n
                 self._offline, self._failures = False, 0
-            elif outcome is Outcome.REFUSED:
+            elif delivery is Delivery.REFUSED:
                 self._refuse(n, why)
             else:
                 self._went_offline(why)
                 self._to_spool(ops[i:])
                 return
 
-    def _send(self, op: Op) -> tuple[Outcome, str]:
+    def _send(self, op: Op) -> tuple[Delivery, str]:
         """One operation with up to ``attempts`` tries and backoff in between."""
-        outcome, why = Outcome.RETRY, ""
+        delivery, why = Delivery.RETRY, ""
         for attempt in range(self.attempts):
             remaining = self._remaining()
             if remaining is not None and remaining <= 0:
                 break
-            outcome, why = self.sender.send(op, timeout=remaining)
-            if outcome is not Outcome.RETRY or attempt == self.attempts - 1:
+            delivery, why = self.sender.send(op, timeout=remaining)
+            if delivery is not Delivery.RETRY or attempt == self.attempts - 1:
                 break
             self.retries += 1
             delay = self._delay(attempt)
             if remaining is not None and delay >= remaining:
                 break
             time.sleep(delay)
-        return outcome, why
+        return delivery, why
 
     def _delay(self, failures: int) -> float:
         delay = min(self.backoff * 2.0**failures, self.max_backoff)
@@ -536,11 +538,11 @@ class HTTPTransport(Transport):
                 if self._past_deadline():
                     return
                 remaining = self._remaining()
-                outcome, why = self.sender.send(op, timeout=remaining)
-                if outcome is Outcome.RETRY:
+                delivery, why = self.sender.send(op, timeout=remaining)
+                if delivery is Delivery.RETRY:
                     self._went_offline(why)
                     return
-                if outcome is Outcome.REFUSED:
+                if delivery is Delivery.REFUSED:
                     self._refuse(1, why)
                 else:
                     self.replayed += 1
@@ -606,12 +608,12 @@ def sync(
                 if not chunk:
                     break
                 for op, end in chunk:
-                    outcome, why = sender.send(op)
-                    if outcome is Outcome.RETRY:
+                    delivery, why = sender.send(op)
+                    if delivery is Delivery.RETRY:
                         log.warning("grokwatch sync: %s: %s", path, why)
                         complete = False
                         break
-                    if outcome is Outcome.REFUSED:
+                    if delivery is Delivery.REFUSED:
                         result.refused += 1
                         log.warning("grokwatch sync: refused: %s", why)
                     else:

@@ -21,18 +21,20 @@ from grokwatch.forecast import ConstantForecaster
 
 
 class LastValueForecaster:
-    """A forecaster with neither ``update_many`` nor ``measures``: P(grok) is the last
-    ``weight_norm`` seen (so the detector must keep a measure its rules do not read)."""
+    """P(grok) is the last ``weight_norm`` seen (so the detector must keep a measure its rules
+    do not read)."""
 
     class Run:
+        measures = frozenset({"weight_norm"})
         change_points: tuple[Any, ...] = ()
         new_change_points: tuple[Any, ...] = ()
 
-        def update(self, step: int, values: Any) -> Forecast:
+        def update_many(self, points: Any) -> Forecast:
+            step, values = points[-1]
             p = min(max(float(values.get("weight_norm", 0.0)) / 100.0, 0.0), 1.0)
             return Forecast(step=step, p_grok_horizon=p, horizon=100, p_grok_budget=p)
 
-    def start(self, *, budget: int | None, rules: Any = None) -> Any:
+    def start(self, *, budget: int | None, rules: Any = None, tracker: Any = None) -> Any:
         return self.Run()
 
 
@@ -40,7 +42,7 @@ FORECASTERS = {
     "default": lambda: "default",
     "none": lambda: None,
     "constant": lambda: ConstantForecaster(0.7),
-    "no-batch-api": LastValueForecaster,
+    "last-value": LastValueForecaster,
 }
 
 
@@ -146,7 +148,7 @@ def held_bytes(make: Any, pts: list[tuple[int, dict[str, float]]]) -> int:
 
 
 @pytest.mark.parametrize(
-    ("forecaster", "most"), [("none", 80), ("default", 200), ("no-batch-api", 400)]
+    ("forecaster", "most"), [("none", 80), ("default", 200), ("last-value", 400)]
 )
 def test_the_history_costs_a_few_bytes_per_evaluation(forecaster: str, most: int):
     """2000 evaluations of 40 measures: only what the rules and the forecaster read is kept,
@@ -272,11 +274,11 @@ def test_a_batch_with_every_measure_as_floats_reads_back_as_one_point_at_a_time(
 def _stored_both_ways(values, cut, *, batch_taken=False):
     """The points stored one at a time and in two batches split at ``cut`` (a batch the
     history does not take is added one at a time, unless ``batch_taken``): the same reads."""
-    from grokwatch.detector import _History
+    from grokwatch.detector import _Evaluations
 
-    keep = frozenset({"train_accuracy", "test_accuracy", "weight_norm"})
+    keep = ("test_accuracy", "train_accuracy", "weight_norm")
     pts = [(10 * (i + 1), v) for i, v in enumerate(values)]
-    one, many = _History(keep), _History(keep)
+    one, many = _Evaluations(keep), _Evaluations(keep)
     for p in pts:
         one.add(*p)
     for batch in (pts[:cut], pts[cut:]):
@@ -294,12 +296,12 @@ def _stored_both_ways(values, cut, *, batch_taken=False):
 
 @pytest.mark.parametrize("n", [3, 200], ids=["a few points", "many points"])
 def test_a_measured_negative_nan_is_kept_as_a_measured_nan(n: int):
-    from grokwatch.detector import _History
+    from grokwatch.detector import _Evaluations
 
     neg = math.copysign(math.nan, -1.0)
-    keep = frozenset({"train_accuracy", "test_accuracy"})
+    keep = ("test_accuracy", "train_accuracy")
     pts = [(i + 1, {"train_accuracy": neg, "test_accuracy": 0.5}) for i in range(n)]
-    history = _History(keep)
+    history = _Evaluations(keep)
     assert history.extend(pts)
     for _, values in history:  # present, as NaN: not taken for an absent measure
         assert set(values) == {"train_accuracy", "test_accuracy"}

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from grokwatch import ConfigError, EventRules, Outcome, Phase
@@ -117,31 +117,3 @@ def test_stalled_running_max_equals_the_windowed_definition(patience, accs):
 
 
 _acc = st.one_of(st.none(), st.floats(0.0, 1.0), st.sampled_from([0.99, 0.9, math.nan, math.inf]))
-
-
-@settings(max_examples=150, deadline=None)
-@given(
-    st.lists(st.tuples(_acc, _acc, st.sampled_from([None, 1.0, math.nan])), max_size=60),
-    st.lists(st.integers(1, 15), min_size=1, max_size=60),
-    st.integers(1, 6),
-)
-def test_a_batch_leaves_what_one_evaluation_at_a_time_leaves(evals, sizes, patience):
-    rules = EventRules(patience=patience)
-    one, many = EventTracker(rules), EventTracker(rules)
-    i, k = 0, 0
-    while i < len(evals):
-        batch = evals[i : i + sizes[k % len(sizes)]]
-        steps = list(range(10 * i + 10, 10 * (i + len(batch)) + 10, 10))
-        for step, (tr, te, loss) in zip(steps, batch, strict=True):
-            one.update(step, train_acc=tr, test_acc=te, train_loss=loss)
-        nan = [math.nan if v is None else v for v in (b[0] for b in batch)]
-        tes = [math.nan if v is None else v for v in (b[1] for b in batch)]
-        many.update_many(steps, np.array(nan), np.array(tes), train_loss=batch[-1][2])
-        i, k = i + len(batch), k + 1
-        assert many.phase is one.phase
-        assert repr(many.events) == repr(one.events)
-        state = ("n", "last_step", "_post_mem_low", "_post_mem_low_index", "_old_best")
-        assert [getattr(many, a) for a in state] == [getattr(one, a) for a in state]
-        assert list(many._recent_acc) == list(one._recent_acc)
-        assert (many.steps, many.train_acc.tobytes(), many.test_acc.tobytes()) == (
-            one.steps, one.train_acc.tobytes(), one.test_acc.tobytes())  # fmt: skip

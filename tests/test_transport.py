@@ -3,7 +3,7 @@ from __future__ import annotations
 import threading
 import time
 
-from grokwatch.transport import MemoryTransport, NullTransport, Record, Transport
+from grokwatch.transport import MemoryTransport, NullTransport, Record, Transport, TransportStats
 
 
 class Blocking(Transport):
@@ -72,8 +72,12 @@ def test_delivery_errors_are_counted_not_raised():
     t.close(1)
 
 
-def test_null_transport_accepts_everything_and_keeps_nothing():
-    t = NullTransport()
-    assert t.submit(rec(0))
+def test_null_transport_keeps_nothing_and_never_queues():
+    """More records than any queue holds: none is queued, dropped or delivered, no thread."""
+    threads = threading.active_count()
+    t = NullTransport(max_queue=10)
+    for i in range(100):
+        t.submit(rec(i))
+    assert threading.active_count() == threads
     assert t.close(1)
-    assert t.stats.submitted == 0
+    assert t.stats == TransportStats()

@@ -50,9 +50,15 @@ from typing import Any
 import numpy as np
 
 FORMAT = "grokwatch-corpus"
-VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+VERSION = 2  # what new sweeps with stacked training write; v1 sweeps still write 1
+SUPPORTED_VERSIONS = (1, 2)
 OUTCOMES = ("grokking", "comprehension", "memorization", "confusion")
+
+
+V1_NOTE = (
+    "corpus v1 is the single-family corpus of trainer/data/corpus; corpus v2 (six families, "
+    "stacked training) is in trainer/data/corpus_v2"
+)
 
 
 class CorpusFormatError(ValueError):
@@ -116,8 +122,12 @@ def write_run(
     steps: Sequence[int] | np.ndarray = (),
     columns: Sequence[str] = (),
     values: np.ndarray | None = None,
+    *,
+    version: int = 1,
 ) -> Path:
     """Write one run atomically: a temporary file in the same directory, fsync, rename."""
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"version must be one of {list(SUPPORTED_VERSIONS)}, got {version=}")
     directory = Path(directory)
     runs = directory / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -130,11 +140,11 @@ def write_run(
             f"values must be (steps, columns) = {(len(steps_arr), len(columns))}, "
             f"got {values.shape}"
         )
-    meta = {**meta, "format_version": VERSION}
+    meta = {**meta, "format_version": version}
     buf = io.BytesIO()
     np.savez_compressed(
         buf,
-        format_version=np.array(VERSION),
+        format_version=np.array(version),
         steps=steps_arr,
         columns=np.array(list(columns), dtype=np.str_).reshape(-1),
         values=values,
@@ -156,7 +166,7 @@ def read_run(path: str | Path) -> Run:
                     f"(this code reads {list(SUPPORTED_VERSIONS)}); upgrade grokwatch"
                 )
             return Run(
-                meta=json.loads(str(z["meta"])),
+                meta={**json.loads(str(z["meta"])), "format_version": version},
                 steps=z["steps"],
                 columns=tuple(str(c) for c in z["columns"]),
                 values=z["values"],
@@ -206,7 +216,9 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def register_spec(directory: str | Path, spec: Mapping[str, Any], role: str) -> dict[str, Any]:
+def register_spec(
+    directory: str | Path, spec: Mapping[str, Any], role: str, *, version: int = 1
+) -> dict[str, Any]:
     """Create the manifest or add/replace the spec's entry (by name); returns the manifest.
 
     Replacing is safe: run ids are content hashes, so runs of the old and the new version of
@@ -217,8 +229,13 @@ def register_spec(directory: str | Path, spec: Mapping[str, Any], role: str) -> 
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / "corpus.json").exists():
         manifest = read_manifest(directory)
+        if manifest["version"] != version:
+            raise CorpusFormatError(
+                f"{directory} holds a version-{manifest['version']} corpus; a version-{version} "
+                "sweep must write to a directory of its own"
+            )
     else:
-        manifest = {"format": FORMAT, "version": VERSION, "specs": {}, "holdout": {}}
+        manifest = {"format": FORMAT, "version": version, "specs": {}, "holdout": {}}
     manifest["specs"][spec["name"]] = {"role": role, **spec}
     for key, values in (spec.get("holdout") or {}).items():
         merged = manifest["holdout"].setdefault(key, [])
@@ -239,6 +256,11 @@ class Corpus:
 
     def __len__(self) -> int:
         return len(self.runs)
+
+    @property
+    def version(self) -> int:
+        """The corpus format version (1 or 2)."""
+        return int(self.manifest["version"])
 
     def __iter__(self) -> Iterator[Run]:
         return iter(self.runs)
@@ -314,14 +336,29 @@ def load(
     family: str | Iterable[str] | None = None,
     split: str | Iterable[str] | None = None,
     include_failed: bool = False,
+    version: int | None = None,
 ) -> Corpus:
     """Read a corpus directory: every finished run (failed ones only if asked), sorted by id.
+
+    Both format versions are read (`Corpus.version` says which one it is); `version=2`
+    refuses anything else with a message that says where the v2 corpus is.
 
     Raises :class:`CorpusFormatError` for a missing/unknown manifest or an unknown run version.
     """
     directory = Path(directory)
     manifest = read_manifest(directory)
+    if version is not None and manifest["version"] != version:
+        raise CorpusFormatError(
+            f"{directory} is a version-{manifest['version']} corpus, version {version} was asked "
+            f"for ({V1_NOTE if manifest['version'] == 1 else 'see docs/corpus.md'})"
+        )
     runs = [read_run(p) for p in sorted((directory / "runs").glob("*.npz"))]
+    mixed = sorted({int(r.meta.get("format_version", 1)) for r in runs} - {manifest["version"]})
+    if mixed:
+        raise CorpusFormatError(
+            f"{directory}: manifest says version {manifest['version']} but runs of version "
+            f"{mixed} are in it; one directory holds one corpus version"
+        )
     corpus = Corpus(manifest, tuple(r for r in runs if include_failed or r.status == "ok"))
     where: dict[str, Any] = {}
     if family is not None:

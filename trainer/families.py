@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -35,75 +35,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.config import RunConfig
+from trainer.configbase import _FamilyConfig
+from trainer.datasets import parity_dataset, permutation_dataset
+from trainer.families_v2 import ParityConfig, ParityMLP, PermConfig
+from trainer.model import MLP
 from trainer.tasks import OPS, Dataset, is_prime, make_dataset, n_train_examples
-from trainer.train import AgentFactory, EvalRecord, first_step, train
+from trainer.train import AgentFactory, EvalRecord, build_model, first_step, train
 
 # -- configuration ---------------------------------------------------------------------------
-
-
-class _FamilyConfig:
-    """Shared behaviour of the families' frozen config dataclasses: type checks, JSON round
-    trip, unknown keys refused by name. Subclasses list their int/float/str fields."""
-
-    INTS: ClassVar[tuple[str, ...]] = ()
-    FLOATS: ClassVar[tuple[str, ...]] = ()
-    STRS: ClassVar[tuple[str, ...]] = ()
-
-    def _fail(self, key: str, rule: str) -> None:
-        raise ValueError(f"{key} must be {rule}, got {key}={getattr(self, key)!r}")
-
-    def _check_types(self) -> None:
-        for key in self.INTS:
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"{key} must be an int, got {key}={value!r}")
-        for key in self.FLOATS:
-            value = getattr(self, key)
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise ValueError(f"{key} must be a number, got {key}={value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"{key} must be finite, got {key}={value!r}")
-        for key in self.STRS:
-            if not isinstance(getattr(self, key), str):
-                raise ValueError(f"{key} must be a str, got {key}={getattr(self, key)!r}")
-        betas = getattr(self, "betas", None)
-        if isinstance(betas, list):  # JSON has no tuples
-            object.__setattr__(self, "betas", tuple(betas))
-            betas = self.betas
-        if betas is not None and not (
-            isinstance(betas, tuple)
-            and len(betas) == 2
-            and all(isinstance(b, int | float) and 0 <= b < 1 for b in betas)
-        ):
-            raise ValueError(f"betas must be two numbers in [0, 1), got betas={betas!r}")
-
-    def _check_common(self) -> None:
-        if not self.lr > 0:  # type: ignore[attr-defined]
-            self._fail("lr", "> 0")
-        if not self.wd >= 0:  # type: ignore[attr-defined]
-            self._fail("wd", ">= 0")
-        for key in ("steps", "eval_every"):
-            if getattr(self, key) <= 0:
-                self._fail(key, "> 0")
-        for key in ("seed", "data_seed"):
-            if getattr(self, key) < 0:
-                self._fail(key, ">= 0")
-        if not self.init_scale > 0:  # type: ignore[attr-defined]
-            self._fail("init_scale", "> 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)  # type: ignore[call-overload]
-        if "betas" in d:
-            d["betas"] = list(d["betas"])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Any:
-        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} keys: {unknown}")
-        return cls(**d)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,8 +61,23 @@ class TransformerConfig(_FamilyConfig):
     init_scale: float = 1.0
     betas: tuple[float, float] = (0.9, 0.98)
     eval_every: int = 50
+    # corpus v2: depth, pre-LayerNorm, optimizer variants, mini-batches (0 = full batch)
+    n_layers: int = 1
+    layernorm: bool = False
+    optimizer: str = "adamw"
+    momentum: float = 0.9
+    grokfast_alpha: float = 0.98
+    grokfast_lamb: float = 2.0
+    batch_size: int = 0
 
+    OMIT_AT_DEFAULT: ClassVar = (
+        "n_layers", "layernorm", "optimizer", "momentum", "grokfast_alpha", "grokfast_lamb",
+        "batch_size",
+    )  # fmt: skip
+    BOOLS: ClassVar = ("layernorm",)
     INTS: ClassVar = (
+        "n_layers",
+        "batch_size",
         "p",
         "steps",
         "seed",
@@ -133,12 +87,16 @@ class TransformerConfig(_FamilyConfig):
         "d_mlp",
         "eval_every",
     )
-    FLOATS: ClassVar = ("frac", "lr", "wd", "init_scale")
-    STRS: ClassVar = ("op",)
+    FLOATS: ClassVar = ("frac", "lr", "wd", "init_scale", "momentum", "grokfast_alpha",
+                        "grokfast_lamb")  # fmt: skip
+    STRS: ClassVar = ("op", "optimizer")
 
     def __post_init__(self) -> None:
         self._check_types()
         self._check_common()
+        self._check_optimizer()
+        if self.n_layers not in (1, 2):
+            self._fail("n_layers", "1 or 2")
         if self.p < 2:
             self._fail("p", ">= 2")
         if self.op not in OPS:
@@ -170,13 +128,29 @@ class DigitsConfig(_FamilyConfig):
     init_scale: float = 8.0
     betas: tuple[float, float] = (0.9, 0.98)
     eval_every: int = 50
+    # corpus v2: the loss (Omnigrok's MSE on one-hot targets, or cross-entropy), optimizers
+    loss: str = "mse"
+    optimizer: str = "adamw"
+    momentum: float = 0.9
+    grokfast_alpha: float = 0.98
+    grokfast_lamb: float = 2.0
+    batch_size: int = 0
 
-    INTS: ClassVar = ("n_train", "steps", "seed", "data_seed", "width", "depth", "eval_every")
-    FLOATS: ClassVar = ("lr", "wd", "init_scale")
+    OMIT_AT_DEFAULT: ClassVar = (
+        "loss", "optimizer", "momentum", "grokfast_alpha", "grokfast_lamb", "batch_size",
+    )  # fmt: skip
+    INTS: ClassVar = (
+        "n_train", "steps", "seed", "data_seed", "width", "depth", "eval_every", "batch_size",
+    )  # fmt: skip
+    FLOATS: ClassVar = ("lr", "wd", "init_scale", "momentum", "grokfast_alpha", "grokfast_lamb")
+    STRS: ClassVar = ("loss", "optimizer")
 
     def __post_init__(self) -> None:
         self._check_types()
         self._check_common()
+        self._check_optimizer()
+        if self.loss not in ("mse", "ce"):
+            self._fail("loss", "'mse' or 'ce'")
         if not 10 <= self.n_train <= DIGITS_IMAGES - 100:
             self._fail("n_train", f"in [10, {DIGITS_IMAGES - 100}] (100 images kept for test)")
         if self.width <= 0:
@@ -190,12 +164,41 @@ DIGITS_IMAGES = 1797  # len(sklearn.datasets.load_digits().target)
 # -- models ----------------------------------------------------------------------------------
 
 
-class Transformer(nn.Module):
-    """One attention layer and one ReLU MLP over the tokens [a, b, =]; logits over Z_p.
+class Block(nn.Module):
+    """An attention layer and a ReLU MLP over the whole sequence (the non-final layers of a
+    2-layer transformer), residual, optionally pre-LayerNorm; no mask over the 3 tokens."""
 
-    Only the "=" position is ever read, and with a single layer nothing else depends on the
-    outputs at positions a and b, so the attention query and the MLP are computed for that
-    position alone: the same function as the full-sequence model, a third of its cost.
+    def __init__(self, d: int, n_heads: int, d_mlp: int, *, layernorm: bool) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.ln1 = nn.LayerNorm(d) if layernorm else nn.Identity()
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.attn_out = nn.Linear(d, d, bias=False)
+        self.ln2 = nn.LayerNorm(d) if layernorm else nn.Identity()
+        self.mlp_in = nn.Linear(d, d_mlp)
+        self.act = nn.ReLU()
+        self.mlp_out = nn.Linear(d_mlp, d)
+
+    def forward(self, resid: torch.Tensor) -> torch.Tensor:
+        n, t, d = resid.shape
+        dh = d // self.n_heads
+        q, k, v = self.qkv(self.ln1(resid)).chunk(3, dim=-1)  # (N, 3, d) each
+        q, k, v = (z.reshape(n, t, self.n_heads, dh).transpose(1, 2) for z in (q, k, v))
+        att = ((q @ k.transpose(-1, -2)) / math.sqrt(dh)).softmax(-1) @ v  # (N, h, 3, dh)
+        resid = resid + self.attn_out(att.transpose(1, 2).reshape(n, t, d))  # (N, 3, d)
+        return resid + self.mlp_out(self.act(self.mlp_in(self.ln2(resid))))  # (N, 3, d)
+
+
+class Transformer(nn.Module):
+    """One or two attention layers, each with a ReLU MLP, over the tokens [a, b, =]; logits
+    over Z_p.
+
+    Only the "=" position is ever read, and in the last layer nothing else depends on the
+    outputs at positions a and b, so the last layer's attention query and MLP are computed for
+    that position alone: the same function as the full-sequence model, a third of its cost.
+    With `n_layers=2` the first layer (`early`, a :class:`Block`) runs over all three tokens.
+    `layernorm` adds pre-LayerNorms (and a final one before the unembedding); without it and at
+    one layer the model is corpus v1's, parameter for parameter.
     Module names follow the probe contract: `embed` is the first nn.Embedding (rows 0..p−1
     are residues, row p is "="), `act` the last activation, `out` the last nn.Linear.
     """
@@ -204,18 +207,27 @@ class Transformer(nn.Module):
         super().__init__()
         p, d, h = config.p, config.d_model, config.n_heads
         self.p, self.n_heads = p, h
+        ln = config.layernorm
         self.embed = nn.Embedding(p + 1, d)  # residues and the "=" token
         self.pos = nn.Embedding(3, d)
+        self.early = nn.ModuleList(
+            Block(d, h, config.d_mlp, layernorm=ln) for _ in range(config.n_layers - 1)
+        )
+        self.ln1 = nn.LayerNorm(d) if ln else nn.Identity()
         self.qkv = nn.Linear(d, 3 * d, bias=False)
         self.attn_out = nn.Linear(d, d, bias=False)
+        self.ln2 = nn.LayerNorm(d) if ln else nn.Identity()
         self.mlp_in = nn.Linear(d, config.d_mlp)
         self.act = nn.ReLU()
         self.mlp_out = nn.Linear(config.d_mlp, d)
+        self.ln_f = nn.LayerNorm(d) if ln else nn.Identity()
         self.out = nn.Linear(d, p, bias=False)  # unembedding
         with torch.no_grad():
-            for param in self.parameters():
+            for name, param in self.named_parameters():
                 if param.dim() >= 2:
                     nn.init.normal_(param, std=config.init_scale / math.sqrt(param.shape[-1]))
+                elif ".ln" in f".{name}" and name.endswith("weight"):
+                    nn.init.ones_(param)  # a LayerNorm's gain starts at 1
                 else:
                     nn.init.zeros_(param)
 
@@ -224,7 +236,10 @@ class Transformer(nn.Module):
         eq = torch.full((n, 1), self.p, dtype=x.dtype, device=x.device)
         tokens = torch.cat([x, eq], dim=1)  # (N, 3)
         resid = self.embed(tokens) + self.pos.weight  # (N, 3, d)
-        q, k, v = self.qkv(resid).chunk(3, dim=-1)  # (N, 3, d) each
+        for block in self.early:
+            resid = block(resid)  # (N, 3, d)
+        normed = self.ln1(resid)  # (N, 3, d)
+        q, k, v = self.qkv(normed).chunk(3, dim=-1)  # (N, 3, d) each
         d_head = q.shape[-1] // self.n_heads
         q = q[:, -1].reshape(n, self.n_heads, 1, d_head)  # (N, h, 1, dh): "=" queries only
         k = k.reshape(n, 3, self.n_heads, d_head).transpose(1, 2)  # (N, h, 3, dh)
@@ -235,8 +250,8 @@ class Transformer(nn.Module):
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(d_head)  # (N, h, 1, 3)
         att = scores.softmax(dim=-1) @ v  # (N, h, 1, dh)
         z = resid[:, -1] + self.attn_out(att.reshape(n, -1))  # (N, d)
-        z = z + self.mlp_out(self.act(self.mlp_in(z)))  # (N, d)
-        return self.out(z)  # (N, p)
+        z = z + self.mlp_out(self.act(self.mlp_in(self.ln2(z))))  # (N, d)
+        return self.out(self.ln_f(z))  # (N, p)
 
 
 class DigitsMLP(nn.Module):
@@ -324,32 +339,70 @@ def _evaluate(model: nn.Module, data: Dataset, loss_fn: Callable, step: int) -> 
     return EvalRecord(step, train_loss, train_acc, test_acc)
 
 
-def build(config: TransformerConfig | DigitsConfig) -> tuple[nn.Module, Dataset, Callable]:
-    """Model, data and per-sample loss of an evaluation-only run (global seed already set)."""
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy, `(N, C)` logits → `(N,)`."""
+    return F.cross_entropy(logits, targets, reduction="none")
+
+
+AnyConfig = RunConfig | TransformerConfig | DigitsConfig | ParityConfig | PermConfig
+
+
+def loss_of(config: AnyConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The per-sample loss a run minimizes (and its agent measures)."""
+    if isinstance(config, DigitsConfig) and config.loss == "mse":
+        return mse_one_hot
+    return cross_entropy
+
+
+def build(config: AnyConfig) -> tuple[nn.Module, Dataset, Callable]:
+    """Model, data and per-sample loss of a run of any family (global seed already set: the
+    model's initialization draws from it, the data split from its own generator)."""
+    if isinstance(config, RunConfig):
+        data = make_dataset(config.p, config.op, config.frac, data_seed=config.data_seed)
+        return build_model(config), data, cross_entropy
     if isinstance(config, TransformerConfig):
         data = make_dataset(config.p, config.op, config.frac, data_seed=config.data_seed)
+        return Transformer(config), data, cross_entropy
+    if isinstance(config, DigitsConfig):
+        data = digits_dataset(config.n_train, data_seed=config.data_seed)
+        return DigitsMLP(config), data, loss_of(config)
+    if isinstance(config, ParityConfig):
+        data = parity_dataset(
+            config.n_bits, config.k, config.n_train, config.n_test, data_seed=config.data_seed
+        )
+        return ParityMLP(config), data, cross_entropy
+    data = permutation_dataset(config.n, config.frac, data_seed=config.data_seed)
+    model = MLP(
+        data.p, d_emb=config.d_emb, d_hidden=config.d_hidden, depth=config.depth,
+        init_scale=config.init_scale,
+    )  # fmt: skip
+    return model, data, cross_entropy
 
-        def ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(logits, y, reduction="none")
 
-        return Transformer(config), data, ce
-    return (
-        DigitsMLP(config),
-        digits_dataset(config.n_train, data_seed=config.data_seed),
-        mse_one_hot,
-    )
+def minibatch_generator(config: Any) -> torch.Generator | None:
+    """The private generator a mini-batch run draws its batches from (None: full batch)."""
+    if not getattr(config, "batch_size", 0):
+        return None
+    return torch.Generator().manual_seed(config.seed)
 
 
-def train_family(
-    config: TransformerConfig | DigitsConfig, *, agent_factory: AgentFactory | None = None
-) -> FamilyResult:
-    """Full-batch AdamW on an evaluation-only family; the loop of `trainer.train.train`."""
+def draw_batch(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
+    """Indices of one mini-batch: `size` draws with replacement from range(n), `(size,)`."""
+    return torch.randint(n, (size,), generator=gen)
+
+
+def train_family(config: Any, *, agent_factory: AgentFactory | None = None) -> FamilyResult:
+    """Train one run of any family but the MLP, one step at a time: the loop of
+    `trainer.train.train` with the optimizer the config names (`trainer.optim`) and full or
+    mini-batches. The reference the stacked path (`trainer.stacked`) is tested against, and
+    the naive side of `benchmarks/corpus_throughput.py`."""
+    from trainer.optim import make_optimizer
+
     t0 = time.perf_counter()
     torch.manual_seed(config.seed)
     model, data, loss_fn = build(config)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.wd
-    )
+    optimizer, grokfast = make_optimizer(model, config)
+    gen = minibatch_generator(config)
     history = [_evaluate(model, data, loss_fn, 0)]
     agent = agent_factory(model, data, config) if agent_factory is not None else None
     step, stopped = 0, False
@@ -357,8 +410,14 @@ def train_family(
         model.train()
         for step in range(1, config.steps + 1):
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(data.train_x), data.train_y).mean()  # () — no sync
+            x, y = data.train_x, data.train_y
+            if gen is not None:
+                idx = draw_batch(len(y), config.batch_size, gen)  # (B,)
+                x, y = x[idx], y[idx]
+            loss = loss_fn(model(x), y).mean()  # () — no sync
             loss.backward()
+            if grokfast is not None:
+                grokfast()
             optimizer.step()
             if agent is not None and agent.step(step, loss=loss.detach()).should_stop:
                 stopped = True
@@ -378,23 +437,41 @@ def train_family(
 
 @dataclasses.dataclass(frozen=True)
 class Family:
-    """A model family the sweep can train: its config type, its training function and what
-    the agent needs to know about it (the modulus of the Fourier probe, the loss)."""
+    """A model family the sweep can train: its config type, its one-run-at-a-time training
+    function, and what the agent needs to know about it (the modulus of the Fourier probe).
+
+    `role` is the default split of its runs ("train": fits the forecaster; "eval": evaluation
+    only; a spec may say otherwise); `requires` are config values the family insists on (the
+    one-hot family is the MLP with `embedding=False`).
+    """
 
     name: str
-    role: str  # "train": fits the forecaster; "eval": evaluation only
+    role: str
     config_cls: type
     train: Callable[..., Any]  # (config, *, agent_factory) -> result with .history, .steps
     modulus: Callable[[Any], int | None]
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    requires: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def check(self, config: Any) -> None:
+        for key, want in self.requires.items():
+            if getattr(config, key) != want:
+                raise ValueError(f"family {self.name!r} needs {key}={want!r}, got {key}="
+                                 f"{getattr(config, key)!r}")  # fmt: skip
 
 
 def _train_mlp(config: RunConfig, *, agent_factory: AgentFactory | None = None) -> Any:
     return train(config, agent_factory=agent_factory)
 
 
+def _no_modulus(config: Any) -> None:
+    return None
+
+
 FAMILIES: dict[str, Family] = {
     "mlp": Family("mlp", "train", RunConfig, _train_mlp, lambda c: c.p),
+    "onehot": Family("onehot", "train", RunConfig, _train_mlp, lambda c: c.p, {"embedding": False}),
     "transformer": Family("transformer", "eval", TransformerConfig, train_family, lambda c: c.p),
-    "digits": Family("digits", "eval", DigitsConfig, train_family, lambda c: None, mse_one_hot),
+    "digits": Family("digits", "eval", DigitsConfig, train_family, _no_modulus),
+    "parity": Family("parity", "train", ParityConfig, train_family, _no_modulus),
+    "perm": Family("perm", "train", PermConfig, train_family, _no_modulus),
 }

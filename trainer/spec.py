@@ -57,8 +57,9 @@ DIST_KINDS = ("choice", "uniform", "loguniform", "int")
 SEED_RANGE = 2**31  # drawn seeds lie in [0, SEED_RANGE)
 TOP_KEYS = {
     "name", "family", "sampler", "n_runs", "seed", "every", "budget", "tail", "tail_min",
-    "space", "mixture", "holdout", "max_samples",
+    "space", "mixture", "holdout", "max_samples", "role",
 }  # fmt: skip
+ROLES = ("train", "eval")
 BUDGET_KEYS = {"k", "frac_power", "min", "max", "no_decay"}
 
 
@@ -124,10 +125,15 @@ class SweepSpec:
     space: dict[str, Any] = dataclasses.field(default_factory=dict)
     mixture: tuple[tuple[float, dict[str, Any]], ...] = ()
     holdout: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    role: str = ""  # "train" or "eval"; "" = the family's default role
 
     @property
     def family_(self) -> Family:
         return FAMILIES[self.family]
+
+    @property
+    def role_(self) -> str:
+        return self.role or self.family_.role
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SweepSpec:
@@ -155,6 +161,9 @@ class SweepSpec:
             raise SpecError("n_runs must be > 0 for the random sampler: the space is empty")
         if sampler == "grid" and "n_runs" in d:
             raise SpecError("n_runs is for the random sampler; a grid runs every point once")
+        role = d.get("role", "")
+        if role and role not in ROLES:
+            raise SpecError(f"role must be one of {list(ROLES)}, got role={role!r}")
         tail = d.get("tail", 0.5)
         if not _is_num(tail) or tail < 0:
             raise SpecError(f"tail must be a number >= 0, got tail={tail!r}")
@@ -176,6 +185,7 @@ class SweepSpec:
             space=space,
             mixture=mixture,
             holdout=holdout,
+            role=role,
         )
         spec._check_values()
         if not spec.tasks():
@@ -189,6 +199,8 @@ class SweepSpec:
             del d["mixture"]
         if self.sampler == "grid":
             del d["n_runs"]
+        if not self.role:
+            del d["role"]
         return d
 
     # -- expansion ---------------------------------------------------------------------------
@@ -231,12 +243,13 @@ class SweepSpec:
             budget = self.budget
             point["steps"] = budget if isinstance(budget, int) else budget.steps(point, self.every)
             config = make(point)
+            self.family_.check(config)
         except (TypeError, ValueError) as exc:
             raise SpecError(f"space: {exc}") from exc
         return config.to_dict()
 
     def split_of(self, config: Mapping[str, Any]) -> str:
-        if self.family_.role == "eval":
+        if self.role_ == "eval":
             return "eval"
         held = any(config.get(k) in values for k, values in self.holdout.items())
         return "heldout" if held else "train"

@@ -30,7 +30,10 @@ COLOURS = {
     "memorization": "#1f77b4",
     "confusion": "#7f7f7f",
 }
-FAMILY_ORDER = ("mlp", "transformer", "digits")
+FAMILY_ORDER = ("mlp", "onehot", "transformer", "digits", "parity", "perm")
+# the vertical axis of a family's phase diagram (the horizontal one is weight decay)
+Y_AXIS = {"digits": "init_scale", "parity": "n_train"}
+Y_LABEL = {"frac": "training fraction", "init_scale": "init scale", "n_train": "training inputs"}
 CHECK_DIR = Path("checks") / "memorization"
 
 
@@ -70,10 +73,16 @@ def phase_diagram(c: Corpus, path: str | Path) -> Path:
     plt = pyplot()
 
     families = _families(c) or ["mlp"]
-    fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 4.4), squeeze=False)
-    for ax, family in zip(axes[0], families, strict=True):
+    cols = min(len(families), 3)
+    rows = -(-len(families) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.4 * rows), squeeze=False)
+    for ax in axes.flat[len(families) :]:
+        ax.set_visible(False)
+    for ax, family in zip(axes.flat, families, strict=False):
         runs = [r for r in c if r.family == family and r.status == "ok"]
-        y_key = "frac" if all("frac" in r.config for r in runs) else "init_scale"
+        y_key = Y_AXIS.get(family, "frac")
+        if not all(y_key in r.config for r in runs):
+            y_key = "init_scale"
         for outcome in OUTCOMES:
             sel = [r for r in runs if r.outcome == outcome]
             if not sel:
@@ -87,7 +96,7 @@ def phase_diagram(c: Corpus, path: str | Path) -> Path:
         if y_key == "init_scale":
             ax.set_yscale("log")
         ax.set_xlabel("weight decay")
-        ax.set_ylabel("training fraction" if y_key == "frac" else "init scale")
+        ax.set_ylabel(Y_LABEL[y_key])
         ax.set_title(f"{family} ({len(runs)} runs)")
         ax.legend(fontsize=8, loc="best", framealpha=0.8)
         ax.grid(alpha=0.3)
@@ -145,10 +154,25 @@ def check_report(directory: str | Path) -> str | None:
     )
 
 
-def summarize(directory: str | Path, *, png: str | Path | None = None) -> str:
+def counts_json(c: Corpus) -> dict[str, object]:
+    """family → outcome → runs, plus totals and training time: what docs tables are made of."""
+    counts = c.counts()
+    return {
+        "version": c.version,
+        "runs": len(c),
+        "families": {f: {o: counts[f][o] for o in (*OUTCOMES, "failed")} for f in _families(c)},
+        "training_hours": {f: round(t / 3600, 3) for f, t in sorted(timing(c).items())},
+    }
+
+
+def summarize(
+    directory: str | Path, *, png: str | Path | None = None, json_out: str | Path | None = None
+) -> str:
     c = corpus_io.load(directory, include_failed=True)
+    if json_out is not None:
+        Path(json_out).write_text(json.dumps(counts_json(c), indent=2) + "\n")
     parts = [
-        f"{len(c)} runs in {directory}",
+        f"{len(c)} runs in {directory} (format version {c.version})",
         "",
         outcome_table(c),
         "",
@@ -174,9 +198,10 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m trainer.summary", description=__doc__)
     parser.add_argument("corpus", type=Path, help="corpus directory")
     parser.add_argument("--png", type=Path, default=None, help="write the phase diagram here")
+    parser.add_argument("--json", type=Path, default=None, help="write the counts here")
     args = parser.parse_args(argv)
     try:
-        text = summarize(args.corpus, png=args.png)
+        text = summarize(args.corpus, png=args.png, json_out=args.json)
     except corpus_io.CorpusFormatError as exc:
         parser.error(str(exc))
     print(text)

@@ -18,12 +18,13 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grokwatch import Agent, Decision
 from trainer.config import RunConfig
 from trainer.model import MLP
 from trainer.tasks import Dataset, make_dataset
@@ -43,20 +44,17 @@ class EvalRecord(NamedTuple):
     test_acc: float
 
 
-class Decision(Protocol):
-    @property
-    def should_stop(self) -> bool: ...
-
-
-class Agent(Protocol):
-    """What the loop needs from a monitoring agent (grokwatch.Agent is one)."""
+class Watcher(Protocol):
+    """What the loop calls each step: a `grokwatch.Agent`, or a thin wrapper around one
+    (`trainer.runner.StopAfterGeneralization`, the demo's progress bar) that returns the
+    agent's own `grokwatch.Decision`."""
 
     def step(self, step: int, *, loss: torch.Tensor) -> Decision: ...
 
     def close(self) -> None: ...
 
 
-AgentFactory = Callable[[nn.Module, Dataset, RunConfig], Agent]
+AgentFactory = Callable[[nn.Module, Dataset, Any], Agent | Watcher]
 
 
 def first_step(history: Iterable[EvalRecord], field: str, threshold: float) -> int | None:
@@ -229,7 +227,7 @@ def train(
                 optimizer.step()
 
                 if agent is not None:
-                    decision = agent.step(step, loss=loss.detach())
+                    decision: Decision = agent.step(step, loss=loss.detach())
                     if decision.should_stop:
                         stopped = True
                         break

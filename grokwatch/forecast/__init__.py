@@ -25,8 +25,8 @@ from grokwatch.forecast.io import load, load_default, save
 from grokwatch.forecast.online import (
     ConstantForecaster,
     Forecaster,
+    GrokRunForecaster,
     NullForecaster,
-    RunForecast,
     RunForecaster,
 )
 
@@ -39,9 +39,9 @@ __all__ = [
     "FeatureState",
     "Forecaster",
     "GrokForecaster",
+    "GrokRunForecaster",
     "LogTimeSlopes",
     "NullForecaster",
-    "RunForecast",
     "RunForecaster",
     "WindowKernelCPD",
     "load",

@@ -318,13 +318,17 @@ class FeatureState:
         *,
         budget: int | None = None,
         rules: EventRules | None = None,
+        tracker: EventTracker | None = None,
         changepoints: str = "bayes",
     ) -> None:
         if budget is not None and budget < 1:
             raise ValueError(f"budget must be a positive int or None, got {budget=!r}")
         self.budget = budget
         self.rules = rules or EventRules()
-        self.tracker = EventTracker(self.rules, history=False)  # the steps live here
+        self._feeds_tracker = tracker is None
+        self.tracker = tracker or EventTracker(self.rules, history=False)
+        """The run's events and phase: a tracker of its own, or the one the caller feeds every
+        evaluation before handing it over (the detector's)."""
         self.n_points = 0
         self.non_finite = 0
         self.last_non_finite = 0
@@ -437,21 +441,28 @@ class FeatureState:
     def _track(
         self, steps: list[int], x: np.ndarray, rows: np.ndarray, absent: np.ndarray
     ) -> int | None:
-        """Feed the event tracker; the row at which the run memorized, if in this batch."""
+        """Feed the event tracker (unless the caller does); the row at which the run
+        memorized, if in this batch."""
         tracker = self.tracker
-        had_mem = tracker.t_mem is not None
-        # the tracker's loss: the step loss if reported, else the evaluated one
-        loss: float | None = None
-        if not absent[-1, _COL["train_loss_step"]]:
-            loss = float(rows[-1, _COL["train_loss_step"]])
-        elif not absent[-1, _COL["train_loss"]]:
-            loss = float(rows[-1, _COL["train_loss"]])
-        tracker.update_many(
-            steps, x[:, _COL["train_accuracy"]], x[:, _COL["test_accuracy"]], train_loss=loss
-        )
-        if had_mem or tracker.t_mem is None:
+        if self._feeds_tracker:
+            train, test = x[:, _COL["train_accuracy"]].tolist(), x[:, _COL["test_accuracy"]]
+            # the tracker's loss: the step loss if reported, else the evaluated one
+            step_loss = ~absent[:, _COL["train_loss_step"]]
+            loss = np.where(
+                step_loss, rows[:, _COL["train_loss_step"]], rows[:, _COL["train_loss"]]
+            )
+            reported = step_loss | ~absent[:, _COL["train_loss"]]
+            for i, step in enumerate(steps):
+                tracker.update(
+                    step,
+                    train_acc=train[i],
+                    test_acc=float(test[i]),
+                    train_loss=float(loss[i]) if reported[i] else None,
+                )
+        t_mem = tracker.t_mem
+        if t_mem is None or not steps[0] <= t_mem <= steps[-1]:
             return None
-        return bisect.bisect_left(steps, tracker.t_mem)
+        return bisect.bisect_left(steps, t_mem)
 
     def vector(self) -> np.ndarray:
         """The feature vector at the last step added (all NaN before the first)."""
@@ -511,8 +522,8 @@ class FeatureState:
         cc = s["circuit_complexity_mean"]
         mc = s["mc_dropout_accuracy_var"]
         energy = s["loss_spectral_energy"]
-        went = s["weight_entropy"]
-        went_scale = max(abs(went.max), abs(went.min)) if went.seen else math.nan
+        entropy = s["weight_entropy"]
+        entropy_scale = max(abs(entropy.max), abs(entropy.min)) if entropy.seen else math.nan
         mc_mean = s["mc_dropout_accuracy_mean"].last
         feats = [
             float(mem),
@@ -532,7 +543,7 @@ class FeatureState:
             _log_ratio(wn.last, wn.max),
             _log_slope(wn, t),
             _log_ratio(wn.last, wn.at_mem) if mem else 0.0,
-            went.slope(t) / went_scale if went_scale and went_scale > 0 else math.nan,
+            entropy.slope(t) / entropy_scale if entropy_scale and entropy_scale > 0 else math.nan,
             s["activation_sparsity"].last,
             s["activation_sparsity"].slope(t),
             s["spectral_entropy"].last,

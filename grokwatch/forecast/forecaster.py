@@ -47,8 +47,8 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from grokwatch.events import EventRules
-from grokwatch.forecast.online import RowForecast, RunForecast
+from grokwatch.events import EventRules, EventTracker
+from grokwatch.forecast.online import GrokRunForecaster, RowPrediction
 from grokwatch.forecast.trees import TreeEnsemble, fit_trees
 
 __all__ = ["DEFAULT_HORIZON", "GrokForecaster", "weighted_quantile"]
@@ -387,20 +387,21 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     # -- one row, fast (the online path) ------------------------------------------------------
 
-    def predict_row(self, x: np.ndarray, step: int, horizon: int | None = None) -> RowForecast:
+    def predict_row(self, x: np.ndarray, step: int, horizon: int | None = None) -> RowPrediction:
         """Everything for one feature vector at ``step``, with numpy only (no validation):
         the numbers of the array methods for ``x[None, :]`` (the times and ``p_horizon`` to
         the last digit or so: ``math.exp`` here, ``np.exp`` there)."""
         clipped = np.clip(x, -1e300, 1e300)  # what the trees read (see _decision)
         if self.trees_ is not None:
-            z = self.trees_.decision_row(clipped)
+            z = float(self.trees_.decision(clipped[None, :])[0])
         else:
             z = float(self._decision(x[None, :])[0])
         p = float(_sigmoid(np.array([z]))[0])
-        out = RowForecast(p_budget=p)
+        out = RowPrediction(p_budget=p)
         if self.time_coef_ is not None:
             if self.time_trees_ is not None:
-                mu = self.time_trees_.decision_row(np.where(self.time_mask_, clipped, np.nan))
+                masked = np.where(self.time_mask_, clipped, np.nan)
+                mu = float(self.time_trees_.decision(masked[None, :])[0])
             else:
                 mu = float(self._log_time(x[None, :])[0])
             r_mid, r_lo, r_hi, grid = self._row_constants()
@@ -429,10 +430,17 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     # -- online ------------------------------------------------------------------------------
 
-    def start(self, *, budget: int | None, rules: EventRules | None = None) -> RunForecast:
-        """Open one run's online forecasting state (the detector's entry point)."""
+    def start(
+        self,
+        *,
+        budget: int | None,
+        rules: EventRules | None = None,
+        tracker: EventTracker | None = None,
+    ) -> GrokRunForecaster:
+        """Open one run's online forecasting state (the detector's entry point; ``tracker``:
+        see :class:`~grokwatch.forecast.online.Forecaster`)."""
         check_is_fitted(self)
-        return RunForecast(self, budget=budget, rules=rules)
+        return GrokRunForecaster(self, budget=budget, rules=rules, tracker=tracker)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -2,24 +2,15 @@
 
 The detector talks to forecasters through two small interfaces:
 
-- :class:`Forecaster` -- ``start(budget=, rules=)`` opens a run and returns its
+- :class:`Forecaster` -- ``start(budget=, rules=, tracker=)`` opens a run and returns its
   :class:`RunForecaster`;
-- :class:`RunForecaster` -- ``update(step, values)`` adds an evaluation and returns the
-  forecast at that step (or ``None`` when it has none), and lists the change points it found.
-
-A run forecaster may also offer, and the detector then uses:
-
-- ``update_many(points)``: add several evaluations in step order and return the forecast at the
-  last, the same as ``update`` on each in turn gives but predicting once (the detector service
-  ingests batches this way);
-- ``measures``: the keys of ``values`` that ``update`` reads (a frozenset); the detector keeps
-  only those of each evaluation for replaying out-of-order points.
-- ``columns`` and ``update_rows(steps, rows, absent)``: ``update_many`` with the evaluations
-  as arrays over ``columns`` (the detector hands over its stored history without building
-  a dict per point).
+- :class:`RunForecaster` -- ``update_many(points)`` adds evaluations in step order and
+  returns the forecast at the last (``None`` when it has none); ``measures`` says which keys of
+  an evaluation it reads (the detector keeps only those for replaying late points), and
+  ``change_points`` / ``new_change_points`` list the change points it found.
 
 :class:`~grokwatch.forecast.forecaster.GrokForecaster` implements ``start`` with
-:class:`RunForecast` below. :class:`NullForecaster` (no forecasts: the rule-based detector)
+:class:`GrokRunForecaster` below. :class:`NullForecaster` (no forecasts: the rule-based detector)
 and :class:`ConstantForecaster` (a fixed probability, deterministic, for tests and demos)
 are the null object and the test double.
 
@@ -50,10 +41,9 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from grokwatch.decision import ChangePoint, Forecast, ForecastReason, Phase
-from grokwatch.events import EventRules
+from grokwatch.events import EventRules, EventTracker
 from grokwatch.forecast.features import (
     FEATURE_NAMES,
-    INPUT_COLUMNS,
     INPUT_MEASURES,
     FeatureState,
     rows_of,
@@ -66,9 +56,9 @@ __all__ = [
     "Context",
     "FittedModel",
     "Forecaster",
+    "GrokRunForecaster",
     "NullForecaster",
-    "RowForecast",
-    "RunForecast",
+    "RowPrediction",
     "RunForecaster",
     "assemble",
 ]
@@ -79,8 +69,15 @@ MIN_CONFIDENCE = 0.5
 """Confidence a forecast needs before it may alert or call a run hopeless."""
 
 
+Point = tuple[int, Mapping[str, float]]
+
+
 class RunForecaster(Protocol):
-    """One run's forecasting state."""
+    """One run's forecasting state: everything the detector calls."""
+
+    @property
+    def measures(self) -> frozenset[str]:
+        """The keys of an evaluation's values that :meth:`update_many` reads."""
 
     @property
     def change_points(self) -> Sequence[ChangePoint]:
@@ -90,16 +87,27 @@ class RunForecaster(Protocol):
     def new_change_points(self) -> Sequence[ChangePoint]:
         """The change points confirmed by the latest update."""
 
-    def update(self, step: int, values: Mapping[str, float]) -> Forecast | None: ...
+    def update_many(self, points: Sequence[Point]) -> Forecast | None:
+        """Add evaluations in step order (a step not after the last is ignored); the
+        forecast at the last one."""
 
 
 class Forecaster(Protocol):
     """Opens per-run forecasting states."""
 
-    def start(self, *, budget: int | None, rules: EventRules | None = None) -> RunForecaster: ...
+    def start(
+        self,
+        *,
+        budget: int | None,
+        rules: EventRules | None = None,
+        tracker: EventTracker | None = None,
+    ) -> RunForecaster:
+        """A run's forecasting state. ``tracker``: the run's event tracker, which the caller
+        feeds every evaluation before handing it over (the state then reads its events
+        instead of tracking them again); ``None``: the state tracks them itself."""
 
 
-class RowForecast:
+class RowPrediction:
     """The numbers ``GrokForecaster.predict_row`` gives for one row."""
 
     __slots__ = ("p_budget", "p_horizon", "t_grok", "t_high", "t_low")
@@ -125,7 +133,9 @@ class FittedModel(Protocol):
     @property
     def hopeless_threshold_(self) -> float: ...
 
-    def predict_row(self, x: np.ndarray, step: int, horizon: int | None = None) -> RowForecast: ...
+    def predict_row(
+        self, x: np.ndarray, step: int, horizon: int | None = None
+    ) -> RowPrediction: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,11 +250,10 @@ def assemble(model: FittedModel, x: np.ndarray, ctx: Context) -> Forecast:
 _BUDGET_FEATURES = [FEATURE_NAMES.index(n) for n in ("log_budget_over_t", "projected_grok_margin")]
 
 
-class RunForecast:
+class GrokRunForecaster:
     """:class:`RunForecaster` of a fitted ``GrokForecaster``: features and assembly."""
 
     measures: ClassVar[frozenset[str]] = INPUT_MEASURES
-    columns: ClassVar[tuple[str, ...]] = INPUT_COLUMNS
 
     def __init__(
         self,
@@ -252,10 +261,13 @@ class RunForecast:
         *,
         budget: int | None = None,
         rules: EventRules | None = None,
+        tracker: EventTracker | None = None,
         changepoints: str = "bayes",
     ) -> None:
         self.model = model
-        self.state = FeatureState(budget=budget, rules=rules, changepoints=changepoints)
+        self.state = FeatureState(
+            budget=budget, rules=rules, tracker=tracker, changepoints=changepoints
+        )
         self.forecast: Forecast | None = None
 
     @property
@@ -269,52 +281,54 @@ class RunForecast:
     def update(self, step: int, values: Mapping[str, float]) -> Forecast | None:
         return self.update_many(((step, values),))
 
-    def update_many(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> Forecast | None:
+    def update_many(self, points: Sequence[Point]) -> Forecast | None:
         """Add evaluations in order; the forecast at the last new one (a step not after the
         last step is ignored), equal to ``update`` on each in turn, with one prediction and
         the features brought up to date in one pass of array operations."""
-        return self.update_rows(*rows_of(points)) if points else self.forecast
-
-    def update_rows(
-        self, steps: Sequence[int], rows: np.ndarray, absent: np.ndarray
-    ) -> Forecast | None:
-        """:meth:`update_many` with the evaluations as arrays over :attr:`columns` (see
-        :meth:`FeatureState.add_rows`)."""
+        if not points:
+            return self.forecast
+        steps, rows, absent = rows_of(points)
         last = self.state.last_step
-        if len(steps) and (last is None or max(steps) > last):
+        if last is None or max(steps) > last:
             self.state.add_rows(steps, rows, absent)
             self.forecast = assemble(self.model, self.state.vector(), Context.of(self.state))
         return self.forecast
 
 
 class _NoForecasts:
+    measures: frozenset[str] = frozenset()
     change_points: tuple[ChangePoint, ...] = ()
     new_change_points: tuple[ChangePoint, ...] = ()
-    measures: frozenset[str] = frozenset()
 
-    def update(self, step: int, values: Mapping[str, float]) -> Forecast | None:
-        return None
-
-    def update_many(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> Forecast | None:
+    def update_many(self, points: Sequence[Point]) -> Forecast | None:
         return None
 
 
 class NullForecaster:
     """Forecasts nothing: the detector stays rule-based (``Reason.NO_FORECASTER``)."""
 
-    def start(self, *, budget: int | None, rules: EventRules | None = None) -> RunForecaster:
+    def start(
+        self,
+        *,
+        budget: int | None,
+        rules: EventRules | None = None,
+        tracker: EventTracker | None = None,
+    ) -> RunForecaster:
         return _NoForecasts()
 
 
 class _Constant:
     measures: frozenset[str] = frozenset()
+    change_points: tuple[ChangePoint, ...] = ()
+    new_change_points: tuple[ChangePoint, ...] = ()
 
     def __init__(self, p: float, horizon: int, budget: int | None) -> None:
         self.p, self.horizon, self.budget = p, horizon, budget
-        self.change_points: tuple[ChangePoint, ...] = ()
-        self.new_change_points: tuple[ChangePoint, ...] = ()
 
-    def update(self, step: int, values: Mapping[str, float]) -> Forecast | None:
+    def update_many(self, points: Sequence[Point]) -> Forecast | None:
+        if not points:
+            return None
+        step = points[-1][0]
         p = self.p if self.budget is None or step <= self.budget else 0.0
         return Forecast(
             step=step,
@@ -328,9 +342,6 @@ class _Constant:
             message=f"constant forecast P={p:.2f}",
         )
 
-    def update_many(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> Forecast | None:
-        return self.update(*points[-1]) if points else None
-
 
 class ConstantForecaster:
     """Always forecasts P(grok) = ``p`` (alert at >= 0.5, hopeless at <= 0.05): a test double."""
@@ -341,5 +352,11 @@ class ConstantForecaster:
         self.p = p
         self.horizon = horizon
 
-    def start(self, *, budget: int | None, rules: EventRules | None = None) -> RunForecaster:
+    def start(
+        self,
+        *,
+        budget: int | None,
+        rules: EventRules | None = None,
+        tracker: EventTracker | None = None,
+    ) -> RunForecaster:
         return _Constant(self.p, self.horizon, budget)

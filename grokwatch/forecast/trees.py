@@ -5,7 +5,7 @@ only its trees, as padded arrays (one row per tree, one column per node): the sp
 the raw threshold (``x <= threshold`` goes left), where NaN goes, the children, the leaf flag
 and the leaf value (already multiplied by the learning rate), plus the baseline log-odds.
 That is everything prediction needs, it saves as arrays (:mod:`.io`, no pickle), and numpy
-walks all trees at once, one depth level per step (a few tens of µs for one row).
+walks all trees at once, one depth level per step.
 """
 
 from __future__ import annotations
@@ -52,44 +52,6 @@ class TreeEnsemble:
             go_left = np.where(np.isnan(x), nan_left[node], x <= threshold[node])
             node = np.where(go_left, left[node], right[node])
         return np.asarray(self.baseline + value[node].sum(axis=1), dtype=float)
-
-    def decision_row(self, x: np.ndarray) -> float:
-        """``decision(x[None, :])[0]`` for one row ``x`` ``(F,)``, the same number, in a
-        handful of array operations: every split node is decided at once, then each tree
-        follows its next-node pointers ``depth`` times (the online path: one forecast per
-        update)."""
-        n, feature, threshold, left, right, leaves, value, roots = self._row
-        x = x[:n]
-        # a NaN compares false, so it goes right; where NaN goes left, ``feature`` reads the
-        # second half: the row with NaN as -inf, which every threshold keeps left
-        both = np.concatenate((x, np.where(np.isnan(x), -np.inf, x)))
-        step = np.concatenate((np.where(both[feature] <= threshold, left, right), leaves))
-        node = roots
-        for _ in range(self.depth):
-            node = step[node]
-        return self.baseline + float(value[node].sum())
-
-    @functools.cached_property
-    def _row(self) -> tuple[Any, ...]:
-        """The nodes renumbered for :meth:`decision_row`, split nodes first, then the leaves
-        (each its own next node): the features read (``n``), per split node the feature index
-        (shifted by ``n`` where NaN goes left), threshold and children, the leaves' own
-        numbers, every node's value and every tree's root."""
-        t, width = self.feature.shape
-        leaf = self.leaf.ravel()
-        order = np.concatenate((np.flatnonzero(~leaf), np.flatnonzero(leaf)))
-        renumber = np.empty_like(order)
-        renumber[order] = np.arange(order.size)
-        split = order[: int((~leaf).sum())]
-        base = (split // width) * width  # the tree's first node, flat
-        n = int(self.feature.max(initial=0)) + 1
-        feature = self.feature.ravel()[split] + n * self.nan_left.ravel()[split]
-        left = renumber[base + self.left.ravel()[split]]
-        right = renumber[base + self.right.ravel()[split]]
-        leaves = np.arange(split.size, order.size)
-        roots = renumber[np.arange(t) * width]
-        value = self.value.ravel()[order]
-        return n, feature, self.threshold.ravel()[split], left, right, leaves, value, roots
 
     @functools.cached_property
     def _flat(self) -> tuple[np.ndarray, ...]:

@@ -52,16 +52,10 @@ from grokwatch.exceptions import (
     UnsupportedMediaTypeError,
 )
 from grokwatch.service.errors import error_responses, install_error_handlers
+from grokwatch.service.live import Clock, DetectorFactory, Limits, detector_for, load_forecaster
 from grokwatch.service.payloads import info_of, ingest_result, state_of
 from grokwatch.service.settings import ServiceSettings
-from grokwatch.service.state import (
-    Clock,
-    DetectorFactory,
-    Limits,
-    RunTable,
-    detector_for,
-    load_forecaster,
-)
+from grokwatch.service.state import RunTable
 from grokwatch.service.telemetry import LatencyMiddleware, ServiceMetrics
 from grokwatch.service.worker import Worker
 from grokwatch.store import SQLiteStore, Store
@@ -180,20 +174,21 @@ class Service:
         event loop: the requests that became ready meanwhile go first, so a request waits
         for at most about one run's forecast, and the forecasts lag the reports only by as
         long as requests keep the loop busy."""
+        backlog = self.table.backlog
         loop = asyncio.get_running_loop()
-        self.table.on_stale = functools.partial(loop.call_soon_threadsafe, self._stale.set)
-        if self.table.forecast_backlog:
+        backlog.on_stale = functools.partial(loop.call_soon_threadsafe, self._stale.set)
+        if backlog:
             self._stale.set()
         while True:
             await self._stale.wait()
             self._stale.clear()
-            while self.table.forecast_backlog:
+            while backlog:
                 await asyncio.sleep(0)  # every request ready by now goes first
-                if self.table.next_forecast_points > LOOP_FORECAST_POINTS:
-                    await self.call(self.table.flush_forecasts, 1)
+                if backlog.next_points > LOOP_FORECAST_POINTS:
+                    await self.call(backlog.flush_oldest, 1)
                 elif self._lock.acquire(blocking=False):
                     try:
-                        self.table.flush_forecasts(1)
+                        backlog.flush_oldest(1)
                     finally:
                         self._lock.release()
                 else:  # the worker holds the table
@@ -479,7 +474,7 @@ def create_app(
             status="ok" if table.loaded else "loading",
             live_runs=table.live_unfinished,
             loaded_runs=len(table),
-            forecast_backlog=table.forecast_backlog,
+            forecast_backlog=len(table.backlog),
         )
         return _json(health, 200 if table.loaded else 503)
 

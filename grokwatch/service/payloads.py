@@ -1,4 +1,4 @@
-"""Wire views of the run table: :class:`~grokwatch.service.state.LiveRun` to response models."""
+"""Wire views of the run table: :class:`~grokwatch.service.live.LiveRun` to response models."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from grokwatch.service.state import Ingested, LiveRun
+from grokwatch.service.live import Ingested, LiveRun
 from grokwatch.store import RunRecord
 from grokwatch.wire import (
     ChangePointOut,

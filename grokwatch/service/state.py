@@ -11,6 +11,9 @@ memory is rebuilt from the store on demand: its history, events, phase and decis
 forecast, once a forecaster is configured) come back by replaying the stored points, which is
 also what happens to every live run after a restart (:meth:`RunTable.load`).
 
+A run's detector is built by :func:`~grokwatch.service.live.detector_for` (or an injected
+factory); the forecasts that answers leave behind wait in :attr:`RunTable.backlog`.
+
 Threading: every mutating method is meant to run on one worker thread (the service serializes
 them); :meth:`RunTable.views` and the counters may be read from any thread.
 """
@@ -18,149 +21,30 @@ them); :meth:`RunTable.views` and the counters may be read from any thread.
 from __future__ import annotations
 
 import dataclasses
-import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
-from grokwatch.decision import Action, ChangePoint, Decision, Phase, Reason
-from grokwatch.detector import DEFAULT, RunDetector, resolve_forecaster
-from grokwatch.events import EventRules
-from grokwatch.exceptions import (
-    ConfigError,
-    RunLimitError,
-    UnknownRunError,
+from grokwatch.exceptions import RunLimitError, UnknownRunError
+from grokwatch.metrics import RunView
+from grokwatch.service.backlog import ForecastBacklog
+from grokwatch.service.live import (
+    DROPPED_KEY,
+    Clock,
+    DetectorFactory,
+    Ingested,
+    Limits,
+    LiveRun,
+    detector_for,
+    stored_count,
+    stored_meta,
 )
-from grokwatch.metrics import RunView, change_point_counts
 from grokwatch.store import RunRecord, Store
-from grokwatch.wire import MAX_COUNT, PointsBatch, RunCreate, float_values
-
-log = logging.getLogger("grokwatch.service")
-
-Clock = Callable[[], float]
-DetectorFactory = Callable[[Mapping[str, Any]], RunDetector]
-"""Builds a run's detector from its stored registration (inject one to add a forecaster)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    """The run-table part of the settings."""
-
-    max_live_runs: int = 10_000
-    finished_ttl: float = 300.0
-    idle_ttl: float = 86_400.0
-    max_measures_per_run: int = 1024
-    """Distinct measure names a run may have; values of further names are refused (counted)."""
-
-
-@dataclasses.dataclass(eq=False)
-class LiveRun:
-    """One run held in memory: its registration, detector and the exporter's counters."""
-
-    run_id: str
-    created_at: float
-    updated_at: float
-    finished_at: float | None
-    meta: Mapping[str, Any]
-    summary: Mapping[str, Any]
-    detector: RunDetector
-    n_points: int = 0
-    last_step: int | None = None
-    last_values: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    last_report: float | None = None
-    alerts: int = 0
-    dropped: int = 0
-    agent_errors: int = 0
-    unsent: tuple[ChangePoint, ...] = ()
-    """Change points a deferred forecast confirmed after the answer: the next answer has them."""
-    measures: set[str] = dataclasses.field(default_factory=set)
-    """Distinct measure names stored for the run (capped by ``Limits.max_measures_per_run``)."""
-    refused_values: int = 0
-    """Values refused because the run already had ``max_measures_per_run`` measure names."""
-
-    @property
-    def decision(self) -> Decision | None:
-        return self.detector.decision
-
-    @property
-    def phase_changes(self) -> int:
-        return self.detector.phase_changes
-
-    @property
-    def phase(self) -> Phase | None:
-        return None if self.last_step is None else self.detector.phase
-
-    def view(self) -> RunView:
-        decision = self.detector.decision
-        tracker = self.detector.tracker
-        return RunView(
-            run_id=self.run_id,
-            step=self.last_step,
-            values=self.last_values,
-            phase=self.phase,
-            events={"t_mem": tracker.t_mem, "t_grok": tracker.t_grok},
-            last_report=self.last_report,
-            forecast=None if decision is None else decision.forecast,
-            agent_errors=self.agent_errors,
-            dropped=self.dropped,
-            change_points=change_point_counts(self.detector.change_points),
-            labels=_str_labels(self.meta.get("labels")),
-            finished_at=self.finished_at,
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class Ingested:
-    """What one batch did, and the run's step, phase and decision right after it."""
-
-    run: LiveRun
-    accepted: int
-    duplicates: int
-    last_step: int | None = None
-    phase: Phase | None = None
-    decision: Decision | None = None
-
+from grokwatch.wire import PointsBatch, RunCreate, float_values
 
 Points = list[tuple[int, dict[str, float]]]
-
-
-def stored_meta(request: RunCreate) -> dict[str, Any]:
-    """What the store's ``meta`` column keeps of a registration."""
-    return request.model_dump(exclude={"run_id"})
-
-
-def detector_for(meta: Mapping[str, Any], *, forecaster: Any = DEFAULT) -> RunDetector:
-    """A detector configured from a registration: its budget and the agent's event rules.
-
-    ``forecaster`` is passed to :class:`~grokwatch.detector.RunDetector` (``"default"``: the
-    model shipped with grokwatch, ``None``: rule-based only, or a resolved forecaster).
-    """
-    budget = meta.get("budget")
-    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-        budget = None
-    extra = meta.get("meta")
-    raw_rules = extra.get("rules") if isinstance(extra, Mapping) else meta.get("rules")
-    rules = None
-    if isinstance(raw_rules, Mapping):
-        try:
-            rules = EventRules(**raw_rules)
-        except TypeError as exc:
-            raise ConfigError(f"meta.rules are not event rules: {exc}") from exc
-    return RunDetector(rules, budget=budget, forecaster=forecaster)
-
-
-def load_forecaster(name: str) -> Any:
-    """The forecaster named by the ``forecaster`` setting, loaded once: ``"none"`` (rule-based
-    phases only), ``"default"`` (the model shipped with grokwatch) or a model file."""
-    if name.lower() == "none":
-        return None
-    try:
-        return resolve_forecaster(name)
-    except Exception as exc:
-        raise ConfigError(f"cannot load the forecaster {name!r}: {exc}") from exc
 
 
 class RunTable:
@@ -179,18 +63,11 @@ class RunTable:
         self.limits = limits or Limits()
         self.clock = clock
         self.detector_for = detector_factory or detector_for
-        self.on_forecast = on_forecast
-        """Called with the lag (seconds since the first report it had not seen) of every
-        deferred forecast brought up to date."""
-        self.on_stale: Callable[[], object] | None = None
-        """Called (from whichever thread judged the batch) when a run's forecast falls behind."""
-        self.forecast_failures = 0
-        """Deferred forecasts that raised (the run waits for its next report)."""
+        self.backlog = ForecastBacklog(on_forecast=on_forecast)
+        """The runs whose forecast waits (every answer comes before its batch's forecast)."""
         self.refused_values = 0
         """Values refused because their run had too many distinct measure names."""
         self._runs: dict[str, LiveRun] = {}
-        # runs whose forecaster is behind, oldest first, with when they fell behind (monotonic)
-        self._stale: dict[str, tuple[LiveRun, float]] = {}
         self._lock = threading.Lock()
         self.loaded = False
 
@@ -201,7 +78,7 @@ class RunTable:
         now = self.clock()
         count = 0
         for record in self.store.list_runs():
-            if self._expired(record.finished_at, record.updated_at, now):
+            if self.limits.expired(record.finished_at, record.updated_at, now):
                 continue
             self._put(self._rebuild(record))
             count += 1
@@ -263,7 +140,7 @@ class RunTable:
         """Store then judge a batch; duplicates (same run and step) are ignored.
 
         The answer's events and phase are current; its forecast is the run's previous one:
-        the batch's waits for :meth:`flush_forecasts` (or a read, :meth:`get`).
+        the batch's waits in :attr:`backlog` (or for a read, :meth:`get`).
 
         Points may arrive in any order, even after the run finished (a replayed spool): late
         points are stored and judged, and a finished run's stored summary is refreshed with
@@ -343,7 +220,7 @@ class RunTable:
         """Mark a run finished; the stored summary is the agent's, with the detector's view
         (events, phase, outcome) taking precedence. Finishing twice updates the summary."""
         run = self._resident(run_id)
-        self._flush(run)
+        self.backlog.flush(run)
         merged = {**summary, **run.detector.summary()}
         run.agent_errors = max(run.agent_errors, stored_count(summary, "agent_errors"))
         run.dropped = max(run.dropped, stored_count(summary, DROPPED_KEY))
@@ -362,40 +239,9 @@ class RunTable:
         """A run from memory, or rebuilt from the store (not kept when it is no longer live)."""
         run = self._runs.get(run_id)
         if run is not None:
-            self._flush(run)
+            self.backlog.flush(run)
             return run
         return self._rebuild(self.store.get_run(run_id))
-
-    def flush_forecasts(self, runs: int | None = None) -> int:
-        """Bring the forecasts that wait up to date, the longest-waiting run first: all of
-        them, or the first ``runs``; returns how many runs still wait."""
-        left = math.inf if runs is None else runs
-        while self._stale and left > 0:
-            left -= 1
-            run = next(iter(self._stale.values()))[0]
-            try:
-                self._flush(run)
-            except Exception:  # the run is out of the backlog: its next report retries
-                self.forecast_failures += 1
-                if self.forecast_failures == 1 or self.forecast_failures % 100 == 0:
-                    log.exception(
-                        "deferred forecast of run %r failed (%d so far)",
-                        run.run_id,
-                        self.forecast_failures,
-                    )
-        return len(self._stale)
-
-    @property
-    def next_forecast_points(self) -> int:
-        """Points the forecast that waits longest will read (0 when none waits)."""
-        if not self._stale:
-            return 0
-        return next(iter(self._stale.values()))[0].detector.pending_points
-
-    @property
-    def forecast_backlog(self) -> int:
-        """Runs whose forecast waits for :meth:`flush_forecasts`."""
-        return len(self._stale)
 
     def records(self) -> list[RunRecord]:
         return self.store.list_runs()
@@ -409,11 +255,11 @@ class RunTable:
             gone = [
                 rid
                 for rid, run in self._runs.items()
-                if self._expired(run.finished_at, run.updated_at, now)
+                if self.limits.expired(run.finished_at, run.updated_at, now)
             ]
             for rid in gone:
                 del self._runs[rid]
-                self._stale.pop(rid, None)  # a reload replays its forecaster anyway
+                self.backlog.drop(rid)
         return gone
 
     def current(self) -> list[LiveRun]:
@@ -421,7 +267,7 @@ class RunTable:
         now = self.clock()
         with self._lock:
             runs = list(self._runs.values())
-        return [r for r in runs if not self._expired(r.finished_at, r.updated_at, now)]
+        return [r for r in runs if not self.limits.expired(r.finished_at, r.updated_at, now)]
 
     def views(self) -> list[RunView]:
         """Exporter views of the live runs."""
@@ -437,7 +283,9 @@ class RunTable:
 
     def is_live(self, run_id: str) -> bool:
         run = self._runs.get(run_id)
-        return run is not None and not self._expired(run.finished_at, run.updated_at, self.clock())
+        return run is not None and not self.limits.expired(
+            run.finished_at, run.updated_at, self.clock()
+        )
 
     @property
     def live_unfinished(self) -> int:
@@ -467,11 +315,6 @@ class RunTable:
                 run.refused_values += 1
                 self.refused_values += 1
 
-    def _expired(self, finished_at: float | None, updated_at: float, now: float) -> bool:
-        if finished_at is not None:
-            return now - finished_at > self.limits.finished_ttl
-        return now - updated_at > self.limits.idle_ttl
-
     def _check_capacity(self, run_id: str) -> None:
         if self.live_unfinished >= self.limits.max_live_runs:
             raise RunLimitError(
@@ -499,13 +342,11 @@ class RunTable:
     def _observe(self, run: LiveRun, points: Points, *, forecast: bool = True) -> None:
         """Judge points sorted by step (one detector update for the whole batch)."""
         previous = run.detector.decision
-        _count_alert(run, previous, run.detector.update_many(points, forecast=forecast))
+        run.count_alert(previous, run.detector.update_many(points, forecast=forecast))
         if forecast:  # up to date: no longer waiting, if it was
-            self._caught_up(run.run_id)
-        elif run.detector.pending and run.run_id not in self._stale:
-            self._stale[run.run_id] = (run, time.monotonic())
-            if self.on_stale is not None:
-                self.on_stale()
+            self.backlog.caught_up(run.run_id)
+        elif run.detector.pending:
+            self.backlog.add(run)
         top = len(points) - 1
         step = points[top][0]
         if run.last_step is None or step > run.last_step:
@@ -513,59 +354,3 @@ class RunTable:
                 top -= 1
             run.last_step = step
             run.last_values = points[top][1]
-
-    def _flush(self, run: LiveRun) -> None:
-        """The run's deferred forecast, brought up to date (nothing when none waits)."""
-        stale = self._stale.pop(run.run_id, None)  # first: a failing forecast is not retried
-        if stale is None:
-            return
-        previous = run.detector.decision
-        decision = run.detector.flush()
-        if decision is not None:
-            _count_alert(run, previous, decision)
-            run.unsent += decision.change_points
-        self._lagged(stale[1])
-
-    def _caught_up(self, run_id: str) -> None:
-        stale = self._stale.pop(run_id, None)
-        if stale is not None:
-            self._lagged(stale[1])
-
-    def _lagged(self, since: float) -> None:
-        if self.on_forecast is not None:
-            self.on_forecast(time.monotonic() - since)
-
-
-DROPPED_KEY = "transport_dropped"
-"""Summary key of the records a run's transport dropped (the agent's summary uses it too)."""
-
-
-def stored_count(summary: Mapping[str, Any], key: str) -> int:
-    """A counter kept in a run's summary: a whole number from 0 to 2**53 - 1, else 0."""
-    value = summary.get(key)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
-        return value
-    return 0
-
-
-def _str_labels(raw: Any) -> dict[str, str]:
-    if not isinstance(raw, Mapping):
-        return {}
-    return {str(k): v for k, v in raw.items() if isinstance(v, str)}
-
-
-def _count_alert(run: LiveRun, previous: Decision | None, decision: Decision) -> None:
-    if _alerting(decision) and (
-        previous is None
-        or previous.action is not decision.action
-        or previous.reason is not decision.reason
-    ):
-        run.alerts += 1
-
-
-ALERT_REASONS = frozenset({Reason.WILL_GROK, Reason.HOPELESS})
-
-
-def _alerting(decision: Decision) -> bool:
-    """Advice worth an alert: stop or extend, or a confident forecast either way."""
-    return decision.action is not Action.CONTINUE or decision.reason in ALERT_REASONS

@@ -51,7 +51,8 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from grokwatch.metrics import DEFAULT_INFO_LABELS, RunCollector, RunView
-from grokwatch.service.state import LiveRun, RunTable
+from grokwatch.service.live import LiveRun
+from grokwatch.service.state import RunTable
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -202,7 +203,7 @@ class ServiceMetrics(Collector):
         yield GaugeMetricFamily(
             "grokwatch_service_forecast_backlog_runs",
             "Runs answered before their forecast whose forecast still waits.",
-            value=table.forecast_backlog if table is not None else 0,
+            value=len(table.backlog) if table is not None else 0,
         )
         yield CounterMetricFamily(
             "grokwatch_service_refused_values",
@@ -213,7 +214,7 @@ class ServiceMetrics(Collector):
         yield CounterMetricFamily(
             "grokwatch_service_forecast_failures",
             "Forecasts that raised (logged; the run's forecast waits for its next report).",
-            value=table.forecast_failures if table is not None else 0,
+            value=table.backlog.failures if table is not None else 0,
         )
 
 

@@ -148,3 +148,27 @@ def test_the_evaluation_replay_gives_exactly_the_online_forecasts():
     online = [det.observe(s, v).forecast for s, v in points(run)]
     offline = replay(run).forecasts(load_default())
     assert online == offline
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_run_forecast_reading_the_detectors_tracker_forecasts_as_one_tracking_itself(seed):
+    """The detector's tracker is the run's only one: its forecaster reads it. A run forecast
+    with a tracker of its own (the offline replay's) gives the same forecasts, late points
+    included."""
+    run = make_run(seed, groks=seed == 0)
+    pts = list(points(run))
+    pts[20], pts[21] = pts[21], pts[20]  # a late point: the detector replays its forecaster
+    model = load_default()
+    det = RunDetector(budget=run.labels["budget"], forecaster=model)
+    assert det._run is not None and det._run.state.tracker is det.tracker
+    for i in range(0, len(pts), 7):
+        det.update_many(pts[i : i + 7])
+        alone = model.start(budget=run.labels["budget"])
+        alone.update_many(sorted(pts[: i + 7]))
+        assert alone.state.tracker is not det.tracker
+        assert repr(det.forecast) == repr(alone.forecast)
+        assert alone.state.tracker.phase is det.phase
+        assert (alone.state.tracker.t_mem, alone.state.tracker.t_grok) == (
+            det.tracker.t_mem,
+            det.tracker.t_grok,
+        )

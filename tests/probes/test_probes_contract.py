@@ -34,7 +34,27 @@ NAMES = list(BUILTIN)
 
 def test_builtin_order_starts_with_performance() -> None:
     assert NAMES[0] == "loss_accuracy"
-    assert len(NAMES) == 14
+
+
+def test_every_probe_class_of_the_package_is_registered_under_its_name() -> None:
+    """Found by walking the package's modules, so a new probe cannot be left out."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import grokwatch.probes as package
+    from grokwatch.probes import Probe
+
+    defined = {}
+    for info in pkgutil.iter_modules(package.__path__, prefix="grokwatch.probes."):
+        module = importlib.import_module(info.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            ours = issubclass(cls, Probe) and cls.__module__ == module.__name__
+            if ours and isinstance(getattr(cls, "name", None), str):
+                defined[cls.name] = cls
+    assert len(defined) >= 10
+    assert {name: defined[name] for name in BUILTIN} == BUILTIN
+    assert set(BUILTIN) == set(defined)
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> list[torch.Tensor]:

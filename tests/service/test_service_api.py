@@ -486,17 +486,17 @@ def test_finished_runs_leave_the_exposition_after_the_ttl(tmp_path: Path) -> Non
 
 
 class AccuracyForecaster:
-    """A deterministic stand-in for a forecaster: P(grok) is the last test accuracy. It has
-    no ``update_many`` and no ``measures``: the detector falls back to ``update`` per point
-    and keeps every measure."""
+    """A deterministic stand-in for a forecaster: P(grok) is the last test accuracy."""
 
     class Run:
+        measures = frozenset({"test_accuracy"})
         change_points: tuple[Any, ...] = ()
         new_change_points: tuple[Any, ...] = ()
 
-        def update(self, step: int, values: Any) -> Any:
+        def update_many(self, points: Any) -> Any:
             from grokwatch.decision import Forecast
 
+            step, values = points[-1]
             p = float(values.get("test_accuracy", 0.0))
             return Forecast(
                 step=step,
@@ -506,7 +506,7 @@ class AccuracyForecaster:
                 t_grok=2000.0 if p < 0.9 else float(step),
             )
 
-    def start(self, *, budget: int | None, rules: Any = None) -> Any:
+    def start(self, *, budget: int | None, rules: Any = None, tracker: Any = None) -> Any:
         return self.Run()
 
 

@@ -16,7 +16,8 @@ import pytest
 
 from grokwatch.detector import RunDetector
 from grokwatch.exceptions import StoreError, UnknownRunError
-from grokwatch.service.state import Ingested, RunTable, detector_for, load_forecaster
+from grokwatch.service.live import Ingested, detector_for, load_forecaster
+from grokwatch.service.state import RunTable
 from grokwatch.service.worker import Worker
 from grokwatch.store import MemoryStore
 from grokwatch.wire import PointsBatch, RunCreate, float_values
@@ -156,10 +157,10 @@ def step_of(point: tuple[int, Any]) -> int:
 
 def test_answers_come_before_their_forecast_which_then_equals_the_in_process_one() -> None:
     """A batch's answer has the current phase at once; its forecast waits for
-    ``flush_forecasts`` and is then exactly the in-process detector's."""
+    ``backlog.flush_oldest`` and is then exactly the in-process detector's."""
     lags: list[float] = []
     t = table()
-    t.on_forecast = lags.append
+    t.backlog.on_forecast = lags.append
     reference = in_process(REQUESTS)
     before = {rid: t.get(rid).detector.forecast for rid in ("a", "b")}
     for run_id, b in REQUESTS:
@@ -167,9 +168,9 @@ def test_answers_come_before_their_forecast_which_then_equals_the_in_process_one
             continue
         got = t.ingest(run_id, b)
         assert got.decision is not None and got.decision.forecast is before[run_id]
-    assert t.forecast_backlog == 2 and lags == []
-    assert t.flush_forecasts() == 0
-    assert t.forecast_backlog == 0 and len(lags) == 2 and min(lags) >= 0
+    assert len(t.backlog) == 2 and lags == []
+    assert t.backlog.flush_oldest() == 0
+    assert len(t.backlog) == 0 and len(lags) == 2 and min(lags) >= 0
     for rid in ("a", "b"):
         x, y = t.get(rid), reference[rid]
         assert x.detector.forecast is not None
@@ -189,27 +190,27 @@ def test_a_read_or_a_finish_brings_the_forecast_up_to_date() -> None:
     for run_id, b in requests:
         t.ingest(run_id, b)
     reference = in_process(requests)
-    assert t.forecast_backlog == 2
+    assert len(t.backlog) == 2
     assert repr(t.get("a").detector.forecast) == repr(reference["a"].forecast)
-    assert t.forecast_backlog == 1  # "b" still waits
+    assert len(t.backlog) == 1  # "b" still waits
     finished = t.finish("b", {})
-    assert t.forecast_backlog == 0
+    assert len(t.backlog) == 0
     assert repr(finished.detector.forecast) == repr(reference["b"].forecast)
     assert finished.summary == reference["b"].summary()
 
 
-def test_flush_forecasts_takes_the_longest_waiting_runs_first() -> None:
+def test_the_backlog_brings_the_longest_waiting_runs_up_to_date_first() -> None:
     t = table()
     t.register(RunCreate(run_id="c", budget=3000))
     for rid in ("b", "c", "a"):
         t.ingest(rid, batch(range(0, 800, 100)))
     runs = {r.run_id: r for r in t.live()}  # no read through get(): that would flush
-    assert t.forecast_backlog == 3
-    assert t.flush_forecasts(1) == 2
+    assert len(t.backlog) == 3
+    assert t.backlog.flush_oldest(1) == 2
     assert [rid for rid in "bca" if runs[rid].detector.pending] == ["c", "a"]
-    assert t.flush_forecasts(1) == 1
+    assert t.backlog.flush_oldest(1) == 1
     assert [rid for rid in "bca" if runs[rid].detector.pending] == ["a"]
-    assert t.flush_forecasts() == 0
+    assert t.backlog.flush_oldest() == 0
     assert not any(r.detector.pending for r in runs.values())
 
 
@@ -231,7 +232,7 @@ def test_change_points_of_forecasts_made_after_the_answer_come_with_the_next_ans
         if i < 30:  # the last batch's own change points come with the next answer
             point = (i * 100, float_values(b.points[0]["values"]))
             confirmed += reference.update_many([point]).change_points
-            t.flush_forecasts(1)  # what the background task does after each answer
+            t.backlog.flush_oldest(1)  # what the background task does after each answer
     assert len(confirmed) >= 1
     assert sent == confirmed
 
@@ -243,12 +244,12 @@ def test_a_failing_forecast_is_counted_and_the_others_go_on(
     for rid in ("a", "b"):
         t.ingest(rid, batch(range(0, 800, 100)))
     runs = {r.run_id: r for r in t.live()}
-    assert t.next_forecast_points == 8 == runs["a"].detector.pending_points
+    assert t.backlog.next_points == 8 == runs["a"].detector.pending_points
 
     def broken() -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(runs["a"].detector, "flush", broken)
-    assert t.flush_forecasts() == 0  # "a" failed, "b" was still brought up to date
-    assert t.forecast_failures == 1
-    assert not runs["b"].detector.pending and t.next_forecast_points == 0
+    assert t.backlog.flush_oldest() == 0  # "a" failed, "b" was still brought up to date
+    assert t.backlog.failures == 1
+    assert not runs["b"].detector.pending and t.backlog.next_points == 0

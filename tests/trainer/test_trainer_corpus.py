@@ -101,15 +101,29 @@ def test_unknown_versions_are_refused(tmp_path: Path) -> None:
     path = corpus.run_path(tmp_path, "a")
     with np.load(path) as z:
         arrays = dict(z)
+    arrays["format_version"] = np.array(99)
+    np.savez_compressed(path, **arrays)
+    with pytest.raises(CorpusFormatError, match="version 99"):
+        corpus.load(tmp_path)
+    # a v2 run in a v1 corpus: both versions are known, but one directory holds one version
     arrays["format_version"] = np.array(2)
     np.savez_compressed(path, **arrays)
-    with pytest.raises(CorpusFormatError, match="version 2"):
+    with pytest.raises(CorpusFormatError, match="one directory holds one corpus version"):
         corpus.load(tmp_path)
     path.write_bytes(b"not a zip")
     with pytest.raises(CorpusFormatError, match="not a readable"):
         corpus.read_run(path)
     with pytest.raises(CorpusFormatError, match=r"no corpus\.json"):
         corpus.load(tmp_path / "nowhere")
+
+
+def test_v1_is_read_and_refused_where_v2_is_asked_for(tmp_path: Path) -> None:
+    make_corpus(tmp_path)
+    assert corpus.load(tmp_path).version == 1
+    with pytest.raises(CorpusFormatError, match="corpus_v2"):
+        corpus.load(tmp_path, version=2)
+    with pytest.raises(CorpusFormatError, match="a directory of its own"):
+        corpus.register_spec(tmp_path, {"name": "v2"}, "train", version=2)
 
 
 def test_values_must_match_steps_and_columns(tmp_path: Path) -> None:

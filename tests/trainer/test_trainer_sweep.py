@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from grokwatch import PROBES
+from grokwatch import PROBES, Decision, Reason
 from grokwatch.events import outcome
 from trainer import corpus
 from trainer.config import RunConfig
@@ -85,10 +85,10 @@ class _FakeAgent:
     def __init__(self) -> None:
         self.events, self.closed = _Events(), False
 
-    def step(self, step: int, *, loss: Any) -> Any:
+    def step(self, step: int, *, loss: Any) -> Decision:
         if step == 200:
             self.events.t_grok = 200
-        return "keep going"
+        return Decision.keep_going(step, Reason.NO_FORECASTER, "keep going")
 
     def close(self) -> None:
         self.closed = True
@@ -97,8 +97,10 @@ class _FakeAgent:
 def test_stop_after_generalization_waits_for_the_tail_on_an_evaluation() -> None:
     agent = _FakeAgent()
     wrapper = StopAfterGeneralization(agent, tail=0.5, tail_min=50)
-    stops = [s for s in range(1, 400) if getattr(wrapper.step(s, loss=None), "should_stop", 0)]
+    decisions = {s: wrapper.step(s, loss=None) for s in range(1, 400)}
+    stops = [s for s, d in decisions.items() if d.should_stop]
     assert stops[0] == 300  # t_grok + max(0.5 · 200, 50), an evaluation step
+    assert decisions[300].reason is Reason.FINISHED and "settled" in decisions[300].message
     wrapper.close()
     assert agent.closed
 

@@ -1,0 +1,31 @@
+#!/bin/sh
+# The service benchmarks of two checkouts side by side, each command run on one and then the
+# other, so a drift of the machine's speed hits both alike:
+#
+#   sh benchmarks/service_side_by_side.sh BEFORE_CHECKOUT AFTER_CHECKOUT OUT_BEFORE OUT_AFTER
+#
+# Each checkout runs its own benchmark scripts on its own grokwatch (PYTHONPATH=.). Then
+# `python benchmarks/service_tables.py OUT_BEFORE OUT_AFTER` prints the tables side by side.
+set -eu
+before=$(cd "$1" && pwd); after=$(cd "$2" && pwd)
+mkdir -p "$3" "$4"
+out_before=$(cd "$3" && pwd); out_after=$(cd "$4" && pwd)
+
+both() {  # both NAME ARGS...: run benchmarks/ARGS in each checkout, JSON to OUT/NAME.json
+    name=$1; shift
+    script=$1; shift
+    for side in before after; do
+        if [ $side = before ]; then dir=$before; out=$out_before; else dir=$after; out=$out_after; fi
+        echo "== $side: $script $* ($(date -u +%H:%M:%S), load $(cut -d' ' -f1 /proc/loadavg))"
+        (cd "$dir" && PYTHONPATH=. python "benchmarks/$script" "$@" --json "$out/$name.json")
+    done
+}
+
+both ingest_throughput_none_2replicas service_ingest.py --scenario throughput --duration 10 --batch 500 --replicas 2 --forecaster none
+both ingest_throughput_default_2replicas service_ingest.py --scenario throughput --duration 10 --batch 500 --replicas 2 --forecaster default
+both ingest_live_none service_ingest.py --scenario live --duration 15 --report-points 10 --runs 1000 --forecaster none
+both ingest_live_default_2replicas service_ingest.py --scenario live --duration 15 --report-points 10 --runs 1000 --replicas 2 --forecaster default
+both metrics_none service_metrics.py --series 10000 --forecaster none
+both metrics_default service_metrics.py --series 10000 --forecaster default
+both memory_none service_memory.py --runs 1000 --points 100 --forecaster none
+both memory_default service_memory.py --runs 1000 --points 100 --forecaster default

@@ -1,0 +1,88 @@
+"""The research check of a corpus: are slow grokkers mislabelled as memorization?
+
+python -m trainer.sweep --out DIR --check-memorization 12 --factor 3
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from trainer import corpus as corpus_io
+from trainer.execution import execute
+from trainer.spec import RunTask
+
+
+def check_memorization(
+    directory: str | Path,
+    n: int,
+    *,
+    factor: int = 3,
+    seed: int = 0,
+    executor: Any = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Are slow grokkers mislabelled? Continue `n` runs labelled memorization to `factor`×
+    their budget and count those that generalize after all.
+
+    The runs are trained again from scratch with the larger budget: training is deterministic
+    on a CPU, so the first B steps repeat exactly (checked: the same t_mem), and the runs land
+    in `DIR/checks/memorization/` (a corpus of its own) with `report.json` beside them.
+    """
+    from trainer.summary import CHECK_DIR
+
+    directory = Path(directory)
+    source = corpus_io.load(directory)
+    memorized = sorted((r for r in source if r.outcome == "memorization"), key=lambda r: r.run_id)
+    sample = random.Random(seed).sample(memorized, min(n, len(memorized)))
+    out = directory / CHECK_DIR
+    name = f"check-x{factor}"
+    corpus_io.register_spec(out, {"name": name, "factor": factor, "n": n, "seed": seed}, "check")
+    tasks = [
+        RunTask(
+            run_id=f"{r.run_id}-x{factor}",
+            spec=name,
+            family=r.family,
+            split=r.split,
+            config={**r.config, "steps": factor * int(r.labels["budget"])},
+            every=int(r.meta["every"]),
+            tail=float(r.meta["tail"]),
+            tail_min=int(r.meta["tail_min"]),
+            max_samples=int(r.meta["max_samples"]),
+        )
+        for r in sample
+    ]
+    execute(tasks, out, executor=executor, workers=workers, progress=progress)
+    by_id = {r.run_id: r for r in sample}
+    later, ratios, same, rows = 0, [], 0, []
+    for run in corpus_io.load(out):
+        original = by_id.get(run.run_id.rsplit("-x", 1)[0])
+        if original is None:
+            continue
+        budget = int(original.labels["budget"])
+        t_grok = run.labels.get("t_grok")
+        same += run.labels.get("t_mem") == original.labels.get("t_mem")
+        if t_grok is not None:
+            later += 1
+            ratios.append(round(t_grok / budget, 2))
+        rows.append({"run_id": original.run_id, "wd": original.config["wd"], "budget": budget,
+                     "t_grok": t_grok, "outcome_at_factor": run.outcome})  # fmt: skip
+    checked = len(rows)
+    report = {
+        "checked": checked,
+        "factor": factor,
+        "grokked_later": later,
+        "mislabel_rate": later / checked if checked else 0.0,
+        "t_grok_over_budget": sorted(ratios),
+        "same_prefix": same,
+        "with_weight_decay": sum(r["wd"] > 0 for r in rows),
+        "grokked_later_with_weight_decay": sum(
+            r["wd"] > 0 and r["t_grok"] is not None for r in rows
+        ),
+        "runs": rows,
+    }
+    corpus_io.atomic_write(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    return report
