@@ -244,6 +244,18 @@ def cli_timing() -> str:
     )
 
 
+def install_size() -> str:
+    """Disk taken by each install (``benchmarks/install_size.py``)."""
+    data = _json("install_size.json")
+    rows = [
+        (f"`{r['install']}`" if r["install"] != "core" else "`pip install -e .` (core)",
+         r["packages"], f"{r['mb']:.0f} MB",
+         ", ".join(r["missing"]) + " not installed here" if r["missing"] else "")
+        for r in data["rows"]
+    ]  # fmt: skip
+    return table(("install (core + the extra)", "packages", "on disk", "note"), rows)
+
+
 def corpus_outcomes() -> str:
     """Corpus v2: runs per family and outcome (``python -m trainer.summary ... --json``)."""
     data = json.loads((ROOT / "trainer" / "data" / "corpus_v2_summary.json").read_text())
@@ -265,7 +277,10 @@ def corpus_throughput() -> str:
     rows = [(r["side"], f"{r['processes']} × {r['threads']}", max(r["stack"], 1),
              f"{r['model_steps_per_s']:.0f}", f"{r['speedup']:.2f}×", f"{r['train_gflops']:.1f}",
              f"{100 * r['peak_fraction']:.0f} %") for r in data["sides"]]  # fmt: skip
+    pool, ours = data["sides"][-2], data["sides"][-1]
+    gain = ours["model_steps_per_s"] / pool["model_steps_per_s"]
     note = (
+        f"Stacking alone (ours ÷ the pool one run at a time, same run): {gain:.2f}×. "
         f"{data['runs']} runs ({', '.join(data['families'])}), {data['steps_per_run']} steps "
         f"each; matmul peak {data['matmul_peak_gflops_per_thread']:.0f} GFLOP/s per thread; "
         f"load average {data['load_average_before']:.1f} before, "
@@ -290,6 +305,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "service_side_by_side": service_side_by_side,
     "fast_paths": fast_paths,
     "cli_timing": cli_timing,
+    "install_size": install_size,
 }
 
 

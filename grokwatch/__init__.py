@@ -2,7 +2,8 @@
 
 The public facade: :class:`Agent` for training loops, the typed :class:`Decision` it returns,
 the :class:`Probe` extension point, the stores and transports runs are kept in, and the
-:class:`GrokForecaster` that forecasts grokking (with its null and constant stand-ins).
+:class:`GrokForecaster` that forecasts grokking (with its null and constant stand-ins), and the
+opt-in :class:`RunPolicy` that turns decisions into stop/extend advice.
 
 Names are imported on first use (PEP 562), so ``import grokwatch`` and the ``grokwatch`` command's
 ``--help`` do not pay for torch, scikit-learn and the forecaster until a name is needed.
@@ -38,6 +39,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "NullForecaster": ("grokwatch.forecast", "NullForecaster"),
     "load_forecaster": ("grokwatch.forecast.io", "load"),
     "HTTPTransport": ("grokwatch.http_transport", "HTTPTransport"),
+    "RunPolicy": ("grokwatch.policy", "RunPolicy"),
     "PROBES": ("grokwatch.probes", "BUILTIN"),
     "Probe": ("grokwatch.probes", "Probe"),
     "ProbeContext": ("grokwatch.probes", "ProbeContext"),
@@ -77,6 +79,7 @@ if _typing.TYPE_CHECKING:
     from grokwatch.forecast import ConstantForecaster, GrokForecaster, NullForecaster
     from grokwatch.forecast.io import load as load_forecaster
     from grokwatch.http_transport import HTTPTransport
+    from grokwatch.policy import RunPolicy
     from grokwatch.probes import BUILTIN as PROBES
     from grokwatch.probes import Probe, ProbeContext, ProbeResult
     from grokwatch.rundata import RunData
@@ -131,6 +134,7 @@ __all__ = [
     "Reason",
     "RunData",
     "RunDetector",
+    "RunPolicy",
     "SQLiteStore",
     "SchemaError",
     "StoreError",

@@ -35,9 +35,10 @@ import torch
 from torch import nn
 
 from grokwatch.decision import Decision, Phase, Reason
-from grokwatch.detector import RunDetector
+from grokwatch.detector import DEFAULT, RunDetector
 from grokwatch.events import EventRules
 from grokwatch.exceptions import ConfigError
+from grokwatch.policy import RunPolicy
 from grokwatch.probes import Layout, Probe, ProbeContext, ProbeResult, resolve, run_probe
 from grokwatch.probes.base import cross_entropy_per_sample
 from grokwatch.probesets import Data, prepare_probe_set
@@ -99,6 +100,14 @@ class Agent:
         p for modular-arithmetic models (embedding rows are residues), for the Fourier probe.
     embedding, hidden, output:
         Module names that override layer discovery.
+    policy:
+        A :class:`~grokwatch.policy.RunPolicy` to get stop/extend advice (opt-in; without it
+        every decision is ``CONTINUE``). It is saved in the run's meta, so a detector service
+        applies the same policy, and the agent then follows the service's decision.
+    forecaster:
+        The in-process detector's forecaster (see :class:`~grokwatch.detector.RunDetector`):
+        ``"default"`` (the shipped model), ``None`` (rule-based) or a forecaster object such as
+        the :class:`~grokwatch.ConstantForecaster` test double.
     """
 
     def __init__(
@@ -128,6 +137,8 @@ class Agent:
         max_history: int = 100_000,
         max_snapshots: int = 64,
         seed: int = 0,
+        policy: RunPolicy | None = None,
+        forecaster: Any = DEFAULT,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -166,7 +177,9 @@ class Agent:
         self._train = prepare_probe_set("train", train, model, max_samples, self._gen)
         self._test = prepare_probe_set("test", test, model, max_samples, self._gen)
         self._check_layers_used(insisted=probes is not None)
-        self.detector = RunDetector(rules, budget=budget)
+        if policy is not None and not isinstance(policy, RunPolicy):
+            raise ConfigError(f"policy must be a grokwatch.RunPolicy, got {policy!r}")
+        self.detector = RunDetector(rules, budget=budget, forecaster=forecaster, policy=policy)
         self.history: collections.deque[tuple[int, dict[str, float]]] = collections.deque(
             maxlen=max_history
         )
@@ -205,6 +218,7 @@ class Agent:
             "modulus": modulus,
             "rules": dataclasses.asdict(self.detector.rules),
             "model": type(model).__name__,
+            **({} if policy is None else {"policy": policy.to_json()}),
         }
         if labels:
             self.meta["labels"] = dict(labels)

@@ -121,7 +121,7 @@ def _runs(args: argparse.Namespace) -> int:
         forecaster = None if args.no_forecast else "default"
         print(
             f"{'run_id':<28} {'started (UTC)':<19} {'points':>6} {'step':>7} {'phase':<11} "
-            f"{'outcome':<13} {'latest forecast':<32} finished"
+            f"{'outcome':<13} {'latest forecast':<32} finished run control"
         )
         for r in shown:
             timeline = _timeline(store, r, forecaster)
@@ -132,11 +132,27 @@ def _runs(args: argparse.Namespace) -> int:
                 f"{r.run_id:<28} {_when(r.created_at):<19} {r.n_points:>6} "
                 f"{fmt_step(summary.get('last_step')):>7} {summary.get('phase') or '-':<11} "
                 f"{outcome or '-':<13} {fmt_forecast(last):<32} "
-                f"{'yes' if r.finished_at else 'no'}"
+                f"{'yes' if r.finished_at else 'no':<8} {_actions_text(r.summary.get('control'))}"
             )
     finally:
         store.close()
     return 0
+
+
+def _actions_text(control: Any) -> str:
+    """The run policy's stops and extensions, e.g. ``extend +2000 @9950, stop finished
+    @12400`` (``-`` for a run without a policy or without advice)."""
+    if not isinstance(control, dict) or not control.get("actions"):
+        return "-"
+    parts = []
+    for a in control["actions"]:
+        if not isinstance(a, dict):
+            continue
+        if a.get("action") == "extend":
+            parts.append(f"extend +{a.get('extend_steps')} @{a.get('step')}")
+        else:
+            parts.append(f"{a.get('action')} {a.get('reason')} @{a.get('step')}")
+    return ", ".join(parts) or "-"
 
 
 def _show(args: argparse.Namespace) -> int:

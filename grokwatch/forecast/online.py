@@ -294,6 +294,28 @@ class GrokRunForecaster:
             self.forecast = assemble(self.model, self.state.vector(), Context.of(self.state))
         return self.forecast
 
+    def p_grok_within(self, budget: int) -> float | None:
+        """P(t_grok <= ``budget``) at the newest evaluation, as if the run's budget were
+        ``budget`` (the two budget features recomputed, as budget augmentation does in
+        training); ``None`` without a budget or an evaluation. The run policy asks it to
+        judge an extension."""
+        state, last = self.state, self.state.last_step
+        if last is None or state.budget is None:
+            return None
+        if state.tracker.t_grok is not None:
+            return 1.0 if state.tracker.t_grok <= budget else 0.0
+        t = max(last, 1)
+        if budget <= t:
+            return 0.0
+        x = state.vector()
+        b, m = _BUDGET_FEATURES
+        new = math.log(budget / t)
+        if not math.isfinite(x[b]):
+            return None
+        x[m] = x[m] + (x[b] - new)
+        x[b] = new
+        return float(self.model.predict_row(x, t).p_budget)
+
 
 class _NoForecasts:
     measures: frozenset[str] = frozenset()
@@ -341,6 +363,10 @@ class _Constant:
             hopeless=p <= 0.05,
             message=f"constant forecast P={p:.2f}",
         )
+
+    def p_grok_within(self, budget: int) -> float | None:
+        """The same constant for any budget (what the run policy asks to judge an extension)."""
+        return self.p
 
 
 class ConstantForecaster:
