@@ -2,7 +2,8 @@
 
 The public facade: :class:`Agent` for training loops, the typed :class:`Decision` it returns,
 the :class:`Probe` extension point, the stores and transports runs are kept in, and the
-:class:`GrokForecaster` that forecasts grokking (with its null and constant stand-ins).
+:class:`GrokForecaster` that forecasts grokking (with its null and constant stand-ins), and the
+opt-in :class:`RunPolicy` that turns decisions into stop/extend advice.
 
 Names are imported on first use (PEP 562), so ``import grokwatch`` and the ``grokwatch`` command's
 ``--help`` do not pay for torch, scikit-learn and the forecaster until a name is needed.
@@ -38,6 +39,11 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "NullForecaster": ("grokwatch.forecast", "NullForecaster"),
     "load_forecaster": ("grokwatch.forecast.io", "load"),
     "HTTPTransport": ("grokwatch.http_transport", "HTTPTransport"),
+    "Layers": ("grokwatch.options", "Layers"),
+    "Limits": ("grokwatch.options", "Limits"),
+    "ModelIO": ("grokwatch.adapters", "ModelIO"),
+    "open_transport": ("grokwatch.destinations", "open_transport"),
+    "RunPolicy": ("grokwatch.policy", "RunPolicy"),
     "PROBES": ("grokwatch.probes", "BUILTIN"),
     "Probe": ("grokwatch.probes", "Probe"),
     "ProbeContext": ("grokwatch.probes", "ProbeContext"),
@@ -53,6 +59,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
 """Public name -> (module, attribute) it is imported from on first use."""
 
 if _typing.TYPE_CHECKING:
+    from grokwatch.adapters import ModelIO
     from grokwatch.agent import Agent
     from grokwatch.decision import (
         Action,
@@ -64,6 +71,7 @@ if _typing.TYPE_CHECKING:
         Phase,
         Reason,
     )
+    from grokwatch.destinations import open_transport
     from grokwatch.detector import RunDetector
     from grokwatch.events import EventRules, Events, Outcome
     from grokwatch.exceptions import (
@@ -77,6 +85,8 @@ if _typing.TYPE_CHECKING:
     from grokwatch.forecast import ConstantForecaster, GrokForecaster, NullForecaster
     from grokwatch.forecast.io import load as load_forecaster
     from grokwatch.http_transport import HTTPTransport
+    from grokwatch.options import Layers, Limits
+    from grokwatch.policy import RunPolicy
     from grokwatch.probes import BUILTIN as PROBES
     from grokwatch.probes import Probe, ProbeContext, ProbeResult
     from grokwatch.rundata import RunData
@@ -118,8 +128,11 @@ __all__ = [
     "GrokForecaster",
     "GrokwatchError",
     "HTTPTransport",
+    "Layers",
+    "Limits",
     "MemoryStore",
     "MemoryTransport",
+    "ModelIO",
     "NullForecaster",
     "NullTransport",
     "Outcome",
@@ -131,6 +144,7 @@ __all__ = [
     "Reason",
     "RunData",
     "RunDetector",
+    "RunPolicy",
     "SQLiteStore",
     "SchemaError",
     "StoreError",
@@ -139,4 +153,5 @@ __all__ = [
     "UnknownRunError",
     "__version__",
     "load_forecaster",
+    "open_transport",
 ]

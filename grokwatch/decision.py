@@ -51,11 +51,19 @@ class Reason(enum.StrEnum):
     """The forecast alerts: P(grok within budget) is at or above the forecaster's alert
     threshold (chosen on validation runs for a false-alarm rate <= 5 %)."""
     HOPELESS = "hopeless"
-    """The forecast is confident the run will not grok within its budget."""
+    """The forecast is confident the run will not grok within its budget (with a run policy:
+    ``STOP`` once it stayed so for the policy's patience)."""
     FINISHED = "finished"
-    """The run has generalized (``t_grok`` seen): nothing is left to forecast."""
+    """The run has generalized (``t_grok`` seen): nothing is left to forecast (with a run
+    policy: ``STOP`` after its ``finish_patience``)."""
     UNDECIDED = "undecided"
     """The forecaster judged the run and sees neither an alert nor hopelessness yet."""
+    GROKS_AFTER_BUDGET = "groks_after_budget"
+    """Run policy (opt-in): the run will probably grok soon after its budget; the decision
+    says ``EXTEND`` with ``extend_steps`` (see :mod:`grokwatch.policy`), then ``CONTINUE``
+    with this reason while the run is in the extension."""
+    POLICY_ERROR = "policy_error"
+    """The run policy failed internally; the decision is ``CONTINUE`` and training goes on."""
 
 
 class ForecastReason(enum.StrEnum):

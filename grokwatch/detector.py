@@ -20,8 +20,11 @@ reason                      when
 ``UNDECIDED``               anything in between
 ==========================  ===============================================================
 
-The action stays ``CONTINUE``: the detector reports, it does not (yet) advise stopping or
-extending; the forecast's false-alarm rate is in docs/evaluation.md.
+Without a run policy the action stays ``CONTINUE``: the detector reports, it does not advise
+stopping or extending. With one (``policy=RunPolicy(...)``, opt-in) the decision goes through
+its :class:`~grokwatch.policy.RunControl`, which may turn it into ``STOP`` or ``EXTEND``
+(:mod:`grokwatch.policy`); the same happens in the HTTP service when the run registered a
+policy. The forecast's false-alarm rate is in docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from grokwatch.decision import (
 from grokwatch.events import EventRules, Events, EventTracker, Outcome
 from grokwatch.forecast.features import rows_of
 from grokwatch.forecast.online import MIN_CONFIDENCE, Forecaster, RunForecaster
+from grokwatch.policy import RunControl, RunPolicy
 
 DEFAULT = "default"
 """``forecaster=DEFAULT`` picks the fitted model shipped with grokwatch."""
@@ -278,7 +282,8 @@ class RunDetector:
     older than the newest rebuilds the event tracker (and the forecaster's run state) from the
     sorted history. :meth:`update_many` takes a batch at once. ``forecaster``: see
     :func:`resolve_forecaster`; ``min_confidence``: the confidence below which the forecast is
-    attached but not acted on.
+    attached but not acted on; ``policy``: a :class:`~grokwatch.policy.RunPolicy` to turn
+    decisions into stop/extend advice (``None``: always ``CONTINUE``).
 
     The history kept for those rebuilds holds only the measures the event rules and the
     forecaster read, as compact arrays. The run's one :class:`~grokwatch.events.EventTracker`
@@ -294,6 +299,7 @@ class RunDetector:
         budget: int | None = None,
         forecaster: Forecaster | str | Path | None = DEFAULT,
         min_confidence: float = MIN_CONFIDENCE,
+        policy: RunPolicy | None = None,
     ) -> None:
         self.rules = rules or EventRules()
         self.budget = budget
@@ -301,6 +307,10 @@ class RunDetector:
         self.min_confidence = min_confidence
         self._tracker = EventTracker(self.rules)
         self._run: RunForecaster | None = self._start()
+        self.policy = policy
+        self.control: RunControl | None = None
+        if policy is not None:
+            self.control = policy.start(budget=budget, forecaster=self.forecaster, run=self._run)
         reads = () if self._run is None else self._run.columns
         self._history = _Evaluations(_measures_kept(frozenset(reads)))
         self.forecast: Forecast | None = None
@@ -397,6 +407,8 @@ class RunDetector:
     def _catch_up(self) -> None:
         if self._replay:
             self._run = self._start()
+            if self.control is not None:
+                self.control.run = self._run
             self._forecast(0)
         elif self._pending:
             self._forecast(len(self._history) - self._pending)
@@ -426,6 +438,10 @@ class RunDetector:
         self.forecast = run.update_rows(*rows)
 
     def _decide(self, new: tuple[ChangePoint, ...]) -> Decision:
+        decision = self._judge(new)
+        return decision if self.control is None else self.control.decide(decision)
+
+    def _judge(self, new: tuple[ChangePoint, ...]) -> Decision:
         phase = self._tracker.phase
         last = self._history.steps[-1]
         f = self.forecast if self._run is not None else None
@@ -492,4 +508,5 @@ class RunDetector:
             "phase": self.phase.value,
             "outcome": self.outcome().value,
             "budget": self.budget,
+            **({} if self.control is None else {"control": self.control.summary()}),
         }

@@ -37,6 +37,13 @@ grokwatch_run_info                            gauge  1, with the run's ``info_la
                                                      default ``experiment`` and ``team``)
 grokwatch_exposition_skipped_values_total     count  per-run values left out of the exposition
                                                      (not representable as a double)
+grokwatch_run_actions_total                   count  stops and extensions the run policy
+                                                     advised, ``action`` and ``reason`` labels
+grokwatch_run_advised_action                  gauge  1 for the action the run policy advises
+                                                     now (continue, stop, extend), 0 for the
+                                                     others (runs with a policy only)
+grokwatch_run_last_action_step                gauge  step of the policy's last stop/extend,
+                                                     ``action`` and ``reason`` labels
 ============================================  =====  ==========================================
 
 Robustness: the exposition never fails because of one run. A value that cannot be written as
@@ -58,7 +65,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from grokwatch.decision import ChangePoint, Forecast, Phase
+from grokwatch.decision import Action, ChangePoint, Forecast, Phase
 
 NAMED = {
     "train_accuracy": ("grokwatch_run_train_accuracy_ratio", "Train accuracy of the run (0-1)."),
@@ -87,10 +94,29 @@ class RunView:
     """The run's registration labels; the collector exports its ``info_labels`` of them."""
     finished_at: float | None = None
     """Wall time the run finished, ``None`` while it runs."""
+    advised: Action | None = None
+    """The action the run policy advises now (``None``: the run has no policy)."""
+    actions: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    """Stops and extensions advised so far by ``(action, reason)``."""
+    last_action: tuple[str, str, int] | None = None
+    """``(action, reason, step)`` of the last stop or extension."""
 
 
 DEFAULT_INFO_LABELS = ("experiment", "team")
 """Run labels exported on ``grokwatch_run_info`` by default (alert routing, dashboard filters)."""
+
+
+def control_view(detector: Any, advised: Action | None) -> dict[str, Any]:
+    """The run-policy fields of a :class:`RunView` for a detector (empty without a policy)."""
+    control = getattr(detector, "control", None)
+    if control is None:
+        return {}
+    last = control.last_action
+    return {
+        "advised": advised or Action.CONTINUE,
+        "actions": control.action_counts(),
+        "last_action": None if last is None else (last.action.value, last.reason.value, last.step),
+    }
 
 
 def change_point_counts(points: Iterable[ChangePoint]) -> dict[tuple[str, str], int]:
@@ -119,6 +145,7 @@ def agent_view(agent: Any) -> RunView:
         change_points=change_point_counts(agent.detector.change_points),
         labels=_str_labels(agent.meta.get("labels")),
         finished_at=agent.finished_at,
+        **control_view(agent.detector, agent.decision.action),
     )
 
 
@@ -274,9 +301,32 @@ class RunCollector(Collector):
             "(empty when the run has none).",
             labels=["run_id", *self.info_labels],
         )
+        actions = CounterMetricFamily(
+            "grokwatch_run_actions",
+            "Stops and extensions the run policy advised (opt-in run control).",
+            labels=["run_id", "action", "reason"],
+        )
+        advised = GaugeMetricFamily(
+            "grokwatch_run_advised_action",
+            "1 for the action the run policy advises now (continue, stop, extend), else 0.",
+            labels=["run_id", "action"],
+        )
+        last_action = GaugeMetricFamily(
+            "grokwatch_run_last_action_step",
+            "Training step of the run policy's last stop or extension advice.",
+            labels=["run_id", "action", "reason"],
+        )
         for run in runs:
             rid = [run.run_id]
             info.add_metric([run.run_id, *(run.labels.get(k, "") for k in self.info_labels)], 1)
+            if run.advised is not None:
+                for action in Action:
+                    advised.add_metric([run.run_id, action.value], float(action is run.advised))
+            for (action_name, reason), n in run.actions.items():
+                add(actions, [run.run_id, action_name, reason], n)
+            if run.last_action is not None:
+                name, why, at = run.last_action
+                add(last_action, [run.run_id, name, why], at)
             if run.step is not None:
                 add(g["step"], rid, run.step)
             for key, value in run.values.items():
@@ -327,6 +377,9 @@ class RunCollector(Collector):
         yield cps
         yield errors
         yield dropped
+        yield actions
+        yield advised
+        yield last_action
         skipped = CounterMetricFamily(
             "grokwatch_exposition_skipped_values",
             "Per-run values left out of the exposition because they are not representable "

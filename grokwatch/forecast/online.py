@@ -27,9 +27,10 @@ Confidence and reasons (:class:`~grokwatch.ForecastReason`), in the order they m
 
 A forecast *alerts* when P(grok within budget) is at least the model's alert threshold and
 the confidence is at least :data:`MIN_CONFIDENCE`; it is *hopeless* when P is at most the
-hopeless threshold with that confidence. After ``t_grok`` the forecast is certain
-(``GENERALIZED``); past the budget without grokking, P(grok within budget) is 0
-(``BUDGET_EXHAUSTED``). Bad input never raises.
+hopeless threshold with that confidence, and the run has memorized (or stalled, or spent its
+budget): while it is still memorizing it is never called hopeless. After ``t_grok`` the
+forecast is certain (``GENERALIZED``); past the budget without grokking, P(grok within
+budget) is 0 (``BUDGET_EXHAUSTED``). Bad input never raises.
 """
 
 from __future__ import annotations
@@ -226,7 +227,10 @@ def assemble(model: FittedModel, x: np.ndarray, ctx: Context) -> Forecast:
     confidence = min(max(confidence, 0.0), 1.0)
     sure = confidence >= MIN_CONFIDENCE
     alert = sure and p_budget >= model.alert_threshold_
-    hopeless = sure and p_budget <= model.hopeless_threshold_
+    # before it memorized nobody can tell a run will not generalize (a grokker was called
+    # hopeless at steps 200-600 once): hopeless needs a memorized, stalled or spent run
+    can_tell = ctx.phase is not Phase.MEMORIZING or p_budget == 0.0
+    hopeless = sure and can_tell and p_budget <= model.hopeless_threshold_
     reason = reasons[0][0] if reasons else ForecastReason.OK
     message = f"P(grok within budget)={p_budget:.2f}"
     if row.t_grok is not None:
@@ -301,6 +305,28 @@ class GrokRunForecaster:
             self.forecast = assemble(self.model, self.state.vector(), Context.of(self.state))
         return self.forecast
 
+    def p_grok_within(self, budget: int) -> float | None:
+        """P(t_grok <= ``budget``) at the newest evaluation, as if the run's budget were
+        ``budget`` (the two budget features recomputed, as budget augmentation does in
+        training); ``None`` without a budget or an evaluation. The run policy asks it to
+        judge an extension."""
+        state, last = self.state, self.state.last_step
+        if last is None or state.budget is None:
+            return None
+        if state.tracker.t_grok is not None:
+            return 1.0 if state.tracker.t_grok <= budget else 0.0
+        t = max(last, 1)
+        if budget <= t:
+            return 0.0
+        x = state.vector()
+        b, m = _BUDGET_FEATURES
+        new = math.log(budget / t)
+        if not math.isfinite(x[b]):
+            return None
+        x[m] = x[m] + (x[b] - new)
+        x[b] = new
+        return float(self.model.predict_row(x, t).p_budget)
+
 
 class _NoForecasts:
     columns: tuple[str, ...] = ()
@@ -352,6 +378,10 @@ class _Constant:
             hopeless=p <= 0.05,
             message=f"constant forecast P={p:.2f}",
         )
+
+    def p_grok_within(self, budget: int) -> float | None:
+        """The same constant for any budget (what the run policy asks to judge an extension)."""
+        return self.p
 
 
 class ConstantForecaster:

@@ -29,6 +29,9 @@ class ForecastBacklog:
     def __init__(self, *, on_forecast: Callable[[float], None] | None = None) -> None:
         self.on_forecast = on_forecast
         self.on_stale: Callable[[], object] | None = None
+        self.on_decided: Callable[[LiveRun], object] | None = None
+        """Called with each run whose decision a flush brought up to date (the run table
+        stores new run-policy actions)."""
         self.failures = 0
         """Forecasts that raised (the run waits for its next report)."""
         self._waiting: dict[str, tuple[LiveRun, float]] = {}  # since when, monotonic
@@ -63,6 +66,8 @@ class ForecastBacklog:
         if decision is not None:
             run.count_alert(previous, decision)
             run.unsent += decision.change_points
+            if self.on_decided is not None:
+                self.on_decided(run)
         self._lagged(waiting[1])
 
     def flush_oldest(self, runs: int | None = None) -> int:

@@ -15,7 +15,8 @@ from grokwatch.decision import Action, ChangePoint, Decision, Phase, Reason
 from grokwatch.detector import DEFAULT, RunDetector, resolve_forecaster
 from grokwatch.events import EventRules
 from grokwatch.exceptions import ConfigError
-from grokwatch.metrics import RunView, change_point_counts
+from grokwatch.metrics import RunView, change_point_counts, control_view
+from grokwatch.policy import RunPolicy
 from grokwatch.wire import MAX_COUNT, RunCreate
 
 Clock = Callable[[], float]
@@ -64,6 +65,8 @@ class LiveRun:
     """Distinct measure names stored for the run (capped by ``Limits.max_measures_per_run``)."""
     refused_values: int = 0
     """Values refused because the run already had ``max_measures_per_run`` measure names."""
+    actions_stored: int = 0
+    """Run-policy actions already written to the stored summary."""
 
     def count_alert(self, previous: Decision | None, decision: Decision) -> None:
         """Count an alert when the advice turns to one (see :func:`alerting`)."""
@@ -102,6 +105,7 @@ class LiveRun:
             change_points=change_point_counts(self.detector.change_points),
             labels=_str_labels(self.meta.get("labels")),
             finished_at=self.finished_at,
+            **control_view(self.detector, None if decision is None else decision.action),
         )
 
 
@@ -123,7 +127,8 @@ def stored_meta(request: RunCreate) -> dict[str, Any]:
 
 
 def detector_for(meta: Mapping[str, Any], *, forecaster: Any = DEFAULT) -> RunDetector:
-    """A detector configured from a registration: its budget and the agent's event rules.
+    """A detector configured from a registration: its budget, the agent's event rules and
+    its run policy (opt-in: ``meta.policy``, see :class:`~grokwatch.policy.RunPolicy`).
 
     ``forecaster`` is passed to :class:`~grokwatch.detector.RunDetector` (``"default"``: the
     model shipped with grokwatch, ``None``: rule-based only, or a resolved forecaster).
@@ -139,7 +144,9 @@ def detector_for(meta: Mapping[str, Any], *, forecaster: Any = DEFAULT) -> RunDe
             rules = EventRules(**raw_rules)
         except TypeError as exc:
             raise ConfigError(f"meta.rules are not event rules: {exc}") from exc
-    return RunDetector(rules, budget=budget, forecaster=forecaster)
+    raw_policy = extra.get("policy") if isinstance(extra, Mapping) else meta.get("policy")
+    policy = None if raw_policy is None else RunPolicy.from_json(raw_policy)
+    return RunDetector(rules, budget=budget, forecaster=forecaster, policy=policy)
 
 
 def load_forecaster(name: str) -> Any:

@@ -65,6 +65,7 @@ class RunTable:
         self.detector_for = detector_factory or detector_for
         self.backlog = ForecastBacklog(on_forecast=on_forecast)
         """The runs whose forecast waits (every answer comes before its batch's forecast)."""
+        self.backlog.on_decided = self._store_actions
         self.refused_values = 0
         """Values refused because their run had too many distinct measure names."""
         self._runs: dict[str, LiveRun] = {}
@@ -206,6 +207,7 @@ class RunTable:
             self.store.update_summary(run.run_id, run.summary)
         if run.finished_at is None:
             run.updated_at = run.last_report = self.clock()
+            self._store_actions(run)
         elif added:
             run.summary = {**run.summary, **run.detector.summary()}
             self.store.update_summary(run.run_id, run.summary)
@@ -338,6 +340,16 @@ class RunTable:
     def _put(self, run: LiveRun) -> None:
         with self._lock:
             self._runs[run.run_id] = run
+
+    def _store_actions(self, run: LiveRun) -> None:
+        """Write the summary when the run policy advised a new stop or extension (the run
+        table keeps every action as an event, not only at finish)."""
+        control = run.detector.control
+        if control is None or control.n_actions == run.actions_stored or run.finished_at:
+            return
+        run.actions_stored = control.n_actions
+        run.summary = {**run.summary, **run.detector.summary()}
+        self.store.update_summary(run.run_id, run.summary)
 
     def _observe(self, run: LiveRun, points: Points, *, forecast: bool = True) -> None:
         """Judge points sorted by step (one detector update for the whole batch)."""
