@@ -202,6 +202,23 @@ def service_side_by_side() -> str:
     return "\n\n".join(parts)
 
 
+def service_runtable() -> str:
+    """CPU per point of the service's ingest path in-process, before and after the last round
+    (``benchmarks/service_runtable.py``, run by ``benchmarks/service_side_by_side.sh``)."""
+    rows = []
+    for label, directory in (("before", "service_before"), ("after", "service")):
+        path = RESULTS / directory / "runtable.json"
+        if not path.exists():
+            continue
+        for e in json.loads(path.read_text())["throughput"]:
+            rate = f"{e['points_per_s']:,}".replace(",", " ")
+            rows.append((label, e["forecaster"], e["points_per_request"],
+                         f"{e['cpu_us_per_point']:.1f} µs", rate))  # fmt: skip
+    rows.sort(key=lambda r: (r[1] != "none", r[2], r[0] != "before"))
+    return table(("code", "forecaster", "points / request", "CPU per point", "points/s (one core)"),
+                 rows)  # fmt: skip
+
+
 def _replicas(entry: dict[str, Any]) -> str:
     n = entry.get("replicas", 1)
     return "one process" if n == 1 else f"{n} replicas"
@@ -332,6 +349,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "service_memory": lambda: _service("memory"),
     "service_targets": service_targets,
     "service_side_by_side": service_side_by_side,
+    "service_runtable": service_runtable,
     "fast_paths": fast_paths,
     "cli_timing": cli_timing,
     "install_size": install_size,
