@@ -153,6 +153,33 @@ def forecast_groups() -> str:
     return "\n\n".join(parts)
 
 
+def forecast_lofo() -> str:
+    """Leave one family out (``grokwatch evaluate --lofo``): headline, goals, baselines,
+    the default cadence, minimal users, the shipped model (``forecast/lofo.json``)."""
+    from grokwatch.forecast.lofo import format_lofo
+
+    return str(format_lofo(_json("forecast/lofo.json")))
+
+
+def forecast_lofo_ablations() -> str:
+    """The method's variants side by side on the leave-one-family-out evaluation: the
+    committed ``forecast/lofo.json`` and every ``forecast/lofo_ablations/*/lofo.json``."""
+    from grokwatch.forecast.lofo import format_ablations
+
+    main = _json("forecast/lofo.json")
+    results = {_variant(main["settings"]): main}
+    for path in sorted((RESULTS / "forecast" / "lofo_ablations").glob("*/lofo.json")):
+        data = json.loads(path.read_text())
+        results[f"{path.parent.name}: {_variant(data['settings'])}"] = data
+    return str(format_ablations(results))
+
+
+def _variant(settings: dict[str, Any]) -> str:
+    extra = ", ".join(f"{k}={v}" for k, v in sorted(settings.get("params", {}).items()))
+    text = f"folds by {settings['fold_by']}, calibration {settings.get('calibrate', 'none')}"
+    return f"{text}, {extra}" if extra else text
+
+
 def _service(name: str) -> str:
     """A table of ``benchmarks/service_tables.py`` over the committed service results."""
     module = _sibling("service_tables")
@@ -244,6 +271,18 @@ def cli_timing() -> str:
     )
 
 
+def install_size() -> str:
+    """Disk taken by each install (``benchmarks/install_size.py``)."""
+    data = _json("install_size.json")
+    rows = [
+        (f"`{r['install']}`" if r["install"] != "core" else "`pip install -e .` (core)",
+         r["packages"], f"{r['mb']:.0f} MB",
+         ", ".join(r["missing"]) + " not installed here" if r["missing"] else "")
+        for r in data["rows"]
+    ]  # fmt: skip
+    return table(("install (core + the extra)", "packages", "on disk", "note"), rows)
+
+
 def corpus_outcomes() -> str:
     """Corpus v2: runs per family and outcome (``python -m trainer.summary ... --json``)."""
     data = json.loads((ROOT / "trainer" / "data" / "corpus_v2_summary.json").read_text())
@@ -265,7 +304,10 @@ def corpus_throughput() -> str:
     rows = [(r["side"], f"{r['processes']} × {r['threads']}", max(r["stack"], 1),
              f"{r['model_steps_per_s']:.0f}", f"{r['speedup']:.2f}×", f"{r['train_gflops']:.1f}",
              f"{100 * r['peak_fraction']:.0f} %") for r in data["sides"]]  # fmt: skip
+    pool, ours = data["sides"][-2], data["sides"][-1]
+    gain = ours["model_steps_per_s"] / pool["model_steps_per_s"]
     note = (
+        f"Stacking alone (ours ÷ the pool one run at a time, same run): {gain:.2f}×. "
         f"{data['runs']} runs ({', '.join(data['families'])}), {data['steps_per_run']} steps "
         f"each; matmul peak {data['matmul_peak_gflops_per_thread']:.0f} GFLOP/s per thread; "
         f"load average {data['load_average_before']:.1f} before, "
@@ -282,6 +324,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "store_records": store_records,
     "forecast_update_cost": forecast_update_cost,
     "forecast_groups": forecast_groups,
+    "forecast_lofo": forecast_lofo,
+    "forecast_lofo_ablations": forecast_lofo_ablations,
     "service_throughput": lambda: _service("throughput"),
     "service_live": lambda: _service("live"),
     "service_metrics": lambda: _service("metrics"),
@@ -290,6 +334,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "service_side_by_side": service_side_by_side,
     "fast_paths": fast_paths,
     "cli_timing": cli_timing,
+    "install_size": install_size,
 }
 
 
