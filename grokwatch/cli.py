@@ -289,6 +289,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             fold_by=args.fold_by,
             calibrate=args.calibrate,
             C_grid=_floats(args.C),
+            measures=[m for m in args.measures.split(",") if m] if args.measures else None,
             shipped=model,
             plots=not args.no_plots,
             name="lofo" if args.cadence is None else f"lofo_cadence{args.cadence}",
@@ -440,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="map P through an isotonic fit on the inner out-of-fold forecasts",
     )
     lofo.add_argument("--C", default="1", help="inverse penalties to try, comma-sep.")
+    lofo.add_argument(
+        "--measures", default=None, help="fit and evaluate on these measures only, comma-sep."
+    )
     ev.set_defaults(func=_evaluate)
     return parser
 

@@ -226,6 +226,7 @@ def evaluate_lofo(
     far: float = 0.05,
     C_grid: Sequence[float] = (1.0,),
     params: dict[str, Any] | None = None,
+    measures: Sequence[str] | None = None,
     shipped: GrokForecaster | None = None,
     plots: bool = True,
     name: str = "lofo",
@@ -236,7 +237,9 @@ def evaluate_lofo(
     or more corpus directories; a family may span several), see :mod:`.lofo`. ``cadence``
     thins the evaluated runs (fitting always uses every cadence); ``view_cadences`` (each
     one of ``cadences``) are evaluated too, with the same models, when ``cadence`` is not
-    given (by default 500 steps, the agent's default cadence); ``shipped`` (a fitted
+    given (by default 500 steps, the agent's default cadence); ``measures``: fit and
+    evaluate on these measures of every run only (e.g. :data:`.lofo.MINIMAL_MEASURES`: the
+    features that exist for every family); ``shipped`` (a fitted
     model) is also scored on the families it was not fitted on. Writes ``NAME.json``,
     ``NAME.md`` and ``NAME/reliability_FAMILY.png`` to ``out``."""
     from functools import partial
@@ -248,6 +251,9 @@ def evaluate_lofo(
     if not runs:
         raise ValueError(f"no labelled runs in {', '.join(map(str, corpora))}")
     t0 = time.perf_counter()
+    minimal = {r.run_id: replay(minimal_run(r), cadence=cadence) for r in runs}
+    if measures is not None:  # fitted and judged on these measures only
+        runs = [minimal_run(r, measures) for r in runs]
     base = [replay(r) for r in runs]
     extra = [replay(r, cadence=c) for r in runs for c in cadences]
     test = (
@@ -255,7 +261,6 @@ def evaluate_lofo(
         if cadence is None
         else {r.run_id: replay(r, cadence=cadence) for r in runs}
     )
-    minimal = {r.run_id: replay(minimal_run(r), cadence=cadence) for r in runs}
     say(f"replayed {len(runs)} runs in {time.perf_counter() - t0:.0f} s")
     folds_ = [
         dataclasses.replace(f, test=tuple(test[r.run_id] for r in f.test))
@@ -282,6 +287,7 @@ def evaluate_lofo(
         "far": far,
         "C_grid": list(C_grid),
         "params": dict(params or {}),
+        "measures": None if measures is None else list(measures),
         "seed": seed,
         "seconds": round(time.perf_counter() - t0, 1),
     }
