@@ -56,7 +56,7 @@ def paced_run(
             config=cfg.to_dict(),
             budget=cfg.steps,
             labels=dict(labels or {}),
-            detector=detector,
+            transport=detector,
             modulus=cfg.p,
             policy=policy,
         )

@@ -73,7 +73,7 @@ def free_port() -> int:
 
 def test_agent_metrics_served_on_loopback(model, data):
     tr, te = data
-    agent = Agent(model, train=tr, test=te, every=1, db=None, probes=["loss_accuracy"])
+    agent = Agent(model, train=tr, test=te, every=1, transport=None, probes=["loss_accuracy"])
     agent.step(0, loss=2.0)
     port = free_port()
     stop = serve_agent_metrics(lambda: [agent], port=port)
