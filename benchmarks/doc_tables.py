@@ -153,6 +153,38 @@ def forecast_groups() -> str:
     return "\n\n".join(parts)
 
 
+def forecast_lofo() -> str:
+    """Leave one family out (``grokwatch evaluate --lofo``): headline, goals, baselines,
+    the default cadence, minimal users, the shipped model (``forecast/lofo.json``)."""
+    from grokwatch.forecast.lofo import format_lofo
+
+    return str(format_lofo(_json("forecast/lofo.json")))
+
+
+def forecast_lofo_ablations() -> str:
+    """The method's variants side by side on the leave-one-family-out evaluation: the
+    committed ``forecast/lofo.json`` and every ``forecast/lofo_ablations/*/lofo.json``."""
+    from grokwatch.forecast.lofo import format_ablations, macro_average
+
+    main = _json("forecast/lofo.json")
+    results = {_variant(main["settings"]): main}
+    shipped = main.get("shipped") or {}
+    if shipped.get("families"):
+        fams = shipped["families"]
+        name = f"the shipped model (fitted on {', '.join(shipped['fitted_on'])} only)"
+        results[name] = {"families": fams, "macro": macro_average(fams)}
+    for path in sorted((RESULTS / "forecast" / "lofo_ablations").glob("*/lofo.json")):
+        data = json.loads(path.read_text())
+        results[f"{path.parent.name}: {_variant(data['settings'])}"] = data
+    return str(format_ablations(results))
+
+
+def _variant(settings: dict[str, Any]) -> str:
+    extra = ", ".join(f"{k}={v}" for k, v in sorted(settings.get("params", {}).items()))
+    text = f"folds by {settings['fold_by']}, calibration {settings.get('calibrate', 'none')}"
+    return f"{text}, {extra}" if extra else text
+
+
 def _service(name: str) -> str:
     """A table of ``benchmarks/service_tables.py`` over the committed service results."""
     module = _sibling("service_tables")
@@ -244,6 +276,18 @@ def cli_timing() -> str:
     )
 
 
+def install_size() -> str:
+    """Disk taken by each install (``benchmarks/install_size.py``)."""
+    data = _json("install_size.json")
+    rows = [
+        (f"`{r['install']}`" if r["install"] != "core" else "`pip install -e .` (core)",
+         r["packages"], f"{r['mb']:.0f} MB",
+         ", ".join(r["missing"]) + " not installed here" if r["missing"] else "")
+        for r in data["rows"]
+    ]  # fmt: skip
+    return table(("install (core + the extra)", "packages", "on disk", "note"), rows)
+
+
 def corpus_outcomes() -> str:
     """Corpus v2: runs per family and outcome (``python -m trainer.summary ... --json``)."""
     data = json.loads((ROOT / "trainer" / "data" / "corpus_v2_summary.json").read_text())
@@ -285,6 +329,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "store_records": store_records,
     "forecast_update_cost": forecast_update_cost,
     "forecast_groups": forecast_groups,
+    "forecast_lofo": forecast_lofo,
+    "forecast_lofo_ablations": forecast_lofo_ablations,
     "service_throughput": lambda: _service("throughput"),
     "service_live": lambda: _service("live"),
     "service_metrics": lambda: _service("metrics"),
@@ -293,6 +339,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "service_side_by_side": service_side_by_side,
     "fast_paths": fast_paths,
     "cli_timing": cli_timing,
+    "install_size": install_size,
 }
 
 

@@ -3,7 +3,8 @@
 The run table keeps a run's measured points, not its decisions. :func:`replay` feeds the points
 through a fresh :class:`~grokwatch.detector.RunDetector` one evaluation at a time, exactly as
 the agent did while the run trained, so the decisions it returns are the agent's own (same
-points, same rules, same budget, same forecaster). ``grokwatch show``, ``grokwatch runs`` and
+points, same rules, same budget, same forecaster, same run policy when it registered one, so the
+same stop/extend advice). ``grokwatch show``, ``grokwatch runs`` and
 the report read a stored run this way; the demo records its live decisions instead.
 
 >>> from grokwatch.timeline import replay
@@ -106,20 +107,24 @@ def replay(
     budget: int | None = None,
     rules: Mapping[str, Any] | None = None,
     forecaster: Any = "default",
+    policy: Mapping[str, Any] | None = None,
 ) -> Timeline:
     """Replay ``points`` (in step order) through a fresh detector, one evaluation at a time.
 
-    ``rules`` are the run's ``EventRules`` as stored in its meta; ``forecaster`` is what
+    ``rules`` are the run's ``EventRules`` and ``policy`` its ``RunPolicy`` as stored in its
+    meta (``None``: no run control, every action ``continue``); ``forecaster`` is what
     :class:`~grokwatch.detector.RunDetector` accepts (``"default"``, ``None``, a path or a
     model). Raises ``ValueError`` for a run without points.
     """
     from grokwatch.detector import RunDetector
     from grokwatch.events import EventRules
+    from grokwatch.policy import RunPolicy
 
     if not points:
         raise ValueError("the run has no evaluation points to replay")
     event_rules = EventRules(**rules) if rules else None
-    detector = RunDetector(event_rules, budget=budget, forecaster=forecaster)
+    run_policy = None if policy is None else RunPolicy.from_json(policy)
+    detector = RunDetector(event_rules, budget=budget, forecaster=forecaster, policy=run_policy)
     entries = [entry(detector.observe(step, values)) for step, values in sorted(points)]
     return Timeline(
         entries=entries,
@@ -135,13 +140,15 @@ def replay_stored(
     *,
     forecaster: Any = "default",
 ) -> Timeline:
-    """:func:`replay` with the budget and event rules a run registered with."""
+    """:func:`replay` with the budget, event rules and run policy a run registered with."""
     budget = run_meta.get("budget")
+    policy = run_meta.get("policy")
     return replay(
         points,
         budget=budget if isinstance(budget, int) else None,
         rules=run_meta.get("rules") or None,
         forecaster=forecaster,
+        policy=policy if isinstance(policy, Mapping) else None,
     )
 
 

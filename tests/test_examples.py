@@ -29,6 +29,11 @@ EXPECTED: dict[str, list[str]] = {
         r"P\(grok within budget\)=0\.\d\d$",
         r'^grokwatch_run_step\{run_id="\w+"\} 1500\.0$',
     ],
+    "monitoring_stack.py": [
+        r"^grokwatch serve on http://127\.0\.0\.1:\d+, Prometheus on http://127\.0\.0\.1:\d+$",
+        r"^Prometheus: highest P\(grok within budget\) of \w+: 1\.00; grok alert raised: yes$",
+        r"^alert RunGrokked: firing$",
+    ],
 }
 
 

@@ -26,6 +26,7 @@ def _train(store: grokwatch.MemoryStore) -> tuple[grokwatch.Agent, list[dict]]:
         budget=200,
         transport=grokwatch.StoreTransport(store),
         run_id="replayed",
+        policy=grokwatch.RunPolicy(),  # the replay applies the registered policy too
     )
     with agent:
         for step in range(1, 201):
@@ -49,6 +50,7 @@ def test_replay_of_the_stored_points_gives_the_agents_decisions(tmp_path):
     assert timeline.summary == agent.detector.summary()
     assert timeline.change_points == list(agent.detector.change_points)
     assert timeline.alert_threshold is not None and 0 < timeline.alert_threshold < 1
+    assert run.meta["policy"] == grokwatch.RunPolicy().to_json()
 
     png = write_report(load_run(store, "replayed"), tmp_path / "r.png", timeline=timeline)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
