@@ -153,6 +153,33 @@ def forecast_groups() -> str:
     return "\n\n".join(parts)
 
 
+def forecast_lofo() -> str:
+    """Leave one family out (``grokwatch evaluate --lofo``): headline, goals, baselines,
+    the default cadence, minimal users, the shipped model (``forecast/lofo.json``)."""
+    from grokwatch.forecast.lofo import format_lofo
+
+    return str(format_lofo(_json("forecast/lofo.json")))
+
+
+def forecast_lofo_ablations() -> str:
+    """The method's variants side by side on the leave-one-family-out evaluation: the
+    committed ``forecast/lofo.json`` and every ``forecast/lofo_ablations/*/lofo.json``."""
+    from grokwatch.forecast.lofo import format_ablations
+
+    main = _json("forecast/lofo.json")
+    results = {_variant(main["settings"]): main}
+    for path in sorted((RESULTS / "forecast" / "lofo_ablations").glob("*/lofo.json")):
+        data = json.loads(path.read_text())
+        results[f"{path.parent.name}: {_variant(data['settings'])}"] = data
+    return str(format_ablations(results))
+
+
+def _variant(settings: dict[str, Any]) -> str:
+    extra = ", ".join(f"{k}={v}" for k, v in sorted(settings.get("params", {}).items()))
+    text = f"folds by {settings['fold_by']}, calibration {settings.get('calibrate', 'none')}"
+    return f"{text}, {extra}" if extra else text
+
+
 def _service(name: str) -> str:
     """A table of ``benchmarks/service_tables.py`` over the committed service results."""
     module = _sibling("service_tables")
@@ -297,6 +324,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "store_records": store_records,
     "forecast_update_cost": forecast_update_cost,
     "forecast_groups": forecast_groups,
+    "forecast_lofo": forecast_lofo,
+    "forecast_lofo_ablations": forecast_lofo_ablations,
     "service_throughput": lambda: _service("throughput"),
     "service_live": lambda: _service("live"),
     "service_metrics": lambda: _service("metrics"),

@@ -54,7 +54,7 @@ def paced_run(
             config=cfg.to_dict(),
             budget=cfg.steps,
             labels=dict(labels or {}),
-            detector=detector,
+            transport=detector,
             modulus=cfg.p,
         )
 

@@ -1,7 +1,7 @@
 """Report a training run to a detector service over HTTP, then read the service's view of it.
 
 Starts ``grokwatch serve`` on a free local port (its database in a temporary directory), trains
-the run of ``plain_loop.py`` with ``Agent(detector=URL)`` — records go over HTTP on a background
+the run of ``plain_loop.py`` with ``Agent(transport=URL)`` — records go over HTTP on a background
 thread; the service judges the run with the same detector and forecaster and sends its decision
 back — then reads the run from ``GET /v1/runs/{id}`` and a few of its series from ``/metrics``,
 and stops the service. Needs the ``service`` extra (``pip install -e ".[service]"``).
@@ -64,7 +64,7 @@ def train(url: str, steps: int, budget: int) -> str:
         test=(data.test_x, data.test_y),
         every=100,
         budget=budget,
-        detector=url,  # records go to the service, not to a local database
+        transport=url,  # records go to the service, not to a local database
         labels={"experiment": "examples"},
     )
     with agent:

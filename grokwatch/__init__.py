@@ -39,6 +39,10 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "NullForecaster": ("grokwatch.forecast", "NullForecaster"),
     "load_forecaster": ("grokwatch.forecast.io", "load"),
     "HTTPTransport": ("grokwatch.http_transport", "HTTPTransport"),
+    "Layers": ("grokwatch.options", "Layers"),
+    "Limits": ("grokwatch.options", "Limits"),
+    "ModelIO": ("grokwatch.adapters", "ModelIO"),
+    "open_transport": ("grokwatch.destinations", "open_transport"),
     "RunPolicy": ("grokwatch.policy", "RunPolicy"),
     "PROBES": ("grokwatch.probes", "BUILTIN"),
     "Probe": ("grokwatch.probes", "Probe"),
@@ -55,6 +59,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
 """Public name -> (module, attribute) it is imported from on first use."""
 
 if _typing.TYPE_CHECKING:
+    from grokwatch.adapters import ModelIO
     from grokwatch.agent import Agent
     from grokwatch.decision import (
         Action,
@@ -66,6 +71,7 @@ if _typing.TYPE_CHECKING:
         Phase,
         Reason,
     )
+    from grokwatch.destinations import open_transport
     from grokwatch.detector import RunDetector
     from grokwatch.events import EventRules, Events, Outcome
     from grokwatch.exceptions import (
@@ -79,6 +85,7 @@ if _typing.TYPE_CHECKING:
     from grokwatch.forecast import ConstantForecaster, GrokForecaster, NullForecaster
     from grokwatch.forecast.io import load as load_forecaster
     from grokwatch.http_transport import HTTPTransport
+    from grokwatch.options import Layers, Limits
     from grokwatch.policy import RunPolicy
     from grokwatch.probes import BUILTIN as PROBES
     from grokwatch.probes import Probe, ProbeContext, ProbeResult
@@ -121,8 +128,11 @@ __all__ = [
     "GrokForecaster",
     "GrokwatchError",
     "HTTPTransport",
+    "Layers",
+    "Limits",
     "MemoryStore",
     "MemoryTransport",
+    "ModelIO",
     "NullForecaster",
     "NullTransport",
     "Outcome",
@@ -143,4 +153,5 @@ __all__ = [
     "UnknownRunError",
     "__version__",
     "load_forecaster",
+    "open_transport",
 ]

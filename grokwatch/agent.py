@@ -9,13 +9,14 @@
             break
     agent.close()
 
-Every ``every`` steps the agent runs its probes on the model (no_grad, eval mode restored,
-private RNG), feeds the values to a :class:`~grokwatch.detector.RunDetector`, hands the record
-to its transport (a background thread: the embedded SQLite store by default) and returns a
-:class:`~grokwatch.decision.Decision`. Between evaluations ``step`` only keeps a reference to
-the loss tensor. Nothing the agent does raises into the training loop after construction:
-internal failures are counted in :attr:`Agent.errors` and answered with an ``agent_error``
-decision.
+At the evaluation steps (:mod:`grokwatch.schedule`: dense early, log-spaced later, within 1 % of
+the loop's wall time by default) the agent runs its probes on the model (no_grad, eval mode
+restored, private RNG), feeds the values to a :class:`~grokwatch.detector.RunDetector`, hands
+the record to its transport (a background thread: the embedded SQLite store by default) and
+returns a :class:`~grokwatch.decision.Decision`. Between evaluations ``step`` only keeps a
+reference to the loss tensor. Nothing the agent does raises into the training loop after
+construction: internal failures and probe errors are counted in :attr:`Agent.errors`, and a
+probe that fails at consecutive evaluations is switched off for the run.
 """
 
 from __future__ import annotations
@@ -23,91 +24,102 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from grokwatch.adapters import ModelCall, ModelIO
 from grokwatch.decision import Decision, Phase, Reason
+from grokwatch.destinations import Target, default_db_path, open_transport
 from grokwatch.detector import DEFAULT, RunDetector
 from grokwatch.events import EventRules
 from grokwatch.exceptions import ConfigError
+from grokwatch.options import Layers, Limits, whole
 from grokwatch.policy import RunPolicy
 from grokwatch.probes import Layout, Probe, ProbeContext, ProbeResult, resolve, run_probe
 from grokwatch.probes.base import cross_entropy_per_sample
-from grokwatch.probesets import Data, prepare_probe_set
+from grokwatch.probesets import Data, locate_layers, prepare_probe_set
 from grokwatch.rundata import RunData
-from grokwatch.store import SQLiteStore
-from grokwatch.transport import NullTransport, Record, StoreTransport, Transport
+from grokwatch.schedule import DEFAULT_OVERHEAD, Schedule, check_overhead
+from grokwatch.transport import Record
+
+__all__ = ["MAX_CONSECUTIVE_FAILURES", "Agent", "default_db_path"]
 
 log = logging.getLogger("grokwatch")
 
-DEFAULT_EVERY = 500
-"""Default cadence, chosen with ``benchmarks/overhead.py`` so that the full probe set stays within
-~2 % of training time on the reference run (results in docs/agent.md, *Overhead*)."""
+#: A probe that fails at this many consecutive evaluations is switched off for the run.
+MAX_CONSECUTIVE_FAILURES = 3
+#: Seconds between two log lines about the same failing probe (the first has the traceback).
+LOG_INTERVAL = 60.0
 
-_DEFAULT = object()
-
-
-def default_db_path() -> Path:
-    """``$GROKWATCH_DB``, else ``$GROKWATCH_HOME/runs.db``, else ``~/.grokwatch/runs.db``."""
-    if "GROKWATCH_DB" in os.environ:
-        return Path(os.environ["GROKWATCH_DB"])
-    home = Path(os.environ.get("GROKWATCH_HOME", Path.home() / ".grokwatch"))
-    return home / "runs.db"
+_AUTO: Any = object()
 
 
 class Agent:
-    """Watches one training run. See the module docstring for the loop snippet.
+    """Watches one training run and returns a typed decision at each evaluation.
 
-    Parameters (all keyword-only but ``model``)
-    ----------
-    train, test:
-        ``(inputs, targets)`` probe sets; at most ``max_samples`` rows of each are kept (a fixed
-        subset drawn with the agent's own generator). Either may be omitted: probes that need
-        it report "not applicable", and accuracies may be passed to :meth:`step` instead.
-    every:
-        Evaluate when the step reaches the next multiple of ``every``.
-    probes:
-        Names or :class:`~grokwatch.probes.Probe` instances; default every built-in probe.
-    snapshot_every:
-        Steps between snapshots (cosine matrices, robustness curves, embedding values);
-        default ``10 * every``. Snapshots are also taken when ``t_mem`` or ``t_grok`` is first
-        seen, and at :meth:`close`.
-    run_id, config, budget:
-        Identity, the run's resolved configuration (saved with the run) and its step budget.
-    labels:
-        Free-form string labels of the run (``experiment``, ``team``, ...): sent with its
-        registration; the exporters show ``experiment`` and ``team`` on ``grokwatch_run_info``
-        so that alerts route by them.
-    db:
-        SQLite path for the run table (default :func:`default_db_path`); ``None`` keeps
-        nothing on disk. Ignored when ``transport`` is given.
-    transport:
-        Where records go (see :mod:`grokwatch.transport`).
-    detector:
-        URL of a detector service (``grokwatch serve``), several comma-separated replicas, or
-        a list of them; default ``$GROKWATCH_DETECTOR``. When set and no ``transport`` is
-        given, records go to an :class:`~grokwatch.http_transport.HTTPTransport` (and ``db``
-        is ignored).
-    modulus:
-        p for modular-arithmetic models (embedding rows are residues), for the Fourier probe.
-    embedding, hidden, output:
-        Module names that override layer discovery.
-    policy:
-        A :class:`~grokwatch.policy.RunPolicy` to get stop/extend advice (opt-in; without it
-        every decision is ``CONTINUE``). It is saved in the run's meta, so a detector service
-        applies the same policy, and the agent then follows the service's decision.
-    forecaster:
-        The in-process detector's forecaster (see :class:`~grokwatch.detector.RunDetector`):
-        ``"default"`` (the shipped model), ``None`` (rule-based) or a forecaster object such as
-        the :class:`~grokwatch.ConstantForecaster` test double.
+    Args:
+        model: the ``torch.nn.Module`` being trained. The agent never writes to it.
+        train: ``(inputs, targets)`` to measure on; ``inputs`` a tensor (batch-first or
+            sequence-first), a tuple of tensors (``model(a, b)``) or a dict (``model(**x)``),
+            ``targets`` 1-D class indices. At most ``limits.max_samples`` rows are kept (a fixed
+            subset drawn with the agent's own generator). May be omitted: probes that need it
+            report ``not_applicable``, and accuracies may be passed to :meth:`step`.
+        test: the same for held-out data.
+        budget: the run's step budget (outcome labels and forecast horizon).
+        every: evaluate at the multiples of ``every`` steps. Default: the agent picks the steps
+            (every 10 steps early, log-spaced later; :mod:`grokwatch.schedule`).
+        overhead: cap on the agent's share of the loop's wall time. Default 0.01 when the agent
+            picks the steps, no cap with a fixed ``every``; ``None``: no cap.
+        probes: names or :class:`~grokwatch.probes.Probe` instances; default every built-in.
+        transport: where records go (:func:`grokwatch.destinations.open_transport`): ``"auto"``
+            (``$GROKWATCH_DETECTOR``, else the SQLite run table), a service URL, a database
+            path, ``None`` (nothing kept) or a :class:`~grokwatch.transport.Transport`.
+        run_id: the run's name (default a random hex id).
+        config: the run's resolved configuration, saved with the run.
+        labels: free-form string labels of the run (``experiment``, ``team``, ...): sent with
+            its registration; the exporters show ``experiment`` and ``team`` on
+            ``grokwatch_run_info`` so that alerts route by them.
+        rules: :class:`~grokwatch.events.EventRules` thresholds.
+        modulus: p for modular-arithmetic models (embedding rows are residues; Fourier probe).
+        io: :class:`~grokwatch.adapters.ModelIO` adapters for models with unusual inputs or
+            outputs, and the per-sample loss.
+        layers: :class:`~grokwatch.options.Layers` naming the layers probes read.
+        limits: :class:`~grokwatch.options.Limits` on what is kept and measured.
+        seed: seed of the agent's private generators.
+        policy: a :class:`~grokwatch.policy.RunPolicy` to get stop/extend advice (opt-in;
+            without it every decision is ``CONTINUE``). It is saved in the run's meta, so a
+            detector service applies the same policy, and the agent then follows the service's
+            decision.
+        forecaster: the in-process detector's forecaster (see
+            :class:`~grokwatch.detector.RunDetector`): ``"default"`` (the shipped model),
+            ``None`` (rule-based) or a forecaster object such as the
+            :class:`~grokwatch.ConstantForecaster` test double.
+        db: the older spelling of ``transport`` for a database path or ``None``.
+
+    Numbers may be ints, numpy integers or whole floats (``budget=3e5``).
+
+    Raises:
+        ConfigError: (a ``ValueError``) at construction, naming the value: a cadence, budget or
+            limit that is not a positive whole number, an unknown probe name, probe data of the
+            wrong shape or with targets out of range, a model that cannot run on the data or
+            returns logits in no known layout, a layer name that does not exist, a probe named
+            explicitly whose layer or data is missing. Nothing raises after construction.
+
+    Example:
+        .. code-block:: python
+
+            agent = grokwatch.Agent(model, train=(x_tr, y_tr), test=(x_te, y_te), budget=steps)
+            for step in range(steps):
+                loss = train_step()
+                if agent.step(step, loss=loss).should_stop:
+                    break
+            agent.close()
     """
 
     def __init__(
@@ -116,89 +128,104 @@ class Agent:
         *,
         train: Data | None = None,
         test: Data | None = None,
-        every: int = DEFAULT_EVERY,
+        budget: int | None = None,
+        every: int | None = None,
+        overhead: float | None = _AUTO,
         probes: Iterable[str | Probe] | None = None,
-        snapshot_every: int | None = None,
+        transport: Target = "auto",
         run_id: str | None = None,
         config: Mapping[str, Any] | None = None,
-        budget: int | None = None,
         labels: Mapping[str, str] | None = None,
-        db: Any = _DEFAULT,
-        transport: Transport | None = None,
-        detector: str | Sequence[str] | None = None,
         rules: EventRules | None = None,
         modulus: int | None = None,
-        embedding: str | None = None,
-        hidden: str | None = None,
-        output: str | None = None,
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-        max_samples: int = 2048,
-        loss_window: int = 1000,
-        max_history: int = 100_000,
-        max_snapshots: int = 64,
+        io: ModelIO | None = None,
+        layers: Layers | None = None,
+        limits: Limits | None = None,
         seed: int = 0,
         policy: RunPolicy | None = None,
         forecaster: Any = DEFAULT,
+        db: Any = _AUTO,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        for name, value, low in (
-            ("every", every, 1),
-            ("max_samples", max_samples, 1),
-            ("loss_window", loss_window, 8),
-            ("max_history", max_history, 1),
-            ("max_snapshots", max_snapshots, 1),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"{name} must be an int >= {low}, got {name}={value!r}")
-        if snapshot_every is not None and (
-            not isinstance(snapshot_every, int) or snapshot_every < 1
-        ):
-            raise ConfigError(f"snapshot_every must be an int >= 1, got {snapshot_every=!r}")
-        if budget is not None and (not isinstance(budget, int) or budget < 1):
-            raise ConfigError(f"budget must be a positive int, got {budget=!r}")
+        every = None if every is None else whole("every", every, 1)
+        budget = None if budget is None else whole("budget", budget, 1)
+        modulus = None if modulus is None else whole("modulus", modulus, 2)
+        seed = whole("seed", seed, 0)
         if labels is not None and not all(
             isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
         ):
             raise ConfigError(f"labels must map str to str, got {labels=!r}")
-        if modulus is not None and (not isinstance(modulus, int) or modulus < 2):
-            raise ConfigError(f"modulus must be an int >= 2, got {modulus=!r}")
+        if db is not _AUTO:
+            if not (isinstance(transport, str) and transport == "auto"):
+                raise ConfigError("give transport= or db=, not both (db= is transport=PATH)")
+            transport = db
+        if overhead is _AUTO:
+            overhead = DEFAULT_OVERHEAD if every is None else None
+        io, layers, limits = io or ModelIO(), layers or Layers(), limits or Limits()
+        for name, value, cls in (("io", io, ModelIO), ("layers", layers, Layers)):
+            if not isinstance(value, cls):
+                raise ConfigError(f"{name} must be a {cls.__name__}, got {value!r}")
+        if not isinstance(limits, Limits):
+            raise ConfigError(f"limits must be a Limits, got {limits!r}")
         self.model = model
         self.every = every
-        self.snapshot_every = snapshot_every or 10 * every
+        self.snapshot_every = limits.snapshot_every or (10 * every if every else None)
+        self._schedule = Schedule(every, check_overhead(overhead), self.snapshot_every)
         self.probes: list[Probe] = resolve(probes)
-        self.layout = Layout.discover(model, embedding=embedding, hidden=hidden, output=output)
         self.modulus = modulus
-        self.loss_fn = loss_fn or cross_entropy_per_sample
+        self.loss_fn = io.loss_fn or cross_entropy_per_sample
         self.budget = budget
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._seed = seed
         self._gen = torch.Generator().manual_seed(seed)
-        self._train = prepare_probe_set("train", train, model, max_samples, self._gen)
-        self._test = prepare_probe_set("test", test, model, max_samples, self._gen)
+        self._call = ModelCall(io)
+        layout = Layout.discover(
+            model,
+            embedding=layers.embedding,
+            hidden=layers.hidden,
+            output=layers.output,
+            hidden_from=layers.hidden_from,
+        )
+        self._train = prepare_probe_set("train", train, model, limits.max_samples, self._gen)
+        self._test = prepare_probe_set("test", test, model, limits.max_samples, self._gen)
+        for split, data in (("test", self._test), ("train", self._train)):
+            if data is not None:
+                try:
+                    self.layout, self._call = locate_layers(
+                        model, layout, ModelCall(io), data, hidden_named=layers.hidden is not None
+                    )
+                except ConfigError as exc:
+                    raise ConfigError(f"{split}: {exc}") from exc
+        if self._train is None and self._test is None:
+            self.layout = layout
         self._check_layers_used(insisted=probes is not None)
         if policy is not None and not isinstance(policy, RunPolicy):
             raise ConfigError(f"policy must be a grokwatch.RunPolicy, got {policy!r}")
         self.detector = RunDetector(rules, budget=budget, forecaster=forecaster, policy=policy)
         self.history: collections.deque[tuple[int, dict[str, float]]] = collections.deque(
-            maxlen=max_history
+            maxlen=limits.max_history
         )
         self.snapshots: dict[int, dict[str, np.ndarray]] = {}
-        self._max_snapshots = max_snapshots
+        self._max_snapshots = limits.max_snapshots
         self.statuses: dict[str, ProbeResult] = {}
         self.probe_seconds: dict[str, float] = collections.defaultdict(float)
+        self.probe_errors: dict[str, int] = collections.defaultdict(int)
+        self.disabled: dict[str, str] = {}
+        self._consecutive: dict[str, int] = collections.defaultdict(int)
+        self._logged_at: dict[str, float] = {}
         self.measure_seconds = 0.0
         self.errors = 0
         self.last_error = ""
         self.ignored_steps = 0
-        self._pending_losses: collections.deque[torch.Tensor | float] = collections.deque(
-            maxlen=loss_window
+        self._loss_window = limits.loss_window
+        self._pending_losses: collections.deque[tuple[int, torch.Tensor | float]] = (
+            collections.deque(maxlen=limits.loss_window)
         )
-        self._loss_window: collections.deque[float] = collections.deque(maxlen=loss_window)
-        self._next_due = 0
+        self._losses: collections.deque[tuple[int, float]] = collections.deque(
+            maxlen=limits.loss_window
+        )
         self._last_step: int | None = None
-        self._evaluations = 0
-        self._next_snapshot = 0
         self._seen_events: set[str] = set()
         self._array_probes: set[str] = set()
         self._closed = False
@@ -212,29 +239,19 @@ class Agent:
             "config": dict(config or {}),
             "budget": budget,
             "every": every,
+            "overhead": self._schedule.overhead,
             "snapshot_every": self.snapshot_every,
             "probes": [p.name for p in self.probes],
             "layout": dataclasses.asdict(self.layout),
             "modulus": modulus,
+            "max_samples": limits.max_samples,
             "rules": dataclasses.asdict(self.detector.rules),
             "model": type(model).__name__,
             **({} if policy is None else {"policy": policy.to_json()}),
         }
         if labels:
             self.meta["labels"] = dict(labels)
-        detector = detector or os.environ.get("GROKWATCH_DETECTOR") or None
-        if transport is not None:
-            self.transport = transport
-        elif detector:
-            from grokwatch.http_transport import HTTPTransport
-
-            self.transport = HTTPTransport(detector)
-        elif db is None:
-            self.transport = NullTransport()
-        else:
-            self.transport = StoreTransport(
-                SQLiteStore(default_db_path() if db is _DEFAULT else Path(db))
-            )
+        self.transport = open_transport(transport)
         self.transport.submit(Record("start", self.run_id, meta=self.meta))
 
     # -- set-up -----------------------------------------------------------------------------
@@ -258,7 +275,7 @@ class Agent:
             if missing:
                 raise ConfigError(
                     f"probe {probe.name!r} needs {', '.join(missing)} but the model/agent has "
-                    f"none; name the layer (embedding=/hidden=/output=) or pass the data"
+                    f"none; name the layer (layers=Layers(...)) or pass the data"
                 )
 
     # -- the training-loop API --------------------------------------------------------------
@@ -277,22 +294,22 @@ class Agent:
 
         ``loss`` is this step's training loss (a tensor is kept without a device sync until
         the next evaluation). The other values, when given at an evaluation step, replace the
-        agent's own measurement of them.
+        agent's own measurement of them. Steps may be skipped (a loop may call every 100
+        steps): evaluations fall on the same grid steps, and windows are in steps.
         """
+        entered = self._schedule.enter()
         try:
             if self._closed:
                 return self.decision
-            if loss is not None:
-                self._pending_losses.append(
-                    loss.detach() if isinstance(loss, torch.Tensor) else float(loss)
-                )
-            if not isinstance(step, int) or isinstance(step, bool):
-                raise TypeError(f"step must be an int, got {step!r}")
+            step = whole("step", step, -(2**62))
             if self._last_step is not None and step <= self._last_step:
                 self.ignored_steps += 1
                 return self.decision
             self._last_step = step
-            if step < self._next_due:
+            if loss is not None:
+                value = loss.detach() if isinstance(loss, torch.Tensor) else float(loss)
+                self._pending_losses.append((step, value))
+            if step < self._schedule.next_due:
                 return self.decision
             given = {
                 "train_loss": train_loss,
@@ -300,7 +317,7 @@ class Agent:
                 "test_loss": test_loss,
                 "test_accuracy": test_acc,
             }
-            self._measure(step, {k: float(v) for k, v in given.items() if v is not None})
+            self._measure(step, {k: float(v) for k, v in given.items() if v is not None}, entered)
         except Exception as exc:  # the agent must never break the run it watches
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -309,29 +326,42 @@ class Agent:
             self.decision = Decision.keep_going(
                 self.decision.step, Reason.AGENT_ERROR, self.last_error, self.decision.phase
             )
+        finally:
+            self._schedule.leave(entered)
         return self.decision
 
-    def _drain_losses(self) -> None:
-        if not self._pending_losses:
-            return
-        tensors = [t for t in self._pending_losses if isinstance(t, torch.Tensor)]
-        if len(tensors) == len(self._pending_losses):
-            values = torch.stack([t.float().reshape(()) for t in tensors]).tolist()  # sync
-        else:
-            values = [float(t) for t in self._pending_losses]  # sync per tensor (mixed input)
-        self._loss_window.extend(values)
-        self._pending_losses.clear()
+    def _drain_losses(self, step: int) -> None:
+        if self._pending_losses:
+            steps = [s for s, _ in self._pending_losses]
+            raw = [v for _, v in self._pending_losses]
+            if all(isinstance(v, torch.Tensor) for v in raw):
+                tensors = [v.float().reshape(()) for v in raw if isinstance(v, torch.Tensor)]
+                values = torch.stack(tensors).tolist()  # sync
+            else:
+                values = [float(v) for v in raw]  # sync per tensor (mixed input)
+            self._losses.extend(zip(steps, values, strict=True))
+            self._pending_losses.clear()
+        while self._losses and self._losses[0][0] <= step - self._loss_window:
+            self._losses.popleft()
 
-    def _measure(self, step: int, given: Mapping[str, float]) -> None:
+    def _measure(self, step: int, given: Mapping[str, float], entered: float) -> None:
         started = time.perf_counter()
-        self._drain_losses()
-        self._next_due = (step // self.every + 1) * self.every
-        snapshot = step >= self._next_snapshot
-        values = self._run_probes(step, snapshot)
-        if self._loss_window:
-            values["train_loss_step"] = self._loss_window[-1]
+        schedule = self._schedule
+        schedule.next_due = schedule.after(step)
+        active = [p for p in self.probes if p.name not in self.disabled]
+        if not schedule.allows(active, entered):
+            schedule.skipped += 1
+            return
+        snapshot = step >= schedule.next_snapshot
+        plan = schedule.plan(active, step, snapshot)
+        self._drain_losses(step)
+        values = self._run_probes(step, plan, snapshot, scheduled=True)
+        if self._losses:
+            values["train_loss_step"] = self._losses[-1][1]
         values.update(given)
-        self._evaluations += 1
+        values["agent_probe_errors"] = float(sum(self.probe_errors.values()))
+        values["agent_overhead_ratio"] = schedule.ratio()
+        schedule.evaluations += 1
         self.decision = self.detector.observe(step, values)
         remote = self.transport.remote_decision()
         if remote is not None:
@@ -341,36 +371,47 @@ class Agent:
         new_event = self._new_event()
         if snapshot or new_event:
             if not snapshot:
-                self._run_probes(step, True, extra=True)
-            self._next_snapshot = step + self.snapshot_every
+                self._run_probes(step, self._snapshot_probes(), True)
+            schedule.next_snapshot = schedule.snapshot_after(step)
         self.last_report_time = time.time()
         self.measure_seconds += time.perf_counter() - started
 
-    def _run_probes(self, step: int, snapshot: bool, *, extra: bool = False) -> dict[str, float]:
-        """Run the due probes; ``extra`` snapshots (events, close) rerun only array probes."""
+    def _snapshot_probes(self) -> list[Probe]:
+        """Extra snapshots (events, close) rerun only the probes that produce arrays (and,
+        under a cap, only the cheap ones)."""
+        active = self._schedule.cheap([p for p in self.probes if p.name not in self.disabled])
+        if not self._array_probes:
+            return active
+        return [p for p in active if p.name in self._array_probes]
+
+    def _run_probes(
+        self, step: int, probes: list[Probe], snapshot: bool, *, scheduled: bool = False
+    ) -> dict[str, float]:
+        """Run ``probes``; only a ``scheduled`` run moves their next due steps."""
         ctx = ProbeContext(
             self.model,
             step=step,
             layout=self.layout,
             train=self._train,
             test=self._test,
-            train_losses=tuple(self._loss_window),
+            train_losses=[v for _, v in self._losses],
+            train_loss_steps=[s for s, _ in self._losses],
             generator_seed=self._seed,
             loss_fn=self.loss_fn,
             modulus=self.modulus,
             snapshot=snapshot,
+            call=self._call,
         )
         values: dict[str, float] = {}
         arrays: dict[str, np.ndarray] = {}
-        for probe in self.probes:
-            if not snapshot and self._evaluations % probe.period:
-                continue
-            if extra and self._array_probes and probe.name not in self._array_probes:
-                continue
+        for probe in probes:
             t0 = time.perf_counter()
             result = run_probe(probe, ctx)
-            self.probe_seconds[probe.name] += time.perf_counter() - t0
+            seconds = time.perf_counter() - t0
+            self.probe_seconds[probe.name] += seconds
+            self._schedule.ran(probe, seconds, step if scheduled else None)
             self.statuses[probe.name] = result
+            self._account(step, result)
             values.update(result.values)
             arrays.update(result.arrays)
             if result.arrays:
@@ -378,6 +419,35 @@ class Agent:
         if snapshot and arrays:
             self._keep_snapshot(step, arrays)
         return values
+
+    def _account(self, step: int, result: ProbeResult) -> None:
+        """Count a probe failure, log it (rate-limited), switch the probe off if it persists."""
+        name = result.probe
+        if result.status != "error":
+            self._consecutive[name] = 0
+            return
+        self.errors += 1
+        self.probe_errors[name] += 1
+        self._consecutive[name] += 1
+        self.last_error = f"probe {name}: {result.reason}"
+        now = time.monotonic()
+        if self.probe_errors[name] == 1:
+            self._logged_at[name] = now
+            log.warning("grokwatch probe %r failed at step %d:\n%s", name, step, result.trace)
+        elif now - self._logged_at.get(name, 0.0) >= LOG_INTERVAL:
+            self._logged_at[name] = now
+            log.warning(
+                "grokwatch probe %r failed again at step %d (%d failures): %s",
+                name,
+                step,
+                self.probe_errors[name],
+                result.reason,
+            )
+        if self._consecutive[name] >= MAX_CONSECUTIVE_FAILURES:
+            self.disabled[name] = (
+                f"failed at {self._consecutive[name]} consecutive evaluations: {result.reason}"
+            )
+            log.warning("grokwatch probe %r switched off for this run: %s", name, result.reason)
 
     def _keep_snapshot(self, step: int, arrays: dict[str, np.ndarray]) -> None:
         self.snapshots[step] = arrays
@@ -405,19 +475,33 @@ class Agent:
     def events(self) -> Any:
         return self.detector.events
 
+    @property
+    def evaluations(self) -> int:
+        """Evaluations run so far."""
+        return self._schedule.evaluations
+
+    @property
+    def overhead_ratio(self) -> float:
+        """The agent's share of the training loop's wall time so far (0 before the loop)."""
+        return self._schedule.ratio()
+
     def summary(self) -> dict[str, Any]:
         """Events, phase, outcome and the agent's own health counters."""
         out = self.detector.summary()
         out.update(
             {
-                "evaluations": self._evaluations,
+                "evaluations": self.evaluations,
+                "skipped_evaluations": self._schedule.skipped,
                 "agent_errors": self.errors,
                 "agent_last_error": self.last_error,
+                "agent_overhead_ratio": self.overhead_ratio,
                 "ignored_steps": self.ignored_steps,
                 "transport_dropped": self.transport.stats.dropped,
                 "measure_seconds": self.measure_seconds,
                 "probe_status": {k: r.status for k, r in self.statuses.items()},
                 "probe_reasons": {k: r.reason for k, r in self.statuses.items() if r.reason},
+                "probe_errors": dict(self.probe_errors),
+                "probes_disabled": dict(self.disabled),
             }
         )
         return out
@@ -432,15 +516,27 @@ class Agent:
         )
 
     def close(self, timeout: float = 10.0) -> None:
-        """Take a final snapshot, send the summary and stop the transport. Idempotent."""
+        """Take a final snapshot, send the summary and stop the transport. Idempotent.
+
+        Under an overhead cap the final snapshot is taken only if the cap allows it.
+        """
         if self._closed:
             return
+        entered = self._schedule.enter()
         try:
-            if self._last_step is not None and self._last_step not in self.snapshots:
-                self._run_probes(self._last_step, True, extra=True)
+            last = self._last_step
+            probes = self._snapshot_probes()
+            if (
+                last is not None
+                and last not in self.snapshots
+                and self._schedule.credit(entered) >= self._schedule.predicted(probes)
+            ):
+                self._run_probes(last, probes, True)
         except Exception as exc:
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._schedule.leave(entered)
         self._closed = True
         self.finished_at = time.time()
         self.transport.submit(Record("finish", self.run_id, meta=self.summary()))

@@ -265,6 +265,8 @@ def _fit(args: argparse.Namespace) -> int:
         C_grid=_floats(args.C),
         classifier=args.classifier,
         cadences=_ints(args.cadences),
+        fold_by=args.fold_by,
+        calibrate=args.calibrate,
         seed=args.seed,
     )
     return 0
@@ -272,12 +274,27 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from grokwatch.detector import resolve_forecaster
-    from grokwatch.forecast.commands import evaluate_corpus
+    from grokwatch.forecast.commands import evaluate_corpus, evaluate_lofo
     from grokwatch.forecast.forecaster import GrokForecaster
 
     model = resolve_forecaster(args.model)
     if not isinstance(model, GrokForecaster):
         raise ValueError(f"--model must name a GrokForecaster file, got {args.model!r}")
+    if args.lofo:
+        evaluate_lofo(
+            [c for c in args.corpus.split(",") if c],
+            out=args.out,
+            cadence=args.cadence,
+            folds=args.folds,
+            fold_by=args.fold_by,
+            calibrate=args.calibrate,
+            C_grid=_floats(args.C),
+            measures=[m for m in args.measures.split(",") if m] if args.measures else None,
+            shipped=model,
+            plots=not args.no_plots,
+            name="lofo" if args.cadence is None else f"lofo_cadence{args.cadence}",
+        )
+        return 0
     evaluate_corpus(
         args.corpus,
         model=model,
@@ -367,7 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--corpus", required=True, help="corpus directory (trainer/data/corpus)")
     fit.add_argument("--out", required=True, help="model file to write (.npz)")
-    fit.add_argument("--split", default="train", help="corpus split to fit on (default train)")
+    fit.add_argument(
+        "--split", default="train", help="corpus split(s) to fit on, comma-sep. (default train)"
+    )
     fit.add_argument("--folds", type=int, default=5, help="grouped CV folds (default 5)")
     fit.add_argument("--far", type=float, default=0.05, help="validation false-alarm budget")
     fit.add_argument("--C", default="0.3,1,3", help="inverse penalties to try, comma-sep.")
@@ -375,6 +394,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--classifier", choices=["trees", "gam"], default="trees", help="P(grok) model"
     )
     fit.add_argument("--cadences", default="250,500", help="extra evaluation cadences to train on")
+    fit.add_argument(
+        "--fold-by", choices=["config", "family"], default="config", help="inner CV groups"
+    )
+    fit.add_argument(
+        "--calibrate",
+        choices=["none", "isotonic"],
+        default="none",
+        help="isotonic map of P fitted on the out-of-fold forecasts",
+    )
     fit.add_argument("--seed", type=int, default=0, help="fold assignment seed")
     fit.set_defaults(func=_fit)
 
@@ -391,6 +419,31 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cadence", type=int, default=None, help="thin runs to this cadence")
     ev.add_argument("--timelines", type=int, default=3, help="timeline figures per family")
     ev.add_argument("--no-plots", action="store_true", help="JSON and tables only")
+    lofo = ev.add_argument_group("leave one family out (--lofo)")
+    lofo.add_argument(
+        "--lofo",
+        action="store_true",
+        help="fit on all families but one, evaluate on it, for every family (--corpus may "
+        "list several directories, comma-separated; --model is scored on the families it "
+        "never saw, side by side)",
+    )
+    lofo.add_argument("--folds", type=int, default=5, help="grouped CV folds within training")
+    lofo.add_argument(
+        "--fold-by",
+        choices=["config", "family"],
+        default="family",
+        help="group the inner CV by family (default) or by configuration",
+    )
+    lofo.add_argument(
+        "--calibrate",
+        choices=["isotonic", "none"],
+        default="isotonic",
+        help="map P through an isotonic fit on the inner out-of-fold forecasts",
+    )
+    lofo.add_argument("--C", default="1", help="inverse penalties to try, comma-sep.")
+    lofo.add_argument(
+        "--measures", default=None, help="fit and evaluate on these measures only, comma-sep."
+    )
     ev.set_defaults(func=_evaluate)
     return parser
 

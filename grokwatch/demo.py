@@ -100,7 +100,7 @@ def run_demo(
             run_id=f"demo-{int(time.time())}",
             config=cfg.to_dict(),
             budget=cfg.steps,
-            db=db if db is not None else out_dir / "runs.db",
+            transport=db if db is not None else out_dir / "runs.db",
             modulus=cfg.p,
         )
         holder["agent"] = agent

@@ -1,4 +1,4 @@
-"""The agent's transport to a remote detector service (``Agent(..., detector=URL)``).
+"""The agent's transport to a remote detector service (``Agent(..., transport=URL)``).
 
 :class:`HTTPTransport` keeps every promise of :class:`~grokwatch.transport.Transport`:
 ``submit`` only enqueues (never blocks, never raises); one background thread batches records

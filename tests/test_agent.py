@@ -13,6 +13,8 @@ import grokwatch
 from grokwatch import (
     Agent,
     ConfigError,
+    Layers,
+    Limits,
     MemoryTransport,
     Phase,
     Probe,
@@ -36,9 +38,9 @@ def train(steps: int, *, attach: bool, every: int = 5, tmp_db=None, lr: float = 
             train=(xtr, ytr),
             test=(xte, yte),
             every=every,
-            db=tmp_db,
+            transport=tmp_db,
             modulus=11,
-            snapshot_every=4 * every,
+            limits=Limits(snapshot_every=4 * every),
         )
     for step in range(steps):
         opt.zero_grad(set_to_none=True)
@@ -56,7 +58,7 @@ def test_no_harm_bitwise_identical_parameters():
     """The same seeded run with and without the agent ends with bitwise-equal parameters."""
     plain, plain_opt, _ = train(60, attach=False)
     watched, watched_opt, agent = train(60, attach=True)
-    assert agent is not None and agent._evaluations == 12
+    assert agent is not None and agent.evaluations == 12
     assert agent.errors == 0
     for (name, a), b in zip(plain.state_dict().items(), watched.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
@@ -75,7 +77,14 @@ def test_step_leaves_rng_mode_and_grads_untouched(model, data):
     torch.nn.functional.cross_entropy(model(x), y).backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     params = {n: p.detach().clone() for n, p in model.named_parameters()}
-    agent = Agent(model, train=train_data, test=test_data, db=None, every=1, snapshot_every=1)
+    agent = Agent(
+        model,
+        train=train_data,
+        test=test_data,
+        transport=None,
+        every=1,
+        limits=Limits(snapshot_every=1),
+    )
     states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
     agent.step(0, loss=1.0)
     agent.close()
@@ -118,7 +127,7 @@ def test_cadence_out_of_order_and_irregular_steps(model, data):
 
 def test_user_values_override_measured_ones(model, data):
     tr, _ = data
-    agent = Agent(model, train=tr, every=1, db=None, probes=["loss_accuracy"])
+    agent = Agent(model, train=tr, every=1, transport=None, probes=["loss_accuracy"])
     agent.step(0, test_acc=0.5, train_acc=1.0)
     _, values = agent.history[-1]
     assert values["test_accuracy"] == 0.5 and values["train_accuracy"] == 1.0
@@ -127,7 +136,7 @@ def test_user_values_override_measured_ones(model, data):
 
 def test_nan_loss_is_recorded_as_diverged_not_raised(model, data):
     tr, te = data
-    agent = Agent(model, train=tr, test=te, every=1, db=None, probes=["loss_accuracy"])
+    agent = Agent(model, train=tr, test=te, every=1, transport=None, probes=["loss_accuracy"])
     decision = agent.step(0, loss=torch.tensor(float("nan")))
     assert decision.phase is Phase.DIVERGED
     assert math.isnan(agent.history[-1][1]["train_loss_step"])
@@ -150,7 +159,9 @@ class Infinite(Probe):
 
 def test_broken_probes_never_reach_training(model, data):
     tr, te = data
-    agent = Agent(model, train=tr, test=te, every=1, db=None, probes=[Exploding(), Infinite()])
+    agent = Agent(
+        model, train=tr, test=te, every=1, transport=None, probes=[Exploding(), Infinite()]
+    )
     decision = agent.step(0)
     assert decision.action is grokwatch.Action.CONTINUE
     assert agent.statuses["exploding"].status == "error"
@@ -161,7 +172,7 @@ def test_broken_probes_never_reach_training(model, data):
 
 def test_internal_failure_becomes_agent_error_decision(model, data):
     tr, _ = data
-    agent = Agent(model, train=tr, every=1, db=None, probes=["loss_accuracy"])
+    agent = Agent(model, train=tr, every=1, transport=None, probes=["loss_accuracy"])
     decision = agent.step("seven")  # type: ignore[arg-type]
     assert decision.reason is Reason.AGENT_ERROR and agent.errors == 1
     assert agent.step(1).reason is Reason.NO_FORECASTER
@@ -169,7 +180,7 @@ def test_internal_failure_becomes_agent_error_decision(model, data):
 
 def test_close_is_idempotent_and_context_manager(model, data):
     tr, _ = data
-    with Agent(model, train=tr, db=None, probes=["weight_norm"]) as agent:
+    with Agent(model, train=tr, transport=None, probes=["weight_norm"]) as agent:
         agent.step(0)
     agent.close()
     agent.close()
@@ -177,7 +188,9 @@ def test_close_is_idempotent_and_context_manager(model, data):
 
 
 def test_pending_losses_are_bounded(model):
-    agent = Agent(model, every=10**9, db=None, probes=["weight_norm"], loss_window=16)
+    agent = Agent(
+        model, every=10**9, transport=None, probes=["weight_norm"], limits=Limits(loss_window=16)
+    )
     agent.step(0)
     for s in range(1, 1000):
         agent.step(s, loss=torch.tensor(0.1))
@@ -192,11 +205,11 @@ def test_pending_losses_are_bounded(model):
         ({"probes": ["no_such_probe"]}, "unknown probe name 'no_such_probe'"),
         (
             {"train": (torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, dtype=torch.long))},
-            "cannot run on the train inputs of shape",
+            r"train: the model cannot run on inputs \(4, 3\)",
         ),
         (
             {"train": (torch.zeros(4, 2, dtype=torch.long), torch.zeros(5, dtype=torch.long))},
-            "same non-zero number of rows",
+            "no batch axis of length 5",
         ),
         (
             {"test": (torch.zeros(4, 2, dtype=torch.long), torch.zeros(4, 2))},
@@ -206,15 +219,18 @@ def test_pending_losses_are_bounded(model):
             {"test": (torch.zeros(4, 2, dtype=torch.long), torch.full((4,), 99))},
             r"targets must lie in \[0, 11\)",
         ),
-        ({"hidden": "nope"}, "hidden layer 'nope' is not a module"),
-        ({"embedding": "hidden"}, "is not an nn.Embedding"),
-        ({"snapshot_every": -3}, "snapshot_every"),
+        ({"layers": Layers(hidden="nope")}, "hidden layer 'nope' is not a module"),
+        ({"layers": Layers(embedding="hidden")}, "is not an nn.Embedding"),
         ({"budget": 0}, "budget"),
+        ({"budget": 2.5}, "budget must be a whole number"),
+        ({"every": True}, "every must be"),
+        ({"overhead": 0.0}, "overhead must be a fraction"),
+        ({"transport": 3}, "transport must be"),
     ],
 )
 def test_bad_configuration_is_a_clear_value_error(model, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        Agent(model, db=None, **kwargs)
+        Agent(model, **{"transport": None, **kwargs})
 
 
 def test_insisted_probe_without_its_layer_is_refused():
@@ -227,9 +243,9 @@ def test_insisted_probe_without_its_layer_is_refused():
             return self.lin(x)
 
     with pytest.raises(ConfigError, match=r"embedding_structure.*needs embedding"):
-        Agent(NoEmbedding(), db=None, probes=["embedding_structure"])
+        Agent(NoEmbedding(), transport=None, probes=["embedding_structure"])
     # not insisted: the probe is simply not applicable
-    agent = Agent(NoEmbedding(), db=None, every=1)
+    agent = Agent(NoEmbedding(), transport=None, every=1)
     agent.step(0)
     assert agent.statuses["embedding_structure"].status == "not_applicable"
 

@@ -3,11 +3,13 @@ from __future__ import annotations
 import socket
 import urllib.request
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from grokwatch import Agent, Forecast, Phase
-from grokwatch.metrics import RunCollector, RunView, serve_agent_metrics
+from grokwatch.exceptions import ConfigError
+from grokwatch.metrics import RunCollector, RunView, agent_view, serve_agent_metrics
 
 
 def families(text: str) -> dict:
@@ -71,7 +73,7 @@ def free_port() -> int:
 
 def test_agent_metrics_served_on_loopback(model, data):
     tr, te = data
-    agent = Agent(model, train=tr, test=te, every=1, db=None, probes=["loss_accuracy"])
+    agent = Agent(model, train=tr, test=te, every=1, transport=None, probes=["loss_accuracy"])
     agent.step(0, loss=2.0)
     port = free_port()
     stop = serve_agent_metrics(lambda: [agent], port=port)
@@ -86,3 +88,32 @@ def test_agent_metrics_served_on_loopback(model, data):
     assert sample.labels == {"run_id": agent.run_id}
     assert sample.value == 0
     assert "grokwatch_run_train_accuracy_ratio" in fams
+
+
+def test_agent_labels_and_finish_reach_the_exporter(model, data):
+    tr, te = data
+    agent = Agent(
+        model,
+        train=tr,
+        test=te,
+        every=1,
+        db=None,
+        probes=["loss_accuracy"],
+        labels={"experiment": "wd-sweep", "team": "ml", "user": "x"},
+    )
+    agent.step(0, loss=2.0)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RunCollector(lambda: [agent_view(agent)]))
+    fams = families(generate_latest(registry).decode())
+    (info,) = fams["grokwatch_run_info"].samples
+    assert info.labels == {"run_id": agent.run_id, "experiment": "wd-sweep", "team": "ml"}
+    assert not fams["grokwatch_run_finished_timestamp_seconds"].samples
+    agent.close()
+    fams = families(generate_latest(registry).decode())
+    (done,) = fams["grokwatch_run_finished_timestamp_seconds"].samples
+    assert done.value == agent.finished_at
+
+
+def test_agent_labels_must_be_strings(model, data):
+    with pytest.raises(ConfigError, match="labels"):
+        Agent(model, db=None, labels={"team": 1})

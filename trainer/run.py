@@ -84,7 +84,7 @@ def grokwatch_factory(run_id: str, db: str | None) -> AgentFactory:
             run_id=run_id,
             config=config.to_dict(),
             budget=config.steps,
-            db=db,
+            transport=db,
             modulus=config.p,
         )
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from grokwatch import Action, Agent, Decision, Reason
+from grokwatch import Action, Agent, Decision, Limits, ModelIO, Reason
 from trainer.families import FAMILIES, loss_of
 from trainer.spec import RunTask
 
@@ -115,10 +115,10 @@ def run_one(task: RunTask) -> RunResult:
                 run_id=task.run_id,
                 config=task.config,
                 budget=task.budget,
-                db=None,  # nothing on disk: the history is read back below
+                transport=None,  # nothing on disk: the history is read back below
                 modulus=family.modulus(cfg),
-                loss_fn=loss_of(cfg),
-                max_samples=task.max_samples,
+                io=ModelIO(loss_fn=loss_of(cfg)),
+                limits=Limits(max_samples=task.max_samples),
             )
             holder["agent"] = agent
             return StopAfterGeneralization(agent, tail=task.tail, tail_min=task.tail_min)

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from grokwatch import Agent
+from grokwatch import Agent, Limits, ModelIO
 from trainer.families import FAMILIES, build, draw_batch, minibatch_generator
 from trainer.optim import StackedOptimizer
 from trainer.runner import RunResult, failed, finished, settled
@@ -84,10 +84,10 @@ def _member(task: RunTask, device: torch.device) -> tuple[_Member, Any]:
         run_id=task.run_id,
         config=task.config,
         budget=task.budget,
-        db=None,  # nothing on disk: the history is read back at the end
+        transport=None,  # nothing on disk: the history is read back at the end
         modulus=family.modulus(config),
-        loss_fn=loss_fn,
-        max_samples=task.max_samples,
+        io=ModelIO(loss_fn=loss_fn),
+        limits=Limits(max_samples=task.max_samples),
     )
     member = _Member(task, config, model, agent, len(data.train_y), minibatch_generator(config))
     return member, (data, loss_fn)

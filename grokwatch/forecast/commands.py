@@ -19,7 +19,7 @@ from grokwatch.forecast.forecaster import GrokForecaster
 from grokwatch.forecast.replay import NEGATIVE, POSITIVE, Replay, replay
 from grokwatch.forecast.training import fit_corpus
 
-__all__ = ["evaluate_corpus", "fit_model", "pick_timelines"]
+__all__ = ["evaluate_corpus", "evaluate_lofo", "fit_model", "pick_timelines"]
 
 Say = Callable[[str], None]
 
@@ -40,19 +40,26 @@ def fit_model(
     C_grid: Sequence[float] = (0.3, 1.0, 3.0),
     classifier: str = "trees",
     cadences: Sequence[int] = (250, 500),
+    fold_by: str = "config",
+    calibrate: str = "none",
     seed: int = 0,
     say: Say = print,
 ) -> tuple[GrokForecaster, dict[str, Any]]:
-    """Fit on the ``split`` runs of ``corpus`` and save the model to ``out``."""
+    """Fit on the ``split`` runs of ``corpus`` (comma-separated splits: all of them) and
+    save the model to ``out``; ``fold_by`` and ``calibrate`` as in
+    :func:`~.training.fit_replays`."""
     from grokwatch.forecast.io import save
 
-    runs = list(_load_corpus(corpus, split))
+    splits = [s for s in split.split(",") if s]
+    runs = list(_load_corpus(corpus, splits))
     if not runs:
         raise ValueError(f"no finished runs with split {split!r} in {corpus}")
     t0 = time.perf_counter()
     model, report = fit_corpus(
         runs,
         folds=folds,
+        fold_by=fold_by,
+        calibrate=calibrate,
         far=far,
         C_grid=C_grid,
         extra_cadences=cadences,
@@ -61,6 +68,8 @@ def fit_model(
         log=say,
     )
     info = {**report.to_json(), "corpus": str(corpus), "split": split, "seed": seed}
+    info["families"] = sorted({r.family for r in runs})
+    info["calibrate"] = calibrate
     info["fit_seconds"] = round(time.perf_counter() - t0, 1)
     save(model, out, report=info)
     oof = report.oof
@@ -202,3 +211,161 @@ def _json_safe(x: Any) -> Any:
     if hasattr(x, "item"):
         return _json_safe(x.item())
     return x
+
+
+def evaluate_lofo(
+    corpora: Sequence[str | Path],
+    *,
+    out: str | Path | None,
+    cadence: int | None = None,
+    cadences: Sequence[int] = (250, 500),
+    view_cadences: Sequence[int] = (500,),
+    folds: int = 5,
+    fold_by: str = "family",
+    calibrate: str = "isotonic",
+    far: float = 0.05,
+    C_grid: Sequence[float] = (1.0,),
+    params: dict[str, Any] | None = None,
+    measures: Sequence[str] | None = None,
+    shipped: GrokForecaster | None = None,
+    plots: bool = True,
+    name: str = "lofo",
+    seed: int = 0,
+    say: Say = print,
+) -> dict[str, Any]:
+    """``grokwatch evaluate --lofo``: leave one family out over the runs of ``corpora`` (one
+    or more corpus directories; a family may span several), see :mod:`.lofo`. ``cadence``
+    thins the evaluated runs (fitting always uses every cadence); ``view_cadences`` (each
+    one of ``cadences``) are evaluated too, with the same models, when ``cadence`` is not
+    given (by default 500 steps, the agent's default cadence); ``measures``: fit and
+    evaluate on these measures of every run only (e.g. :data:`.lofo.MINIMAL_MEASURES`: the
+    features that exist for every family); ``shipped`` (a fitted
+    model) is also scored on the families it was not fitted on. Writes ``NAME.json``,
+    ``NAME.md`` and ``NAME/reliability_FAMILY.png`` to ``out``."""
+    from functools import partial
+
+    from grokwatch.forecast.lofo import format_lofo, lofo_folds, minimal_run, run_lofo, summary_line
+
+    runs = [r for c in corpora for r in _load_corpus(c, ("train", "eval", "heldout"))]
+    runs = [r for r in runs if r.labels.get("outcome")]
+    if not runs:
+        raise ValueError(f"no labelled runs in {', '.join(map(str, corpora))}")
+    t0 = time.perf_counter()
+    minimal = {r.run_id: replay(minimal_run(r), cadence=cadence) for r in runs}
+    if measures is not None:  # fitted and judged on these measures only
+        runs = [minimal_run(r, measures) for r in runs]
+    base = [replay(r) for r in runs]
+    extra = [replay(r, cadence=c) for r in runs for c in cadences]
+    test = (
+        {r.run_id: r for r in base}
+        if cadence is None
+        else {r.run_id: replay(r, cadence=cadence) for r in runs}
+    )
+    say(f"replayed {len(runs)} runs in {time.perf_counter() - t0:.0f} s")
+    folds_ = [
+        dataclasses.replace(f, test=tuple(test[r.run_id] for r in f.test))
+        for f in lofo_folds(base, extra)
+    ]
+    fit = partial(
+        _fit_fold, folds=folds, fold_by=fold_by, calibrate=calibrate, far=far, C_grid=C_grid,
+        params=params, seed=seed, say=say,
+    )  # fmt: skip
+    views = {
+        f"cadence {c}": {r.run_id: r for r in extra if r.cadence == c}
+        for c in view_cadences
+        if c in cadences and cadence is None
+    }
+    result = run_lofo(folds_, fit=fit, minimal=minimal, views=views, rename=_group_name, log=say)
+    models = result.pop("models")  # not JSON; handed back at the end
+    result["settings"] = {
+        "corpora": [str(c) for c in corpora],
+        "cadence": cadence,
+        "fit_cadences": list(cadences),
+        "folds": folds,
+        "fold_by": fold_by,
+        "calibrate": calibrate,
+        "far": far,
+        "C_grid": list(C_grid),
+        "params": dict(params or {}),
+        "measures": None if measures is None else list(measures),
+        "seed": seed,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    if shipped is not None:
+        result["shipped"] = _score_shipped(shipped, folds_, minimal, views, say)
+    text = format_lofo(result)
+    say(text)
+    if out is not None:
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"{name}.json").write_text(json.dumps(_json_safe(result), indent=1) + "\n")
+        (out_dir / f"{name}.md").write_text(text + "\n")
+        if plots:
+            from grokwatch.forecast.plots import reliability_diagram
+
+            for fam, s in result["families"].items():
+                curves = {"leave-one-family-out": s["reliability"]}
+                ship = (result.get("shipped") or {}).get("families", {}).get(fam)
+                if ship:
+                    curves["shipped"] = ship["reliability"]
+                reliability_diagram(
+                    curves,
+                    out_dir / name / f"reliability_{fam}.png",
+                    title=f"held-out family {fam}: P(grok within budget)",
+                )
+        say(f"wrote {out_dir / name}.json and .md")
+    for fam, s in result["families"].items():
+        say(summary_line(fam, s))
+    result["models"] = models
+    return result
+
+
+def _fit_fold(
+    train: Sequence[Replay], extra: Sequence[Replay], *, say: Say, **options: Any
+) -> GrokForecaster:
+    from grokwatch.forecast.training import fit_replays
+
+    t0 = time.perf_counter()
+    model, report = fit_replays(train, extra, log=say, **options)
+    model.fit_report_ = {
+        **report.to_json(),
+        "families": sorted({r.family for r in train}),
+        "fit_seconds": round(time.perf_counter() - t0, 1),
+    }
+    return model
+
+
+def _score_shipped(
+    model: GrokForecaster,
+    folds: Sequence[Any],
+    minimal: dict[str, Replay],
+    views: dict[str, dict[str, Replay]],
+    say: Say,
+) -> dict[str, Any]:
+    """The shipped model on every family none of its fitting runs came from (and on the
+    ``views`` of them, under ``"views"``)."""
+    from grokwatch.forecast.evaluate import evaluate
+    from grokwatch.forecast.lofo import family_summary, forecasts_of, minimal_summary, summary_line
+
+    report = getattr(model, "fit_report_", {}) or {}
+    fitted_on = report.get("families")
+    if fitted_on is None:  # models of before: fitted on one split of the corpus
+        split = report.get("split", "train")
+        fitted_on = sorted({r.family for f in folds for r in f.test if r.split == split})
+    out: dict[str, Any] = {"fitted_on": list(fitted_on), "families": {}, "views": {}}
+    for fold in folds:
+        if fold.family in fitted_on:
+            continue
+        test = [_group_name(r) for r in fold.test]
+        res = evaluate(model, test, (), baselines=())
+        summary = family_summary(test, forecasts_of(model, test), res)
+        small = [_group_name(minimal[r.run_id]) for r in fold.test if r.run_id in minimal]
+        summary["minimal"] = minimal_summary(model, small)
+        out["families"][fold.family] = summary
+        say("shipped model, " + summary_line(fold.family, summary))
+        for name, view in views.items():
+            test_v = [_group_name(view[r.run_id]) for r in fold.test if r.run_id in view]
+            res_v = evaluate(model, test_v, (), baselines=())
+            fams = out["views"].setdefault(name, {"families": {}})["families"]
+            fams[fold.family] = family_summary(test_v, forecasts_of(model, test_v), res_v)
+    return out

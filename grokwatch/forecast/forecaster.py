@@ -239,6 +239,7 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
                 )
         self.alert_threshold_ = 0.5
         self.hopeless_threshold_ = 0.05
+        self.calibration_ = np.zeros((2, 0))
         return self
 
     def _check_params(self) -> None:
@@ -318,8 +319,19 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """``(n, 2)``: P(not grok within budget), P(grok within budget)."""
-        p = _sigmoid(self.decision_function(X))
+        p = self.recalibrate(_sigmoid(self.decision_function(X)))
         return np.stack([1.0 - p, p], axis=1)
+
+    def recalibrate(self, p: np.ndarray) -> np.ndarray:
+        """The probabilities of the trees (or the GAM) through ``calibration_``: a monotone
+        map given by its knots (``(2, K)``: raw, calibrated; linear between them, constant
+        beyond), fitted on out-of-fold forecasts by
+        :func:`~grokwatch.forecast.training.fit_replays` (``calibrate="isotonic"``); the
+        identity while it has fewer than 2 knots (``fit`` leaves it so)."""
+        knots = getattr(self, "calibration_", None)
+        if knots is None or knots.shape[1] < 2:
+            return p
+        return np.asarray(np.interp(p, knots[0], knots[1]), dtype=float)
 
     def predict(self, X: Any) -> np.ndarray:
         p = self.predict_proba(X)[:, 1]
@@ -396,7 +408,7 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             z = float(self.trees_.decision(clipped[None, :])[0])
         else:
             z = float(self._decision(x[None, :])[0])
-        p = float(_sigmoid(np.array([z]))[0])
+        p = float(self.recalibrate(_sigmoid(np.array([z])))[0])
         out = RowPrediction(p_budget=p)
         if self.time_coef_ is not None:
             if self.time_trees_ is not None:

@@ -7,6 +7,7 @@ arbitrary path can never execute code) holding the fitted arrays and one JSON st
                     hyperparameters, fitted scalars (intercepts, thresholds), the fit report,
                     library versions
     center scale knots coef feature_weight time_coef time_residual_quantiles classes
+    calibration     (2, K) knots of the probability map (absent in older files: identity)
 
 Loading checks the format version and the feature schema (:data:`~.features.SCHEMA_VERSION`
 and the exact feature names, in order): a model fitted on other features raises
@@ -91,6 +92,7 @@ def save(
         arrays.update(model.trees_.to_arrays())
     if model.time_trees_ is not None:
         arrays.update(model.time_trees_.to_arrays("time_tree_"))
+    arrays["calibration"] = np.asarray(getattr(model, "calibration_", np.zeros((2, 0))), float)
     arrays["time_coef"] = (
         np.zeros(0) if model.time_coef_ is None else np.asarray(model.time_coef_, dtype=float)
     )
@@ -142,6 +144,7 @@ def load(path: str | Path) -> GrokForecaster:
     for key in _ARRAYS:
         setattr(model, key, arrays[key.rstrip("_")])
     model.time_coef_ = arrays["time_coef"] if meta.get("has_time_model") else None
+    model.calibration_ = arrays.get("calibration", np.zeros((2, 0)))  # files of before: none
     model.trees_ = None
     model.time_trees_ = None
     try:

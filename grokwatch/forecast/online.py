@@ -26,9 +26,10 @@ Confidence and reasons (:class:`~grokwatch.ForecastReason`), in the order they m
 
 A forecast *alerts* when P(grok within budget) is at least the model's alert threshold and
 the confidence is at least :data:`MIN_CONFIDENCE`; it is *hopeless* when P is at most the
-hopeless threshold with that confidence. After ``t_grok`` the forecast is certain
-(``GENERALIZED``); past the budget without grokking, P(grok within budget) is 0
-(``BUDGET_EXHAUSTED``). Bad input never raises.
+hopeless threshold with that confidence, and the run has memorized (or stalled, or spent its
+budget): while it is still memorizing it is never called hopeless. After ``t_grok`` the
+forecast is certain (``GENERALIZED``); past the budget without grokking, P(grok within
+budget) is 0 (``BUDGET_EXHAUSTED``). Bad input never raises.
 """
 
 from __future__ import annotations
@@ -222,7 +223,10 @@ def assemble(model: FittedModel, x: np.ndarray, ctx: Context) -> Forecast:
     confidence = min(max(confidence, 0.0), 1.0)
     sure = confidence >= MIN_CONFIDENCE
     alert = sure and p_budget >= model.alert_threshold_
-    hopeless = sure and p_budget <= model.hopeless_threshold_
+    # before it memorized nobody can tell a run will not generalize (a grokker was called
+    # hopeless at steps 200-600 once): hopeless needs a memorized, stalled or spent run
+    can_tell = ctx.phase is not Phase.MEMORIZING or p_budget == 0.0
+    hopeless = sure and can_tell and p_budget <= model.hopeless_threshold_
     reason = reasons[0][0] if reasons else ForecastReason.OK
     message = f"P(grok within budget)={p_budget:.2f}"
     if row.t_grok is not None:

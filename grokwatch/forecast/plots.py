@@ -14,7 +14,7 @@ from grokwatch.forecast.evaluate import OURS
 from grokwatch.forecast.replay import Replay
 from grokwatch.report import pyplot, save_figure
 
-__all__ = ["lead_vs_far", "timeline"]
+__all__ = ["lead_vs_far", "reliability_diagram", "timeline"]
 
 
 def lead_vs_far(
@@ -127,3 +127,35 @@ def _mid_estimate(
     if not all(math.isfinite(v) for v in (f.t_grok, f.t_grok_low, f.t_grok_high)):
         return None
     return f.t_grok, f.t_grok_low, f.t_grok_high, int(run.steps[max(i, 0)])
+
+
+def reliability_diagram(
+    curves: Mapping[str, Mapping[str, Any]], path: str | Path, *, title: str = ""
+) -> Path:
+    """Observed frequency against mean forecast per bin, one line per model (each a
+    :meth:`.calibration.Reliability.to_json`), bin weights as bars below."""
+    plt = pyplot()
+    fig, (ax, bx) = plt.subplots(
+        2, 1, figsize=(5.5, 6), sharex=True, constrained_layout=True, height_ratios=(3, 1)
+    )
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8, label="perfectly calibrated")
+    width = 0.8 / max(len(curves), 1)
+    for k, (name, rel) in enumerate(curves.items()):
+        edges = np.asarray(rel["edges"], dtype=float)
+        mp = np.array([np.nan if v is None else v for v in rel["mean_forecast"]], dtype=float)
+        fr = np.array([np.nan if v is None else v for v in rel["frequency"]], dtype=float)
+        ok = np.isfinite(mp) & np.isfinite(fr)
+        ece = rel.get("ece")
+        label = f"{name} (ECE {ece:.3f})" if ece is not None else name
+        ax.plot(mp[ok], fr[ok], marker="o", lw=1.5, label=label)
+        left = edges[:-1] + (edges[1] - edges[0]) * (0.1 + k * width)
+        bx.bar(left, rel["weight"], width=(edges[1] - edges[0]) * width, align="edge", label=name)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("observed share that groks within budget")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    bx.set_xlabel("forecast P(grok within budget)")
+    bx.set_ylabel("share of rows")
+    fig.suptitle(title or "reliability", fontsize=10)
+    return save_figure(fig, path, dpi=100)

@@ -31,14 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from grokwatch.decision import Forecast
+from grokwatch.decision import Forecast, Phase
 from grokwatch.forecast.evaluate import family_refs, forecast_signal, metrics
 from grokwatch.forecast.features import FEATURE_NAMES
 from grokwatch.forecast.forecaster import RESIDUAL_QUANTILES, GrokForecaster, weighted_quantile
 from grokwatch.forecast.online import MIN_CONFIDENCE
 from grokwatch.forecast.replay import NEGATIVE, Replay, StoredRun, choose_alert_threshold, replay
 
-__all__ = ["FitReport", "fit_corpus", "training_rows"]
+__all__ = ["FOLD_BY", "FitReport", "fit_corpus", "fit_replays", "training_rows"]
 
 BUDGET_FEATURES = ("log_budget_over_t", "projected_grok_margin")
 """The features that depend on the budget (re-drawn by budget augmentation)."""
@@ -132,6 +132,7 @@ class FitReport:
     alert_threshold: float
     hopeless_threshold: float
     oof: dict[str, float]
+    fold_by: str = "config"
     oof_forecasts: dict[str, list[Forecast]] = dataclasses.field(default_factory=dict, repr=False)
     """Every validation run's out-of-fold forecasts (not saved)."""
     replays: list[Replay] = dataclasses.field(default_factory=list, repr=False)
@@ -153,25 +154,71 @@ def _folds(groups: Sequence[str], k: int, seed: int) -> list[np.ndarray]:
 def fit_corpus(
     runs: Iterable[StoredRun],
     *,
-    folds: int = 5,
-    far: float = 0.05,
-    hopeless_miss: float = 0.05,
-    C_grid: Sequence[float] = (0.3, 1.0, 3.0),
     extra_cadences: Sequence[int] = (250, 500),
-    budget_samples: int = 2,
-    seed: int = 0,
-    params: Mapping[str, Any] | None = None,
     log: Any = None,
+    **options: Any,
 ) -> tuple[GrokForecaster, FitReport]:
-    """Fit a :class:`GrokForecaster` on ``runs`` as the module docstring says."""
+    """Fit a :class:`GrokForecaster` on ``runs`` as the module docstring says: replay them
+    (at their own cadence and at ``extra_cadences``), then :func:`fit_replays`."""
     say = log or (lambda *a: None)
     runs = [r for r in runs if r.labels.get("outcome")]
     base = [replay(r) for r in runs]
     say(f"replayed {len(base)} runs")
     extra = [replay(r, cadence=c) for r in runs for c in extra_cadences]
+    return fit_replays(base, extra, log=log, **options)
+
+
+FOLD_BY = ("config", "family")
+"""How :func:`fit_replays` groups its cross-validation folds."""
+
+
+def fit_replays(
+    base: Sequence[Replay],
+    extra: Sequence[Replay] = (),
+    *,
+    folds: int = 5,
+    fold_by: str = "config",
+    far: float = 0.05,
+    hopeless_miss: float = 0.05,
+    C_grid: Sequence[float] = (0.3, 1.0, 3.0),
+    budget_samples: int = 2,
+    seed: int = 0,
+    params: Mapping[str, Any] | None = None,
+    calibrate: str = "none",
+    log: Any = None,
+) -> tuple[GrokForecaster, FitReport]:
+    """Steps 3-5 of the module docstring on runs already replayed: ``base`` at each run's
+    own cadence, ``extra`` the thinned copies (same run ids; they share the run's fold and
+    the run's weight of 1).
+
+    ``fold_by="config"`` draws ``folds`` folds grouped by configuration; ``"family"`` makes
+    one fold per run family (leave one family out inside the training runs: the thresholds
+    and residuals then come from forecasts on a family the fold's model never saw, the
+    situation of a user's new architecture; with a single family it falls back to
+    ``"config"``, and the report says which was used).
+
+    ``calibrate="isotonic"`` maps the probabilities through an isotonic regression of the
+    outcome on the out-of-fold P(grok within budget) (rows before ``t_grok`` at each run's
+    own cadence, each run weighing 1), fitted before the thresholds are chosen, so the
+    thresholds and the saved model read calibrated probabilities."""
+    say = log or (lambda *a: None)
+    if fold_by not in FOLD_BY:
+        raise ValueError(f"fold_by must be one of {FOLD_BY}, got {fold_by=!r}")
+    if calibrate not in ("none", "isotonic"):
+        raise ValueError(f"calibrate must be 'none' or 'isotonic', got {calibrate=!r}")
+    if not base:
+        raise ValueError("no labelled runs to fit on")
     groups = [r.group for r in base]
-    k = max(2, min(folds, len(set(groups))))
-    masks = _folds(groups, k, seed)
+    families = sorted({r.family for r in base})
+    if fold_by == "family" and len(families) < 2:
+        say(f"one family ({families}): folds grouped by configuration instead")
+        fold_by = "config"
+    if fold_by == "family":
+        k = len(families)
+        masks = [np.array([r.family == fam for r in base]) for fam in families]
+    else:
+        k = max(2, min(folds, len(set(groups))))
+        masks = _folds(groups, k, seed)
     fold_of_run = {
         r.run_id: f
         for f, m in enumerate(masks)
@@ -185,8 +232,8 @@ def fit_corpus(
     time_features = [i for i, n in enumerate(FEATURE_NAMES) if n not in BUDGET_FEATURES]
     settings = {"time_features": time_features, **(params or {})}
 
-    everything = base + extra
-    scale = 1.0 / (1 + len(extra_cadences))  # a run and its thinned copies weigh 1 together
+    everything = [*base, *extra]
+    scale = len(base) / len(everything)  # a run and its thinned copies weigh 1 together
     # model selection: weighted out-of-fold log loss on the native cadence
     losses: dict[str, float] = {}
     oof_models: dict[float, list[GrokForecaster]] = {}
@@ -210,6 +257,15 @@ def fit_corpus(
         losses[str(C)] = total / max(weight, 1e-12)
         say(f"C={C}: out-of-fold log loss {losses[str(C)]:.4f}")
     best_C = min(C_grid, key=lambda c: losses[str(c)])
+    calibration = np.zeros((2, 0))
+    if calibrate == "isotonic":
+        calibration = _isotonic_map(
+            [(oof_models[best_C][f], [r for r in base if fold_of_run[r.run_id] == f])
+             for f in range(k)]
+        )  # fmt: skip
+        for m in oof_models[best_C]:
+            m.calibration_ = calibration
+        say(f"isotonic calibration: {calibration.shape[1]} knots")
     # thresholds and residuals from the out-of-fold forecasts of the chosen C
     neg_max, pos_min, resid, resid_w = [], [], [], []
     oof_forecasts: dict[str, list[Forecast]] = {}
@@ -226,7 +282,9 @@ def fit_corpus(
                 before = [
                     fo.p_grok_budget
                     for s, fo in zip(r.steps, fc, strict=True)
-                    if s < r.t_grok and fo.confidence >= MIN_CONFIDENCE
+                    if s < r.t_grok
+                    and fo.confidence >= MIN_CONFIDENCE
+                    and fo.phase is not Phase.MEMORIZING  # never hopeless then (online)
                 ]
                 pos_min.append(min(before) if before else math.inf)
                 keep = r.steps < r.t_grok
@@ -250,6 +308,7 @@ def fit_corpus(
     )
     model.alert_threshold_ = alert
     model.hopeless_threshold_ = hopeless
+    model.calibration_ = calibration
     if resid:
         r_all, w_all = np.concatenate(resid), np.concatenate(resid_w)
         ok = np.isfinite(r_all)
@@ -264,10 +323,36 @@ def fit_corpus(
         alert_threshold=alert,
         hopeless_threshold=hopeless,
         oof=oof,
+        fold_by=fold_by,
         oof_forecasts=oof_forecasts,
-        replays=base,
+        replays=list(base),
     )
     return model, report
+
+
+def _isotonic_map(folds: Sequence[tuple[GrokForecaster, Sequence[Replay]]]) -> np.ndarray:
+    """Knots ``(2, K)`` of the isotonic regression of ``y`` on each fold model's P for its
+    validation runs' rows (each run weighing 1), made strictly increasing by a 1e-6 slope
+    so that calibrated forecasts keep the raw ranking."""
+    from sklearn.isotonic import IsotonicRegression
+
+    ps, ys, ws = [], [], []
+    for model, val in folds:
+        X, y, w, _, _ = training_rows(val)
+        if X.shape[0]:
+            ps.append(model.predict_proba(X)[:, 1])
+            ys.append(y)
+            ws.append(w)
+    if not ps:
+        return np.zeros((2, 0))
+    p, y, w = np.concatenate(ps), np.concatenate(ys), np.concatenate(ws)
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    iso.fit(p, y, sample_weight=w)
+    x = np.concatenate([[0.0], np.asarray(iso.X_thresholds_, float), [1.0]])
+    v = np.asarray(iso.predict(x), float)
+    x, idx = np.unique(x, return_index=True)
+    v = np.clip(v[idx] * (1 - 1e-6) + 1e-6 * x, 0.0, 1.0)
+    return np.stack([x, v])
 
 
 def _oof_summary(

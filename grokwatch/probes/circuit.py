@@ -85,6 +85,6 @@ class CircuitComplexity(Probe):
         keep[dropped] = False
         perturbed = torch.where(keep.reshape(weight.shape), weight, torch.zeros_like(weight))
         logits = ctx.forward(x, params={name: perturbed}).logits
-        kl = softmax_kl(base, logits).reshape(x.shape[0], -1).sum(1)  # (N,)
+        kl = softmax_kl(base, logits)  # (N,)
         total, mean = torch.stack([kl.sum(), kl.mean()]).tolist()  # sync
         return {"circuit_complexity": total, "circuit_complexity_mean": mean}

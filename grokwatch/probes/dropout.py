@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from grokwatch.adapters import Inputs
 from grokwatch.exceptions import ConfigError, ProbeNotApplicable
 from grokwatch.probes.base import Probe, ProbeContext, Value
 from grokwatch.probes.performance import accuracy
@@ -33,7 +34,7 @@ def keep_masks(rates: torch.Tensor, width: int, generator: torch.Generator) -> t
     return torch.bernoulli(keep, generator=generator) / keep
 
 
-def _test_set_and_width(ctx: ProbeContext) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _test_set_and_width(ctx: ProbeContext) -> tuple[Inputs, torch.Tensor, int]:
     ctx.module(ctx.layout.hidden, "hidden activation")
     x, y = ctx.require("test")
     hidden = ctx.test_capture.hidden
@@ -77,8 +78,8 @@ class MCDropout(Probe):
 
     def compute(self, ctx: ProbeContext) -> Mapping[str, Value]:
         x, y, width = _test_set_and_width(ctx)
-        rates = torch.full((self.passes,), float(self.rate), device=x.device)
-        masks = keep_masks(rates, width, ctx.generator(x.device, stream=self.name))
+        rates = torch.full((self.passes,), float(self.rate), device=y.device)
+        masks = keep_masks(rates, width, ctx.generator(y.device, stream=self.name))
         acc = accuracy(ctx.forward(x, hidden_masks=masks).logits, y)  # (K,)
         shifted = acc - acc[0]  # equal passes give a variance of exactly 0
         var = (shifted - shifted.mean()).square().mean()
@@ -109,9 +110,9 @@ class DropoutRobustness(Probe):
 
     def compute(self, ctx: ProbeContext) -> Mapping[str, Value]:
         x, y, width = _test_set_and_width(ctx)
-        rates = torch.tensor(ROBUSTNESS_RATES, device=x.device)
+        rates = torch.tensor(ROBUSTNESS_RATES, device=y.device)
         per_pass = rates.repeat_interleave(self.passes)  # (R * passes,)
-        masks = keep_masks(per_pass, width, ctx.generator(x.device, stream=self.name))
+        masks = keep_masks(per_pass, width, ctx.generator(y.device, stream=self.name))
         acc = accuracy(ctx.forward(x, hidden_masks=masks).logits, y)  # (R * passes,)
         curve = acc.reshape(len(ROBUSTNESS_RATES), self.passes).mean(1).double()
         host = curve.cpu().numpy()  # sync

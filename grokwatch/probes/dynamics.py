@@ -40,12 +40,14 @@ def hjorth(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
 class LossSpectralEnergy(Probe):
     """Variance of the de-trended training loss over the recent window (Hjorth activity).
 
-    Over the last ``window`` (100) values of ``ctx.train_losses``, the least-squares linear trend
-    is removed; ``loss_spectral_energy`` is the variance of the residual (Hjorth activity, equal
-    to the total power of its spectrum by Parseval) and ``loss_hjorth_mobility`` is
+    Over the training-loss values of the last ``window`` (100) steps (``ctx.train_losses`` at
+    steps ``> ctx.step - window``: a window in steps, not in calls, so a loop that reports its
+    loss only every 10 steps gets fewer values, not a longer stretch), the least-squares linear
+    trend is removed; ``loss_spectral_energy`` is the variance of the residual (Hjorth activity,
+    equal to the total power of its spectrum by Parseval) and ``loss_hjorth_mobility`` is
     ``sqrt(var(diff r) / var(r))``, a proxy for its mean frequency. Notsawo et al. (2023, arXiv
     2306.13253) predict grokking from the oscillations of the early training loss (first ~400
-    steps). Not applicable with fewer than 8 loss values.
+    steps). Not applicable with fewer than 8 loss values in the window.
     """
 
     name = "loss_spectral_energy"
@@ -56,10 +58,14 @@ class LossSpectralEnergy(Probe):
         self.window = window
 
     def compute(self, ctx: ProbeContext) -> Mapping[str, Value]:
-        losses = ctx.train_losses[-self.window :]
+        start = ctx.step - self.window
+        losses = [
+            v for s, v in zip(ctx.train_loss_steps, ctx.train_losses, strict=True) if s > start
+        ]
         if len(losses) < MIN_POINTS:
             raise ProbeNotApplicable(
-                f"needs at least {MIN_POINTS} training-loss values, got {len(losses)}"
+                f"needs at least {MIN_POINTS} training-loss values in the last {self.window} "
+                f"steps, got {len(losses)}"
             )
         activity, mobility = hjorth(losses)
         return {"loss_spectral_energy": activity, "loss_hjorth_mobility": mobility}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import traceback
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -63,7 +64,12 @@ def run_probe(probe: Probe, ctx: ProbeContext) -> ProbeResult:
     except ProbeNotApplicable as exc:
         return ProbeResult(probe.name, "not_applicable", reason=str(exc))
     except Exception as exc:  # a broken probe must never reach the training loop
-        return ProbeResult(probe.name, "error", reason=f"{type(exc).__name__}: {exc}")
+        return ProbeResult(
+            probe.name,
+            "error",
+            reason=f"{type(exc).__name__}: {exc}",
+            trace=traceback.format_exc(),
+        )
     bad = sorted(k for k, v in values.items() if not math.isfinite(v))
     if bad:
         return ProbeResult(

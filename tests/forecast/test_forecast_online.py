@@ -122,7 +122,7 @@ def test_the_agent_carries_forecasts_by_default():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
     x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
-    agent = Agent(model, train=(x, y), test=(x, y), every=5, db=None, budget=100)
+    agent = Agent(model, train=(x, y), test=(x, y), every=5, transport=None, budget=100)
     for step in range(0, 30):
         d = agent.step(step)
     assert d.forecast is not None and d.phase is not None

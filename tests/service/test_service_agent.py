@@ -1,4 +1,4 @@
-"""A real training run with ``Agent(detector=URL)`` while the service is down for a while.
+"""A real training run with ``Agent(transport=URL)`` while the service is down for a while.
 
 The run's step time must not suffer while the service is unreachable, and once the service is
 up every evaluation point must be stored exactly once; the service's decisions then reach the
@@ -82,14 +82,14 @@ def test_service_down_for_part_of_a_run(tmp_path: Path) -> None:
 def _service_down_for_part_of_a_run(tmp_path: Path) -> None:
     torch.manual_seed(0)
     baseline: list[float] = []
-    quiet = Agent(Tiny(), probes=[], every=EVERY, db=None, run_id="baseline")
+    quiet = Agent(Tiny(), probes=[], every=EVERY, transport=None, run_id="baseline")
     train(quiet, Tiny(), range(400), baseline)
     quiet.close()
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     model = Tiny()
-    agent = Agent(model, probes=[], every=EVERY, detector=url, run_id="watched", budget=1200)
+    agent = Agent(model, probes=[], every=EVERY, transport=url, run_id="watched", budget=1200)
     assert isinstance(agent.transport, HTTPTransport)
     down: list[float] = []
     train(agent, model, range(0, 400), down)  # the service does not exist yet

@@ -126,7 +126,7 @@ def test_no_accepted_write_makes_any_read_fail(tmp_path: Path) -> None:
                 scrape = client.get("/metrics")
                 assert scrape.status_code == 200, scrape.text
                 list(text_string_to_metric_families(scrape.text))  # parses
-                for read in ("/healthz", "/readyz", "/v1/runs", "/openapi.json"):
+                for read in ("/healthz", "/readyz", "/v1/runs", "/openapi.json", "/docs"):
                     assert client.get(read).status_code < 500, read
                 for rid in RUN_IDS:
                     r = client.get(f"/v1/runs/{rid}")

@@ -89,12 +89,12 @@ def test_agent_takes_a_detector_url_or_the_environment(
     from torch import nn
 
     model = nn.Sequential(nn.Embedding(5, 4), nn.Flatten(), nn.Linear(8, 5))
-    agent = Agent(model, probes=[], detector="http://127.0.0.1:1,http://127.0.0.1:2", db=None)
+    agent = Agent(model, probes=[], transport="http://127.0.0.1:1,http://127.0.0.1:2")
     assert isinstance(agent.transport, HTTPTransport)
     assert agent.transport.urls == ["http://127.0.0.1:1", "http://127.0.0.1:2"]
     agent.transport.close(0.5)
     monkeypatch.setenv("GROKWATCH_DETECTOR", "http://127.0.0.1:3")
-    agent = Agent(model, probes=[], db=None)
+    agent = Agent(model, probes=[])
     assert isinstance(agent.transport, HTTPTransport)
     assert agent.transport.urls == ["http://127.0.0.1:3"]
     agent.transport.close(0.5)

@@ -226,7 +226,7 @@ def test_grokwatch_agent_does_not_change_the_run() -> None:
             test=(data.test_x, data.test_y),
             every=config.eval_every,
             config=config.to_dict(),
-            db=None,
+            transport=None,
             modulus=config.p,
         )
 

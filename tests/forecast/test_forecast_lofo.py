@@ -1,0 +1,249 @@
+"""Leave one family out: the splits, no leakage of the held-out family into fitting or
+calibration, the reliability/ECE arithmetic, the isotonic calibration, the command."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from _forecast_synth import make_corpus
+from hypothesis import given
+from hypothesis import strategies as st
+
+from grokwatch.cli import main
+from grokwatch.forecast import io as model_io
+from grokwatch.forecast.calibration import forecast_rows, reliability
+from grokwatch.forecast.evaluate import evaluate
+from grokwatch.forecast.lofo import (
+    MINIMAL_MEASURES,
+    forecasts_of,
+    format_lofo,
+    lofo_folds,
+    minimal_run,
+    run_lofo,
+)
+from grokwatch.forecast.replay import replay
+from grokwatch.forecast.training import fit_replays
+
+FAST = {"classifier": "gam", "time_model": "ridge"}
+"""Fits in milliseconds: the splitting does not depend on the model."""
+
+
+@pytest.fixture(scope="module")
+def runs():
+    out = make_corpus(12, seed=1, family="alpha")
+    out += make_corpus(12, seed=2, family="beta")
+    out += make_corpus(8, seed=3, family="gamma", split="eval")
+    out += make_corpus(4, seed=4, family="alpha", split="heldout")
+    return out
+
+
+@pytest.fixture(scope="module")
+def replays(runs):
+    base = [replay(r) for r in runs]
+    extra = [replay(r, cadence=250) for r in runs]
+    return base, extra
+
+
+def test_folds_hold_out_each_family_whole_and_never_fit_on_heldout_splits(replays):
+    base, extra = replays
+    folds = lofo_folds(base, extra)
+    assert [f.family for f in folds] == ["alpha", "beta", "gamma"]
+    for f in folds:
+        assert {r.family for r in f.test} == {f.family}
+        assert len(f.test) == sum(r.family == f.family for r in base)  # heldout split too
+        assert f.family not in {r.family for r in (*f.train, *f.extra)}
+        assert "heldout" not in {r.split for r in (*f.train, *f.extra)}
+        assert {r.run_id for r in f.extra} == {r.run_id for r in f.train}
+        others = [r for r in base if r.family != f.family and r.split != "heldout"]
+        assert {r.run_id for r in f.train} == {r.run_id for r in others}
+
+
+def test_one_family_is_refused(replays):
+    base, _ = replays
+    with pytest.raises(ValueError, match="needs >= 2 families"):
+        lofo_folds([r for r in base if r.family == "beta"])
+
+
+def test_held_out_runs_never_reach_fitting_or_calibration(replays):
+    """The orchestrator hands the fitting step (which also chooses C, the thresholds and the
+    calibration: everything learned) and the baselines' calibration only other families'
+    runs, and evaluates on the held-out family alone."""
+    base, extra = replays
+    seen: list[tuple[str, set[str], set[str], set[str]]] = []
+
+    def fit(train, extra_):
+        model, _ = fit_replays(
+            train, extra_, folds=2, C_grid=(1.0,), params=FAST, calibrate="isotonic"
+        )
+        ids = {r.run_id for r in (*train, *extra_)}
+        seen.append(("fit", {r.family for r in (*train, *extra_)}, ids, set()))
+        return model
+
+    def evaluate_fold(model, test, calibration):
+        seen.append(
+            (
+                "evaluate",
+                {r.family for r in calibration},
+                {r.run_id for r in calibration},
+                {r.family for r in test},
+            )
+        )
+        return evaluate(model, test, calibration)
+
+    folds = lofo_folds(base, extra)
+    result = run_lofo(folds, fit=fit, evaluate_fold=evaluate_fold)
+    assert set(result["families"]) == {"alpha", "beta", "gamma"}
+    assert len(seen) == 2 * len(folds)
+    calls = list(zip(seen[::2], seen[1::2], strict=True))
+    for fold, (fit_call, eval_call) in zip(folds, calls, strict=True):
+        held = {r.run_id for r in base if r.family == fold.family}
+        assert fold.family not in fit_call[1] and not held & fit_call[2]
+        assert fold.family not in eval_call[1] and not held & eval_call[2]
+        assert eval_call[3] == {fold.family}
+
+
+def test_lofo_result_has_every_headline_and_a_table(runs, replays):
+    base, extra = replays
+    folds = lofo_folds(base, extra)[:2]
+
+    def fit(train, extra_):
+        return fit_replays(train, extra_, folds=2, C_grid=(1.0,), params=FAST)[0]
+
+    minimal = {r.run_id: replay(minimal_run(r)) for r in runs}
+    views = {"cadence 250": {r.run_id: r for r in extra}}
+    res = run_lofo(folds, fit=fit, minimal=minimal, views=views)
+    thinned = res["views"]["cadence 250"]["families"]
+    assert set(thinned) == {"alpha", "beta"}
+    assert thinned["alpha"]["n_runs"] == res["families"]["alpha"]["n_runs"]
+    for fam in ("alpha", "beta"):
+        s = res["families"][fam]
+        for key in ("recall", "far", "lead_gap", "auroc25", "coverage", "ece"):
+            assert key in s
+        assert 0.0 <= s["ece"] <= 1.0
+        assert set(s["goals"]) == {"recall", "lead_gap", "auroc25", "coverage", "ece", "ahead"}
+        assert s["minimal"]["mean_confidence"] < 1.0  # the missing measures lower it
+    assert res["macro"]["recall"] == pytest.approx(
+        np.mean([res["families"][f]["recall"] for f in ("alpha", "beta")])
+    )
+    text = format_lofo(res)
+    assert "| alpha |" in text and "macro average" in text and "Minimal users" in text
+    assert "thinned (cadence 250)" in text
+
+
+def test_minimal_run_keeps_only_loss_and_accuracy(runs):
+    small = minimal_run(runs[0])
+    assert set(small.columns) == set(MINIMAL_MEASURES)
+    assert small.values.shape == (runs[0].steps.size, len(MINIMAL_MEASURES))
+    j = runs[0].columns.index("test_accuracy")
+    k = small.columns.index("test_accuracy")
+    np.testing.assert_array_equal(small.values[:, k], runs[0].values[:, j])
+    assert small.labels == runs[0].labels and small.run_id == runs[0].run_id
+
+
+# -- reliability and ECE -------------------------------------------------------------------
+
+
+def test_ece_of_a_hand_worked_case():
+    # bin [0.1, 0.2): mean 0.1, observed 0/2 -> 0.1; bin [0.9, 1]: mean 0.9, observed 1/2 -> 0.4
+    rel = reliability([0.1, 0.1, 0.9, 0.9], [0, 0, 1, 0])
+    assert rel.ece == pytest.approx(0.5 * 0.1 + 0.5 * 0.4)
+    assert rel.weight[1] == pytest.approx(0.5) and rel.weight[9] == pytest.approx(0.5)
+    assert math.isnan(rel.mean_forecast[5])
+    # weights: the second row counts three times
+    rel_w = reliability([0.2, 0.2], [1, 0], [1.0, 3.0])
+    assert rel_w.frequency[2] == pytest.approx(0.25)
+    assert rel_w.ece == pytest.approx(0.05)
+
+
+def test_ece_is_small_when_outcomes_follow_the_forecast_and_large_when_not():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 200_000)
+    calibrated = rng.uniform(0, 1, p.size) < p
+    assert reliability(p, calibrated).ece < 0.01
+    overconfident = rng.uniform(0, 1, p.size) < 0.5 + 0.5 * (p - 0.5)  # truth is p shrunk
+    # |p - (0.5 + (p - 0.5) / 2)| = |p - 0.5| / 2, whose mean over U(0, 1) is 0.125
+    assert reliability(p, overconfident).ece == pytest.approx(0.125, abs=0.01)
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=50), st.integers(1, 20))
+def test_ece_is_within_zero_and_one_and_bins_share_the_weight(ps, bins):
+    y = [int(v > 0.5) for v in ps[::-1]]
+    rel = reliability(ps, y, bins=bins)
+    assert 0.0 <= rel.ece <= 1.0
+    assert sum(rel.weight) == pytest.approx(1.0)
+
+
+def test_reliability_refuses_probabilities_outside_zero_one():
+    with pytest.raises(ValueError, match="within"):
+        reliability([0.2, 1.5], [0, 1])
+    with pytest.raises(ValueError, match="length"):
+        reliability([0.2], [0, 1])
+
+
+def test_isotonic_calibration_lowers_the_ece_of_a_miscalibrated_forecaster(runs, tmp_path):
+    """Synthetic case: 15 boosted trees at learning rate 0.05 are far from converged, so
+    their probabilities stay near the base rate although the synthetic runs are easy to
+    tell apart (under-confident); the isotonic map learned out of fold must bring them
+    close to what happens on new runs of the same kind."""
+    base = [replay(r) for r in runs if r.family in ("alpha", "beta") and r.split == "train"]
+    test = [replay(r) for r in make_corpus(24, seed=9, family="alpha")]
+    few = {"n_trees": 15}
+    raw, _ = fit_replays(base, folds=2, C_grid=(1.0,), params=few)
+    cal, _ = fit_replays(base, folds=2, C_grid=(1.0,), params=few, calibrate="isotonic")
+    ece_raw = reliability(*forecast_rows(test, forecasts_of(raw, test))).ece
+    ece_cal = reliability(*forecast_rows(test, forecasts_of(cal, test))).ece
+    assert cal.calibration_.shape[0] == 2 and cal.calibration_.shape[1] >= 2
+    assert np.all(np.diff(cal.calibration_[1]) > 0)  # strictly increasing: ranking kept
+    assert ece_cal < ece_raw
+    assert ece_cal < 0.1
+    # the map survives saving and loading
+    back = model_io.load(model_io.save(cal, tmp_path / "m.npz"))
+    np.testing.assert_array_equal(back.calibration_, cal.calibration_)
+    X = test[0].X
+    np.testing.assert_allclose(back.predict_proba(X), cal.predict_proba(X))
+
+
+def test_evaluate_lofo_command_writes_the_json(runs, tmp_path):
+    from trainer.corpus import register_spec, write_run
+
+    corpus = tmp_path / "corpus"
+    register_spec(corpus, {"name": "synth"}, "train")
+    for r in runs:
+        if r.family != "gamma":
+            write_run(corpus, dict(r.meta), r.steps, r.columns, r.values)
+    out = tmp_path / "out"
+    args = ["--corpus", str(corpus), "--out", str(out), "--folds", "2", "--no-plots"]
+    code = main(["evaluate", "--lofo", *args])
+    assert code == 0
+    data = json.loads((out / "lofo.json").read_text())
+    assert set(data["families"]) == {"alpha", "beta"}
+    for fam in data["families"].values():
+        assert {"recall", "far", "lead_gap", "auroc25", "coverage", "ece"} <= set(fam)
+    assert data["settings"]["fold_by"] == "family"
+    assert "shipped" in data  # the shipped model, scored on the families it never saw
+    assert (out / "lofo.md").read_text().startswith("| held-out family |")
+
+
+def test_a_run_is_never_called_hopeless_before_it_memorized(replays):
+    """With every probability under the hopeless threshold, the forecasts of the memorizing
+    phase still say "not hopeless"; from memorization on they may."""
+    base, _ = replays
+    model, _ = fit_replays(base, folds=2, C_grid=(1.0,), params=FAST)
+    model.hopeless_threshold_ = 1.0
+    model.alert_threshold_ = 1.0
+    for r in base[:6]:
+        fc = r.forecasts(model)
+        assert r.t_mem is not None
+        early = [
+            f for s, f in zip(r.steps, fc, strict=True) if s < r.t_mem and f.confidence >= 0.5
+        ]  # confident and under the threshold: only the phase keeps them from hopeless
+        late = [
+            f
+            for s, f in zip(r.steps, fc, strict=True)
+            if s >= r.t_mem and f.confidence >= 0.5 and (r.t_grok is None or s < r.t_grok)
+        ]
+        assert early and not any(f.hopeless for f in early)
+        assert late and all(f.hopeless for f in late)
