@@ -63,7 +63,7 @@ def main() -> None:
         every=100,
         budget=args.steps,
         policy=grokwatch.RunPolicy(),
-        db=None,
+        transport=None,  # nothing kept on disk
     )
     with tempfile.TemporaryDirectory() as out:
         training = TrainingArguments(

@@ -53,7 +53,7 @@ def main() -> None:
         every=100,
         budget=args.steps,
         policy=grokwatch.RunPolicy(),  # opt in to stop/extend advice
-        db=None,
+        transport=None,  # nothing kept on disk
     )
     full_batch = DataLoader(TensorDataset(data.train_x, data.train_y), batch_size=len(data.train_x))
     trainer = pl.Trainer(

@@ -44,7 +44,7 @@ def trainable(config: dict[str, Any]) -> None:
         every=100,
         budget=steps,
         policy=grokwatch.RunPolicy(),
-        db=None,
+        transport=None,  # nothing kept on disk
     )
     budget = LoopBudget(steps)
     with agent:
