@@ -272,7 +272,9 @@ def cli_timing() -> str:
                     f"{base['max_s']:.3f} s", "—"))  # fmt: skip
     return table(("command", "median", "slowest", "over the baseline"), rows) + (
         f"\n\n{data['repeats']} runs of each, interleaved, on {data['machine']}; "
-        f"target {data['target_s']} s."
+        f"target {data['target_s']} s; load average "
+        f"{data.get('load_average_before', float('nan')):.1f} before (the 2-core machine was "
+        "shared with other jobs)."
     )
 
 
