@@ -164,10 +164,15 @@ def forecast_lofo() -> str:
 def forecast_lofo_ablations() -> str:
     """The method's variants side by side on the leave-one-family-out evaluation: the
     committed ``forecast/lofo.json`` and every ``forecast/lofo_ablations/*/lofo.json``."""
-    from grokwatch.forecast.lofo import format_ablations
+    from grokwatch.forecast.lofo import format_ablations, macro_average
 
     main = _json("forecast/lofo.json")
     results = {_variant(main["settings"]): main}
+    shipped = main.get("shipped") or {}
+    if shipped.get("families"):
+        fams = shipped["families"]
+        name = f"the shipped model (fitted on {', '.join(shipped['fitted_on'])} only)"
+        results[name] = {"families": fams, "macro": macro_average(fams)}
     for path in sorted((RESULTS / "forecast" / "lofo_ablations").glob("*/lofo.json")):
         data = json.loads(path.read_text())
         results[f"{path.parent.name}: {_variant(data['settings'])}"] = data
@@ -177,6 +182,8 @@ def forecast_lofo_ablations() -> str:
 def _variant(settings: dict[str, Any]) -> str:
     extra = ", ".join(f"{k}={v}" for k, v in sorted(settings.get("params", {}).items()))
     text = f"folds by {settings['fold_by']}, calibration {settings.get('calibrate', 'none')}"
+    if settings.get("measures"):
+        text += f", measures {' + '.join(settings['measures'])} only"
     return f"{text}, {extra}" if extra else text
 
 
@@ -267,7 +274,9 @@ def cli_timing() -> str:
                     f"{base['max_s']:.3f} s", "—"))  # fmt: skip
     return table(("command", "median", "slowest", "over the baseline"), rows) + (
         f"\n\n{data['repeats']} runs of each, interleaved, on {data['machine']}; "
-        f"target {data['target_s']} s."
+        f"target {data['target_s']} s; load average "
+        f"{data.get('load_average_before', float('nan')):.1f} before (the 2-core machine was "
+        "shared with other jobs)."
     )
 
 
