@@ -182,6 +182,8 @@ def forecast_lofo_ablations() -> str:
 def _variant(settings: dict[str, Any]) -> str:
     extra = ", ".join(f"{k}={v}" for k, v in sorted(settings.get("params", {}).items()))
     text = f"folds by {settings['fold_by']}, calibration {settings.get('calibrate', 'none')}"
+    if settings.get("measures"):
+        text += f", measures {' + '.join(settings['measures'])} only"
     return f"{text}, {extra}" if extra else text
 
 
