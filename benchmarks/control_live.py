@@ -1,53 +1,65 @@
-"""Run control trained live through the Optuna integration: a small sweep, three studies.
+"""Run control trained live through the Optuna and Lightning integrations, side by side.
 
-Eight configurations of modular addition (p = 31, embedding MLP, full batch AdamW; RESEARCH §3
-recipe) with different weight decays and train fractions are trained three times each, with
-the same seeds, as trials of a real Optuna study:
+A small sweep of modular addition (p = 31, embedding MLP, full batch AdamW lr 3e-3; the
+RESEARCH §3 recipe) with different weight decays and train fractions. Every configuration is
+trained, from the same seed, once per method, through the real libraries:
 
-- ``reference``: no pruner, trained to twice the budget -- it gives each run's ``t_grok``
-  (also after the budget); charged the budget only, it is the fixed-budget method;
-- ``median_pruner``: ``MedianPruner(n_startup_trials=2)`` on the test accuracy;
-- ``grokwatch``: ``GrokwatchPruner(MedianPruner(n_startup_trials=2))`` with the agent's default
-  ``RunPolicy`` (hopeless trials pruned, trials forecast to grok protected from the median
-  pruner, finished runs stopped, runs about to grok extended through ``LoopBudget``).
+Optuna (a real study per method, one trial per configuration, test accuracy reported every
+``EVERY`` steps; every trial trains through :class:`grokwatch.Agent`, all probes):
 
-Every trial trains through :class:`grokwatch.Agent` (every 100 steps, all probes) and
-:func:`grokwatch.integrations.optuna.report`. Results go to
-``benchmarks/results/control/live.json``.
+- ``optuna_fixed``: no pruner, trained to ``2 * budget`` -- the reference that gives each run's
+  ``t_grok`` (also after the budget); charged the budget only, it is the fixed-budget method;
+- ``optuna_median``: ``MedianPruner(n_startup_trials=2)``;
+- ``optuna_grokwatch``: ``GrokwatchPruner(MedianPruner(n_startup_trials=2))`` with the default
+  :class:`grokwatch.RunPolicy` (hopeless trials pruned, trials forecast to grok protected from
+  the median pruner, finished runs stopped, runs about to grok extended through ``LoopBudget``).
 
-    python -m benchmarks.control_live            # ~20 min of CPU (one thread)
+Lightning (a real ``lightning.pytorch.Trainer`` per run, the full batch repeated, validation on
+the test split every ``EVERY`` steps):
 
-Status: written and started this session, not run to completion (the shared machine was
-loaded ~10x past its two cores); no ``live.json`` is committed yet.
+- ``lightning_fixed``: ``max_steps=2 * budget``, the reference (charged the budget only);
+- ``lightning_early_stopping``: ``EarlyStopping(monitor="val_loss", patience=10)``;
+- ``lightning_grokwatch``: :class:`grokwatch.integrations.lightning.GrokwatchCallback` over an
+  agent with the default ``RunPolicy``.
+
+Each method is scored against its own library's reference runs: compute as a share of the
+fixed budget, grokkers (``t_grok <= budget``) stopped before ``t_grok``, past-budget grokkers
+(``budget < t_grok <= 2 * budget``) trained past ``t_grok``, steps on runs that never reach 90 %
+test accuracy by ``2 * budget``, wall time. The three groups of runs (Optuna; Lightning
+reference; Lightning early stopping and grokwatch) train in three spawned processes at once,
+one torch thread each. Results: ``benchmarks/results/control/live.json``; the docs table is
+``python benchmarks/doc_tables.py control_live``.
+
+    python -m benchmarks.control_live                       # the committed run
+    python -m benchmarks.control_live --configs 2 --budget 400 --out /tmp/live.json  # smoke
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-import grokwatch
-from grokwatch.integrations import LoopBudget
-from grokwatch.integrations.optuna import GrokwatchPruner, report
-
-P, BUDGET, EVERY = 31, 6000, 100
+P, BUDGET, EVERY, GROKKED = 31, 4000, 100, 0.9
 CONFIGS = [  # (weight decay, train fraction)
     (1.0, 0.5),
     (1.0, 0.4),
     (1.0, 0.3),
     (0.3, 0.5),
-    (0.3, 0.3),
-    (0.1, 0.5),
     (0.0, 0.5),
     (1.0, 0.2),
 ]
 OUT = Path("benchmarks/results/control/live.json")
+LIB = {"optuna": "optuna_fixed", "lightning": "lightning_fixed"}
 
 
 class Net(nn.Module):
@@ -72,133 +84,296 @@ def data(frac: float, seed: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.
     return (x[perm[:n]], y[perm[:n]]), (x[perm[n:]], y[perm[n:]])
 
 
-def train(
-    trial: Any, wd: float, frac: float, *, steps: int, policy: grokwatch.RunPolicy | None
-) -> dict[str, Any]:
-    """One run; reports to ``trial`` at every evaluation; returns what happened."""
+def _optimizer(model: nn.Module, wd: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.98), weight_decay=wd)
+
+
+# --- Optuna ------------------------------------------------------------------------------------
+
+
+def _optuna_trial(
+    trial: Any, wd: float, frac: float, budget: int, steps: int, policy: bool
+) -> float:
     import optuna
 
-    torch.manual_seed(trial.number)
-    (x, y), (xt, yt) = data(frac, seed=trial.number)
+    import grokwatch
+    from grokwatch.integrations import LoopBudget
+    from grokwatch.integrations.optuna import report
+
+    seed = trial.number
+    torch.manual_seed(seed)
+    (x, y), (xt, yt) = data(frac, seed=seed)
     model = Net()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.98), weight_decay=wd)
+    opt = _optimizer(model, wd)
     agent = grokwatch.Agent(
         model,
         train=(x, y),
         test=(xt, yt),
         every=EVERY,
-        budget=BUDGET,
+        budget=budget,
         modulus=P,
         db=None,
-        policy=policy,
+        policy=grokwatch.RunPolicy() if policy else None,
     )
-    budget = LoopBudget(steps)
+    loop = LoopBudget(steps)
     t_grok, last, outcome, acc = None, 0, "ran", 0.0
     try:
-        for step in budget:
+        for step in loop:
             loss = nn.functional.cross_entropy(model(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
             decision = agent.step(step, loss=loss)
-            if policy is not None:
-                budget.follow(decision)
+            if policy:
+                loop.follow(decision)
             last = step + 1
             if decision.step == step:
                 acc = float(agent.history[-1][1].get("test_accuracy", 0.0))
-                if t_grok is None and acc >= 0.9:
+                if t_grok is None and acc >= GROKKED:
                     t_grok = step
                 trial.report(acc, step)
                 report(trial, decision)
                 if trial.should_prune():
                     outcome = "pruned"
                     raise optuna.TrialPruned()
-        if budget.stopped is not None:
-            outcome = f"stopped ({budget.stopped.reason.value})"
-        elif budget.extended:
-            outcome = f"extended by {budget.extended}"
+        if loop.stopped is not None:
+            outcome = f"stopped ({loop.stopped.reason.value})"
+        elif loop.extended:
+            outcome = f"extended by {loop.extended}"
     finally:
         agent.close()
         trial.set_user_attr("run", {"steps": last, "t_grok": t_grok, "outcome": outcome})
-    return {"steps": last, "t_grok": t_grok, "accuracy": acc}
+    return acc
 
 
-def study(name: str, pruner: Any, policy: grokwatch.RunPolicy | None, steps: int) -> list[dict]:
+def optuna_side(configs: list[tuple[float, float]], budget: int) -> dict[str, Any]:
     import optuna
 
-    s = optuna.create_study(direction="maximize", pruner=pruner, study_name=name)
+    from grokwatch.integrations.optuna import GrokwatchPruner
 
-    def objective(trial: optuna.Trial) -> float:
-        wd, frac = CONFIGS[trial.number]
-        trial.set_user_attr("config", {"wd": wd, "frac": frac})
-        return float(train(trial, wd, frac, steps=steps, policy=policy)["accuracy"])
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    studies = {
+        "optuna_fixed": (optuna.pruners.NopPruner(), 2 * budget, False),
+        "optuna_median": (optuna.pruners.MedianPruner(n_startup_trials=2), budget, False),
+        "optuna_grokwatch": (
+            GrokwatchPruner(optuna.pruners.MedianPruner(n_startup_trials=2)),
+            budget,
+            True,
+        ),
+    }
+    out = {}
+    for name, (pruner, steps, policy) in studies.items():
+        t0 = time.perf_counter()
+        study = optuna.create_study(direction="maximize", pruner=pruner, study_name=name)
 
-    s.optimize(objective, n_trials=len(CONFIGS))
-    return [
-        {"config": t.user_attrs["config"], **t.user_attrs["run"], "state": t.state.name}
-        for t in s.trials
-    ]
+        def objective(trial: optuna.Trial, steps: int = steps, policy: bool = policy) -> float:
+            wd, frac = configs[trial.number]
+            trial.set_user_attr("config", {"wd": wd, "frac": frac})
+            return _optuna_trial(trial, wd, frac, budget, steps, policy)
+
+        study.optimize(objective, n_trials=len(configs))
+        runs = [
+            {"config": t.user_attrs["config"], **t.user_attrs["run"], "state": t.state.name}
+            for t in study.trials
+        ]
+        out[name] = {"runs": runs, "seconds": round(time.perf_counter() - t0, 1)}
+        print(f"{name}: {out[name]['seconds']} s", flush=True)
+    return out
+
+
+# --- Lightning ---------------------------------------------------------------------------------
+
+
+class _Repeat(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
+    """The full batch, forever (one Lightning epoch of unbounded length)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            yield self.x, self.y
+
+
+def _lightning_run(method: str, index: int, wd: float, frac: float, budget: int) -> dict[str, Any]:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    import grokwatch
+    from grokwatch.integrations.lightning import GrokwatchCallback
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = Net()
+            self.t_grok: int | None = None
+            self.accuracy = 0.0
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            return nn.functional.cross_entropy(self.net(x), y)
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            x, y = batch
+            logits = self.net(x)
+            self.log("val_loss", nn.functional.cross_entropy(logits, y))
+            self.accuracy = float((logits.argmax(1) == y).float().mean())
+            if self.t_grok is None and self.accuracy >= GROKKED:
+                self.t_grok = int(self.trainer.global_step)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return _optimizer(self.net, wd)
+
+    torch.manual_seed(index)
+    (x, y), (xt, yt) = data(frac, seed=index)
+    module = Module()
+    callbacks: list[Any] = []
+    callback = None
+    if method == "lightning_early_stopping":
+        callbacks.append(EarlyStopping(monitor="val_loss", patience=10))
+    if method == "lightning_grokwatch":
+        agent = grokwatch.Agent(
+            module.net,
+            train=(x, y),
+            test=(xt, yt),
+            every=EVERY,
+            budget=budget,
+            modulus=P,
+            db=None,
+            policy=grokwatch.RunPolicy(),
+        )
+        callback = GrokwatchCallback(agent)
+        callbacks.append(callback)
+    loader = torch.utils.data.DataLoader(_Repeat(x, y), batch_size=None)
+    val = torch.utils.data.DataLoader([(xt, yt)], batch_size=None)
+    trainer = pl.Trainer(
+        max_steps=2 * budget if method == "lightning_fixed" else budget,
+        val_check_interval=EVERY,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+    )
+    trainer.fit(module, loader, val)
+    outcome = "ran"
+    if callback is not None and callback.budget is not None:
+        if callback.budget.stopped is not None:
+            outcome = f"stopped ({callback.budget.stopped.reason.value})"
+        elif callback.budget.extended:
+            outcome = f"extended by {callback.budget.extended}"
+    elif method == "lightning_early_stopping" and trainer.global_step < budget:
+        outcome = "stopped (early stopping)"
+    return {
+        "config": {"wd": wd, "frac": frac},
+        "steps": int(trainer.global_step),
+        "t_grok": module.t_grok,
+        "outcome": outcome,
+    }
+
+
+def lightning_side(methods: list[str], configs: list[tuple[float, float]], budget: int) -> dict:
+    import logging
+    import warnings
+
+    torch.set_num_threads(1)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    out = {}
+    for method in methods:
+        t0 = time.perf_counter()
+        runs = [_lightning_run(method, i, wd, frac, budget) for i, (wd, frac) in enumerate(configs)]
+        out[method] = {"runs": runs, "seconds": round(time.perf_counter() - t0, 1)}
+        print(f"{method}: {out[method]['seconds']} s", flush=True)
+    return out
+
+
+# --- scoring -----------------------------------------------------------------------------------
+
+
+def score(name: str, entry: dict[str, Any], truth: list[int | None], budget: int) -> dict:
+    """A method's numbers against its library's reference ``truth`` (``t_grok`` per config)."""
+    rs = entry["runs"]
+    fixed = name in LIB.values()
+    steps = [min(r["steps"], budget) if fixed else r["steps"] for r in rs]
+    in_budget = [i for i, t in enumerate(truth) if t is not None and t <= budget]
+    late = [i for i, t in enumerate(truth) if t is not None and t > budget]
+    never = [i for i, t in enumerate(truth) if t is None]
+    lost = [i for i in in_budget if steps[i] <= (truth[i] or 0)]
+    rescued = [i for i in late if steps[i] > (truth[i] or 0)]
+    return {
+        "compute_fraction": sum(steps) / (budget * len(rs)),
+        "grokkers": len(in_budget),
+        "grokkers_lost_count": len(lost),
+        "grokkers_lost": len(lost) / max(len(in_budget), 1),
+        "past_budget_grokkers": len(late),
+        "rescued": len(rescued),
+        "rescued_fraction": len(rescued) / len(late) if late else None,
+        "never_generalizing": len(never),
+        "steps_on_never_generalizing": sum(steps[i] for i in never),
+        "seconds": entry["seconds"],
+        "runs": rs,
+    }
 
 
 def main() -> None:
-    import optuna
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--configs", type=int, default=len(CONFIGS), help="the first N configs")
+    ap.add_argument("--budget", type=int, default=BUDGET)
     args = ap.parse_args()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    torch.set_num_threads(1)
+    configs, budget = CONFIGS[: args.configs], args.budget
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    runs = {
-        "reference": study("reference", optuna.pruners.NopPruner(), None, 2 * BUDGET),
-        "median_pruner": study(
-            "median", optuna.pruners.MedianPruner(n_startup_trials=2), None, BUDGET
-        ),
-        "grokwatch": study(
-            "grokwatch",
-            GrokwatchPruner(optuna.pruners.MedianPruner(n_startup_trials=2)),
-            grokwatch.RunPolicy(),
-            BUDGET,
-        ),
-    }
-    truth = [r["t_grok"] for r in runs["reference"]]
+    ctx = multiprocessing.get_context("spawn")  # no fork (CUDA-safe)
+    with ProcessPoolExecutor(max_workers=3, mp_context=ctx) as pool:
+        jobs = [
+            pool.submit(optuna_side, configs, budget),
+            pool.submit(lightning_side, ["lightning_fixed"], configs, budget),
+            pool.submit(
+                lightning_side, ["lightning_early_stopping", "lightning_grokwatch"], configs, budget
+            ),
+        ]
+        raw: dict[str, Any] = {}
+        for job in jobs:
+            raw.update(job.result())
     methods = {}
-    for name, rs in runs.items():
-        steps = [min(r["steps"], BUDGET) if name == "reference" else r["steps"] for r in rs]
-        in_budget = [i for i, t in enumerate(truth) if t is not None and t <= BUDGET]
-        late = [i for i, t in enumerate(truth) if t is not None and t > BUDGET]
-        lost = [i for i in in_budget if rs[i]["steps"] <= (truth[i] or 0)]
-        rescued = [i for i in late if rs[i]["steps"] > (truth[i] or 0)]
-        methods[name if name != "reference" else "fixed"] = {
-            "compute_fraction": sum(steps) / (BUDGET * len(CONFIGS)),
-            "grokkers": len(in_budget),
-            "grokkers_lost_count": len(lost),
-            "grokkers_lost": len(lost) / max(len(in_budget), 1),
-            "past_budget_grokkers": len(late),
-            "rescued": len(rescued),
-            "rescued_fraction": len(rescued) / max(len(late), 1),
-            "runs": rs,
-        }
-        m = methods[name if name != "reference" else "fixed"]
-        print(
-            f"{name:>14}: compute {m['compute_fraction']:.3f}, lost {len(lost)}/{len(in_budget)},"
-            f" rescued {len(rescued)}/{len(late)}",
-            flush=True,
-        )
+    for lib, ref in LIB.items():
+        truth = [r["t_grok"] for r in raw[ref]["runs"]]
+        for name, entry in raw.items():
+            if name.startswith(lib):
+                methods[name] = m = score(name, entry, truth, budget)
+                print(
+                    f"{name:>26}: compute {m['compute_fraction']:.3f}, lost "
+                    f"{m['grokkers_lost_count']}/{m['grokkers']}, rescued "
+                    f"{m['rescued']}/{m['past_budget_grokkers']}, never-generalizing steps "
+                    f"{m['steps_on_never_generalizing']}, {m['seconds']} s",
+                    flush=True,
+                )
     out = {
         "methods": methods,
         "setup": {
-            "task": f"x + y mod {P}, embedding MLP, full batch AdamW lr 3e-3",
-            "configs": CONFIGS,
-            "budget": BUDGET,
+            "task": f"x + y mod {P}, embedding MLP, full batch AdamW lr 3e-3, seed = config index",
+            "configs": configs,
+            "budget": budget,
             "every": EVERY,
-            "reference_steps": 2 * BUDGET,
+            "grokked_at_test_accuracy": GROKKED,
+            "reference_steps": 2 * budget,
+            "processes": 3,
+            "torch_threads": 1,
+            "load_average_before": round(load, 2),
+            "load_average_after": round(os.getloadavg()[0], 2),
             "seconds": round(time.perf_counter() - t0, 1),
         },
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {args.out} in {out['setup']['seconds']} s")
+    print(f"wrote {args.out} in {out['setup']['seconds']} s", flush=True)
 
 
 if __name__ == "__main__":

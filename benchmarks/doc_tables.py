@@ -342,9 +342,53 @@ def corpus_throughput() -> str:
     return table(head, rows) + "\n\n" + note
 
 
+def control_live() -> str:
+    """Run control trained live through Optuna and Lightning (``benchmarks/control_live.py``)."""
+    data = _json("control/live.json")
+    setup = data["setup"]
+    rows = []
+    for name, m in data["methods"].items():
+        library, method = name.split("_", 1)
+        late = m["past_budget_grokkers"]
+        rescued = f"{m['rescued']}/{late}" if late else "— (none in this set)"
+        never = f"{m['steps_on_never_generalizing']:,}".replace(",", " ")
+        lost = f"{m['grokkers_lost_count']}/{m['grokkers']}"
+        rows.append((library, method.replace("_", " "), f"{m['compute_fraction']:.1%}", lost,
+                     rescued, f"{never} ({m['never_generalizing']} runs)",
+                     f"{m['seconds']:.0f} s"))  # fmt: skip
+    head = ("library", "method", "compute vs fixed", "grokkers lost", "past-budget rescued",
+            "steps on never-generalizing runs", "wall time")  # fmt: skip
+    runs = []
+    names = list(data["methods"])
+    for i, (wd, frac) in enumerate(setup["configs"]):
+        cells = []
+        for name in names:
+            r = data["methods"][name]["runs"][i]
+            steps = min(r["steps"], setup["budget"]) if name.endswith("_fixed") else r["steps"]
+            cells.append(f"{steps}" + (f" (t_grok {r['t_grok']})" if r["t_grok"] else ""))
+        runs.append((f"wd {wd}, train {frac:.0%}", *cells))
+    note = (
+        f"{len(setup['configs'])} configurations, budget {setup['budget']} steps, evaluations "
+        f"every {setup['every']}; references trained to {setup['reference_steps']} steps; "
+        f"{setup['seconds']:.0f} s wall in all, {setup['processes']} processes at once with "
+        f"{setup['torch_threads']} torch thread each, load average "
+        f"{setup['load_average_before']:.1f} before and {setup['load_average_after']:.1f} after "
+        "(a shared 2-core machine: wall times compare methods only roughly; a fixed method's "
+        "time is its reference run's, trained to twice the budget)."
+    )
+    caption = (
+        "Steps charged per run (t_grok: first evaluation at "
+        f"{setup['grokked_at_test_accuracy']:.0%} test accuracy, if reached while training; "
+        "for a fixed method, in its reference run):"
+    )
+    per_run = table(("configuration", *(n.replace("_", " ") for n in names)), runs)
+    return "\n\n".join((table(head, rows), note, caption, per_run))
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "corpus_outcomes": corpus_outcomes,
     "corpus_throughput": corpus_throughput,
+    "control_live": control_live,
     "overhead": overhead,
     "overhead_cadences": overhead_cadences,
     "store_records": store_records,
