@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -50,6 +51,7 @@ def main() -> None:
     }
     for name in subcommands():
         commands[f"grokwatch {name} --help"] = [py, "-m", "grokwatch.cli", name, "--help"]
+    load_before = os.getloadavg()[0]
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.repeats):
         for name, argv in commands.items():
@@ -63,6 +65,8 @@ def main() -> None:
         "machine": f"{platform.machine()} CPython {platform.python_version()}",
         "repeats": args.repeats,
         "target_s": TARGET_S,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0],
         "baseline": stats("python -c pass"),
         "commands": [stats(name) for name in commands if name != "python -c pass"],
     }

@@ -185,10 +185,15 @@ def forecast_lofo() -> str:
 def forecast_lofo_ablations() -> str:
     """The method's variants side by side on the leave-one-family-out evaluation: the
     committed ``forecast/lofo.json`` and every ``forecast/lofo_ablations/*/lofo.json``."""
-    from grokwatch.forecast.lofo import format_ablations
+    from grokwatch.forecast.lofo import format_ablations, macro_average
 
     main = _json("forecast/lofo.json")
     results = {_variant(main["settings"]): main}
+    shipped = main.get("shipped") or {}
+    if shipped.get("families"):
+        fams = shipped["families"]
+        name = f"the shipped model (fitted on {', '.join(shipped['fitted_on'])} only)"
+        results[name] = {"families": fams, "macro": macro_average(fams)}
     for path in sorted((RESULTS / "forecast" / "lofo_ablations").glob("*/lofo.json")):
         data = json.loads(path.read_text())
         results[f"{path.parent.name}: {_variant(data['settings'])}"] = data
@@ -198,6 +203,8 @@ def forecast_lofo_ablations() -> str:
 def _variant(settings: dict[str, Any]) -> str:
     extra = ", ".join(f"{k}={v}" for k, v in sorted(settings.get("params", {}).items()))
     text = f"folds by {settings['fold_by']}, calibration {settings.get('calibrate', 'none')}"
+    if settings.get("measures"):
+        text += f", measures {' + '.join(settings['measures'])} only"
     return f"{text}, {extra}" if extra else text
 
 
@@ -221,6 +228,23 @@ def service_side_by_side() -> str:
         lines = [render(d) for d in module.DIRS]
         parts.append("\n".join(line for line in lines if line))
     return "\n\n".join(parts)
+
+
+def service_runtable() -> str:
+    """CPU per point of the service's ingest path in-process, before and after the last round
+    (``benchmarks/service_runtable.py``, run by ``benchmarks/service_side_by_side.sh``)."""
+    rows = []
+    for label, directory in (("before", "service_before"), ("after", "service")):
+        path = RESULTS / directory / "runtable.json"
+        if not path.exists():
+            continue
+        for e in json.loads(path.read_text())["throughput"]:
+            rate = f"{e['points_per_s']:,}".replace(",", " ")
+            rows.append((label, e["forecaster"], e["points_per_request"],
+                         f"{e['cpu_us_per_point']:.1f} µs", rate))  # fmt: skip
+    rows.sort(key=lambda r: (r[1] != "none", r[2], r[0] != "before"))
+    return table(("code", "forecaster", "points / request", "CPU per point", "points/s (one core)"),
+                 rows)  # fmt: skip
 
 
 def _replicas(entry: dict[str, Any]) -> str:
@@ -288,7 +312,9 @@ def cli_timing() -> str:
                     f"{base['max_s']:.3f} s", "—"))  # fmt: skip
     return table(("command", "median", "slowest", "over the baseline"), rows) + (
         f"\n\n{data['repeats']} runs of each, interleaved, on {data['machine']}; "
-        f"target {data['target_s']} s."
+        f"target {data['target_s']} s; load average "
+        f"{data.get('load_average_before', float('nan')):.1f} before (the 2-core machine was "
+        "shared with other jobs)."
     )
 
 
@@ -354,6 +380,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "service_memory": lambda: _service("memory"),
     "service_targets": service_targets,
     "service_side_by_side": service_side_by_side,
+    "service_runtable": service_runtable,
     "fast_paths": fast_paths,
     "cli_timing": cli_timing,
     "install_size": install_size,

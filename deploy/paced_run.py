@@ -2,7 +2,7 @@
 detector service through the agent, paced so that Prometheus sees it as a real run.
 
     GROKWATCH_DETECTOR=http://127.0.0.1:8321 python deploy/paced_run.py --pace 30
-    python deploy/paced_run.py --detector http://127.0.0.1:8321 --wd 0 --run-id control
+    python deploy/paced_run.py --detector http://127.0.0.1:8321 --wd 0 --pace-always --policy
 
 The recipe is RESEARCH §3's p = 53, train fraction 0.5, lr 3e-3, weight decay 1 (it groks at
 step ~1100 with seed 0; ``--wd 0`` memorizes and never groks). It evaluates every 100 steps in
@@ -33,11 +33,13 @@ def paced_run(
     pace_always: bool = False,
     labels: Mapping[str, str] | None = None,
     seed: int = 0,
+    policy: Any = None,
     on_eval: Callable[[int], None] | None = None,
 ) -> Any:
     """Train the recipe with an agent reporting to ``detector``; returns the trainer's result
     (``t_grok``: first evaluation with test accuracy >= 0.9, or None). ``on_eval(step)`` is
-    called after each evaluation, before the pause."""
+    called after each evaluation, before the pause. ``policy``: a ``grokwatch.RunPolicy`` to
+    opt in to stop/extend advice (the loop follows it: a hopeless run stops early)."""
     from grokwatch import Agent
     from trainer.config import RunConfig
     from trainer.train import EvalRecord, train
@@ -56,6 +58,7 @@ def paced_run(
             labels=dict(labels or {}),
             transport=detector,
             modulus=cfg.p,
+            policy=policy,
         )
 
     def paced(record: EvalRecord) -> None:
@@ -77,9 +80,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pace-always", action="store_true")
     parser.add_argument("--experiment", default="demo")
     parser.add_argument("--team", default="ml")
+    parser.add_argument("--policy", action="store_true", help="opt in to stop/extend advice")
     args = parser.parse_args(argv)
     if not args.detector:
         parser.error("give --detector URL or set GROKWATCH_DETECTOR")
+    from grokwatch import RunPolicy
+
     result = paced_run(
         args.run_id,
         detector=args.detector,
@@ -88,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         pace=args.pace,
         pace_always=args.pace_always,
         labels={"experiment": args.experiment, "team": args.team},
+        policy=RunPolicy() if args.policy else None,
         on_eval=lambda step: print(f"{args.run_id}: step {step}", flush=True),
     )
     print(f"{args.run_id}: t_grok {result.t_grok}, {result.steps} steps")

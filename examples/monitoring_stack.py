@@ -2,7 +2,7 @@
 
 Starts ``grokwatch serve`` and a real Prometheus on free local ports (Prometheus scrapes the
 service every second and evaluates ``deploy/prometheus/grokwatch-rules.yml``), trains the run of
-``plain_loop.py`` with ``Agent(detector=URL)`` — pausing a second after each evaluation so that
+``plain_loop.py`` with ``Agent(transport=URL)`` — pausing a second after each evaluation so that
 Prometheus scrapes between two of them, as it would between evaluations minutes apart — then
 asks Prometheus for the run's forecast series and the alerts the rules raised, and stops both.
 Needs the ``service`` extra and Prometheus (``apt-get install prometheus``); deploy/ has the
@@ -89,7 +89,7 @@ def train(url: str, steps: int) -> str:
         test=(data.test_x, data.test_y),
         every=100,
         budget=steps,
-        detector=url,
+        transport=url,
         labels={"experiment": "examples", "team": "docs"},
     )
     with agent:

@@ -40,7 +40,7 @@ def main() -> None:
         test=(data.test_x, data.test_y),
         every=args.every,
         budget=args.steps,
-        db=args.db,  # None: nothing on disk
+        transport=args.db,  # a database path, or None: nothing kept
         run_id="plain-loop",
     )
     with agent:

@@ -85,6 +85,11 @@ def _when(timestamp: float | None) -> str:
 def _demo(args: argparse.Namespace) -> int:
     from grokwatch.demo import print_outcome, run_demo
 
+    policy = None
+    if args.control:
+        from grokwatch.policy import RunPolicy
+
+        policy = RunPolicy()
     events = run_demo(
         args.out,
         steps=args.steps,
@@ -92,6 +97,7 @@ def _demo(args: argparse.Namespace) -> int:
         db=args.db,
         threads=args.threads,
         quiet=args.quiet,
+        policy=policy,
     )
     print_outcome(events, Path(args.out))
     return 0
@@ -319,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", default=None, help="run database (default OUT/runs.db)")
     demo.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.add_argument(
+        "--control",
+        action="store_true",
+        help="opt in to run control (RunPolicy()): stop once generalized, or when hopeless",
+    )
     demo.set_defaults(func=_demo)
 
     runs = sub.add_parser(

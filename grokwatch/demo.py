@@ -17,6 +17,7 @@ import torch
 
 from grokwatch.agent import Agent
 from grokwatch.decision import Decision
+from grokwatch.policy import RunPolicy
 from grokwatch.report import write_report
 from grokwatch.timeline import Timeline, alert_threshold, describe, entry, write_json
 
@@ -70,8 +71,12 @@ def run_demo(
     threads: int | None = 1,
     quiet: bool = False,
     overrides: dict[str, Any] | None = None,
+    policy: RunPolicy | None = None,
 ) -> dict[str, Any]:
-    """Train the demo run and write its outputs; returns the ``events.json`` content."""
+    """Train the demo run and write its outputs; returns the ``events.json`` content.
+
+    ``policy`` opts in to run control: the run stops when the policy advises it (once it has
+    generalized, with the default :class:`~grokwatch.policy.RunPolicy`)."""
     from tqdm import tqdm
 
     from trainer.config import RunConfig
@@ -86,6 +91,7 @@ def run_demo(
     config.save(out_dir / "config.json")
     if threads:
         torch.set_num_threads(threads)
+    database = Path(db) if db is not None else out_dir / "runs.db"
     holder: dict[str, Agent] = {}
     watched: list[_ProgressAgent] = []
     stop_metrics: Callable[[], None] | None = None
@@ -100,8 +106,9 @@ def run_demo(
             run_id=f"demo-{int(time.time())}",
             config=cfg.to_dict(),
             budget=cfg.steps,
-            transport=db if db is not None else out_dir / "runs.db",
+            transport=database,
             modulus=cfg.p,
+            policy=policy,
         )
         holder["agent"] = agent
         watched.append(_ProgressAgent(agent, bar))
@@ -138,6 +145,9 @@ def run_demo(
         "budget": config.steps,
         "phase": summary["phase"],
         "wall_seconds": getattr(result, "wall_time", None),
+        "steps_run": getattr(result, "steps", None),
+        "db": str(database),
+        "policy": None if policy is None else policy.to_json(),
         "config": config.to_dict(),
         "agent": {k: summary[k] for k in ("evaluations", "agent_errors", "measure_seconds")},
         **timeline.to_json(),
@@ -165,4 +175,8 @@ def print_outcome(events: dict[str, Any], out: Path) -> None:
     )  # fmt: skip
     print(f"run {events['run_id']}: outcome {events['outcome']}")
     print("\n".join(describe(timeline)))
-    print(f"wrote {out / 'events.json'}, {out / 'report.png'} and the run to {out / 'runs.db'}")
+    stops = [e for e in timeline.actions() if e["action"] == "stop"]
+    if stops:
+        print(f"the run policy stopped the run at step {stops[0]['step']} ({stops[0]['reason']})")
+    db = events.get("db") or out / "runs.db"
+    print(f"wrote {out / 'events.json'} and {out / 'report.png'}; the run is in {db}")

@@ -40,7 +40,12 @@ def check_memorization(
     sample = random.Random(seed).sample(memorized, min(n, len(memorized)))
     out = directory / CHECK_DIR
     name = f"check-x{factor}"
-    corpus_io.register_spec(out, {"name": name, "factor": factor, "n": n, "seed": seed}, "check")
+    # the check is a corpus of the same version as the one it checks, trained the same way
+    stack = 16 if source.version >= 2 else 1
+    corpus_io.register_spec(
+        out, {"name": name, "factor": factor, "n": n, "seed": seed}, "check",
+        version=source.version,
+    )  # fmt: skip
     tasks = [
         RunTask(
             run_id=f"{r.run_id}-x{factor}",
@@ -55,7 +60,8 @@ def check_memorization(
         )
         for r in sample
     ]
-    execute(tasks, out, executor=executor, workers=workers, progress=progress)
+    execute(tasks, out, executor=executor, workers=workers, progress=progress, stack=stack,
+            version=source.version)  # fmt: skip
     by_id = {r.run_id: r for r in sample}
     later, ratios, same, rows = 0, [], 0, []
     for run in corpus_io.load(out):

@@ -91,6 +91,7 @@ def execute(
     progress: bool = True,
     fn: Callable[[RunTask], RunResult] = run_one,
     stack: int = 1,
+    version: int | None = None,
 ) -> SweepReport:
     """The loop of `sweep` over tasks whose specs are already in `out`'s manifest."""
     from tqdm import tqdm
@@ -133,7 +134,7 @@ def execute(
             for result in results:
                 corpus_io.write_run(
                     out, result.meta(), result.steps, result.columns, result.values,
-                    version=spec_version(stack),
+                    version=version or spec_version(stack),
                 )  # fmt: skip
                 key = result.labels.get("outcome", "failed") if result.status == "ok" else "failed"
                 outcomes[key] += 1

@@ -311,6 +311,12 @@ def service_panels(y: int) -> list[Any]:
     ]
 
 
+def new_counts(counter: str) -> str:
+    """Where ``counter`` went up in the last 2 minutes, including its first appearance (a
+    labelled counter series appears at 1, which ``changes`` alone does not see)."""
+    return f"(changes({counter}[2m]) > 0) or ({counter} unless {counter} offset 2m)"
+
+
 def annotations() -> Annotations:
     def prometheus(name: str, expr: str, title: str, color: str) -> dict[str, Any]:
         return {
@@ -329,13 +335,13 @@ def annotations() -> Annotations:
         list=[
             prometheus(
                 "Change points",
-                f"changes(grokwatch_run_measure_change_points_total{{{RUN}}}[2m]) > 0",
+                new_counts(f"grokwatch_run_measure_change_points_total{{{RUN}}}"),
                 "change point: {{measure}} {{direction}}",
                 "orange",
             ),
             prometheus(
                 "Stop/extend advice",
-                f'changes(grokwatch_run_actions_total{{{RUN}, action=~"stop|extend"}}[2m]) > 0',
+                new_counts(f'grokwatch_run_actions_total{{{RUN}, action=~"stop|extend"}}'),
                 "advice: {{action}} ({{reason}})",
                 "red",
             ),

@@ -19,7 +19,9 @@ Time is compressed ~15x against a deployment, and the test says how:
 
 The grokking run is the RESEARCH §3 recipe p = 53, train fraction 0.5, lr 3e-3, weight decay 1
 (its forecast alerts at step ~600, t_grok = 1100 with seed 0); the control is the same recipe
-with weight decay 0, which memorizes and never groks. Both run at once, in threads.
+with weight decay 0, which memorizes and never groks; it opts in to run control
+(``RunPolicy()``), which advises a stop once it is confidently hopeless, and stops it. Both
+run at once, in threads.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ import httpx
 import pytest
 import yaml
 from _tools import DEPLOY, ROOT, free_port, tool
+
+from grokwatch import RunPolicy
 
 pytestmark = pytest.mark.slow
 
@@ -140,7 +144,9 @@ def load_paced_run() -> Any:
 class Run:
     """One training run of deploy/paced_run.py in a thread, reporting to the service."""
 
-    def __init__(self, run_id: str, wd: float, detector: str, *, pace_always: bool) -> None:
+    def __init__(
+        self, run_id: str, wd: float, detector: str, *, pace_always: bool, policy: Any = None
+    ) -> None:
         self.run_id = run_id
         self.step = -1  # last evaluated step
         self.result: Any = None
@@ -152,6 +158,7 @@ class Run:
             "pace": PACE,
             "pace_always": pace_always,
             "labels": LABELS,
+            "policy": policy,
             "on_eval": self._evaluated,
         }
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -289,7 +296,7 @@ def outcome(stack: dict[str, Any]) -> dict[str, Any]:
     refused = httpx.post(f"{urls['service']}/v1/runs", content=b"{}", timeout=5)
     assert refused.status_code == 415
     grokker = Run(GROKKER, 1.0, urls["service"], pace_always=False)
-    control = Run(CONTROL, 0.0, urls["service"], pace_always=True)
+    control = Run(CONTROL, 0.0, urls["service"], pace_always=True, policy=RunPolicy())
     started = time.time()
     grokker.thread.start()
     control.thread.start()
@@ -404,7 +411,21 @@ def test_every_dashboard_query_returns_data(outcome: dict[str, Any]) -> None:
     assert empty == []
 
 
-def test_the_change_point_annotations_have_data(outcome: dict[str, Any]) -> None:
+def test_the_stop_advice_reaches_the_webhook(outcome: dict[str, Any]) -> None:
+    control = outcome["control"]
+    assert control.stopped_by_agent and control.steps < STEPS  # the policy stopped it
+    stops = [
+        n
+        for n in notifications(outcome["hooks"])
+        if n["labels"]["alertname"] == "RunStopAdvised" and n["labels"]["run_id"] == CONTROL
+    ]
+    assert stops, "the webhook received no RunStopAdvised for the control"
+    assert stops[0]["labels"]["reason"] == "hopeless"
+    assert stops[0]["labels"]["team"] == LABELS["team"]
+    assert stops[0]["annotations"]["summary"] == f"Stopping run {CONTROL} is advised (hopeless)"
+
+
+def test_the_annotation_queries_have_data(outcome: dict[str, Any]) -> None:
     prom = outcome["prom"]
     window_end = outcome["ended"]
     names = dict(annotation_queries())
@@ -416,6 +437,11 @@ def test_the_change_point_annotations_have_data(outcome: dict[str, Any]) -> None
         timeout=10,
     ).json()
     assert r["status"] == "success" and r["data"]["result"], expr
-    # the advice annotation is valid PromQL; it has data only for runs with a run policy
-    advice = fill(names["Stop/extend advice"], GROKKER)
-    assert prom.query(advice, at=window_end) is not None
+    # the advice annotation, for the run whose policy advised a stop
+    advice = fill(names["Stop/extend advice"], CONTROL)
+    r = httpx.get(
+        f"{prom.url}/api/v1/query_range",
+        params={"query": advice, "start": outcome["started"], "end": window_end, "step": 1},
+        timeout=10,
+    ).json()
+    assert r["status"] == "success" and r["data"]["result"], advice

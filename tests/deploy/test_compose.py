@@ -106,3 +106,13 @@ def test_promtool_checks_the_prometheus_configuration(tmp_path) -> None:
         text=True,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_promtool_checks_the_two_replica_configuration() -> None:
+    out = subprocess.run(
+        [tool("promtool"), "check", "config", str(DEPLOY / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS: 19 rules found" in out.stdout

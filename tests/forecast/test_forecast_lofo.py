@@ -247,3 +247,32 @@ def test_a_run_is_never_called_hopeless_before_it_memorized(replays):
         ]
         assert early and not any(f.hopeless for f in early)
         assert late and all(f.hopeless for f in late)
+
+
+def test_evaluate_lofo_on_some_measures_only(runs, tmp_path):
+    """``measures``: the models are fitted and judged on those measures alone, so the
+    features of the other measures carry no weight in any fold model."""
+    from grokwatch.forecast.commands import evaluate_lofo
+    from grokwatch.forecast.features import FEATURE_NAMES
+    from trainer.corpus import register_spec, write_run
+
+    corpus = tmp_path / "corpus"
+    register_spec(corpus, {"name": "synth"}, "train")
+    for r in runs:
+        if r.family != "gamma":
+            write_run(corpus, dict(r.meta), r.steps, r.columns, r.values)
+    result = evaluate_lofo(
+        [corpus],
+        out=None,
+        folds=2,
+        params=FAST,
+        measures=MINIMAL_MEASURES,
+        say=lambda _: None,
+    )
+    assert result["settings"]["measures"] == list(MINIMAL_MEASURES)
+    assert set(result["families"]) == {"alpha", "beta"}
+    norm = FEATURE_NAMES.index("weight_norm_log_slope")
+    test = FEATURE_NAMES.index("test_accuracy")
+    for model in result["models"].values():
+        assert model.feature_weight_[norm] == 0.0
+        assert model.feature_weight_[test] > 0.0

@@ -151,3 +151,51 @@ def test_plan_stacks_groups_by_shape_and_lets_families_take_turns() -> None:
     assert all(len(s) <= 2 and len({stack_key(t) for t in s}) == 1 for s in stacks)
     # the first two stacks come from two different families
     assert {stacks[0][0].family, stacks[1][0].family} == {"perm", "parity"}
+
+
+def test_a_stacked_sweep_writes_a_v2_corpus_of_every_run_with_all_probes(tmp_path) -> None:
+    from trainer import corpus
+    from trainer.executors import InlineExecutor
+    from trainer.spec import SweepSpec
+    from trainer.sweep import sweep
+
+    spec = SweepSpec.from_dict({
+        "name": "tiny-v2", "family": "mlp", "role": "train", "n_runs": 4, "every": 25,
+        "budget": 50, "space": {"p": 7, "frac": [0.5, 0.7], "lr": 1e-2, "d_emb": 8,
+                                 "d_hidden": 16},
+    })  # fmt: skip
+    report = sweep([spec], tmp_path, executor=InlineExecutor(), progress=False, stack=4)
+    assert (report.done, report.failed) == (4, 0)
+    stored = corpus.load(tmp_path, version=2)
+    assert sorted(r.run_id for r in stored) == sorted(t.run_id for t in spec.tasks())
+    for run in stored:
+        assert run.meta["format_version"] == 2 and run.meta["steps_run"] == 50
+        assert set(run.meta["agent"]["probe_status"].values()) == {"ok"}
+    # resumed: nothing left to do; a v1 sweep may not write into the v2 directory
+    assert sweep([spec], tmp_path, executor=InlineExecutor(), progress=False, stack=4).done == 0
+    with pytest.raises(corpus.CorpusFormatError, match="directory of its own"):
+        sweep([spec], tmp_path, executor=InlineExecutor(), progress=False, stack=1)
+
+
+def test_the_slow_grokker_check_of_a_v2_corpus_is_a_v2_corpus_trained_stacked(tmp_path) -> None:
+    from trainer import corpus
+    from trainer.checks import check_memorization
+    from trainer.executors import InlineExecutor
+    from trainer.spec import SweepSpec
+    from trainer.summary import CHECK_DIR
+    from trainer.sweep import sweep
+
+    # wd = 0 and a high lr: these tiny runs memorize and stay memorized
+    spec = SweepSpec.from_dict({
+        "name": "tiny-mem", "family": "mlp", "role": "train", "n_runs": 3, "every": 25,
+        "budget": 50, "space": {"p": 7, "frac": 0.5, "lr": 3e-2, "wd": 0.0, "d_emb": 8,
+                                 "d_hidden": 16},
+    })  # fmt: skip
+    sweep([spec], tmp_path, executor=InlineExecutor(), progress=False, stack=4)
+    memorized = [r for r in corpus.load(tmp_path) if r.outcome == "memorization"]
+    assert memorized, "the tiny spec should memorize"
+    report = check_memorization(tmp_path, 2, factor=2, executor=InlineExecutor(), progress=False)
+    assert report["checked"] == min(2, len(memorized))
+    checked = corpus.load(tmp_path / CHECK_DIR, version=2)
+    assert len(checked) == report["checked"]
+    assert all(r.labels["budget"] == 100 for r in checked)
