@@ -96,6 +96,27 @@ def fast_paths() -> str:
     return table(("path", "fast", "slow", "the slow path would add", "equal"), rows)
 
 
+def overhead_models() -> str:
+    """The agent's share at its defaults on each model (``benchmarks/overhead.py``)."""
+    data = _json("overhead.json")
+    if "models" not in data:
+        return "*(No results yet: `benchmarks/overhead.py` has not written its `models` table.)*"
+    rows = [
+        (
+            f"`{name}`",
+            m["steps"],
+            f"{m['train_step_ms']:.1f} ms",
+            f"**{m['default_overhead']:.2%}**",
+            f"{m['evaluations']:.0f} ({m['skipped_evaluations']:.0f} skipped)",
+            f"{m['wall_overhead']:+.1%}",
+            f"{m['cpu_overhead']:+.1%}",
+        )
+        for name, m in data["models"].items()
+    ]
+    head = ("model", "steps", "step", "default_overhead", "evaluations", "wall", "CPU")
+    return table(head, rows) + f"\n\nMedians over {data['repeats']} interleaved repeats, 1 thread."
+
+
 def store_records() -> str:
     """Record size and insert cost by store schema (``benchmarks/store_records.py``)."""
     data = _json("store_records.json")
@@ -391,6 +412,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "control_live": control_live,
     "overhead": overhead,
     "overhead_cadences": overhead_cadences,
+    "overhead_models": overhead_models,
     "store_records": store_records,
     "forecast_update_cost": forecast_update_cost,
     "forecast_groups": forecast_groups,
