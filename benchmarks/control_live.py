@@ -49,14 +49,14 @@ from typing import Any
 import torch
 from torch import nn
 
-P, BUDGET, EVERY, GROKKED = 31, 4000, 100, 0.9
-CONFIGS = [  # (weight decay, train fraction)
-    (1.0, 0.5),
-    (1.0, 0.4),
-    (1.0, 0.3),
-    (0.3, 0.5),
+P, BUDGET, EVERY, GROKKED = 31, 3000, 100, 0.9
+CONFIGS = [  # (weight decay, train fraction); seed = index
+    (1.0, 0.7),
+    (1.0, 0.6),
+    (1.0, 0.55),
+    (0.3, 0.6),
     (0.0, 0.5),
-    (1.0, 0.2),
+    (1.0, 0.3),
 ]
 OUT = Path("benchmarks/results/control/live.json")
 LIB = {"optuna": "optuna_fixed", "lightning": "lightning_fixed"}
