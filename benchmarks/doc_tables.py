@@ -96,6 +96,27 @@ def fast_paths() -> str:
     return table(("path", "fast", "slow", "the slow path would add", "equal"), rows)
 
 
+def overhead_models() -> str:
+    """The agent's share at its defaults on each model (``benchmarks/overhead.py``)."""
+    data = _json("overhead.json")
+    if "models" not in data:
+        return "*(No results yet: `benchmarks/overhead.py` has not written its `models` table.)*"
+    rows = [
+        (
+            f"`{name}`",
+            m["steps"],
+            f"{m['train_step_ms']:.1f} ms",
+            f"**{m['default_overhead']:.2%}**",
+            f"{m['evaluations']:.0f} ({m['skipped_evaluations']:.0f} skipped)",
+            f"{m['wall_overhead']:+.1%}",
+            f"{m['cpu_overhead']:+.1%}",
+        )
+        for name, m in data["models"].items()
+    ]
+    head = ("model", "steps", "step", "default_overhead", "evaluations", "wall", "CPU")
+    return table(head, rows) + f"\n\nMedians over {data['repeats']} interleaved repeats, 1 thread."
+
+
 def store_records() -> str:
     """Record size and insert cost by store schema (``benchmarks/store_records.py``)."""
     data = _json("store_records.json")
@@ -182,6 +203,8 @@ def forecast_lofo_ablations() -> str:
 def _variant(settings: dict[str, Any]) -> str:
     extra = ", ".join(f"{k}={v}" for k, v in sorted(settings.get("params", {}).items()))
     text = f"folds by {settings['fold_by']}, calibration {settings.get('calibrate', 'none')}"
+    if settings.get("measures"):
+        text += f", measures {' + '.join(settings['measures'])} only"
     return f"{text}, {extra}" if extra else text
 
 
@@ -205,6 +228,23 @@ def service_side_by_side() -> str:
         lines = [render(d) for d in module.DIRS]
         parts.append("\n".join(line for line in lines if line))
     return "\n\n".join(parts)
+
+
+def service_runtable() -> str:
+    """CPU per point of the service's ingest path in-process, before and after the last round
+    (``benchmarks/service_runtable.py``, run by ``benchmarks/service_side_by_side.sh``)."""
+    rows = []
+    for label, directory in (("before", "service_before"), ("after", "service")):
+        path = RESULTS / directory / "runtable.json"
+        if not path.exists():
+            continue
+        for e in json.loads(path.read_text())["throughput"]:
+            rate = f"{e['points_per_s']:,}".replace(",", " ")
+            rows.append((label, e["forecaster"], e["points_per_request"],
+                         f"{e['cpu_us_per_point']:.1f} µs", rate))  # fmt: skip
+    rows.sort(key=lambda r: (r[1] != "none", r[2], r[0] != "before"))
+    return table(("code", "forecaster", "points / request", "CPU per point", "points/s (one core)"),
+                 rows)  # fmt: skip
 
 
 def _replicas(entry: dict[str, Any]) -> str:
@@ -328,6 +368,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "corpus_throughput": corpus_throughput,
     "overhead": overhead,
     "overhead_cadences": overhead_cadences,
+    "overhead_models": overhead_models,
     "store_records": store_records,
     "forecast_update_cost": forecast_update_cost,
     "forecast_groups": forecast_groups,
@@ -339,6 +380,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "service_memory": lambda: _service("memory"),
     "service_targets": service_targets,
     "service_side_by_side": service_side_by_side,
+    "service_runtable": service_runtable,
     "fast_paths": fast_paths,
     "cli_timing": cli_timing,
     "install_size": install_size,

@@ -7,10 +7,13 @@ path stays only if its slow path would spend a visible share of that budget:
 - ``GrokForecaster.predict_row`` against the estimator's array methods (``predict_proba``,
   ``predict_time``, ``predict_horizon_proba`` on ``x[None, :]``): everything one forecast needs;
 - the detector's ``_Evaluations`` (floats in one array, -NaN for an absent measure) against a
-  dict per evaluation: the memory of a run's kept history.
+  dict per evaluation: the memory of a run's kept history;
+- ``_Evaluations.rows`` (the history handed to the forecaster as arrays) against a dict per
+  evaluation converted by ``rows_of``: per point of a 500-point batch.
 
 Every number is the median of ``--repeats`` timings (the machine may be shared); ``cores at
-1000 forecasts/s`` is the CPU the path alone would take at the live target's rate.
+1000 forecasts/s`` is the CPU the path alone would take at the live target's rate (for the
+per-point hand-over: 1000 reports of ten points a second).
 
     python benchmarks/fast_paths.py [--repeats 2000] [--json benchmarks/results/fast_paths.json]
 """
@@ -30,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from grokwatch.detector import _Evaluations, _measures_kept
-from grokwatch.forecast.features import FEATURE_NAMES, INPUT_MEASURES
+from grokwatch.forecast.features import FEATURE_NAMES, INPUT_COLUMNS, INPUT_MEASURES, rows_of
 from grokwatch.forecast.io import load_default
 
 RATE = 1000  # forecasts per second at the live target
@@ -79,9 +82,31 @@ def paths(repeats: int) -> list[dict[str, Any]]:
     fast = median_us(lambda: model.predict_row(x[0], 800), repeats)
     slow = median_us(lambda: slow_forecast(x[0]), max(repeats // 4, 50))
     out.append({"path": "predict_row", "fast_us": fast, "slow_us": slow, "equal": same})
+    history = _Evaluations(_measures_kept(frozenset(INPUT_COLUMNS)))
+    rng = np.random.default_rng(2)
+    batch = [(i * 10, {n: float(v) for n, v in zip(INPUT_COLUMNS, rng.random(len(INPUT_COLUMNS)),
+                                                    strict=True) if v > 0.1})
+             for i in range(500)]  # fmt: skip
+    history.extend(batch)
+    fast_rows = history.rows(0, INPUT_COLUMNS)
+    assert fast_rows is not None
+    slow_rows = rows_of([history.point(i) for i in range(len(history))], INPUT_COLUMNS)
+    same = fast_rows[0] == slow_rows[0] and all(
+        np.array_equal(a, b, equal_nan=True)
+        for a, b in zip(fast_rows[1:], slow_rows[1:], strict=True)
+    )
+    reps = max(repeats // 20, 20)
+    fast = median_us(lambda: history.rows(0, INPUT_COLUMNS), reps) / len(batch)
+    slow = median_us(
+        lambda: rows_of([history.point(i) for i in range(len(history))], INPUT_COLUMNS), reps
+    ) / len(batch)
+    # per point, at 1000 reports a second of ten points each: 10 000 points a second
+    out.append({"path": "_Evaluations.rows (per point)", "fast_us": fast, "slow_us": slow,
+                "equal": bool(same), "rate": 10 * RATE})  # fmt: skip
     for entry in out:
-        entry["slow_cores_at_1000_per_s"] = entry["slow_us"] * RATE / 1e6
-        entry["fast_cores_at_1000_per_s"] = entry["fast_us"] * RATE / 1e6
+        rate = entry.pop("rate", RATE)
+        entry["slow_cores_at_1000_per_s"] = entry["slow_us"] * rate / 1e6
+        entry["fast_cores_at_1000_per_s"] = entry["fast_us"] * rate / 1e6
     return out
 
 

@@ -8,7 +8,7 @@ torch thread, as in a sweep worker.
 - ``mlp``: the reference run (seed-000 MLP, factorized first layer, ``trainer.train``);
 - ``transformer``: one pre-LN block (4 heads, GELU MLP applied functionally), tokens
   ``[a, b, =]``, logits at every position ``(N, 3, p)`` (read at the last by the agent);
-- ``lstm``: embedding -> LSTM(128) -> last state -> Linear.
+- ``lstm``: embedding -> LSTM(64) -> last state -> Linear.
 
 At the defaults (``Agent(model, train=..., test=..., budget=steps)``: the agent picks the steps
 under its 1 % cap) each watched run reports:
@@ -53,7 +53,7 @@ P = 53
 class Decoder(nn.Module):
     """One pre-LN transformer block over ``[a, b, =]``; logits at every position."""
 
-    def __init__(self, p: int = P, d: int = 64, heads: int = 4, d_mlp: int = 256) -> None:
+    def __init__(self, p: int = P, d: int = 32, heads: int = 4, d_mlp: int = 128) -> None:
         super().__init__()
         self.p = p
         self.embed = nn.Embedding(p + 1, d)
@@ -73,7 +73,7 @@ class Decoder(nn.Module):
 
 
 class LSTMClassifier(nn.Module):
-    def __init__(self, p: int = P, d: int = 64, hidden: int = 128) -> None:
+    def __init__(self, p: int = P, d: int = 32, hidden: int = 64) -> None:
         super().__init__()
         self.embed = nn.Embedding(p, d)
         self.lstm = nn.LSTM(d, hidden, batch_first=True)
@@ -91,8 +91,8 @@ def _last(logits: torch.Tensor) -> torch.Tensor:
 MODELS: dict[str, tuple[Callable[[], nn.Module], float, int]] = {
     # name: (build, learning rate, steps)
     "mlp": (lambda: build_model(RunConfig(p=P, op="add", frac=0.5)), 3e-3, 3000),
-    "transformer": (Decoder, 1e-3, 1500),
-    "lstm": (LSTMClassifier, 3e-3, 1500),
+    "transformer": (Decoder, 1e-3, 1000),
+    "lstm": (LSTMClassifier, 3e-3, 1000),
 }
 
 

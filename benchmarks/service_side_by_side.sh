@@ -29,3 +29,6 @@ both metrics_none service_metrics.py --series 10000 --forecaster none
 both metrics_default service_metrics.py --series 10000 --forecaster default
 both memory_none service_memory.py --runs 1000 --points 100 --forecaster none
 both memory_default service_memory.py --runs 1000 --points 100 --forecaster default
+# in-process CPU per point (parse, store, judge, render, then the forecasts): one core's work,
+# so it depends least on how busy the machine is
+both runtable service_runtable.py --runs 32 --batch 10 500 --group 1 --rounds 10 --forecaster none default --mem-points

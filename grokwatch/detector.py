@@ -52,6 +52,7 @@ from grokwatch.decision import (
     Reason,
 )
 from grokwatch.events import EventRules, Events, EventTracker, Outcome
+from grokwatch.forecast.features import rows_of
 from grokwatch.forecast.online import MIN_CONFIDENCE, Forecaster, RunForecaster
 from grokwatch.policy import RunControl, RunPolicy
 
@@ -252,6 +253,27 @@ class _Evaluations:
     def __iter__(self) -> Iterator[Point]:
         return (self.point(i) for i in range(len(self.steps)))
 
+    def rows(
+        self, start: int, columns: Sequence[str]
+    ) -> tuple[list[int], np.ndarray, np.ndarray] | None:
+        """The evaluations from index ``start`` on as arrays: their steps, the values of
+        ``columns`` ``(n, C)`` and which were absent; ``None`` when one of them holds a value
+        that is not a real number (only its dict keeps it)."""
+        steps = self.steps[start:].tolist()
+        if self._raw and any(step in self._raw for step in steps):
+            return None
+        width = len(self._columns)
+        data = np.array(self._data[start * width :], dtype=float).reshape(len(steps), width)
+        values = np.full((len(steps), len(columns)), np.nan)
+        absent = np.ones(values.shape, dtype=bool)
+        for c, name in enumerate(columns):
+            j = self._index.get(name)
+            if j is not None:
+                col = data[:, j]
+                values[:, c] = col
+                absent[:, c] = np.isnan(col) & np.signbit(col)
+        return steps, values, absent
+
 
 class RunDetector:
     """Detector for one run: rule-based events and phases plus, with a forecaster, forecasts.
@@ -289,8 +311,8 @@ class RunDetector:
         self.control: RunControl | None = None
         if policy is not None:
             self.control = policy.start(budget=budget, forecaster=self.forecaster, run=self._run)
-        reads = frozenset() if self._run is None else self._run.measures
-        self._history = _Evaluations(_measures_kept(reads))
+        reads = () if self._run is None else self._run.columns
+        self._history = _Evaluations(_measures_kept(frozenset(reads)))
         self.forecast: Forecast | None = None
         self.decision: Decision | None = None
         self.phase_changes = 0
@@ -406,10 +428,14 @@ class RunDetector:
                 self.phase_changes += 1
 
     def _forecast(self, start: int) -> None:
-        """Feed the forecaster the history from index ``start`` on."""
+        """Feed the forecaster the history from index ``start`` on, as arrays."""
         run, history = self._run, self._history
-        if run is not None and start < len(history):
-            self.forecast = run.update_many([history.point(i) for i in range(start, len(history))])
+        if run is None or start >= len(history):
+            return
+        rows = history.rows(start, run.columns)
+        if rows is None:  # a value that is not a real number: only its dict keeps it
+            rows = rows_of([history.point(i) for i in range(start, len(history))], run.columns)
+        self.forecast = run.update_rows(*rows)
 
     def _decide(self, new: tuple[ChangePoint, ...]) -> Decision:
         decision = self._judge(new)

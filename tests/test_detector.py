@@ -25,13 +25,13 @@ class LastValueForecaster:
     do not read)."""
 
     class Run:
-        measures = frozenset({"weight_norm"})
+        columns = ("weight_norm",)
         change_points: tuple[Any, ...] = ()
         new_change_points: tuple[Any, ...] = ()
 
-        def update_many(self, points: Any) -> Forecast:
-            step, values = points[-1]
-            p = min(max(float(values.get("weight_norm", 0.0)) / 100.0, 0.0), 1.0)
+        def update_rows(self, steps: Any, rows: Any, absent: Any) -> Forecast:
+            step, weight_norm = steps[-1], 0.0 if absent[-1, 0] else float(rows[-1, 0])
+            p = min(max(weight_norm / 100.0, 0.0), 1.0)
             return Forecast(step=step, p_grok_horizon=p, horizon=100, p_grok_budget=p)
 
     def start(self, *, budget: int | None, rules: Any = None, tracker: Any = None) -> Any:

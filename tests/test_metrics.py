@@ -97,7 +97,7 @@ def test_agent_labels_and_finish_reach_the_exporter(model, data):
         train=tr,
         test=te,
         every=1,
-        db=None,
+        transport=None,
         probes=["loss_accuracy"],
         labels={"experiment": "wd-sweep", "team": "ml", "user": "x"},
     )
@@ -116,4 +116,4 @@ def test_agent_labels_and_finish_reach_the_exporter(model, data):
 
 def test_agent_labels_must_be_strings(model, data):
     with pytest.raises(ConfigError, match="labels"):
-        Agent(model, db=None, labels={"team": 1})
+        Agent(model, transport=None, labels={"team": 1})

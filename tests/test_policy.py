@@ -7,7 +7,8 @@ per step) drives the detector; the phases come from real accuracies through the 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,13 +26,13 @@ P = Callable[[int], float]
 class _ScriptedRun:
     change_points: tuple[ChangePoint, ...] = ()
     new_change_points: tuple[ChangePoint, ...] = ()
-    measures: frozenset[str] = frozenset()
+    columns: tuple[str, ...] = ()
 
     def __init__(self, p: P, p_by: Callable[[int], float | None], confidence: float) -> None:
         self.p, self.p_by, self.confidence = p, p_by, confidence
 
-    def update_many(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> Forecast:
-        step = points[-1][0]
+    def update_rows(self, steps: Sequence[int], rows: Any, absent: Any) -> Forecast:
+        step = steps[-1]
         p = self.p(step)
         return Forecast(
             step=step,

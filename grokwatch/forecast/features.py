@@ -286,13 +286,14 @@ def _log_ratio(a: float, b: float) -> float:
 
 def rows_of(
     points: Sequence[tuple[int, Mapping[str, object]]],
+    columns: Sequence[str] = INPUT_COLUMNS,
 ) -> tuple[list[int], np.ndarray, np.ndarray]:
     """Evaluations as :meth:`FeatureState.add_rows` takes them: the steps, the values of
-    :data:`INPUT_COLUMNS` ``(n, C)`` (NaN for anything that is not a number) and which of
-    them are absent (a missing key or ``None``)."""
+    ``columns`` ``(n, C)`` (NaN for anything that is not a number) and which of them are
+    absent (a missing key or ``None``)."""
     steps = [int(step) for step, _ in points]
-    raw = np.array([[v.get(name) for name in INPUT_COLUMNS] for _, v in points], dtype=object)
-    raw = raw.reshape(len(steps), len(INPUT_COLUMNS))
+    raw = np.array([[v.get(name) for name in columns] for _, v in points], dtype=object)
+    raw = raw.reshape(len(steps), len(columns))
     absent = raw == None  # noqa: E711 -- elementwise
     raw[absent] = math.nan
     try:

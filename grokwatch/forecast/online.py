@@ -4,9 +4,10 @@ The detector talks to forecasters through two small interfaces:
 
 - :class:`Forecaster` -- ``start(budget=, rules=, tracker=)`` opens a run and returns its
   :class:`RunForecaster`;
-- :class:`RunForecaster` -- ``update_many(points)`` adds evaluations in step order and
-  returns the forecast at the last (``None`` when it has none); ``measures`` says which keys of
-  an evaluation it reads (the detector keeps only those for replaying late points), and
+- :class:`RunForecaster` -- ``update_rows(steps, rows, absent)`` adds evaluations in step
+  order, given as arrays over its ``columns`` (the measures it reads; the detector keeps only
+  those for replaying late points, as arrays, and hands them over without a dict per
+  evaluation), and returns the forecast at the last (``None`` when it has none);
   ``change_points`` / ``new_change_points`` list the change points it found.
 
 :class:`~grokwatch.forecast.forecaster.GrokForecaster` implements ``start`` with
@@ -45,7 +46,7 @@ from grokwatch.decision import ChangePoint, Forecast, ForecastReason, Phase
 from grokwatch.events import EventRules, EventTracker
 from grokwatch.forecast.features import (
     FEATURE_NAMES,
-    INPUT_MEASURES,
+    INPUT_COLUMNS,
     FeatureState,
     rows_of,
 )
@@ -77,8 +78,8 @@ class RunForecaster(Protocol):
     """One run's forecasting state: everything the detector calls."""
 
     @property
-    def measures(self) -> frozenset[str]:
-        """The keys of an evaluation's values that :meth:`update_many` reads."""
+    def columns(self) -> tuple[str, ...]:
+        """The measures :meth:`update_rows` reads, in the order of its columns."""
 
     @property
     def change_points(self) -> Sequence[ChangePoint]:
@@ -88,9 +89,12 @@ class RunForecaster(Protocol):
     def new_change_points(self) -> Sequence[ChangePoint]:
         """The change points confirmed by the latest update."""
 
-    def update_many(self, points: Sequence[Point]) -> Forecast | None:
-        """Add evaluations in step order (a step not after the last is ignored); the
-        forecast at the last one."""
+    def update_rows(
+        self, steps: Sequence[int], rows: np.ndarray, absent: np.ndarray
+    ) -> Forecast | None:
+        """Add evaluations in step order (a step not after the last is ignored): ``rows[i]``
+        holds the values of :attr:`columns` at ``steps[i]`` (NaN where not a number),
+        ``absent[i]`` which of them were not reported. The forecast at the last one."""
 
 
 class Forecaster(Protocol):
@@ -257,7 +261,7 @@ _BUDGET_FEATURES = [FEATURE_NAMES.index(n) for n in ("log_budget_over_t", "proje
 class GrokRunForecaster:
     """:class:`RunForecaster` of a fitted ``GrokForecaster``: features and assembly."""
 
-    measures: ClassVar[frozenset[str]] = INPUT_MEASURES
+    columns: ClassVar[tuple[str, ...]] = INPUT_COLUMNS
 
     def __init__(
         self,
@@ -286,14 +290,17 @@ class GrokRunForecaster:
         return self.update_many(((step, values),))
 
     def update_many(self, points: Sequence[Point]) -> Forecast | None:
+        """:meth:`update_rows` with the evaluations as points."""
+        return self.update_rows(*rows_of(points)) if points else self.forecast
+
+    def update_rows(
+        self, steps: Sequence[int], rows: np.ndarray, absent: np.ndarray
+    ) -> Forecast | None:
         """Add evaluations in order; the forecast at the last new one (a step not after the
         last step is ignored), equal to ``update`` on each in turn, with one prediction and
         the features brought up to date in one pass of array operations."""
-        if not points:
-            return self.forecast
-        steps, rows, absent = rows_of(points)
         last = self.state.last_step
-        if last is None or max(steps) > last:
+        if len(steps) and (last is None or max(steps) > last):
             self.state.add_rows(steps, rows, absent)
             self.forecast = assemble(self.model, self.state.vector(), Context.of(self.state))
         return self.forecast
@@ -322,11 +329,13 @@ class GrokRunForecaster:
 
 
 class _NoForecasts:
-    measures: frozenset[str] = frozenset()
+    columns: tuple[str, ...] = ()
     change_points: tuple[ChangePoint, ...] = ()
     new_change_points: tuple[ChangePoint, ...] = ()
 
-    def update_many(self, points: Sequence[Point]) -> Forecast | None:
+    def update_rows(
+        self, steps: Sequence[int], rows: np.ndarray, absent: np.ndarray
+    ) -> Forecast | None:
         return None
 
 
@@ -344,17 +353,19 @@ class NullForecaster:
 
 
 class _Constant:
-    measures: frozenset[str] = frozenset()
+    columns: tuple[str, ...] = ()
     change_points: tuple[ChangePoint, ...] = ()
     new_change_points: tuple[ChangePoint, ...] = ()
 
     def __init__(self, p: float, horizon: int, budget: int | None) -> None:
         self.p, self.horizon, self.budget = p, horizon, budget
 
-    def update_many(self, points: Sequence[Point]) -> Forecast | None:
-        if not points:
+    def update_rows(
+        self, steps: Sequence[int], rows: np.ndarray, absent: np.ndarray
+    ) -> Forecast | None:
+        if not len(steps):
             return None
-        step = points[-1][0]
+        step = steps[-1]
         p = self.p if self.budget is None or step <= self.budget else 0.0
         return Forecast(
             step=step,

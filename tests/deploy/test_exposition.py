@@ -111,7 +111,7 @@ def test_promtool_accepts_the_in_process_exporters_scrape(model, data) -> None:
     tool("promtool")
     train, test = data
     agent = Agent(
-        model, train=train, test=test, every=1, db=None, budget=100, labels={"team": "ml"}
+        model, train=train, test=test, every=1, transport=None, budget=100, labels={"team": "ml"}
     )
     for step in range(12):
         agent.step(step, loss=2.0 - step / 10)

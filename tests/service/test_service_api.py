@@ -489,15 +489,14 @@ class AccuracyForecaster:
     """A deterministic stand-in for a forecaster: P(grok) is the last test accuracy."""
 
     class Run:
-        measures = frozenset({"test_accuracy"})
+        columns = ("test_accuracy",)
         change_points: tuple[Any, ...] = ()
         new_change_points: tuple[Any, ...] = ()
 
-        def update_many(self, points: Any) -> Any:
+        def update_rows(self, steps: Any, rows: Any, absent: Any) -> Any:
             from grokwatch.decision import Forecast
 
-            step, values = points[-1]
-            p = float(values.get("test_accuracy", 0.0))
+            step, p = steps[-1], 0.0 if absent[-1, 0] else float(rows[-1, 0])
             return Forecast(
                 step=step,
                 p_grok_horizon=p,

@@ -5,6 +5,7 @@ survive a restart, and bounded measure names."""
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,10 @@ def test_per_run_counters_survive_a_restart(tmp_path: Path) -> None:
 
     def scrape(store: SQLiteStore) -> str:
         with TestClient(create_app(settings, store=store)) as c:
+            deadline = time.monotonic() + 30
+            while c.get("/readyz").status_code != 200:  # the run table loads in the background
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
             return str(c.get("/metrics").text)
 
     store = SQLiteStore(db)
