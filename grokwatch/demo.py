@@ -1,4 +1,4 @@
-"""``grokwatch demo``: a seed-000 modular-addition run that memorizes, then groks, on one core.
+"""``grokwatch demo``: a modular-addition run that memorizes, then groks, on one core.
 
 The run uses the reference trainer (``trainer/``) with the agent attached and shows a live
 progress bar. It records the agent's decision at every evaluation, then prints the events and

@@ -57,10 +57,10 @@ class ActivationSparsity(Probe):
     module (``ctx.layout.hidden``, e.g. the ReLU):
 
     - ``activation_sparsity``: fraction of activations with ``|a| < threshold`` (Golechha 2024,
-      arXiv 2405.12755, seed 001; the paper gives no threshold, 0.1 is the project default);
+      arXiv 2405.12755; the paper gives no threshold, 0.1 is the project default);
     - ``activation_zero_fraction``: fraction exactly 0;
     - ``inactive_neurons``: fraction of hidden units that are exactly 0 on every probe input
-      ("dead" ReLUs; Salah & Yevick 2025, arXiv 2507.11645, seed 000, where this falls as the
+      ("dead" ReLUs; Salah & Yevick 2025, arXiv 2507.11645, where this falls as the
       model generalizes).
     """
 

@@ -29,7 +29,7 @@ class CircuitComplexity(Probe):
     (test set if given, else train), where ``W'`` is ``W`` with a random ``fraction`` (10 %) of the
     entries of one weight parameter set to 0; ``circuit_complexity_mean`` is the same per input.
     A model whose function rests on a few robust circuits moves little (Golechha 2024, arXiv
-    2405.12755, seed 001). The perturbed weights are evaluated with ``ctx.forward(params=...)``;
+    2405.12755). The perturbed weights are evaluated with ``ctx.forward(params=...)``;
     the model itself is never written to. The zeroed entries come from the probe's private
     generator, so a given step always knocks out the same entries.
 

@@ -4,7 +4,7 @@ Dropout is applied to the hidden activations (``ctx.layout.hidden``) of the trai
 need not have been trained with dropout. K sub-networks, one Bernoulli keep mask each, run in ONE
 batched forward (:meth:`~grokwatch.probes.base.ProbeContext.forward` with ``hidden_masks``); the
 layers before the hidden activation run once, only the layers after it run K times. Fresh
-per-input masks would cost 4-9 training steps at K = 16 (RESEARCH.md §4). Masks come from the
+per-input masks would cost 4-9 training steps at K = 16. Masks come from the
 probe's private generator.
 """
 
@@ -55,11 +55,11 @@ class MCDropout(Probe):
     Each pass k drops hidden units with probability ``rate`` (0.3) using its own keep mask,
     scaled by ``1 / (1 - rate)``, and measures test accuracy ``acc_k``. Keys:
     ``mc_dropout_accuracy_mean`` and ``mc_dropout_accuracy_var`` (population variance over the
-    passes). Salah & Yevick (2025, arXiv 2507.11645, seed 000) found the variance peaks locally
+    passes). Salah & Yevick (2025, arXiv 2507.11645) found the variance peaks locally
     around grokking; one replication found the peak at or after grokking on a transformer.
 
     ``passes`` defaults to 16, not the paper's 100, for cost: the masked part of the forward
-    grows linearly with K. On the p = 53 seed-000 model (1405 test inputs, one CPU thread) 16
+    grows linearly with K. On the p = 53 reference model (1405 test inputs, one CPU thread) 16
     passes cost about 2 full-batch training steps at every evaluation, 100 passes about 19. The
     relative standard error of a variance estimated from K passes is about ``sqrt(2 / (K - 1))``,
     0.37 at K = 16 against 0.14 at K = 100: coarser, but enough to see a peak that spans several
@@ -93,11 +93,11 @@ class DropoutRobustness(Probe):
 
     For each rate in 0.0, 0.1, ..., 0.9, ``passes`` (4) sub-networks with their own keep masks;
     all 10 x passes sub-networks run in one batched forward. The curve is the mean accuracy per
-    rate (Salah & Yevick 2025, arXiv 2507.11645, seed 000: generalizing networks degrade more
+    rate (Salah & Yevick 2025, arXiv 2507.11645: generalizing networks degrade more
     gracefully). Keys: ``dropout_robustness_auc``, the mean accuracy over the rates (area under
     the curve on [0, 1) with step 0.1); snapshot arrays ``dropout_robustness_curve`` ``(10,)`` and
     ``dropout_robustness_rates`` ``(10,)``. Computed every 10th evaluation (``period``): its 40
-    sub-networks cost about 8 training steps on the p = 53 seed-000 model (one CPU thread).
+    sub-networks cost about 8 training steps on the p = 53 reference model (one CPU thread).
     """
 
     name = "dropout_robustness"

@@ -129,7 +129,7 @@ class EmbeddingStructure(Probe):
     modular arithmetic places the residues on circles, ``E[a] ~ sum_k (cos w_k a, sin w_k a)``
     (Nanda et al. 2023, arXiv 2301.05217), so ``C[a, b]`` depends only on ``(a - b) mod p``: C is
     circulant, and its heat map shows the diagonal bands that appear with generalization (Salah
-    & Yevick 2025, arXiv 2507.11645, seed 000 figures). ``embedding_band_score`` measures that:
+    & Yevick 2025, arXiv 2507.11645, their figures). ``embedding_band_score`` measures that:
     the fraction of the off-diagonal variance of C explained by its circulant projection (the
     mean of each band ``C[i, (i+d) mod n]``), ``1 - |C - C~|^2 / |C - mean C|^2`` over the
     off-diagonal entries, clipped to [0, 1]. An exactly circulant C scores 1; random embeddings
@@ -165,8 +165,8 @@ class EmbeddingBimodality(Probe):
 
     ``b = (g^2 + 1) / (kappa + 3 (n-1)^2 / ((n-2)(n-3)))`` with g the sample skewness and kappa
     the sample excess kurtosis (bias-corrected), n the number of values. A Gaussian gives about
-    1/3, a uniform 5/9; ``b > 5/9`` suggests bimodality. Salah & Yevick (2025, arXiv 2507.11645,
-    seed 000) saw the embedding values turn from Gaussian to bimodal (peaks near +-0.4) with
+    1/3, a uniform 5/9; ``b > 5/9`` suggests bimodality. Salah & Yevick (2025, arXiv
+    2507.11645) saw the embedding values turn from Gaussian to bimodal (peaks near +-0.4) with
     generalization.
 
     Keys: ``embedding_bimodality``, ``embedding_skewness``, ``embedding_excess_kurtosis``;

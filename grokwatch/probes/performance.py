@@ -29,7 +29,7 @@ class LossAccuracy(Probe):
 
     ``<split>_loss`` is the mean of ``ctx.loss_fn`` (per-sample, cross-entropy by default) over the
     split; ``<split>_accuracy`` the fraction of inputs whose arg-max logit is the target. These are
-    the curves the memorization and grokking steps are read from (RESEARCH.md §1; seed 002).
+    the curves the memorization and grokking steps are read from (``grokwatch.events``).
 
     Keys: ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy`` (only the splits
     present). Not applicable without any probe set.

@@ -60,7 +60,7 @@ class WeightEntropy(Probe):
 
     Natural log, no normalization, ``0 log 0 = 0``; a weight matrix is any parameter with two or
     more dimensions (embeddings included). Lower entropy means a more concentrated weight
-    distribution, which Golechha (2024, arXiv 2405.12755; seed 001) found tracks generalization
+    distribution, which Golechha (2024, arXiv 2405.12755) found tracks generalization
     better than the weight norm.
 
     Keys: ``weight_entropy/<name>`` per matrix and ``weight_entropy``, their sum.
