@@ -81,23 +81,34 @@ MeasureName = Annotated[
 RunId = Annotated[
     str, Field(min_length=1, max_length=128, pattern=RUN_ID_PATTERN, examples=["run-0"])
 ]
+
+
+def _map_schema(
+    max_items: int, key_pattern: str, key_max_length: int, value_schema: dict[str, Any]
+) -> WithJsonSchema:
+    """The published JSON schema of a bounded name -> value map: its size bound, its keys'
+    pattern and length, and its values' schema."""
+    return WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": max_items,
+            "propertyNames": {"pattern": key_pattern, "minLength": 1, "maxLength": key_max_length},
+            "additionalProperties": value_schema,
+        }
+    )
+
+
 LABEL_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 LabelKey = Annotated[str, Field(min_length=1, max_length=64, pattern=LABEL_KEY_PATTERN)]
 LabelValue = Annotated[str, Field(max_length=256, pattern=LABEL_VALUE_PATTERN)]
 Labels = Annotated[
     dict[LabelKey, LabelValue],
     Field(max_length=MAX_LABELS),
-    WithJsonSchema(
-        {
-            "type": "object",
-            "maxProperties": MAX_LABELS,
-            "propertyNames": {"pattern": LABEL_KEY_PATTERN, "minLength": 1, "maxLength": 64},
-            "additionalProperties": {
-                "type": "string",
-                "maxLength": 256,
-                "pattern": LABEL_VALUE_PATTERN,
-            },
-        }
+    _map_schema(
+        MAX_LABELS,
+        LABEL_KEY_PATTERN,
+        64,
+        {"type": "string", "maxLength": 256, "pattern": LABEL_VALUE_PATTERN},
     ),
 ]
 """Label names follow Prometheus label-name rules; values are short strings."""
@@ -223,13 +234,8 @@ class RunCreate(_Request):
 Values = Annotated[
     dict[MeasureName, WireValue],
     Field(max_length=MAX_VALUES_PER_POINT),
-    WithJsonSchema(
-        {
-            "type": "object",
-            "maxProperties": MAX_VALUES_PER_POINT,
-            "propertyNames": {"pattern": MEASURE_NAME_PATTERN, "minLength": 1, "maxLength": 128},
-            "additionalProperties": TypeAdapter(WireValue).json_schema(),
-        }
+    _map_schema(
+        MAX_VALUES_PER_POINT, MEASURE_NAME_PATTERN, 128, TypeAdapter(WireValue).json_schema()
     ),
 ]
 """A point's measured values by measure name (at most ``MAX_VALUES_PER_POINT``)."""
