@@ -1,36 +1,45 @@
 """Agent overhead on an MLP, a transformer and an LSTM, side by side in one process.
 
-Each model trains full batch (AdamW) on (a + b) mod 53 with half the pairs, for a fixed number
-of steps, without and with a ``grokwatch.Agent`` attached (every built-in probe, SQLite store in
-a temporary directory), alternating ``--repeats`` times so machine noise hits both alike. One
-torch thread, as in a sweep worker.
+Each model trains full batch (AdamW) on (a + b) mod 53 with half the pairs for 3000 steps,
+without and with a ``grokwatch.Agent`` at its defaults (every built-in probe, the 1 % cap,
+``budget=steps``, SQLite store in a temporary directory), one torch thread as in a sweep worker.
+The bare and watched runs alternate (bare first in even repeats, watched first in odd ones), so
+machine noise and drift hit both alike; the loop passes ``loss=loss`` as users do.
 
 - ``mlp``: the reference run (seed-000 MLP, factorized first layer, ``trainer.train``);
 - ``transformer``: one pre-LN block (4 heads, GELU MLP applied functionally), tokens
   ``[a, b, =]``, logits at every position ``(N, 3, p)`` (read at the last by the agent);
 - ``lstm``: embedding -> LSTM(64) -> last state -> Linear.
 
-At the defaults (``Agent(model, train=..., test=..., budget=steps)``: the agent picks the steps
-under its 1 % cap) each watched run reports:
+For each model (``models`` in the JSON):
 
-- ``default_overhead``: the agent's share of the training loop's wall time, as the agent
-  measures it and as the cap bounds it: seconds inside ``agent.step`` over the loop's seconds
-  (median over repeats);
-- ``wall_overhead`` / ``cpu_overhead``: the watched run's wall / process CPU time over the bare
-  run's, minus 1 (median over the interleaved pairs), including set-up and ``close``; on a
-  shared machine these carry a few percent of noise either way;
-- the evaluations run and skipped, set-up and close seconds.
+- ``default_overhead``: **the wall-clock overhead the goal is judged on**, the median over the
+  interleaved pairs of watched wall / bare wall - 1, set-up and ``close`` included; with
+  ``wall_overhead_pairs`` (every pair), ``wall_overhead_iqr`` and ``wall_overhead_ci95`` (a
+  seeded bootstrap of the median), and ``noise_bare_pairs``: the same ratio between the bare runs
+  of consecutive repeats, the machine's own noise;
+- ``agent_share``: the agent's own measure of its share (what the cap bounds: time inside its
+  calls plus its delivery thread's CPU), and ``agent_call_share``: the time in ``agent.step``
+  seen from the loop, call overhead included;
+- ``train_step_slowdown``: median training-step time (forward, backward, update; the agent's
+  calls excluded) watched / bare - 1: a cost the agent leaves in the loop outside its own calls
+  (hooks left installed, a busy thread) shows here;
+- ``evaluations`` (all in the first 3000 steps), ``probe_runs`` (runs on all rows per probe),
+  ``skipped_evaluations``, ``one_off_seconds``, ``background_seconds``, set-up and close.
 
-For the MLP the fixed cadences of ``--every`` (no cap) are also run, with each probe's cost per
-evaluation in training steps (``probe_cost_in_train_steps``, at the first cadence).
+For the MLP the fixed cadences of ``--every`` (no cap) also run in the first
+``--cadence-repeats`` repeats, with each probe's cost per evaluation in training steps
+(``probe_cost_in_train_steps``, at the first cadence).
 
-    python benchmarks/overhead.py [--repeats 3] [--every 100 500] [--json OUT]
+    python benchmarks/overhead.py [--repeats 4] [--mlp-repeats 8] [--every 100 500] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import random
 import statistics
 import tempfile
 import time
@@ -91,8 +100,8 @@ def _last(logits: torch.Tensor) -> torch.Tensor:
 MODELS: dict[str, tuple[Callable[[], nn.Module], float, int]] = {
     # name: (build, learning rate, steps)
     "mlp": (lambda: build_model(RunConfig(p=P, op="add", frac=0.5)), 3e-3, 3000),
-    "transformer": (Decoder, 1e-3, 1000),
-    "lstm": (LSTMClassifier, 3e-3, 1000),
+    "transformer": (Decoder, 1e-3, 3000),
+    "lstm": (LSTMClassifier, 3e-3, 3000),
 }
 
 
@@ -105,7 +114,8 @@ def one_run(
     data = make_dataset(P, "add", 0.5, data_seed=0)
     model = build()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1.0, betas=(0.9, 0.98))
-    start, cpu_start = time.perf_counter(), time.process_time()
+    clock = time.perf_counter
+    start, cpu_start = clock(), time.process_time()
     agent = None
     if agent_kwargs is not None:
         agent = Agent(
@@ -116,104 +126,164 @@ def one_run(
             transport=db,
             **agent_kwargs,
         )
-    setup = time.perf_counter() - start
+    setup = clock() - start
+    train_times: list[float] = []
+    agent_seconds = 0.0
+    loop_start = clock()
     for step in range(steps):
+        t0 = clock()
         loss = F.cross_entropy(_last(model(data.train_x)), data.train_y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        t1 = clock()
+        train_times.append(t1 - t0)
         if agent is not None:
-            agent.step(step, loss=loss.detach())
-    out: dict[str, Any] = {"setup_seconds": setup}
+            agent.step(step, loss=loss)
+            agent_seconds += clock() - t1
+    loop = clock() - loop_start
+    out: dict[str, Any] = {"setup_seconds": setup, "train_step": statistics.median(train_times)}
     if agent is not None:
         out["agent_share"] = agent.overhead_ratio
-        closing = time.perf_counter()
+        out["agent_call_share"] = agent_seconds / loop
+        closing = clock()
         agent.close()
-        out["close_seconds"] = time.perf_counter() - closing
+        out["close_seconds"] = clock() - closing
         summary = agent.summary()
         out["evaluations"] = agent.evaluations
+        out["evaluated_steps"] = [s for s, _ in agent.history]
         out["skipped_evaluations"] = summary["skipped_evaluations"]
+        out["one_off_seconds"] = summary["agent_one_off_seconds"]
+        out["background_seconds"] = summary["agent_background_seconds"]
         out["agent_errors"] = agent.errors
         out["probe_seconds"] = dict(agent.probe_seconds)
-    out["wall"] = time.perf_counter() - start
+        out["probe_runs"] = {p.name: agent.probe_runs.get(p.name, 0) for p in agent.probes}
+    out["wall"] = clock() - start
     out["cpu"] = time.process_time() - cpu_start
     return out
 
 
+def _median_ci(values: list[float], seed: int = 0, draws: int = 2000) -> tuple[float, float]:
+    """A seeded percentile bootstrap 95 % interval of the median of ``values``."""
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
+    return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
+
+
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
+
+
 def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=4, help="interleaved pairs per model")
+    parser.add_argument("--mlp-repeats", type=int, default=8, help="pairs for the (cheap) MLP")
+    parser.add_argument("--cadence-repeats", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every model's steps")
     parser.add_argument("--every", type=int, nargs="*", default=[100, 500], help="MLP cadences")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     steps = {name: max(50, int(s * args.scale)) for name, (_, _, s) in MODELS.items()}
-    variants: dict[str, dict[str, dict[str, Any] | None]] = {
-        name: {"bare": None, "default": {}} for name in MODELS
+    repeats = {name: args.repeats for name in MODELS} | {"mlp": args.mlp_repeats}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        name: {"bare": [], "default": []} for name in MODELS
     }
     for every in args.every:
-        variants["mlp"][f"every_{every}"] = {"every": every}
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-        name: {v: [] for v in vs} for name, vs in variants.items()
-    }
+        runs["mlp"][f"every_{every}"] = []
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for name in MODELS:
             one_run(name, 20, agent_kwargs={}, db=Path(tmp) / "warm.db")  # warm-up
-        for i in range(args.repeats):
-            for name, vs in variants.items():
-                for variant, kwargs in vs.items():
+        for i in range(max(repeats.values())):
+            for name in MODELS:
+                if i >= repeats[name]:
+                    continue
+                order: list[tuple[str, dict[str, Any] | None]] = [("bare", None), ("default", {})]
+                if name == "mlp" and i < args.cadence_repeats:
+                    order += [(f"every_{e}", {"every": e}) for e in args.every]
+                if i % 2:
+                    order.reverse()
+                for variant, kwargs in order:
                     db = Path(tmp) / f"{name}-{variant}-{i}.db"
                     runs[name][variant].append(
                         one_run(name, steps[name], agent_kwargs=kwargs, db=db)
                     )
+            print(f"repeat {i + 1} done at {time.perf_counter() - started:.0f} s", flush=True)
 
-    def ratio(name: str, variant: str, key: str) -> float:
-        pairs = zip(runs[name][variant], runs[name]["bare"], strict=True)
-        return statistics.median(w[key] / b[key] - 1 for w, b in pairs)
+    def pairs(name: str, variant: str, key: str) -> list[float]:
+        bare = runs[name]["bare"]
+        return [w[key] / b[key] - 1 for w, b in zip(runs[name][variant], bare, strict=False)]
 
-    result: dict[str, Any] = {"repeats": args.repeats, "threads": 1, "models": {}}
-    print(f"agent overhead, {args.repeats} interleaved repeats, 1 thread (median over repeats)")
+    result: dict[str, Any] = {
+        "repeats": repeats,
+        "threads": 1,
+        "goal": "default_overhead (median paired wall-clock overhead) <= 0.01",
+        "models": {},
+    }
+    print(f"agent overhead at the defaults, interleaved pairs {repeats}, 1 thread")
     for name in MODELS:
-        watched = runs[name]["default"]
+        watched, bare = runs[name]["default"], runs[name]["bare"]
+        wall = pairs(name, "default", "wall")
+        noise = [a["wall"] / b["wall"] - 1 for a, b in itertools.pairwise(bare)]
+        probe_names = list(watched[0]["probe_runs"])
         entry = {
             "steps": steps[name],
-            "train_step_ms": 1000
-            * statistics.median(r["wall"] for r in runs[name]["bare"])
-            / steps[name],
-            "default_overhead": statistics.median(r["agent_share"] for r in watched),
-            "wall_overhead": ratio(name, "default", "wall"),
-            "cpu_overhead": ratio(name, "default", "cpu"),
+            "train_step_ms": 1000 * statistics.median(r["train_step"] for r in bare),
+            "default_overhead": statistics.median(wall),
+            "wall_overhead_pairs": wall,
+            "wall_overhead_iqr": list(_quartiles(wall)),
+            "wall_overhead_ci95": list(_median_ci(wall)),
+            "noise_bare_pairs": noise,
+            "agent_share": statistics.median(r["agent_share"] for r in watched),
+            "agent_call_share": statistics.median(r["agent_call_share"] for r in watched),
+            "train_step_slowdown": statistics.median(pairs(name, "default", "train_step")),
+            "cpu_overhead": statistics.median(pairs(name, "default", "cpu")),
             "evaluations": statistics.median(r["evaluations"] for r in watched),
+            "evaluations_each_run": [r["evaluations"] for r in watched],
+            "evaluated_steps": watched[0]["evaluated_steps"],
+            "probe_runs": {
+                p: statistics.median(r["probe_runs"].get(p, 0) for r in watched)
+                for p in probe_names
+            },
             "skipped_evaluations": statistics.median(r["skipped_evaluations"] for r in watched),
+            "one_off_seconds": statistics.median(r["one_off_seconds"] for r in watched),
+            "background_seconds": statistics.median(r["background_seconds"] for r in watched),
             "setup_seconds": statistics.median(r["setup_seconds"] for r in watched),
             "close_seconds": statistics.median(r["close_seconds"] for r in watched),
             "agent_errors": max(r["agent_errors"] for r in watched),
-            "bare_wall": [r["wall"] for r in runs[name]["bare"]],
+            "bare_wall": [r["wall"] for r in bare],
             "default_wall": [r["wall"] for r in watched],
         }
         result["models"][name] = entry
+        lo, hi = entry["wall_overhead_ci95"]
         print(
-            f"{name:<12} {steps[name]} steps of {entry['train_step_ms']:.2f} ms: agent share "
-            f"{100 * entry['default_overhead']:.2f} % ({entry['evaluations']:.0f} evaluations, "
-            f"{entry['skipped_evaluations']:.0f} skipped); watched/bare - 1: wall "
-            f"{100 * entry['wall_overhead']:+.2f} %, CPU {100 * entry['cpu_overhead']:+.2f} % "
-            f"(set-up {entry['setup_seconds']:.2f} s, close {entry['close_seconds']:.2f} s)"
+            f"{name:<12} {steps[name]} steps of {entry['train_step_ms']:.2f} ms: wall "
+            f"{100 * entry['default_overhead']:+.2f} % (95 % CI {100 * lo:+.2f} .. "
+            f"{100 * hi:+.2f}; bare-vs-bare noise {', '.join(f'{100 * x:+.1f}' for x in noise)}"
+            f" %); agent's own share {100 * entry['agent_share']:.2f} %, calls seen from the "
+            f"loop {100 * entry['agent_call_share']:.2f} %, training steps "
+            f"{100 * entry['train_step_slowdown']:+.2f} %; {entry['evaluations']:.0f} "
+            f"evaluations ({entry['skipped_evaluations']:.0f} grid steps skipped)"
         )
     # the reference MLP at fixed cadences without a cap, and each probe's cost
     mlp_steps = steps["mlp"]
-    step_seconds = statistics.median(r["cpu"] for r in runs["mlp"]["bare"]) / mlp_steps
+    step_seconds = statistics.median(r["train_step"] for r in runs["mlp"]["bare"])
     result.update({"steps": mlp_steps, "train_step_ms": 1000 * step_seconds, "cadences": {}})
     for every in args.every:
         variant = f"every_{every}"
+        wall, cpu = pairs("mlp", variant, "wall"), pairs("mlp", variant, "cpu")
         result["cadences"][str(every)] = {
             "times": [(r["wall"], r["cpu"]) for r in runs["mlp"][variant]],
-            "wall_ratio_median": 1 + ratio("mlp", variant, "wall"),
-            "cpu_ratio_median": 1 + ratio("mlp", variant, "cpu"),
+            "wall_ratio_median": 1 + statistics.median(wall),
+            "cpu_ratio_median": 1 + statistics.median(cpu),
         }
         print(
-            f"mlp every {every:>4} (no cap): wall {100 * ratio('mlp', variant, 'wall'):+.2f} %, "
-            f"CPU {100 * ratio('mlp', variant, 'cpu'):+.2f} %"
+            f"mlp every {every:>4} (no cap): wall {100 * statistics.median(wall):+.2f} %, "
+            f"CPU {100 * statistics.median(cpu):+.2f} %"
         )
     if args.every:
         first = runs["mlp"][f"every_{args.every[0]}"][-1]
@@ -224,6 +294,7 @@ def main() -> dict[str, Any]:
         print(f"per-probe cost per evaluation at every={args.every[0]}, in training steps:")
         for k, v in sorted(result["probe_cost_in_train_steps"].items(), key=lambda kv: -kv[1]):
             print(f"  {k:<22} {v:6.3f}")
+    result["seconds"] = time.perf_counter() - started
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

@@ -42,10 +42,16 @@ from grokwatch.exceptions import ConfigError
 from grokwatch.options import Layers, Limits, whole
 from grokwatch.policy import RunPolicy
 from grokwatch.probes import Layout, Probe, ProbeContext, ProbeResult, resolve, run_probe
-from grokwatch.probes.base import cross_entropy_per_sample
+from grokwatch.probes.base import ProbeSet, cross_entropy_per_sample
 from grokwatch.probesets import Data, locate_layers, prepare_probe_set
 from grokwatch.rundata import RunData
-from grokwatch.schedule import DEFAULT_OVERHEAD, Schedule, check_overhead
+from grokwatch.schedule import (
+    CALIBRATION_ROWS,
+    DEFAULT_OVERHEAD,
+    Plan,
+    Schedule,
+    check_overhead,
+)
 from grokwatch.transport import Record
 
 __all__ = ["MAX_CONSECUTIVE_FAILURES", "Agent", "default_db_path"]
@@ -171,7 +177,14 @@ class Agent:
         self.model = model
         self.every = every
         self.snapshot_every = limits.snapshot_every or (10 * every if every else None)
-        self._schedule = Schedule(every, check_overhead(overhead), self.snapshot_every)
+        self._schedule = Schedule(
+            every,
+            check_overhead(overhead),
+            self.snapshot_every,
+            budget=budget,
+            background=lambda: self.transport.stats.busy_seconds,
+        )
+        self._clock = self._schedule.clock
         self.probes: list[Probe] = resolve(probes)
         self.modulus = modulus
         self.loss_fn = io.loss_fn or cross_entropy_per_sample
@@ -211,6 +224,8 @@ class Agent:
         self.statuses: dict[str, ProbeResult] = {}
         self.probe_seconds: dict[str, float] = collections.defaultdict(float)
         self.probe_errors: dict[str, int] = collections.defaultdict(int)
+        self.probe_runs: dict[str, int] = collections.defaultdict(int)
+        """Runs of each probe on all rows (calibration runs on a few rows not counted)."""
         self.disabled: dict[str, str] = {}
         self._consecutive: dict[str, int] = collections.defaultdict(int)
         self._logged_at: dict[str, float] = {}
@@ -222,9 +237,9 @@ class Agent:
         self._pending_losses: collections.deque[tuple[int, torch.Tensor | float]] = (
             collections.deque(maxlen=limits.loss_window)
         )
-        self._losses: collections.deque[tuple[int, float]] = collections.deque(
-            maxlen=limits.loss_window
-        )
+        self._loss_steps: collections.deque[int] = collections.deque(maxlen=limits.loss_window)
+        self._loss_values: collections.deque[float] = collections.deque(maxlen=limits.loss_window)
+        self._calibration: list[ProbeContext] | None = None
         self._last_step: int | None = None
         self._seen_events: set[str] = set()
         self._array_probes: set[str] = set()
@@ -297,19 +312,29 @@ class Agent:
         agent's own measurement of them. Steps may be skipped (a loop may call every 100
         steps): evaluations fall on the same grid steps, and windows are in steps.
         """
-        entered = self._schedule.enter()
+        # the path of a call that only records the loss is kept short: it runs at every step
+        clock, schedule = self._clock, self._schedule
+        entered = clock()
+        if schedule.started is None:
+            schedule.started = entered
         try:
             if self._closed:
                 return self.decision
-            step = whole("step", step, -(2**62))
-            if self._last_step is not None and step <= self._last_step:
+            if type(step) is not int:
+                step = whole("step", step, -(2**62))
+            last = self._last_step
+            if last is not None and step <= last:
                 self.ignored_steps += 1
                 return self.decision
             self._last_step = step
             if loss is not None:
-                value = loss.detach() if isinstance(loss, torch.Tensor) else float(loss)
-                self._pending_losses.append((step, value))
-            if step < self._schedule.next_due:
+                if isinstance(loss, torch.Tensor):  # kept without a sync, and without its graph
+                    self._pending_losses.append(
+                        (step, loss.detach() if loss.requires_grad else loss)
+                    )
+                else:
+                    self._pending_losses.append((step, float(loss)))
+            if step < schedule.next_due:
                 return self.decision
             given = {
                 "train_loss": train_loss,
@@ -327,41 +352,50 @@ class Agent:
                 self.decision.step, Reason.AGENT_ERROR, self.last_error, self.decision.phase
             )
         finally:
-            self._schedule.leave(entered)
+            schedule.spent += clock() - entered
         return self.decision
 
     def _drain_losses(self, step: int) -> None:
-        if self._pending_losses:
-            steps = [s for s, _ in self._pending_losses]
-            raw = [v for _, v in self._pending_losses]
-            if all(isinstance(v, torch.Tensor) for v in raw):
-                tensors = [v.float().reshape(()) for v in raw if isinstance(v, torch.Tensor)]
-                values = torch.stack(tensors).tolist()  # sync
+        pending = self._pending_losses
+        if pending:
+            steps = [s for s, _ in pending]
+            raw = [v for _, v in pending]
+            values: list[float]
+            if all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in raw):
+                try:
+                    values = torch.stack(raw).float().tolist()  # type: ignore[arg-type]  # sync
+                except RuntimeError:  # mixed devices or dtypes
+                    values = [float(v) for v in raw]
             else:
                 values = [float(v) for v in raw]  # sync per tensor (mixed input)
-            self._losses.extend(zip(steps, values, strict=True))
-            self._pending_losses.clear()
-        while self._losses and self._losses[0][0] <= step - self._loss_window:
-            self._losses.popleft()
+            self._loss_steps.extend(steps)
+            self._loss_values.extend(values)
+            pending.clear()
+        while self._loss_steps and self._loss_steps[0] <= step - self._loss_window:
+            self._loss_steps.popleft()
+            self._loss_values.popleft()
 
     def _measure(self, step: int, given: Mapping[str, float], entered: float) -> None:
-        started = time.perf_counter()
+        started = self._clock()
         schedule = self._schedule
         schedule.next_due = schedule.after(step)
         active = [p for p in self.probes if p.name not in self.disabled]
-        if not schedule.allows(active, entered):
+        snapshot = step >= schedule.next_snapshot
+        plan = schedule.plan(active, step, snapshot, entered)
+        if plan is None:
             schedule.skipped += 1
             return
-        snapshot = step >= schedule.next_snapshot
-        plan = schedule.plan(active, step, snapshot)
         self._drain_losses(step)
-        values = self._run_probes(step, plan, snapshot, scheduled=True)
-        if self._losses:
-            values["train_loss_step"] = self._losses[-1][1]
+        probe_seconds = 0.0
+        if plan.calibrate is not None:
+            probe_seconds += self._calibrate(step, plan.calibrate, one_off=plan.first)
+        values, seconds = self._run_probes(step, plan.probes, snapshot, plan=plan)
+        probe_seconds += seconds
+        if self._loss_values:
+            values["train_loss_step"] = self._loss_values[-1]
         values.update(given)
         values["agent_probe_errors"] = float(sum(self.probe_errors.values()))
         values["agent_overhead_ratio"] = schedule.ratio()
-        schedule.evaluations += 1
         self.decision = self.detector.observe(step, values)
         remote = self.transport.remote_decision()
         if remote is not None:
@@ -371,45 +405,90 @@ class Agent:
         new_event = self._new_event()
         if snapshot or new_event:
             if not snapshot:
-                self._run_probes(step, self._snapshot_probes(), True)
+                probe_seconds += self._run_probes(step, self._snapshot_probes(), True)[1]
             schedule.next_snapshot = schedule.snapshot_after(step)
         self.last_report_time = time.time()
-        self.measure_seconds += time.perf_counter() - started
+        elapsed = self._clock() - started
+        self.measure_seconds += elapsed
+        schedule.evaluated(elapsed - probe_seconds, first=plan.first)
 
     def _snapshot_probes(self) -> list[Probe]:
         """Extra snapshots (events, close) rerun only the probes that produce arrays (and,
-        under a cap, only the cheap ones)."""
-        active = self._schedule.cheap([p for p in self.probes if p.name not in self.disabled])
-        if not self._array_probes:
+        under a cap, only the core ones)."""
+        schedule = self._schedule
+        active = [
+            p
+            for p in self.probes
+            if p.name not in self.disabled and (schedule.overhead is None or schedule.core(p))
+        ]
+        if not self._array_probes and schedule.overhead is None:
             return active
         return [p for p in active if p.name in self._array_probes]
 
-    def _run_probes(
-        self, step: int, probes: list[Probe], snapshot: bool, *, scheduled: bool = False
-    ) -> dict[str, float]:
-        """Run ``probes``; only a ``scheduled`` run moves their next due steps."""
-        ctx = ProbeContext(
+    def _context(self, step: int, snapshot: bool, rows: int | None = None) -> ProbeContext:
+        """The probes' view of the model at ``step`` (on the first ``rows`` rows of each set)."""
+
+        def head(data: ProbeSet | None) -> ProbeSet | None:
+            if data is None or rows is None:
+                return data
+            return ProbeSet(data.inputs.head(min(rows, data.inputs.rows)), data.targets[:rows])
+
+        return ProbeContext(
             self.model,
             step=step,
             layout=self.layout,
-            train=self._train,
-            test=self._test,
-            train_losses=[v for _, v in self._losses],
-            train_loss_steps=[s for s, _ in self._losses],
+            train=head(self._train),
+            test=head(self._test),
+            train_losses=self._loss_values,
+            train_loss_steps=self._loss_steps,
             generator_seed=self._seed,
             loss_fn=self.loss_fn,
             modulus=self.modulus,
             snapshot=snapshot,
             call=self._call,
         )
+
+    def _calibrate(self, step: int, probe: Probe, *, one_off: bool = False) -> float:
+        """Time ``probe`` on a few rows of each probe set (values discarded): its cost on all
+        rows is extrapolated by the schedule. Returns the seconds spent."""
+        started = self._clock()
+        rows = max((d.inputs.rows for d in (self._train, self._test) if d is not None), default=0)
+        small, large = CALIBRATION_ROWS
+        sizes = (min(small, rows), min(large, max(small, rows // 2)))  # fewer rows than all
+        if self._calibration is None:
+            self._calibration = [self._context(step, False, n) for n in sizes]
+            for ctx in self._calibration:  # the shared captures, computed once as in evaluations
+                for split in ("train", "test"):
+                    if getattr(ctx, split) is not None:
+                        ctx.capture(split)
+        timings = []
+        for n, ctx in zip(sizes, self._calibration, strict=True):
+            t0 = self._clock()
+            run_probe(probe, ctx)
+            timings.append((n, self._clock() - t0))
+        seconds = self._clock() - started
+        self._schedule.calibrated(probe, timings, rows, seconds, one_off=one_off)
+        return seconds
+
+    def _run_probes(
+        self, step: int, probes: list[Probe], snapshot: bool, *, plan: Plan | None = None
+    ) -> tuple[dict[str, float], float]:
+        """Run ``probes``; only a scheduled run (with its ``plan``) moves their next due steps.
+
+        Returns the values and the seconds spent in the probes."""
+        ctx = self._context(step, snapshot)
         values: dict[str, float] = {}
         arrays: dict[str, np.ndarray] = {}
+        total = 0.0
         for probe in probes:
-            t0 = time.perf_counter()
+            t0 = self._clock()
             result = run_probe(probe, ctx)
-            seconds = time.perf_counter() - t0
+            seconds = self._clock() - t0
+            total += seconds
             self.probe_seconds[probe.name] += seconds
-            self._schedule.ran(probe, seconds, step if scheduled else None)
+            self.probe_runs[probe.name] += 1
+            account = "extra" if plan is None else plan.account(probe)
+            self._schedule.ran(probe, seconds, None if plan is None else step, account=account)
             self.statuses[probe.name] = result
             self._account(step, result)
             values.update(result.values)
@@ -418,7 +497,7 @@ class Agent:
                 self._array_probes.add(probe.name)
         if snapshot and arrays:
             self._keep_snapshot(step, arrays)
-        return values
+        return values, total
 
     def _account(self, step: int, result: ProbeResult) -> None:
         """Count a probe failure, log it (rate-limited), switch the probe off if it persists."""
@@ -495,12 +574,15 @@ class Agent:
                 "agent_errors": self.errors,
                 "agent_last_error": self.last_error,
                 "agent_overhead_ratio": self.overhead_ratio,
+                "agent_one_off_seconds": self._schedule.one_off,
+                "agent_background_seconds": self.transport.stats.busy_seconds,
                 "ignored_steps": self.ignored_steps,
                 "transport_dropped": self.transport.stats.dropped,
                 "measure_seconds": self.measure_seconds,
                 "probe_status": {k: r.status for k, r in self.statuses.items()},
                 "probe_reasons": {k: r.reason for k, r in self.statuses.items() if r.reason},
                 "probe_errors": dict(self.probe_errors),
+                "probe_runs": dict(self.probe_runs),
                 "probes_disabled": dict(self.disabled),
             }
         )

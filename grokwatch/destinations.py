@@ -59,7 +59,10 @@ def open_transport(target: Target = "auto") -> Transport:
     ):
         return HTTPTransport(list(urls) if len(urls) > 1 else urls[0])
     if isinstance(target, str | os.PathLike):
-        return StoreTransport(SQLiteStore(Path(target)))
+        path = Path(target)
+        if path.is_dir():
+            raise ConfigError(f"transport path {str(path)!r} is a directory, not a database file")
+        return StoreTransport(opener=lambda: SQLiteStore(path))
     raise ConfigError(
         f"transport must be a Transport, a service URL, a database path, 'auto' or None, "
         f"got {target!r}"

@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -48,6 +48,8 @@ class TransportStats:
     dropped: int = 0
     errors: int = 0
     last_error: str = ""
+    busy_seconds: float = 0.0
+    """CPU time of the delivery thread in ``deliver`` (the agent counts it as its own cost)."""
 
 
 class Transport:
@@ -126,6 +128,7 @@ class Transport:
                 self._deliver_safely(batch)
 
     def _deliver_safely(self, batch: Sequence[Record]) -> None:
+        started = time.thread_time()
         try:
             self.deliver(batch)
             delivered = len(batch)
@@ -137,6 +140,7 @@ class Transport:
         with self._count_lock:
             self.stats.delivered += delivered
             self._pending -= len(batch)
+            self.stats.busy_seconds += time.thread_time() - started
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far was handled; False on timeout."""
@@ -173,11 +177,40 @@ class Transport:
 
 
 class StoreTransport(Transport):
-    """Writes records to a :class:`~grokwatch.store.Store` (SQLite by default)."""
+    """Writes records to a :class:`~grokwatch.store.Store` (SQLite by default).
 
-    def __init__(self, store: Store, **kwargs: Any) -> None:
+    Give the ``store``, or an ``opener`` returning it: the store is then opened on the delivery
+    thread at the first delivery (creating a database file never blocks the training thread;
+    its time is ``open_seconds``, not counted in ``stats.busy_seconds``), and a failure to open
+    it is reported like any delivery failure.
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        opener: Callable[[], Store] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if (store is None) == (opener is None):
+            raise ValueError("give a store or an opener, not both")
         super().__init__(**kwargs)
-        self.store = store
+        self._store = store
+        self._opener = opener
+        self.open_seconds = 0.0
+
+    @property
+    def store(self) -> Store:
+        """The store (opened now if it was given as an ``opener``)."""
+        if self._store is None:
+            assert self._opener is not None  # one of the two is set (checked in __init__)
+            started, cpu = time.perf_counter(), time.thread_time()
+            try:
+                self._store = self._opener()
+            finally:
+                self.open_seconds += time.perf_counter() - started
+                self.stats.busy_seconds -= time.thread_time() - cpu
+        return self._store
 
     def deliver(self, records: Sequence[Record]) -> None:
         for rec in records:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
-import time
 
 import numpy as np
 import pytest
@@ -14,7 +14,7 @@ from _models import TinyMLP, addition_data
 from grokwatch import Agent, ConfigError, Limits, Probe
 from grokwatch.agent import MAX_CONSECUTIVE_FAILURES
 from grokwatch.probes import resolve
-from grokwatch.schedule import Schedule, grid_spacing
+from grokwatch.schedule import CALIBRATION_ROWS, Schedule, grid_count, grid_spacing
 
 
 def test_grid_is_dense_early_and_log_spaced_later():
@@ -47,57 +47,163 @@ class FakeClock:
 
 
 class Costly(Probe):
-    """A probe whose cost is set on the fake clock."""
+    """A probe whose cost on the fake clock is ``fixed + per_row * rows``."""
 
-    def __init__(self, name: str, seconds: float, clock: FakeClock) -> None:
+    def __init__(self, name: str, fixed: float, per_row: float = 0.0) -> None:
         self.name = name  # type: ignore[misc]
-        self.seconds = seconds
-        self.clock = clock
+        self.fixed = fixed
+        self.per_row = per_row
+
+    def seconds(self, rows: int) -> float:
+        return self.fixed + self.per_row * rows
 
     def compute(self, ctx):
         return {}
 
 
-def simulate(overhead: float, steps: int, step_seconds: float, costs: dict[str, float]):
-    """A loop on a fake clock: each step costs ``step_seconds``, each probe its own cost."""
+#: An MLP-like cost profile (seconds; 1404 rows per probe set, 3 ms training steps).
+ROWS = 1404
+MLP_LIKE = {
+    "loss_accuracy": (3e-4, 1.6e-6),  # ~2.5 ms on all rows: the reference
+    "weight_norm": (6e-5, 0.0),
+    "grad_weight_cosine": (1.8e-4, 0.0),
+    "weight_entropy": (3.6e-4, 0.0),
+    "spectral_entropy": (3e-3, 1e-6),
+    "mc_dropout": (7e-4, 1.2e-5),
+    "dropout_robustness": (1e-3, 4.5e-5),  # ~64 ms on all rows: 21 training steps
+}
+
+
+def simulate(
+    overhead: float | None,
+    steps: int,
+    step_seconds: float,
+    costs: dict[str, tuple[float, float]],
+    *,
+    budget: int | None = None,
+    every: int | None = None,
+    call_seconds: float = 5e-6,
+    evaluation_seconds: float = 5e-4,
+    warm_up: float = 0.0,
+):
+    """A loop on a fake clock, driving the schedule as the agent does.
+
+    Each step costs ``step_seconds``, each call ``call_seconds``, each evaluation
+    ``evaluation_seconds`` beyond its probes, the first evaluation ``warm_up`` more. Returns the
+    schedule, each probe's runs on all rows, the calibrated probes and the evaluated steps.
+    """
     clock = FakeClock()
-    schedule = Schedule(None, overhead, None, clock=clock)
-    probes = [Costly(n, c, clock) for n, c in costs.items()]
+    schedule = Schedule(every, overhead, None, budget=budget, clock=clock)
+    probes = [Costly(name, *cost) for name, cost in costs.items()]
     runs = dict.fromkeys(costs, 0)
+    calibrated: list[str] = []
+    evaluated: list[int] = []
     for step in range(steps):
         clock.now += step_seconds  # the training step
         entered = schedule.enter()
+        clock.now += call_seconds
         if step >= schedule.next_due:
             schedule.next_due = schedule.after(step)
-            if schedule.allows(probes, entered):
-                for probe in schedule.plan(probes, step, False):
-                    clock.now += probe.seconds
-                    schedule.ran(probe, probe.seconds, step)
+            plan = schedule.plan(probes, step, False, entered)
+            if plan is None:
+                schedule.skipped += 1
+            else:
+                if plan.calibrate is not None:
+                    probe = plan.calibrate
+                    timings = [(n, probe.seconds(n)) for n in CALIBRATION_ROWS]
+                    seconds = sum(t for _, t in timings)
+                    clock.now += seconds
+                    schedule.calibrated(probe, timings, ROWS, seconds, one_off=plan.first)
+                    calibrated.append(probe.name)
+                for probe in plan.probes:
+                    seconds = probe.seconds(ROWS) + (warm_up if plan.first else 0.0)
+                    clock.now += seconds
+                    schedule.ran(probe, seconds, step, account=plan.account(probe))
                     runs[probe.name] += 1
-                schedule.evaluations += 1
+                clock.now += evaluation_seconds
+                schedule.evaluated(evaluation_seconds, first=plan.first)
+                evaluated.append(step)
         schedule.leave(entered)
-    return schedule, runs
+    return schedule, runs, calibrated, evaluated
 
 
-def test_the_cap_holds_and_expensive_probes_run_less_often():
-    costs = {"loss_accuracy": 0.004, "cheap": 0.001, "mc_dropout": 0.02, "robustness": 0.2}
-    schedule, runs = simulate(0.01, 20_000, 0.005, costs)
-    # over the cap by at most one evaluation's cost, paid back before the next evaluation
-    assert schedule.ratio() <= 0.01 + max(costs.values()) / (20_000 * 0.005)
-    assert schedule.ratio() > 0.005  # and most of the budget is used
-    # the core probes run at every evaluation (an untimed probe joins one evaluation later)
-    assert runs["loss_accuracy"] == schedule.evaluations == runs["cheap"] + 1
-    # no probe takes more time than the shared forward pass (loss_accuracy), give or take one run
-    for name in ("mc_dropout", "robustness"):
-        assert (
-            runs[name] * costs[name] <= runs["loss_accuracy"] * costs["loss_accuracy"] + costs[name]
-        )
-    assert runs["robustness"] < runs["mc_dropout"] < runs["loss_accuracy"]
+def test_grid_count_counts_the_grid_steps():
+    for every in (None, 7, 100):
+        schedule, seen, step = Schedule(every, None, None), [], 0
+        while step <= 25_000:
+            seen.append(step)
+            step = schedule.after(step)
+        for first, last in [(0, 0), (0, 999), (5, 1234), (990, 10_000), (1000, 25_000), (30, 20)]:
+            expected = len([s for s in seen if first <= s <= last])
+            assert grid_count(first, last, every) == expected, (every, first, last)
+
+
+def test_the_cap_holds_at_the_end_of_a_budgeted_run_with_20_evaluations_in_3000_steps():
+    schedule, runs, calibrated, evaluated = simulate(0.01, 3000, 0.003, MLP_LIKE, budget=3000)
+    assert 0.008 <= schedule.ratio() <= 0.01
+    assert runs["loss_accuracy"] == len(evaluated) >= 20
+    # dense early, sparser later: the grid's shape, thinned
+    early = [s for s in evaluated if s < 1000]
+    assert len(early) >= 3 * (len(evaluated) - len(early))
+    assert max(b - a for a, b in itertools.pairwise(early)) <= 100
+    # the cheap probes are timed on a few rows, then join the core at (nearly) every evaluation
+    assert {"weight_norm", "grad_weight_cosine"} <= set(calibrated)
+    assert runs["weight_norm"] >= len(evaluated) - 5
+    # the 64 ms probe costs more than this run's whole extra budget: timed, never run on all rows
+    assert runs["dropout_robustness"] == 0
+
+
+def test_one_off_costs_are_counted_without_starving_the_schedule():
+    plain = simulate(0.01, 3000, 0.003, MLP_LIKE, budget=3000)
+    warm = simulate(0.01, 3000, 0.003, MLP_LIKE, budget=3000, warm_up=0.02)
+    schedule, _, _, evaluated = warm
+    reference = Costly("loss_accuracy", *MLP_LIKE["loss_accuracy"])
+    first = reference.seconds(8) + reference.seconds(64) + reference.seconds(ROWS) + 0.02 + 5e-4
+    assert schedule.one_off == pytest.approx(first)
+    assert schedule.ratio() <= 0.01  # counted: the share still holds
+    # the next evaluations are not held up until the warm-up is paid back
+    assert evaluated[1] <= 2 * plain[3][1]
+    # and cost what they cost: here a fifth of the core's budget, so about a fifth fewer
+    assert 0.6 * len(plain[3]) <= len(evaluated) < len(plain[3])
+
+
+def test_expensive_probes_run_rarely_and_cheap_ones_often_on_a_long_run():
+    schedule, runs, calibrated, evaluated = simulate(0.01, 30_000, 0.003, MLP_LIKE, budget=30_000)
+    assert schedule.ratio() <= 0.01
+    assert sorted(calibrated) == sorted(MLP_LIKE)  # every probe timed on a few rows first
+    assert runs["loss_accuracy"] == len(evaluated) >= 100
+    assert runs["weight_norm"] >= len(evaluated) - 5
+    assert 0 < runs["mc_dropout"] < runs["spectral_entropy"] < runs["weight_entropy"]
+    # each extra probe gets a comparable share of time, so the cheap one runs far more often
+    assert runs["weight_entropy"] >= 3 * runs["mc_dropout"]
+
+
+def test_without_a_budget_the_cap_holds_from_step_1000_on():
+    for steps in (1000, 2000, 5000):
+        schedule, *_ = simulate(0.01, steps, 0.003, MLP_LIKE)
+        # over by at most one calibration of a probe on a few rows
+        assert schedule.ratio() <= 0.01 + 2 * 3.1e-3 / (steps * 0.003), steps
 
 
 def test_without_a_cap_every_grid_step_is_evaluated():
-    schedule, _ = simulate(1.0, 2000, 0.005, {"loss_accuracy": 0.0})
-    assert schedule.evaluations == 100 + 10
+    schedule, runs, calibrated, evaluated = simulate(None, 2000, 0.005, MLP_LIKE)
+    assert len(evaluated) == schedule.evaluations == 100 + 10
+    assert all(n == len(evaluated) for n in runs.values()) and not calibrated
+
+
+def test_a_fixed_cadence_under_a_cap_evaluates_its_own_multiples():
+    _, _, _, evaluated = simulate(0.01, 3000, 0.003, MLP_LIKE, budget=3000, every=50)
+    assert all(s % 50 == 0 for s in evaluated) and len(evaluated) >= 15
+
+
+def test_calibration_extrapolates_from_two_sizes():
+    schedule = Schedule(None, 0.01, None)
+    probe = Costly("p", 0.0)
+    schedule.calibrated(probe, [(8, 0.001), (64, 0.002)], 1408, 0.003)
+    assert schedule.cost["p"] == pytest.approx(0.002 + 0.001 / 56 * (1408 - 64))
+    assert schedule.extra_spent == 0.003 and "p" not in schedule.measured
+    schedule.ran(probe, 0.05, 10, account="extra")  # the first run on all rows replaces it
+    assert schedule.cost["p"] == 0.05 and "p" in schedule.measured
 
 
 def seeded_run(steps: int, call_every: int):
@@ -142,27 +248,40 @@ def test_measures_do_not_depend_on_how_often_the_loop_calls():
     )
 
 
-def test_the_agent_keeps_its_own_share_under_the_cap():
-    """A real loop (1 ms steps) with a probe that costs 20 ms: the agent spaces evaluations."""
+def test_the_agent_runs_the_plan_and_charges_each_account():
+    """A real agent with the schedule's clock faked: probes advance it by their cost."""
+    clock = FakeClock()
 
-    class Slow(Probe):
-        name = "slow"
+    class Timed(Probe):
+        def __init__(self, name: str, seconds: float) -> None:
+            self.name = name  # type: ignore[misc]
+            self.seconds = seconds
 
         def compute(self, ctx):
-            time.sleep(0.02)
-            return {"slow": 1.0}
+            clock.now += self.seconds * (0.05 + 0.95 * len(ctx.train[1]) / len(xtr))
+            return {self.name: 1.0}
 
-    agent = Agent(TinyMLP(), probes=[Slow()], transport=None, overhead=0.05)
-    start = time.perf_counter()
-    step = 0
-    while time.perf_counter() - start < 2.0:
-        time.sleep(0.001)
+    (xtr, ytr), (xte, yte) = addition_data(53)  # 1404 rows each
+    probes = [Timed("loss_accuracy", 0.002), Timed("cheap", 1e-5), Timed("costly", 0.05)]
+    agent = Agent(
+        TinyMLP(53), train=(xtr, ytr), test=(xte, yte), probes=probes, transport=None, budget=3000
+    )
+    agent._schedule.clock = agent._clock = clock
+    for step in range(3000):
+        clock.now += 0.003
         agent.step(step)
-        step += 1
-    assert agent.overhead_ratio <= 0.05 + 0.03 / 2.0
-    assert 2 <= agent.evaluations <= 0.05 * 2.0 / 0.02 + 2
-    assert agent.summary()["skipped_evaluations"] > 0
-    assert agent.history[-1][1]["agent_overhead_ratio"] <= 0.05 + 0.03 / 2.0
+    agent.close()
+    schedule = agent._schedule
+    assert agent.errors == 0 and schedule.ratio() <= 0.01
+    assert agent.evaluations == agent.probe_runs["loss_accuracy"] >= 20
+    assert agent.probe_runs["cheap"] >= agent.evaluations - 3  # joined the core once timed
+    assert agent.probe_runs.get("costly", 0) == 0  # timed on a few rows: too dear for this run
+    assert "costly" in schedule.cost and "costly" not in schedule.measured
+    assert schedule.one_off >= 0.002
+    assert agent.summary()["agent_one_off_seconds"] == schedule.one_off
+    history = dict(agent.history)
+    assert all("loss_accuracy" in values for values in history.values())
+    assert all(values["agent_overhead_ratio"] <= 0.05 for values in history.values())
 
 
 @pytest.mark.parametrize(
