@@ -97,24 +97,54 @@ def fast_paths() -> str:
 
 
 def overhead_models() -> str:
-    """The agent's share at its defaults on each model (``benchmarks/overhead.py``)."""
+    """The agent at its defaults on each model, wall clock first (``benchmarks/overhead.py``)."""
     data = _json("overhead.json")
     if "models" not in data:
         return "*(No results yet: `benchmarks/overhead.py` has not written its `models` table.)*"
-    rows = [
-        (
-            f"`{name}`",
-            m["steps"],
-            f"{m['train_step_ms']:.1f} ms",
-            f"**{m['default_overhead']:.2%}**",
-            f"{m['evaluations']:.0f} ({m['skipped_evaluations']:.0f} skipped)",
-            f"{m['wall_overhead']:+.1%}",
-            f"{m['cpu_overhead']:+.1%}",
+    rows = []
+    for name, m in data["models"].items():
+        if "wall_overhead_ci95" not in m:
+            return "*(`benchmarks/overhead.py` results predate the wall-clock columns: rerun it.)*"
+        lo, hi = m["wall_overhead_ci95"]
+        noise = max((abs(x) for x in m["noise_bare_pairs"]), default=float("nan"))
+        rows.append(
+            (
+                f"`{name}`",
+                m["steps"],
+                f"{m['train_step_ms']:.1f} ms",
+                f"**{m['default_overhead']:+.2%}** [{lo:+.2%}, {hi:+.2%}]",
+                f"±{noise:.1%}",
+                f"{m['agent_share']:.2%}",
+                f"{m['train_step_slowdown']:+.2%}",
+                f"{m['evaluations']:.0f}",
+            )
         )
-        for name, m in data["models"].items()
+    head = (
+        "model",
+        "steps",
+        "step",
+        "wall overhead [95 % CI]",
+        "bare vs bare",
+        "agent's own share",
+        "training steps",
+        "evaluations",
+    )
+    pairs = ", ".join(f"{k} {v}" for k, v in data["repeats"].items())
+    return table(head, rows) + f"\n\nMedians over interleaved pairs ({pairs}), 1 thread."
+
+
+def overhead_probe_runs() -> str:
+    """How often each probe ran on all rows at the defaults (``benchmarks/overhead.py``)."""
+    data = _json("overhead.json")
+    models = data.get("models", {})
+    if not models or "probe_runs" not in next(iter(models.values())):
+        return "*(No results yet: rerun `benchmarks/overhead.py`.)*"
+    names = list(next(iter(models.values()))["probe_runs"])
+    rows = [
+        (f"`{probe}`", *(f"{m['probe_runs'].get(probe, 0):.0f}" for m in models.values()))
+        for probe in names
     ]
-    head = ("model", "steps", "step", "default_overhead", "evaluations", "wall", "CPU")
-    return table(head, rows) + f"\n\nMedians over {data['repeats']} interleaved repeats, 1 thread."
+    return table(("probe", *models), rows)
 
 
 def store_records() -> str:
@@ -413,6 +443,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "overhead": overhead,
     "overhead_cadences": overhead_cadences,
     "overhead_models": overhead_models,
+    "overhead_probe_runs": overhead_probe_runs,
     "store_records": store_records,
     "forecast_update_cost": forecast_update_cost,
     "forecast_groups": forecast_groups,

@@ -25,7 +25,9 @@ For each model (``models`` in the JSON):
   calls excluded) watched / bare - 1: a cost the agent leaves in the loop outside its own calls
   (hooks left installed, a busy thread) shows here;
 - ``evaluations`` (all in the first 3000 steps), ``probe_runs`` (runs on all rows per probe),
-  ``skipped_evaluations``, ``one_off_seconds``, ``background_seconds``, set-up and close.
+  ``skipped_evaluations``, ``one_off_seconds``, ``background_seconds``, set-up and close, and
+  the schedule's own estimates: ``core_probes``, ``core_evaluation_steps`` (one evaluation's
+  core in training steps), ``evaluation_own_ms`` and ``bookkeeping_us_per_call``.
 
 For the MLP the fixed cadences of ``--every`` (no cap) also run in the first
 ``--cadence-repeats`` repeats, with each probe's cost per evaluation in training steps
@@ -158,6 +160,12 @@ def one_run(
         out["agent_errors"] = agent.errors
         out["probe_seconds"] = dict(agent.probe_seconds)
         out["probe_runs"] = {p.name: agent.probe_runs.get(p.name, 0) for p in agent.probes}
+        schedule = agent._schedule  # the schedule's estimates, for the record
+        core = [p for p in agent.probes if schedule.core(p)]
+        out["core_probes"] = [p.name for p in core]
+        out["core_ms"] = 1000 * (schedule.eval_cost + schedule.predicted(core))
+        out["evaluation_own_ms"] = 1000 * schedule.eval_cost
+        out["call_us"] = 1e6 * schedule.bookkeeping() / steps
     out["wall"] = clock() - start
     out["cpu"] = time.process_time() - cpu_start
     return out
@@ -249,6 +257,11 @@ def main() -> dict[str, Any]:
                 p: statistics.median(r["probe_runs"].get(p, 0) for r in watched)
                 for p in probe_names
             },
+            "core_probes": watched[-1]["core_probes"],
+            "core_evaluation_steps": statistics.median(r["core_ms"] for r in watched)
+            / (1000 * statistics.median(r["train_step"] for r in watched)),
+            "evaluation_own_ms": statistics.median(r["evaluation_own_ms"] for r in watched),
+            "bookkeeping_us_per_call": statistics.median(r["call_us"] for r in watched),
             "skipped_evaluations": statistics.median(r["skipped_evaluations"] for r in watched),
             "one_off_seconds": statistics.median(r["one_off_seconds"] for r in watched),
             "background_seconds": statistics.median(r["background_seconds"] for r in watched),

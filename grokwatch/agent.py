@@ -77,11 +77,13 @@ class Agent:
             subset drawn with the agent's own generator). May be omitted: probes that need it
             report ``not_applicable``, and accuracies may be passed to :meth:`step`.
         test: the same for held-out data.
-        budget: the run's step budget (outcome labels and forecast horizon).
+        budget: the run's step budget (outcome labels, forecast horizon, and the horizon the
+            overhead cap spreads the evaluations over).
         every: evaluate at the multiples of ``every`` steps. Default: the agent picks the steps
             (every 10 steps early, log-spaced later; :mod:`grokwatch.schedule`).
-        overhead: cap on the agent's share of the loop's wall time. Default 0.01 when the agent
-            picks the steps, no cap with a fixed ``every``; ``None``: no cap.
+        overhead: cap on the agent's share of the loop's wall time, over the run's ``budget``
+            when given (:mod:`grokwatch.schedule`). Default 0.01 when the agent picks the
+            steps, no cap with a fixed ``every``; ``None``: no cap.
         probes: names or :class:`~grokwatch.probes.Probe` instances; default every built-in.
         transport: where records go (:func:`grokwatch.destinations.open_transport`): ``"auto"``
             (``$GROKWATCH_DETECTOR``, else the SQLite run table), a service URL, a database

@@ -418,3 +418,71 @@ class Schedule:
             return
         self.core_spent += seconds
         self.eval_cost = seconds if self.evaluations <= 2 else 0.5 * (self.eval_cost + seconds)
+
+
+class _StepClock:
+    """A clock counting in training steps (for :func:`planned_steps`)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def planned_steps(
+    budget: int,
+    evaluation_cost: float,
+    *,
+    overhead: float | None = DEFAULT_OVERHEAD,
+    every: int | None = None,
+    first: int = 0,
+    one_off: float | None = None,
+    call_cost: float = 0.0,
+) -> list[int]:
+    """The steps a capped agent evaluates in a run of ``budget`` steps, replayed on a clock
+    counting training steps (the same :class:`Schedule` the agent uses, so replays of a corpus
+    at the default settings see the steps a live agent would).
+
+    ``evaluation_cost``: one evaluation's core (probes and the evaluation's own work) in
+    training steps; ``one_off``: the first evaluation's cost (default the same); ``call_cost``:
+    a call that only records the loss. Without ``overhead``: every grid step.
+
+    Example: ``planned_steps(3000, 1.2)`` for an MLP whose evaluation costs 1.2 training steps.
+    """
+    if not (math.isfinite(evaluation_cost) and evaluation_cost >= 0):
+        raise ConfigError(f"evaluation_cost must be >= 0, got {evaluation_cost=!r}")
+    clock = _StepClock()
+    schedule = Schedule(every, overhead, None, budget=budget, clock=clock)
+    core = _Constant(REFERENCE_PROBE)
+    steps: list[int] = []
+    for step in range(first, budget + 1):
+        clock.now += 1.0
+        entered = schedule.enter()
+        clock.now += call_cost
+        if step >= schedule.next_due:
+            schedule.next_due = schedule.after(step)
+            plan = schedule.plan([core], step, False, entered)
+            if plan is None:
+                schedule.skipped += 1
+            else:
+                cost = evaluation_cost if not plan.first or one_off is None else one_off
+                if plan.calibrate is not None:
+                    timings = [(n, evaluation_cost) for n in CALIBRATION_ROWS]
+                    schedule.calibrated(core, timings, CALIBRATION_ROWS[-1], 0.0, one_off=True)
+                clock.now += cost
+                schedule.ran(core, cost, step, account=plan.account(core))
+                schedule.evaluated(0.0, first=plan.first)
+                steps.append(step)
+        schedule.leave(entered)
+    return steps
+
+
+class _Constant(Probe):
+    """A stand-in probe for :func:`planned_steps`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # type: ignore[misc]
+
+    def compute(self, ctx: object) -> dict[str, float]:  # pragma: no cover - never run
+        return {}

@@ -14,7 +14,13 @@ from _models import TinyMLP, addition_data
 from grokwatch import Agent, ConfigError, Limits, Probe
 from grokwatch.agent import MAX_CONSECUTIVE_FAILURES
 from grokwatch.probes import resolve
-from grokwatch.schedule import CALIBRATION_ROWS, Schedule, grid_count, grid_spacing
+from grokwatch.schedule import (
+    CALIBRATION_ROWS,
+    Schedule,
+    grid_count,
+    grid_spacing,
+    planned_steps,
+)
 
 
 def test_grid_is_dense_early_and_log_spaced_later():
@@ -335,3 +341,16 @@ def test_probes_stay_on_the_grid_whatever_the_first_step():
         agent.step(step)
     assert [s for s, _ in agent.history] == [1, 10, 20]
     assert all("train_accuracy" in v and "weight_norm" in v for _, v in agent.history)
+
+
+def test_planned_steps_replays_the_capped_schedule_in_training_steps():
+    steps = planned_steps(3000, 1.0)
+    assert steps[0] == 0 and len(steps) >= 20
+    assert all(s % grid_spacing(s) == 0 for s in steps)  # on the grid
+    assert len([s for s in steps if s < 1000]) > len([s for s in steps if s >= 1000])
+    assert len(planned_steps(3000, 2.0)) < len(steps)  # dearer evaluations, fewer of them
+    assert len(planned_steps(3000, 1.0, one_off=7.0)) < len(steps)  # one-off costs count
+    assert len(planned_steps(2000, 1.0, overhead=None)) == 100 + 10 + 1  # every grid step
+    assert planned_steps(1000, 1.0, every=50, overhead=None) == list(range(0, 1001, 50))
+    with pytest.raises(ConfigError, match="evaluation_cost"):
+        planned_steps(3000, float("nan"))
