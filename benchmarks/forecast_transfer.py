@@ -47,6 +47,7 @@ from grokwatch.forecast.evaluate import (
     metrics,
 )
 from grokwatch.forecast.forecaster import GrokForecaster
+from grokwatch.forecast.hazard import HazardTime
 from grokwatch.forecast.lofo import (
     MINIMAL_MEASURES,
     _hopeless,
@@ -61,7 +62,12 @@ from grokwatch.forecast.replay import (
     replay,
     with_family,
 )
-from grokwatch.forecast.training import eligible_max, fit_replays
+from grokwatch.forecast.training import (
+    eligible_max,
+    fit_replays,
+    hopeless_threshold,
+    training_rows,
+)
 from grokwatch.forecast.transfer import (
     balanced_quantiles,
     family_threshold,
@@ -73,6 +79,7 @@ FIT_VARIANTS: dict[str, dict[str, Any]] = {
     "all_balanced": {"measures": None, "balance": "family"},
     "lossacc": {"measures": MINIMAL_MEASURES, "balance": "run"},
     "lossacc_balanced": {"measures": MINIMAL_MEASURES, "balance": "family"},
+    "accuracy": {"measures": ("train_accuracy", "test_accuracy"), "balance": "run"},
 }
 PERSIST = (1, 2, 3)
 THRESHOLD_RULES = ("pooled", "family")
@@ -135,6 +142,79 @@ def _coverage(model: GrokForecaster, runs: Sequence[Replay], q: np.ndarray) -> d
         "t_grok_error": float(np.median(err)) if err else math.nan,
         "n_covered": len(cov),
     }
+
+
+def _hazard_coverage(hz: HazardTime, runs: Sequence[Replay]) -> dict[str, float]:
+    """80 % interval coverage and median relative error of the hazard model at mid-plateau."""
+    pos = [
+        r
+        for r in runs
+        if r.outcome in POSITIVE and r.t_mem is not None and r.t_grok is not None and r.gap
+    ]
+    if not pos:
+        return {"coverage": math.nan, "t_grok_error": math.nan, "n_covered": 0}
+    idx = [
+        max(int(np.searchsorted(r.steps, (r.t_mem or 0) + (r.gap or 0) / 2, side="right")) - 1, 0)
+        for r in pos
+    ]
+    X = np.stack([r.X[i] for r, i in zip(pos, idx, strict=True)])
+    q = hz.quantiles(X, [0.1, 0.5, 0.9])
+    cov, err = [], []
+    for r, i, (lo, mid, hi) in zip(pos, idx, q, strict=True):
+        t = max(float(r.steps[i]), 1.0)
+        cov.append(t * math.exp(lo) <= (r.t_grok or 0) <= t * math.exp(hi))
+        err.append(abs(t * math.exp(mid) - (r.t_grok or 0)) / (r.t_grok or 1))
+    return {
+        "coverage": float(np.mean(cov)),
+        "t_grok_error": float(np.median(err)),
+        "n_covered": len(cov),
+    }
+
+
+def family_hopeless(report: Any, miss: float = 0.05) -> float:
+    """The hopeless threshold of the worst fitting family (out-of-fold forecasts)."""
+    from grokwatch.decision import Phase
+    from grokwatch.forecast.online import MIN_CONFIDENCE
+
+    lowest: dict[str, list[float]] = {}
+    for r in report.replays:
+        fc = report.oof_forecasts.get(r.run_id)
+        if fc is None or not r.groks or r.t_grok is None:
+            continue
+        before = [
+            f.p_grok_budget
+            for s, f in zip(r.steps, fc, strict=True)
+            if s < r.t_grok and f.confidence >= MIN_CONFIDENCE and f.phase is not Phase.MEMORIZING
+        ]
+        lowest.setdefault(r.family, []).append(min(before) if before else math.inf)
+    if not lowest:
+        return 0.0
+    alert = report.alert_threshold
+    return min(hopeless_threshold(v, miss, alert) for v in lowest.values())
+
+
+def hopeless_share(
+    runs: Sequence[Replay], forecasts: Mapping[str, Sequence[Forecast]], threshold: float
+) -> float:
+    """Share of the grokking runs called hopeless before ``t_grok`` at ``threshold`` (the
+    online rule: confident, not while memorizing unless P is 0)."""
+    from grokwatch.decision import Phase
+    from grokwatch.forecast.online import MIN_CONFIDENCE
+
+    pos = [r for r in runs if r.outcome in POSITIVE and r.t_grok is not None]
+    called = []
+    for r in pos:
+        fc = forecasts[r.run_id]
+        called.append(
+            any(
+                s < (r.t_grok or 0)
+                and f.confidence >= MIN_CONFIDENCE
+                and (f.phase is not Phase.MEMORIZING or f.p_grok_budget == 0.0)
+                and f.p_grok_budget <= threshold
+                for s, f in zip(r.steps, fc, strict=True)
+            )
+        )
+    return float(np.mean(called)) if called else math.nan
 
 
 def judge(
@@ -226,8 +306,11 @@ def run_variant(
     cadences: Sequence[int] = (500,),
     budget_samples: int = 1,
     cap: int | None = 150,
+    hazard_only: bool = False,
     say: Any = print,
 ) -> None:
+    """One fit variant over every held-out family, written to ``out/VARIANT.json``;
+    ``hazard_only``: only (re)compute the hazard model's intervals into that file."""
     spec = FIT_VARIANTS[variant]
     t0 = time.perf_counter()
     runs = [r for c in corpora for r in _load_corpus(c, ("train", "eval", "heldout"))]
@@ -256,6 +339,19 @@ def run_variant(
         },
         "families": {},
     }
+    if hazard_only:
+        done = json.loads((out / f"{variant}.json").read_text())
+        for fold in lofo_folds(base, extra):
+            Xh, _, wh, uh, _ = training_rows(fold.train)
+            hz = HazardTime(n_trees=LIGHT["n_trees"], learning_rate=LIGHT["learning_rate"])
+            hz.fit(Xh, uh, sample_weight=wh)
+            views = {"native": list(fold.test), "default_grid": [grid[r.run_id] for r in fold.test]}
+            for view, vruns in views.items():
+                entry = done["families"][fold.family]["views"][view]
+                entry["interval_hazard"] = _hazard_coverage(hz, vruns)
+                say(f"{fold.family} {view}: hazard {entry['interval_hazard']}")
+        (out / f"{variant}.json").write_text(json.dumps(_json_safe(done), indent=1) + "\n")
+        return
     for fold in lofo_folds(base, extra):
         t1 = time.perf_counter()
         model, report = fit_replays(
@@ -263,6 +359,9 @@ def run_variant(
             balance=spec["balance"], far=FAR, params=LIGHT, budget_samples=budget_samples,
         )  # fmt: skip
         fit_s = time.perf_counter() - t1
+        Xh, _, wh, uh, _ = training_rows(fold.train)
+        hazard = HazardTime(n_trees=LIGHT["n_trees"], learning_rate=LIGHT["learning_rate"])
+        hazard.fit(Xh, uh, sample_weight=wh)
         test = list(fold.test)
         views = {
             "native": test,
@@ -289,6 +388,10 @@ def run_variant(
                     )
             entry.update(calibration_numbers(model, report, vruns, forecasts))
             entry.update(_hopeless(vruns, forecasts))
+            h_family = family_hopeless(report)
+            entry["hopeless_threshold"] = model.hopeless_threshold_
+            entry["hopeless_threshold_family"] = h_family
+            entry["hopeless_grokking_family_rule"] = hopeless_share(vruns, forecasts, h_family)
             res = report.oof_residuals
             fams = {r.run_id: r.family for r in report.replays}
             from grokwatch.forecast.forecaster import RESIDUAL_QUANTILES
@@ -298,6 +401,7 @@ def run_variant(
             )
             entry["interval_pooled"] = _coverage(model, vruns, model.time_residual_quantiles_)
             entry["interval_balanced"] = _coverage(model, vruns, q_bal)
+            entry["interval_hazard"] = _hazard_coverage(hazard, vruns)
             fam["views"][view] = entry
         result["families"][fold.family] = fam
         k1 = fam["views"]["native"]["pooled_k1"]
@@ -324,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", default="benchmarks/results/forecast/transfer")
     ap.add_argument("--cap", type=int, default=150, help="runs per family at most (0: all)")
     ap.add_argument("--merge", action="store_true", help="gather --out's variants, print tables")
+    ap.add_argument("--hazard-only", action="store_true", help="add the hazard intervals only")
     args = ap.parse_args(argv)
     if args.merge:
         data = merge(Path(args.out))
@@ -331,7 +436,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"\n{view}\n\n{format_rules(data, view)}\n\n{format_calibration(data, view)}")
         return
     corpora = [c for c in args.corpus.split(",") if c]
-    run_variant(corpora, args.variant, Path(args.out), cap=args.cap or None)
+    run_variant(
+        corpora, args.variant, Path(args.out), cap=args.cap or None, hazard_only=args.hazard_only
+    )
 
 
 # -- gathering the variants ---------------------------------------------------------------------
@@ -362,7 +469,9 @@ def merge(directory: Path) -> dict[str, Any]:
                 )
             for key in ("ece_raw", "ece_isotonic", "ece_isotonic_balanced"):
                 m[key] = _mean(e.get(key) for e in entries)
-            for key in ("interval_pooled", "interval_balanced"):
+            for key in ("interval_pooled", "interval_balanced", "interval_hazard"):
+                if not all(key in e for e in entries):
+                    continue
                 m[key] = {
                     "coverage": _mean(e[key]["coverage"] for e in entries),
                     "t_grok_error": _mean(e[key]["t_grok_error"] for e in entries),
@@ -431,7 +540,10 @@ def format_calibration(data: Mapping[str, Any], view: str = "native") -> str:
             lines.append(f"| {name} | {label} | " + " | ".join(cells) + f" | "
                          f"{_c(macro.get(key), '{:.3f}')} |")  # fmt: skip
         for key, label in (("interval_pooled", "coverage, residuals pooled"),
-                           ("interval_balanced", "coverage, families equal")):  # fmt: skip
+                           ("interval_balanced", "coverage, families equal"),
+                           ("interval_hazard", "coverage, hazard model")):  # fmt: skip
+            if key not in macro:
+                continue
             cells = [_c((entry(f).get(key) or {}).get("coverage")) for f in fams]
             m = macro.get(key) or {}
             lines.append(

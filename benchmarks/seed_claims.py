@@ -256,9 +256,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", default="trainer/data/corpus,trainer/data/corpus_v2")
     ap.add_argument("--out", default="benchmarks/results/forecast/seed_claims.json")
+    ap.add_argument("--note", default="", help="where the corpora came from (saved in the JSON)")
     args = ap.parse_args(argv)
     corpora = [c for c in args.corpus.split(",") if c and Path(c).exists()]
     data = seed_claims(corpora)
+    data["note"] = args.note
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(_json_safe(data), indent=1) + "\n")
     print(format_claims(json.loads(Path(args.out).read_text())))

@@ -172,6 +172,8 @@ class FitReport:
     interval: str = "pooled"
     family_thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
     """Each fitting family's own threshold for the false-alarm budget (out of fold)."""
+    family_hopeless: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Each fitting family's own hopeless threshold (out of fold)."""
     oof_forecasts: dict[str, list[Forecast]] = dataclasses.field(default_factory=dict, repr=False)
     """Every validation run's out-of-fold forecasts (not saved)."""
     replays: list[Replay] = dataclasses.field(default_factory=list, repr=False)
@@ -253,7 +255,8 @@ def fit_replays(
     thresholds and the saved model read calibrated probabilities.
 
     The transfer rules of :mod:`.transfer`: ``threshold_rule="family"`` keeps the false-alarm
-    budget on every fitting family (``"pooled"``: over all their runs); ``persist=k`` alerts
+    budget -- and the share of grokking runs called hopeless -- on every fitting family
+    (``"pooled"``: over all their runs); ``persist=k`` alerts
     after ``k`` confident evaluations in a row at or above the threshold (saved as the
     model's ``persist_``); ``balance="family"`` weighs every family the same in fitting;
     ``interval="balanced"`` takes the ``t_grok`` interval's residual quantiles with every
@@ -340,7 +343,8 @@ def fit_replays(
         say(f"isotonic calibration: {calibration.shape[1]} knots")
     # thresholds and residuals from the out-of-fold forecasts of the chosen C
     neg_max: dict[str, list[float]] = {}
-    pos_min, resid, resid_w = [], [], []
+    pos_min: dict[str, list[float]] = {}
+    resid, resid_w = [], []
     oof_forecasts: dict[str, list[Forecast]] = {}
     oof_resid: dict[str, np.ndarray] = {}
     family_of = {r.run_id: r.family for r in base}
@@ -361,7 +365,7 @@ def fit_replays(
                     and fo.confidence >= MIN_CONFIDENCE
                     and fo.phase is not Phase.MEMORIZING  # never hopeless then (online)
                 ]
-                pos_min.append(min(before) if before else math.inf)
+                pos_min.setdefault(r.family, []).append(min(before) if before else math.inf)
                 keep = r.steps < r.t_grok
                 if keep.any():
                     mu = model.predict_log_time(r.X[keep])
@@ -372,12 +376,15 @@ def fit_replays(
     pooled = choose_alert_threshold([v for vs in neg_max.values() for v in vs], far)
     per_family = {f: choose_alert_threshold(v, far) for f, v in sorted(neg_max.items())}
     alert = family_threshold(neg_max, far) if threshold_rule == "family" else pooled
-    finite_pos = np.sort([v for v in pos_min if math.isfinite(v)])
-    hopeless = 0.0
-    if finite_pos.size:
-        allowed = math.floor(hopeless_miss * len(pos_min))
-        hopeless = float(np.nextafter(finite_pos[min(allowed, finite_pos.size - 1)], -np.inf))
-        hopeless = min(max(hopeless, 0.0), alert)
+    per_family_hopeless = {
+        f: hopeless_threshold(v, hopeless_miss, alert) for f, v in sorted(pos_min.items())
+    }
+    if threshold_rule == "family" and per_family_hopeless:
+        hopeless = min(per_family_hopeless.values())  # at most the miss share on every family
+    else:
+        hopeless = hopeless_threshold(
+            [v for vs in pos_min.values() for v in vs], hopeless_miss, alert
+        )
     oof = _oof_summary(base, oof_forecasts, alert, persist)
     say(f"alert threshold {alert:.3f} (validation FAR <= {far}), hopeless {hopeless:.3f}")
     X, y, w, t, _ = rows(everything)
@@ -412,11 +419,23 @@ def fit_replays(
         balance=balance,
         interval=interval,
         family_thresholds=per_family,
+        family_hopeless=per_family_hopeless,
         oof_forecasts=oof_forecasts,
         replays=list(base),
         oof_residuals=oof_resid,
     )
     return model, report
+
+
+def hopeless_threshold(lowest: Sequence[float], miss: float, alert: float) -> float:
+    """The hopeless threshold that calls at most ``miss`` of the grokking runs hopeless before
+    ``t_grok`` (``lowest``: each run's smallest eligible P before ``t_grok``), in [0, alert]."""
+    finite = np.sort([v for v in lowest if math.isfinite(v)])
+    if not finite.size:
+        return 0.0
+    allowed = math.floor(miss * len(lowest))
+    value = float(np.nextafter(finite[min(allowed, finite.size - 1)], -np.inf))
+    return min(max(value, 0.0), alert)
 
 
 def _isotonic_map(folds: Sequence[tuple[GrokForecaster, Sequence[Replay]]]) -> np.ndarray:

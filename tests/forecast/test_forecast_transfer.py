@@ -161,3 +161,31 @@ def test_online_alert_needs_k_forecasts_in_a_row_as_offline():
         assert [f.p_grok_budget for f in online] == [f.p_grok_budget for f in fc]
         alerts[k] = sum(f.alert for f in online)
     assert 0 < alerts[3] < alerts[1]
+
+
+def test_hazard_interval_covers_80_percent_and_follows_the_spread():
+    """u = log(t_grok / t) lognormal with a location set by x0 and a spread set by x1: the
+    hazard model's 80 % interval covers about 80 % of fresh draws, and is narrower where the
+    spread is small."""
+    from grokwatch.forecast.hazard import HazardTime
+
+    rng = np.random.default_rng(0)
+
+    def draw(n):
+        x = rng.uniform(0, 1, size=(n, 2))
+        u = np.exp(rng.normal(np.log(0.5 + 2 * x[:, 0]), 0.1 + 0.4 * x[:, 1]))
+        return x, u
+
+    x, u = draw(4000)
+    hz = HazardTime(n_trees=60, min_samples_leaf=20).fit(x, u)
+    xt, ut = draw(1500)
+    q = hz.quantiles(xt, [0.1, 0.5, 0.9])
+    assert (np.diff(q, axis=1) >= 0).all()
+    coverage = np.mean((q[:, 0] <= ut) & (ut <= q[:, 2]))
+    assert 0.72 <= coverage <= 0.9
+    width = q[:, 2] - q[:, 0]
+    assert width[xt[:, 1] < 0.3].mean() < 0.8 * width[xt[:, 1] > 0.7].mean()
+    err = np.median(np.abs(q[:, 1] - ut) / ut)
+    assert err < 0.6 * np.median(np.abs(np.median(u) - ut) / ut)  # the features locate u
+    with pytest.raises(ValueError, match="not fitted"):
+        HazardTime().hazards(xt)
