@@ -338,6 +338,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             measures=_names(args.measures),
             transfer=_transfer(args),
             cap=args.cap or None,
+            params={"n_trees": args.trees, "learning_rate": args.learning_rate},
+            cadences=_ints(args.cadences),
+            budget_samples=args.budget_samples,
             shipped=model,
             plots=not args.no_plots,
             name="lofo" if args.cadence is None else f"lofo_cadence{args.cadence}",
@@ -496,6 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lofo.add_argument("--C", default="1", help="inverse penalties to try, comma-sep.")
     lofo.add_argument("--cap", type=int, default=0, help="runs per family at most (0: all)")
+    lofo.add_argument("--trees", type=int, default=200, help="boosted trees (default 200)")
+    lofo.add_argument("--learning-rate", type=float, default=0.05, help="boosting step (0.05)")
+    lofo.add_argument("--cadences", default="250,500", help="extra cadences to fit on")
+    lofo.add_argument("--budget-samples", type=int, default=2, help="budget augmentation (2)")
     _add_transfer(lofo)
     ev.set_defaults(func=_evaluate)
     return parser

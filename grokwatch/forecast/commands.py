@@ -276,6 +276,7 @@ def evaluate_lofo(
         raise ValueError(f"no labelled runs in {', '.join(map(str, corpora))}")
     t0 = time.perf_counter()
     minimal = {r.run_id: with_family(replay(minimal_run(r), cadence=cadence), r) for r in runs}
+    full_runs = runs
     if measures is not None:  # fitted and judged on these measures only
         runs = [minimal_run(r, measures) for r in runs]
     base = [with_family(replay(r), r) for r in runs]
@@ -322,8 +323,21 @@ def evaluate_lofo(
         "seed": seed,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    if shipped is not None:
-        result["shipped"] = _score_shipped(shipped, folds_, minimal, views, say)
+    if shipped is not None:  # on every measure of the runs, as it was fitted
+        ship_folds, ship_views = folds_, views
+        if measures is not None:
+            full = {r.run_id: with_family(replay(r, cadence=cadence), r) for r in full_runs}
+            ship_folds = [
+                dataclasses.replace(f, test=tuple(full[r.run_id] for r in f.test)) for f in folds_
+            ]
+            ship_views = {
+                name: {
+                    r.run_id: with_family(replay(r, cadence=_view_cadence(name)), r)
+                    for r in full_runs
+                }
+                for name in views
+            }
+        result["shipped"] = _score_shipped(shipped, ship_folds, minimal, ship_views, say)
     text = format_lofo(result)
     say(text)
     if out is not None:
@@ -349,6 +363,11 @@ def evaluate_lofo(
         say(summary_line(fam, s))
     result["models"] = models
     return result
+
+
+def _view_cadence(name: str) -> int | str:
+    """The cadence of a view named ``cadence N`` or ``default grid``."""
+    return DEFAULT_GRID if name == "default grid" else int(name.split()[-1])
 
 
 def sample_families(runs: Sequence[Any], cap: int | None, seed: int = 0) -> list[Any]:
