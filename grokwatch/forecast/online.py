@@ -8,7 +8,8 @@ The detector talks to forecasters through two small interfaces:
   order, given as arrays over its ``columns`` (the measures it reads; the detector keeps only
   those for replaying late points, as arrays, and hands them over without a dict per
   evaluation), and returns the forecast at the last (``None`` when it has none);
-  ``change_points`` / ``new_change_points`` list the change points it found.
+  ``change_points`` / ``new_change_points`` list the change points it found;
+  ``p_grok_within(budget)`` answers the run policy's question for a budget extension.
 
 :class:`~grokwatch.forecast.forecaster.GrokForecaster` implements ``start`` with
 :class:`GrokRunForecaster` below. :class:`NullForecaster` (no forecasts: the rule-based detector)
@@ -41,7 +42,7 @@ import collections
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -99,6 +100,12 @@ class RunForecaster(Protocol):
         holds the values of :attr:`columns` at ``steps[i]`` (NaN where not a number),
         ``absent[i]`` which of them were not reported. The forecast at the last one."""
 
+    def p_grok_within(self, budget: int) -> float | None:
+        """P(t_grok <= ``budget``) at the newest evaluation, as if the run's budget were
+        ``budget``; ``None`` when it cannot say. The run policy
+        (:class:`~grokwatch.policy.RunControl`) asks it before extending a run and, within an
+        extension, before calling the run hopeless."""
+
 
 class Forecaster(Protocol):
     """Opens per-run forecasting states."""
@@ -128,9 +135,11 @@ class RowPrediction:
         self.t_high: float | None = None
 
 
+@runtime_checkable
 class FittedModel(Protocol):
     """What a run's forecast reads of a fitted
-    :class:`~grokwatch.forecast.forecaster.GrokForecaster`."""
+    :class:`~grokwatch.forecast.forecaster.GrokForecaster` (``isinstance`` tells a fitted
+    one: an unfitted estimator lacks the attributes ending in ``_``)."""
 
     @property
     def horizon(self) -> int: ...
@@ -230,8 +239,8 @@ def assemble(model: FittedModel, x: np.ndarray, ctx: Context) -> Forecast:
     confidence = min(max(confidence, 0.0), 1.0)
     sure = confidence >= MIN_CONFIDENCE
     alert = sure and p_budget >= model.alert_threshold_
-    # before it memorized nobody can tell a run will not generalize (a grokker was called
-    # hopeless at steps 200-600 once): hopeless needs a memorized, stalled or spent run
+    # before a run has memorized, nothing yet tells a run that will generalize from one that
+    # will not: hopeless needs a memorized, stalled or spent run
     can_tell = ctx.phase is not Phase.MEMORIZING or p_budget == 0.0
     hopeless = sure and can_tell and p_budget <= model.hopeless_threshold_
     reason = reasons[0][0] if reasons else ForecastReason.OK
@@ -355,6 +364,9 @@ class _NoForecasts:
     def update_rows(
         self, steps: Sequence[int], rows: np.ndarray, absent: np.ndarray
     ) -> Forecast | None:
+        return None
+
+    def p_grok_within(self, budget: int) -> float | None:
         return None
 
 
