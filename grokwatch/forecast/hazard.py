@@ -57,6 +57,7 @@ class HazardTime:
             "random_state": random_state,
         }
         self.clf_: Any = None
+        self.columns_ = np.zeros(0, dtype=int)
 
     def _bin(self, u: np.ndarray) -> np.ndarray:
         j = np.clip(np.floor(np.maximum(u, 0.0) / self.width), 0, self.n_bins - 1)
@@ -76,6 +77,9 @@ class HazardTime:
         X, u, w = X[ok], u[ok], w[ok]
         if u.size < 2:
             raise ValueError("a hazard model needs >= 2 rows with a finite time to go")
+        # columns without a value (a measure no training run had) cannot be binned: left out
+        self.columns_ = np.flatnonzero(~np.isnan(X).all(axis=0))
+        X = X[:, self.columns_]
         j = self._bin(u)
         rows = np.repeat(np.arange(u.size), j + 1)  # person-period rows
         k = np.concatenate([np.arange(n + 1) for n in j])
@@ -91,7 +95,7 @@ class HazardTime:
         """``(n, n_bins)``: the hazard of every bin for every row (the last bin's is 1)."""
         if self.clf_ is None:
             raise ValueError("HazardTime is not fitted")
-        X = np.asarray(X, dtype=float)
+        X = np.asarray(X, dtype=float)[:, self.columns_]
         n = X.shape[0]
         k = np.tile(np.arange(self.n_bins), n)
         p = self.clf_.predict_proba(np.column_stack([np.repeat(X, self.n_bins, axis=0), k]))[:, 1]

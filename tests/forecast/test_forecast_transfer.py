@@ -177,8 +177,10 @@ def test_hazard_interval_covers_80_percent_and_follows_the_spread():
         return x, u
 
     x, u = draw(4000)
+    x = np.column_stack([x, np.full(len(u), np.nan)])  # a measure no run had
     hz = HazardTime(n_trees=60, min_samples_leaf=20).fit(x, u)
     xt, ut = draw(1500)
+    xt = np.column_stack([xt, np.full(len(ut), np.nan)])
     q = hz.quantiles(xt, [0.1, 0.5, 0.9])
     assert (np.diff(q, axis=1) >= 0).all()
     coverage = np.mean((q[:, 0] <= ut) & (ut <= q[:, 2]))
