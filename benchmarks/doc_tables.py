@@ -417,6 +417,19 @@ def corpus_throughput() -> str:
     return table(head, rows) + "\n\n" + note
 
 
+def corpus_stacked_step() -> str:
+    """One stacked MLP training step, vmap vs hand-written bmm (``benchmarks/stacked_step.py``)."""
+    data = _json("corpus/stacked_step.json")
+    shape = data["shape"]
+    head = ("runs × rows", "p, d_emb, d_hidden", "GFLOP per step", "at the matmul peak",
+            "vmap (corpus path)", "bmm by hand", "bmm ÷ vmap")  # fmt: skip
+    row = (f"{data['runs']} × {data['rows_per_run']}",
+           f"{shape['p']}, {shape['d_emb']}, {shape['d_hidden']}", f"{data['step_gflop']:.3f}",
+           f"{data['compute_bound_ms']:.1f} ms", f"{data['ms_per_step']['vmap']:.1f} ms",
+           f"{data['ms_per_step']['bmm']:.1f} ms", f"{data['bmm_over_vmap']:.2f}")  # fmt: skip
+    return table(head, [row])
+
+
 def control_live() -> str:
     """Run control trained live through Optuna and Lightning (``benchmarks/control_live.py``)."""
     data = _json("control/live.json")
@@ -463,6 +476,7 @@ def control_live() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "corpus_outcomes": corpus_outcomes,
     "corpus_throughput": corpus_throughput,
+    "corpus_stacked_step": corpus_stacked_step,
     "control_live": control_live,
     "overhead": overhead,
     "overhead_cadences": overhead_cadences,
