@@ -200,6 +200,25 @@ def forecast_lofo_ablations() -> str:
     return str(format_ablations(results))
 
 
+def forecast_transfer(view: str = "native") -> str:
+    """Leave-one-family-out ablations of the transfer rules (``forecast_transfer.py``):
+    recall / FAR at the threshold fixed on the other families, per variant and rule."""
+    module = _sibling("forecast_transfer")
+    return str(module.format_rules(_json("forecast/transfer/transfer.json"), view))
+
+
+def forecast_transfer_calibration(view: str = "native") -> str:
+    """ECE and interval coverage of the same ablations (``forecast_transfer.py``)."""
+    module = _sibling("forecast_transfer")
+    return str(module.format_calibration(_json("forecast/transfer/transfer.json"), view))
+
+
+def seed_claims() -> str:
+    """The seed papers' claims on corpus v1 and v2 (``seed_claims.py``)."""
+    module = _sibling("seed_claims")
+    return str(module.format_claims(_json("forecast/seed_claims.json")))
+
+
 def _variant(settings: dict[str, Any]) -> str:
     extra = ", ".join(f"{k}={v}" for k, v in sorted(settings.get("params", {}).items()))
     text = f"folds by {settings['fold_by']}, calibration {settings.get('calibrate', 'none')}"
@@ -467,6 +486,10 @@ TABLES: dict[str, Callable[[], str]] = {
     "forecast_groups": forecast_groups,
     "forecast_lofo": forecast_lofo,
     "forecast_lofo_ablations": forecast_lofo_ablations,
+    "forecast_transfer": forecast_transfer,
+    "forecast_transfer_grid": lambda: forecast_transfer("default_grid"),
+    "forecast_transfer_calibration": forecast_transfer_calibration,
+    "seed_claims": seed_claims,
     "service_throughput": lambda: _service("throughput"),
     "service_live": lambda: _service("live"),
     "service_metrics": lambda: _service("metrics"),
