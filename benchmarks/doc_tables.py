@@ -230,6 +230,25 @@ def forecast_lofo_ablations() -> str:
     return str(format_ablations(results))
 
 
+def forecast_transfer(view: str = "native") -> str:
+    """Leave-one-family-out ablations of the transfer rules (``forecast_transfer.py``):
+    recall / FAR at the threshold fixed on the other families, per variant and rule."""
+    module = _sibling("forecast_transfer")
+    return str(module.format_rules(_json("forecast/transfer/transfer.json"), view))
+
+
+def forecast_transfer_calibration(view: str = "native") -> str:
+    """ECE and interval coverage of the same ablations (``forecast_transfer.py``)."""
+    module = _sibling("forecast_transfer")
+    return str(module.format_calibration(_json("forecast/transfer/transfer.json"), view))
+
+
+def seed_claims() -> str:
+    """The seed papers' claims on corpus v1 and v2 (``seed_claims.py``)."""
+    module = _sibling("seed_claims")
+    return str(module.format_claims(_json("forecast/seed_claims.json")))
+
+
 def _variant(settings: dict[str, Any]) -> str:
     extra = ", ".join(f"{k}={v}" for k, v in sorted(settings.get("params", {}).items()))
     text = f"folds by {settings['fold_by']}, calibration {settings.get('calibrate', 'none')}"
@@ -246,12 +265,30 @@ def _service(name: str) -> str:
     return str(getattr(module, name)(directory))
 
 
+SIDE_BY_SIDE = (
+    ("before, run 1", "service_before"),
+    ("after, run 1", "service"),
+    ("after, run 2", "service_2"),
+    ("before, run 2", "service_before_2"),
+    ("before, run 3", "service_before_3"),
+    ("after, run 3", "service_3"),
+)
+"""The runs of ``benchmarks/service_side_by_side.sh`` (the code before the last round of
+changes and after it) in the order they ran, each with its results directory; the second run
+took each command on the after checkout first (``ORDER=after-first``)."""
+
+
+def _side_by_side_dirs() -> list[tuple[str, Path]]:
+    return [(label, RESULTS / d) for label, d in SIDE_BY_SIDE if (RESULTS / d).is_dir()]
+
+
 def service_side_by_side() -> str:
     """Every service table, the code before the last round of changes and after, row by row
     (``benchmarks/service_side_by_side.sh`` ran each command on one and then the other)."""
     module = _sibling("service_tables")
-    module.DIRS = [RESULTS / "service_before", RESULTS / "service"]
-    module.LABELS = {RESULTS / "service_before": "before", RESULTS / "service": "after"}
+    runs = _side_by_side_dirs()
+    module.DIRS = [d for _, d in runs]
+    module.LABELS = {d: label for label, d in runs}
     parts = []
     for name in ("throughput", "live", "metrics", "memory"):
         render = getattr(module, name)
@@ -264,17 +301,17 @@ def service_runtable() -> str:
     """CPU per point of the service's ingest path in-process, before and after the last round
     (``benchmarks/service_runtable.py``, run by ``benchmarks/service_side_by_side.sh``)."""
     rows = []
-    for label, directory in (("before", "service_before"), ("after", "service")):
-        path = RESULTS / directory / "runtable.json"
+    for order, (label, directory) in enumerate(_side_by_side_dirs()):
+        path = directory / "runtable.json"
         if not path.exists():
             continue
         for e in json.loads(path.read_text())["throughput"]:
             rate = f"{e['points_per_s']:,}".replace(",", " ")
-            rows.append((label, e["forecaster"], e["points_per_request"],
+            rows.append((order, label, e["forecaster"], e["points_per_request"],
                          f"{e['cpu_us_per_point']:.1f} µs", rate))  # fmt: skip
-    rows.sort(key=lambda r: (r[1] != "none", r[2], r[0] != "before"))
+    rows.sort(key=lambda r: (r[2] != "none", r[3], r[0]))
     return table(("code", "forecaster", "points / request", "CPU per point", "points/s (one core)"),
-                 rows)  # fmt: skip
+                 [r[1:] for r in rows])  # fmt: skip
 
 
 def _replicas(entry: dict[str, Any]) -> str:
@@ -282,54 +319,71 @@ def _replicas(entry: dict[str, Any]) -> str:
     return "one process" if n == 1 else f"{n} replicas"
 
 
+def _entries(directory: Path, pattern: str) -> list[dict[str, Any]]:
+    paths = sorted(directory.glob(pattern))
+    return [dict(e, file=p.stem) for p in paths for e in json.loads(p.read_text())]
+
+
+def _target_figures(directory: Path, forecaster: str) -> dict[str, tuple[float, str]]:
+    """Each target's figure in one run of one checkout, with what was measured: the best
+    throughput and live p99, the slowest ``/metrics`` and the most memory."""
+    ingest = [e for e in _entries(directory, "ingest_*.json") if e["forecaster"] == forecaster]
+    out: dict[str, tuple[float, str]] = {}
+    tp = [e for e in ingest if e["scenario"] == "throughput"]
+    if tp:
+        best = max(tp, key=lambda e: e["points_per_s"])
+        out["throughput"] = (best["points_per_s"],
+                             f"{_replicas(best)}, {best['batch']} points per request")  # fmt: skip
+    live = [e for e in ingest if e["scenario"] == "live" and e["runs"] >= 1000]
+    if live:
+        best = min(live, key=lambda e: e["p99_ms"])
+        out["live"] = (best["p99_ms"],
+                       f"{_replicas(best)}, {best['report_points']} points per report")  # fmt: skip
+    met = [e for e in _entries(directory, f"metrics_{forecaster}.json") if e["series"] >= 10_000]
+    if met:
+        worst = max(max(e.get("render_ms_median", 0), e.get("get_ms_median", 0)) for e in met)
+        out["metrics"] = (worst, "slowest of in-process and HTTP, median")
+    mem = [e for e in _entries(directory, "memory_*.json") if e["forecaster"] == forecaster]
+    if mem:
+        most = max(mem, key=lambda e: e["mb_per_1000_runs"])
+        out["memory"] = (most["mb_per_1000_runs"], f"{most['points_per_run']} evaluations per run")
+    return out
+
+
+TARGETS = {
+    "throughput": ("≥ 100k points/s", lambda x: x >= 100_000, lambda x: f"{x / 1000:.0f}k"),
+    "live": ("p99 ≤ 20 ms, 1000 runs × 1/s", lambda x: x <= 20, lambda x: f"{x:.3g} ms"),
+    "metrics": ("`/metrics` ≤ 100 ms at 10k series", lambda x: x <= 100, lambda x: f"{x:.3g} ms"),
+    "memory": ("≤ 50 MB per 1000 live runs", lambda x: x <= 50, lambda x: f"{x:.3g} MB"),
+}
+"""Each service target: its wording, whether a figure meets it, how a figure prints."""
+
+
 def service_targets() -> str:
-    """The service's targets against the best measured row of each (computed, not typed)."""
-    directory = RESULTS / "service"
-
-    def entries(pattern: str) -> list[dict[str, Any]]:
-        return [
-            dict(e, file=p.stem)
-            for p in sorted(directory.glob(pattern))
-            for e in json.loads(p.read_text())
-        ]
-
-    ingest = entries("ingest_*.json")
-    metrics = [
-        dict(e, forecaster=e["file"].removeprefix("metrics_")) for e in entries("metrics_*.json")
-    ]
-    memory = entries("memory_*.json")
+    """The service's targets, each run of each checkout side by side (computed, not typed;
+    ✗ marks a figure that misses its target): met when every run of the after checkout
+    meets it."""
+    runs = _side_by_side_dirs()
     rows = []
     for forecaster in ("none", "default"):
-        tp = [e for e in ingest if e["scenario"] == "throughput" and e["forecaster"] == forecaster]
-        live = [e for e in ingest if e["scenario"] == "live" and e["forecaster"] == forecaster
-                and e["runs"] >= 1000]  # fmt: skip
-        met = [e for e in metrics if e["forecaster"] == forecaster and e["series"] >= 10_000]
-        mem = [e for e in memory if e["forecaster"] == forecaster]
-
-        def verdict(ok: bool) -> str:
-            return "**met**" if ok else "**not met**"
-
-        if tp:
-            best = max(tp, key=lambda e: e["points_per_s"])
-            rows.append((forecaster, "≥ 100k points/s", verdict(best["points_per_s"] >= 100_000),
-                         f"{best['points_per_s'] / 1000:.0f}k points/s ({_replicas(best)}, "
-                         f"{best['batch']} points per request)"))  # fmt: skip
-        if live:
-            best = min(live, key=lambda e: e["p99_ms"])
-            rows.append((forecaster, "p99 ≤ 20 ms, 1000 runs × 1/s", verdict(best["p99_ms"] <= 20),
-                         f"{best['p99_ms']:.3g} ms ({_replicas(best)}, "
-                         f"{best['report_points']} points per report)"))  # fmt: skip
-        if met:
-            worst = max(max(e.get("render_ms_median", 0), e.get("get_ms_median", 0)) for e in met)
-            rows.append((forecaster, "`/metrics` ≤ 100 ms at 10k series", verdict(worst <= 100),
-                         f"{worst:.3g} ms (slowest of in-process and HTTP)"))  # fmt: skip
-        if mem:
-            worst_mem = max(mem, key=lambda e: e["mb_per_1000_runs"])
-            rows.append((forecaster, "≤ 50 MB per 1000 live runs",
-                         verdict(worst_mem["mb_per_1000_runs"] <= 50),
-                         f"{worst_mem['mb_per_1000_runs']} MB at {worst_mem['points_per_run']} "
-                         "evaluations per run"))  # fmt: skip
-    return table(("forecaster", "target", "verdict", "best measured (worst for limits)"), rows)
+        figures = [(label, _target_figures(d, forecaster)) for label, d in runs]
+        for key, (wording, ok, show) in TARGETS.items():
+            measured = [(label, f[key]) for label, f in figures if key in f]
+            if not measured:
+                continue
+            after = [ok(x) for label, (x, _) in measured if label.startswith("after")]
+            verdict = ("**met**" if after and all(after) else
+                       f"**not met** ({sum(after)} of {len(after)} runs)" if any(after) else
+                       "**not met**")  # fmt: skip
+            cells = {label.split(",")[0]: [] for label, _ in measured}
+            for label, (x, _) in measured:
+                cells[label.split(",")[0]].append(show(x) + ("" if ok(x) else " ✗"))
+            how = measured[0][1][1]
+            rows.append((forecaster, wording, how, " / ".join(cells.get("before", [])),
+                         " / ".join(cells.get("after", [])), verdict))  # fmt: skip
+    numbers = " / ".join(str(i + 1) for i in range(len(runs) // 2))
+    return table(("forecaster", "target", "measured", f"before (runs {numbers})",
+                  f"after (runs {numbers})", "after: verdict"), rows)  # fmt: skip
 
 
 def cli_timing() -> str:
@@ -393,6 +447,19 @@ def corpus_throughput() -> str:
     return table(head, rows) + "\n\n" + note
 
 
+def corpus_stacked_step() -> str:
+    """One stacked MLP training step, vmap vs hand-written bmm (``benchmarks/stacked_step.py``)."""
+    data = _json("corpus/stacked_step.json")
+    shape = data["shape"]
+    head = ("runs × rows", "p, d_emb, d_hidden", "GFLOP per step", "at the matmul peak",
+            "vmap (corpus path)", "bmm by hand", "bmm ÷ vmap")  # fmt: skip
+    row = (f"{data['runs']} × {data['rows_per_run']}",
+           f"{shape['p']}, {shape['d_emb']}, {shape['d_hidden']}", f"{data['step_gflop']:.3f}",
+           f"{data['compute_bound_ms']:.1f} ms", f"{data['ms_per_step']['vmap']:.1f} ms",
+           f"{data['ms_per_step']['bmm']:.1f} ms", f"{data['bmm_over_vmap']:.2f}")  # fmt: skip
+    return table(head, [row])
+
+
 def control_live() -> str:
     """Run control trained live through Optuna and Lightning (``benchmarks/control_live.py``)."""
     data = _json("control/live.json")
@@ -439,6 +506,7 @@ def control_live() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "corpus_outcomes": corpus_outcomes,
     "corpus_throughput": corpus_throughput,
+    "corpus_stacked_step": corpus_stacked_step,
     "control_live": control_live,
     "overhead": overhead,
     "overhead_cadences": overhead_cadences,
@@ -449,6 +517,10 @@ TABLES: dict[str, Callable[[], str]] = {
     "forecast_groups": forecast_groups,
     "forecast_lofo": forecast_lofo,
     "forecast_lofo_ablations": forecast_lofo_ablations,
+    "forecast_transfer": forecast_transfer,
+    "forecast_transfer_grid": lambda: forecast_transfer("default_grid"),
+    "forecast_transfer_calibration": forecast_transfer_calibration,
+    "seed_claims": seed_claims,
     "service_throughput": lambda: _service("throughput"),
     "service_live": lambda: _service("live"),
     "service_metrics": lambda: _service("metrics"),

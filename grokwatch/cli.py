@@ -273,9 +273,49 @@ def _fit(args: argparse.Namespace) -> int:
         cadences=_ints(args.cadences),
         fold_by=args.fold_by,
         calibrate=args.calibrate,
+        measures=_names(args.measures),
+        transfer=_transfer(args),
         seed=args.seed,
     )
     return 0
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [m for m in text.split(",") if m] if text else None
+
+
+def _transfer(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "threshold_rule": args.threshold_rule,
+        "persist": args.persist,
+        "balance": args.balance,
+        "interval": args.interval,
+    }
+
+
+def _add_transfer(group: argparse._ActionsContainer) -> None:
+    """The transfer rules of ``grokwatch.forecast.transfer`` (``fit`` and ``evaluate --lofo``)."""
+    group.add_argument(
+        "--threshold-rule",
+        choices=["pooled", "family"],
+        default="pooled",
+        help="false-alarm budget over the pooled validation runs or on every family",
+    )
+    group.add_argument(
+        "--persist", type=int, default=1, help="evaluations in a row an alert needs (default 1)"
+    )
+    group.add_argument(
+        "--balance", choices=["run", "family"], default="run", help="weigh runs or families equally"
+    )
+    group.add_argument(
+        "--interval",
+        choices=["pooled", "balanced"],
+        default="pooled",
+        help="t_grok interval residuals: runs or families weigh the same",
+    )
+    group.add_argument(
+        "--measures", default=None, help="fit (and judge) on these measures only, comma-sep."
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -295,7 +335,12 @@ def _evaluate(args: argparse.Namespace) -> int:
             fold_by=args.fold_by,
             calibrate=args.calibrate,
             C_grid=_floats(args.C),
-            measures=[m for m in args.measures.split(",") if m] if args.measures else None,
+            measures=_names(args.measures),
+            transfer=_transfer(args),
+            cap=args.cap or None,
+            params={"n_trees": args.trees, "learning_rate": args.learning_rate},
+            cadences=_ints(args.cadences),
+            budget_samples=args.budget_samples,
             shipped=model,
             plots=not args.no_plots,
             name="lofo" if args.cadence is None else f"lofo_cadence{args.cadence}",
@@ -415,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="isotonic map of P fitted on the out-of-fold forecasts",
     )
     fit.add_argument("--seed", type=int, default=0, help="fold assignment seed")
+    _add_transfer(fit)
     fit.set_defaults(func=_fit)
 
     ev = sub.add_parser(
@@ -452,9 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="map P through an isotonic fit on the inner out-of-fold forecasts",
     )
     lofo.add_argument("--C", default="1", help="inverse penalties to try, comma-sep.")
-    lofo.add_argument(
-        "--measures", default=None, help="fit and evaluate on these measures only, comma-sep."
-    )
+    lofo.add_argument("--cap", type=int, default=0, help="runs per family at most (0: all)")
+    lofo.add_argument("--trees", type=int, default=200, help="boosted trees (default 200)")
+    lofo.add_argument("--learning-rate", type=float, default=0.05, help="boosting step (0.05)")
+    lofo.add_argument("--cadences", default="250,500", help="extra cadences to fit on")
+    lofo.add_argument("--budget-samples", type=int, default=2, help="budget augmentation (2)")
+    _add_transfer(lofo)
     ev.set_defaults(func=_evaluate)
     return parser
 

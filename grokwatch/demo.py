@@ -92,7 +92,6 @@ def run_demo(
     if threads:
         torch.set_num_threads(threads)
     database = Path(db) if db is not None else out_dir / "runs.db"
-    holder: dict[str, Agent] = {}
     watched: list[_ProgressAgent] = []
     stop_metrics: Callable[[], None] | None = None
     bar = tqdm(total=config.steps, desc="grokwatch demo", unit="step", disable=quiet)
@@ -110,7 +109,6 @@ def run_demo(
             modulus=cfg.p,
             policy=policy,
         )
-        holder["agent"] = agent
         watched.append(_ProgressAgent(agent, bar))
         return watched[0]
 
@@ -118,7 +116,7 @@ def run_demo(
         from grokwatch.metrics import serve_agent_metrics
 
         stop_metrics = serve_agent_metrics(
-            lambda: [holder["agent"]] if "agent" in holder else [], port=metrics_port
+            lambda: [w.agent for w in watched[:1]], port=metrics_port
         )
     try:
         result = train(config, agent_factory=factory)
@@ -126,7 +124,7 @@ def run_demo(
         bar.close()
         if stop_metrics is not None:
             stop_metrics()
-    agent = holder["agent"]
+    agent = watched[0].agent
     summary = agent.summary()
     timeline = Timeline(
         entries=watched[0].decisions,
@@ -144,8 +142,8 @@ def run_demo(
         "outcome": summary["outcome"],
         "budget": config.steps,
         "phase": summary["phase"],
-        "wall_seconds": getattr(result, "wall_time", None),
-        "steps_run": getattr(result, "steps", None),
+        "wall_seconds": result.wall_time,
+        "steps_run": result.steps,
         "db": str(database),
         "policy": None if policy is None else policy.to_json(),
         "config": config.to_dict(),

@@ -59,13 +59,16 @@ import math
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from grokwatch.decision import Action, ChangePoint, Forecast, Phase
+
+if TYPE_CHECKING:
+    from grokwatch.detector import RunDetector
 
 NAMED = {
     "train_accuracy": ("grokwatch_run_train_accuracy_ratio", "Train accuracy of the run (0-1)."),
@@ -106,9 +109,9 @@ DEFAULT_INFO_LABELS = ("experiment", "team")
 """Run labels exported on ``grokwatch_run_info`` by default (alert routing, dashboard filters)."""
 
 
-def control_view(detector: Any, advised: Action | None) -> dict[str, Any]:
+def control_view(detector: RunDetector, advised: Action | None) -> dict[str, Any]:
     """The run-policy fields of a :class:`RunView` for a detector (empty without a policy)."""
-    control = getattr(detector, "control", None)
+    control = detector.control
     if control is None:
         return {}
     last = control.last_action

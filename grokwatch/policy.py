@@ -57,6 +57,7 @@ import numpy as np
 
 from grokwatch.decision import Action, Decision, Phase, Reason
 from grokwatch.exceptions import ConfigError
+from grokwatch.forecast.online import FittedModel, Forecaster, RunForecaster
 
 __all__ = [
     "CALIBRATION_PATH",
@@ -222,7 +223,7 @@ class RunPolicy:
 
     # -- thresholds ---------------------------------------------------------------------------
 
-    def calibrated_threshold(self, forecaster: Any, cadence: int) -> float | None:
+    def calibrated_threshold(self, forecaster: Forecaster | None, cadence: int) -> float | None:
         """The hopeless threshold for ``risk`` at ``cadence``, or ``None`` when the calibration
         does not belong to ``forecaster`` (then its own ``hopeless`` flag is used)."""
         if self.hopeless_threshold is not None:
@@ -248,14 +249,23 @@ class RunPolicy:
         v = lowest[min(allowed, len(lowest) - 1)]
         return 0.5 if not math.isfinite(v) else float(min(np.nextafter(v, -np.inf), 0.5))
 
-    def start(self, *, budget: int | None, forecaster: Any = None, run: Any = None) -> RunControl:
+    def start(
+        self,
+        *,
+        budget: int | None,
+        forecaster: Forecaster | None = None,
+        run: RunForecaster | None = None,
+    ) -> RunControl:
         """The per-run state. ``forecaster``: the detector's (to pick the threshold);
         ``run``: its per-run forecaster (asked ``p_grok_within`` for extensions)."""
         return RunControl(self, budget=budget, forecaster=forecaster, run=run)
 
 
-def _same_model(meta: Mapping[str, Any], forecaster: Any) -> bool:
-    """Whether the calibration was made for ``forecaster`` (same fitted thresholds)."""
+def _same_model(meta: Mapping[str, Any], forecaster: Forecaster | None) -> bool:
+    """Whether the calibration was made for ``forecaster``: a fitted model with the same
+    alert and hopeless thresholds."""
+    if not isinstance(forecaster, FittedModel):
+        return False
     try:
         return bool(
             math.isclose(meta["alert_threshold"], forecaster.alert_threshold_, rel_tol=1e-12)
@@ -263,7 +273,7 @@ def _same_model(meta: Mapping[str, Any], forecaster: Any) -> bool:
                 meta["hopeless_threshold"], forecaster.hopeless_threshold_, rel_tol=1e-12
             )
         )
-    except (KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError):
         return False
 
 
@@ -272,7 +282,12 @@ class RunControl:
     extensions, and the :class:`ActionRecord` of every stop and extension."""
 
     def __init__(
-        self, policy: RunPolicy, *, budget: int | None, forecaster: Any = None, run: Any = None
+        self,
+        policy: RunPolicy,
+        *,
+        budget: int | None,
+        forecaster: Forecaster | None = None,
+        run: RunForecaster | None = None,
     ) -> None:
         self.policy = policy
         self.original_budget = budget
@@ -388,10 +403,9 @@ class RunControl:
         return self._threshold[1]
 
     def _p_within(self, budget: int) -> float | None:
-        ask = getattr(self.run, "p_grok_within", None)
-        if ask is None:
+        if self.run is None:
             return None
-        p = ask(budget)
+        p = self.run.p_grok_within(budget)
         return None if p is None or not math.isfinite(p) else float(p)
 
     def _count_hopeless(self, d: Decision) -> str:

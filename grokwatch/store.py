@@ -110,7 +110,7 @@ class SQLiteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._prefixes: dict[tuple[str, ...], bytes] = {}  # measure names -> record prefix
-        self._names: dict[int, tuple[str, ...]] = {}  # measure-set id -> names
+        self._measure_sets: dict[int, tuple[str, ...]] = {}  # id -> measure names
         try:
             self._db = sqlite3.connect(
                 str(path), timeout=timeout, check_same_thread=False, isolation_level=None
@@ -165,17 +165,17 @@ class SQLiteStore:
 
     def _learn(self, sets: Mapping[tuple[str, ...], int]) -> None:
         for names, set_id in sets.items():
-            self._names[set_id] = names
+            self._measure_sets[set_id] = names
             self._prefixes[names] = set_prefix(set_id)
 
     def _decode(self, raw: bytes | str, where: str) -> dict[str, float]:
         if isinstance(raw, str) or (set_id := record_set(raw)) is None:
             return decode_values(raw)
-        if set_id not in self._names:  # registered by another process meanwhile
+        if set_id not in self._measure_sets:  # registered by another process meanwhile
             self._load_sets()
-            if set_id not in self._names:
+            if set_id not in self._measure_sets:
                 raise StoreError(f"{where}: unknown measure set {set_id} (a damaged database?)")
-        names = self._names[set_id]
+        names = self._measure_sets[set_id]
         return unpack(names, raw)
 
     class _Tx:

@@ -95,10 +95,11 @@ class Timeline:
         return None if first is None else int(first["step"])
 
 
-def alert_threshold(forecaster: Any) -> float | None:
+def alert_threshold(forecaster: object) -> float | None:
     """The alert threshold of a fitted forecaster, when it has one."""
-    value = getattr(forecaster, "alert_threshold_", None)
-    return None if value is None else float(value)
+    from grokwatch.forecast.online import FittedModel
+
+    return float(forecaster.alert_threshold_) if isinstance(forecaster, FittedModel) else None
 
 
 def replay(

@@ -34,6 +34,9 @@ class LastValueForecaster:
             p = min(max(weight_norm / 100.0, 0.0), 1.0)
             return Forecast(step=step, p_grok_horizon=p, horizon=100, p_grok_budget=p)
 
+        def p_grok_within(self, budget: int) -> float | None:
+            return None
+
     def start(self, *, budget: int | None, rules: Any = None, tracker: Any = None) -> Any:
         return self.Run()
 

@@ -16,7 +16,15 @@ from typing import Any
 
 from grokwatch.forecast.evaluate import evaluate, format_table
 from grokwatch.forecast.forecaster import GrokForecaster
-from grokwatch.forecast.replay import NEGATIVE, POSITIVE, Replay, replay
+from grokwatch.forecast.replay import (
+    DEFAULT_GRID,
+    NEGATIVE,
+    POSITIVE,
+    Replay,
+    architecture_family,
+    replay,
+    with_family,
+)
 from grokwatch.forecast.training import fit_corpus
 
 __all__ = ["evaluate_corpus", "evaluate_lofo", "fit_model", "pick_timelines"]
@@ -42,16 +50,23 @@ def fit_model(
     cadences: Sequence[int] = (250, 500),
     fold_by: str = "config",
     calibrate: str = "none",
+    measures: Sequence[str] | None = None,
+    transfer: dict[str, Any] | None = None,
     seed: int = 0,
     say: Say = print,
 ) -> tuple[GrokForecaster, dict[str, Any]]:
-    """Fit on the ``split`` runs of ``corpus`` (comma-separated splits: all of them) and
-    save the model to ``out``; ``fold_by`` and ``calibrate`` as in
-    :func:`~.training.fit_replays`."""
+    """Fit on the ``split`` runs of ``corpus`` (one directory or several, comma-separated;
+    comma-separated splits: all of them) and save the model to ``out``; ``fold_by``,
+    ``calibrate`` and the ``transfer`` rules (``threshold_rule``, ``persist``, ``balance``,
+    ``interval``) as in :func:`~.training.fit_replays`; ``measures``: fit on these measures
+    of every run only."""
     from grokwatch.forecast.io import save
+    from grokwatch.forecast.lofo import minimal_run
 
     splits = [s for s in split.split(",") if s]
-    runs = list(_load_corpus(corpus, splits))
+    runs = [r for c in str(corpus).split(",") if c for r in _load_corpus(c, splits)]
+    if measures is not None:
+        runs = [minimal_run(r, measures) for r in runs]
     if not runs:
         raise ValueError(f"no finished runs with split {split!r} in {corpus}")
     t0 = time.perf_counter()
@@ -66,9 +81,11 @@ def fit_model(
         seed=seed,
         params={"classifier": classifier},
         log=say,
+        **(transfer or {}),
     )
     info = {**report.to_json(), "corpus": str(corpus), "split": split, "seed": seed}
-    info["families"] = sorted({r.family for r in runs})
+    info["measures"] = None if measures is None else list(measures)
+    info["families"] = sorted({architecture_family(r) for r in runs})
     info["calibrate"] = calibrate
     info["fit_seconds"] = round(time.perf_counter() - t0, 1)
     save(model, out, report=info)
@@ -227,6 +244,9 @@ def evaluate_lofo(
     C_grid: Sequence[float] = (1.0,),
     params: dict[str, Any] | None = None,
     measures: Sequence[str] | None = None,
+    transfer: dict[str, Any] | None = None,
+    budget_samples: int = 2,
+    cap: int | None = None,
     shipped: GrokForecaster | None = None,
     plots: bool = True,
     name: str = "lofo",
@@ -240,26 +260,31 @@ def evaluate_lofo(
     given (by default 500 steps, the agent's default cadence); ``measures``: fit and
     evaluate on these measures of every run only (e.g. :data:`.lofo.MINIMAL_MEASURES`: the
     features that exist for every family); ``shipped`` (a fitted
-    model) is also scored on the families it was not fitted on. Writes ``NAME.json``,
-    ``NAME.md`` and ``NAME/reliability_FAMILY.png`` to ``out``."""
+    model) is also scored on the families it was not fitted on; ``transfer``: the rules of
+    :mod:`.transfer` (keyword arguments of :func:`~.training.fit_replays`); ``cap``: at most
+    this many runs of each family (a seeded sample). Runs are held out by
+    :func:`~.replay.architecture_family`; the held-out runs are also judged on the agent's
+    default grid (view ``default grid``). Writes ``NAME.json``, ``NAME.md`` and
+    ``NAME/reliability_FAMILY.png`` to ``out``."""
     from functools import partial
 
     from grokwatch.forecast.lofo import format_lofo, lofo_folds, minimal_run, run_lofo, summary_line
 
     runs = [r for c in corpora for r in _load_corpus(c, ("train", "eval", "heldout"))]
-    runs = [r for r in runs if r.labels.get("outcome")]
+    runs = sample_families([r for r in runs if r.labels.get("outcome")], cap)
     if not runs:
         raise ValueError(f"no labelled runs in {', '.join(map(str, corpora))}")
     t0 = time.perf_counter()
-    minimal = {r.run_id: replay(minimal_run(r), cadence=cadence) for r in runs}
+    minimal = {r.run_id: with_family(replay(minimal_run(r), cadence=cadence), r) for r in runs}
+    full_runs = runs
     if measures is not None:  # fitted and judged on these measures only
         runs = [minimal_run(r, measures) for r in runs]
-    base = [replay(r) for r in runs]
-    extra = [replay(r, cadence=c) for r in runs for c in cadences]
+    base = [with_family(replay(r), r) for r in runs]
+    extra = [with_family(replay(r, cadence=c), r) for r in runs for c in cadences]
     test = (
         {r.run_id: r for r in base}
         if cadence is None
-        else {r.run_id: replay(r, cadence=cadence) for r in runs}
+        else {r.run_id: with_family(replay(r, cadence=cadence), r) for r in runs}
     )
     say(f"replayed {len(runs)} runs in {time.perf_counter() - t0:.0f} s")
     folds_ = [
@@ -268,13 +293,17 @@ def evaluate_lofo(
     ]
     fit = partial(
         _fit_fold, folds=folds, fold_by=fold_by, calibrate=calibrate, far=far, C_grid=C_grid,
-        params=params, seed=seed, say=say,
+        params=params, seed=seed, say=say, budget_samples=budget_samples, **(transfer or {}),
     )  # fmt: skip
     views = {
         f"cadence {c}": {r.run_id: r for r in extra if r.cadence == c}
         for c in view_cadences
         if c in cadences and cadence is None
     }
+    if cadence is None:
+        views["default grid"] = {
+            r.run_id: with_family(replay(r, cadence=DEFAULT_GRID), r) for r in runs
+        }
     result = run_lofo(folds_, fit=fit, minimal=minimal, views=views, rename=_group_name, log=say)
     models = result.pop("models")  # not JSON; handed back at the end
     result["settings"] = {
@@ -288,11 +317,27 @@ def evaluate_lofo(
         "C_grid": list(C_grid),
         "params": dict(params or {}),
         "measures": None if measures is None else list(measures),
+        "transfer": dict(transfer or {}),
+        "budget_samples": budget_samples,
+        "cap_per_family": cap,
         "seed": seed,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    if shipped is not None:
-        result["shipped"] = _score_shipped(shipped, folds_, minimal, views, say)
+    if shipped is not None:  # on every measure of the runs, as it was fitted
+        ship_folds, ship_views = folds_, views
+        if measures is not None:
+            full = {r.run_id: with_family(replay(r, cadence=cadence), r) for r in full_runs}
+            ship_folds = [
+                dataclasses.replace(f, test=tuple(full[r.run_id] for r in f.test)) for f in folds_
+            ]
+            ship_views = {
+                name: {
+                    r.run_id: with_family(replay(r, cadence=_view_cadence(name)), r)
+                    for r in full_runs
+                }
+                for name in views
+            }
+        result["shipped"] = _score_shipped(shipped, ship_folds, minimal, ship_views, say)
     text = format_lofo(result)
     say(text)
     if out is not None:
@@ -318,6 +363,29 @@ def evaluate_lofo(
         say(summary_line(fam, s))
     result["models"] = models
     return result
+
+
+def _view_cadence(name: str) -> int | str:
+    """The cadence of a view named ``cadence N`` or ``default grid``."""
+    return DEFAULT_GRID if name == "default grid" else int(name.split()[-1])
+
+
+def sample_families(runs: Sequence[Any], cap: int | None, seed: int = 0) -> list[Any]:
+    """At most ``cap`` runs of each family (:func:`~.replay.architecture_family`), a seeded
+    sample (all runs when ``cap`` is ``None``)."""
+    if cap is None:
+        return list(runs)
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out: list[Any] = []
+    for fam in sorted({architecture_family(r) for r in runs}):
+        mine = sorted((r for r in runs if architecture_family(r) == fam), key=lambda r: r.run_id)
+        if len(mine) > cap:
+            keep = np.sort(rng.choice(len(mine), size=cap, replace=False))
+            mine = [mine[i] for i in keep]
+        out += mine
+    return out
 
 
 def _fit_fold(

@@ -245,12 +245,12 @@ class _Trend:
     long runs and nothing read changes.
     """
 
-    __slots__ = ("_kept", "steps", "values")
+    __slots__ = ("_size_after_prune", "steps", "values")
 
     def __init__(self) -> None:
         self.steps = array.array("i")  # 4-byte steps until one does not fit, then 8
         self.values = array.array("d")
-        self._kept = 0  # points after the last pruning
+        self._size_after_prune = 0
 
     def extend(self, steps: list[int], values: Iterable[float]) -> None:
         if self.steps.typecode == "i" and steps and max(steps[-1], -steps[0]) > _INT32_MAX:
@@ -259,13 +259,13 @@ class _Trend:
         self.values.extend(values)
 
     def prune(self, t: int) -> None:
-        if len(self.steps) < self._kept + _PRUNE_AT:
+        if len(self.steps) < self._size_after_prune + _PRUNE_AT:
             return
         stale = bisect.bisect_left(self.steps, t / RATIO**2) - 1
         if stale >= _PRUNE_AT:
             del self.steps[:stale]
             del self.values[:stale]
-        self._kept = len(self.steps)
+        self._size_after_prune = len(self.steps)
 
 
 def _as_float(raw: object) -> float:

@@ -55,6 +55,7 @@ _SCALARS = (
     "time_intercept_",
     "alert_threshold_",
     "hopeless_threshold_",
+    "persist_",
     "n_iter_",
     "n_features_in_",
 )
@@ -78,7 +79,7 @@ def save(
         "format_version": FORMAT_VERSION,
         "feature_schema": {"version": SCHEMA_VERSION, "names": list(FEATURE_NAMES)},
         "params": model.get_params(),
-        "scalars": {k: _plain(getattr(model, k)) for k in _SCALARS},
+        "scalars": {k: _plain(getattr(model, k, 1 if k == "persist_" else None)) for k in _SCALARS},
         "has_time_model": model.time_coef_ is not None,
         "report": dict(report or {}),
         "versions": {
@@ -154,6 +155,7 @@ def load(path: str | Path) -> GrokForecaster:
             model.time_trees_ = TreeEnsemble.from_arrays(arrays, "time_tree_")
     except KeyError as exc:
         raise SchemaError(f"{path}: a tree model without its trees ({exc})") from exc
+    model.persist_ = 1  # files of before: alerts on one evaluation
     for key, value in meta["scalars"].items():
         setattr(model, key, value)
     model.fit_report_ = meta.get("report", {})

@@ -8,7 +8,8 @@ The detector talks to forecasters through two small interfaces:
   order, given as arrays over its ``columns`` (the measures it reads; the detector keeps only
   those for replaying late points, as arrays, and hands them over without a dict per
   evaluation), and returns the forecast at the last (``None`` when it has none);
-  ``change_points`` / ``new_change_points`` list the change points it found.
+  ``change_points`` / ``new_change_points`` list the change points it found;
+  ``p_grok_within(budget)`` answers the run policy's question for a budget extension.
 
 :class:`~grokwatch.forecast.forecaster.GrokForecaster` implements ``start`` with
 :class:`GrokRunForecaster` below. :class:`NullForecaster` (no forecasts: the rule-based detector)
@@ -26,19 +27,22 @@ Confidence and reasons (:class:`~grokwatch.ForecastReason`), in the order they m
   ``0.2`` (``DIVERGED``).
 
 A forecast *alerts* when P(grok within budget) is at least the model's alert threshold and
-the confidence is at least :data:`MIN_CONFIDENCE`; it is *hopeless* when P is at most the
-hopeless threshold with that confidence, and the run has memorized (or stalled, or spent its
-budget): while it is still memorizing it is never called hopeless. After ``t_grok`` the
-forecast is certain (``GENERALIZED``); past the budget without grokking, P(grok within
-budget) is 0 (``BUDGET_EXHAUSTED``). Bad input never raises.
+the confidence is at least :data:`MIN_CONFIDENCE` -- and, for a model with ``persist_ = k >
+1``, when that held at its last ``k`` forecasts (:class:`GrokRunForecaster` keeps them; the
+offline evaluation reads the same rule, :func:`~grokwatch.forecast.transfer.persisted`); it
+is *hopeless* when P is at most the hopeless threshold with that confidence, and the run has
+memorized (or stalled, or spent its budget): while it is still memorizing it is never called
+hopeless. After ``t_grok`` the forecast is certain (``GENERALIZED``); past the budget without
+grokking, P(grok within budget) is 0 (``BUDGET_EXHAUSTED``). Bad input never raises.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -96,6 +100,12 @@ class RunForecaster(Protocol):
         holds the values of :attr:`columns` at ``steps[i]`` (NaN where not a number),
         ``absent[i]`` which of them were not reported. The forecast at the last one."""
 
+    def p_grok_within(self, budget: int) -> float | None:
+        """P(t_grok <= ``budget``) at the newest evaluation, as if the run's budget were
+        ``budget``; ``None`` when it cannot say. The run policy
+        (:class:`~grokwatch.policy.RunControl`) asks it before extending a run and, within an
+        extension, before calling the run hopeless."""
+
 
 class Forecaster(Protocol):
     """Opens per-run forecasting states."""
@@ -125,9 +135,11 @@ class RowPrediction:
         self.t_high: float | None = None
 
 
+@runtime_checkable
 class FittedModel(Protocol):
     """What a run's forecast reads of a fitted
-    :class:`~grokwatch.forecast.forecaster.GrokForecaster`."""
+    :class:`~grokwatch.forecast.forecaster.GrokForecaster` (``isinstance`` tells a fitted
+    one: an unfitted estimator lacks the attributes ending in ``_``)."""
 
     @property
     def horizon(self) -> int: ...
@@ -227,8 +239,8 @@ def assemble(model: FittedModel, x: np.ndarray, ctx: Context) -> Forecast:
     confidence = min(max(confidence, 0.0), 1.0)
     sure = confidence >= MIN_CONFIDENCE
     alert = sure and p_budget >= model.alert_threshold_
-    # before it memorized nobody can tell a run will not generalize (a grokker was called
-    # hopeless at steps 200-600 once): hopeless needs a memorized, stalled or spent run
+    # before a run has memorized, nothing yet tells a run that will generalize from one that
+    # will not: hopeless needs a memorized, stalled or spent run
     can_tell = ctx.phase is not Phase.MEMORIZING or p_budget == 0.0
     hopeless = sure and can_tell and p_budget <= model.hopeless_threshold_
     reason = reasons[0][0] if reasons else ForecastReason.OK
@@ -277,6 +289,8 @@ class GrokRunForecaster:
             budget=budget, rules=rules, tracker=tracker, changepoints=changepoints
         )
         self.forecast: Forecast | None = None
+        self._persist = int(getattr(model, "persist_", 1))
+        self._recent: collections.deque[float] = collections.deque(maxlen=self._persist)
 
     @property
     def change_points(self) -> Sequence[ChangePoint]:
@@ -302,8 +316,22 @@ class GrokRunForecaster:
         last = self.state.last_step
         if len(steps) and (last is None or max(steps) > last):
             self.state.add_rows(steps, rows, absent)
-            self.forecast = assemble(self.model, self.state.vector(), Context.of(self.state))
+            forecast = assemble(self.model, self.state.vector(), Context.of(self.state))
+            self.forecast = self._held(forecast)
         return self.forecast
+
+    def _held(self, forecast: Forecast) -> Forecast:
+        """``forecast`` with its alert kept only if the last ``persist_`` forecasts alerted."""
+        if self._persist <= 1:
+            return forecast
+        sure = forecast.confidence >= MIN_CONFIDENCE
+        self._recent.append(forecast.p_grok_budget if sure else -math.inf)
+        held = len(self._recent) == self._persist and min(self._recent) >= (
+            self.model.alert_threshold_
+        )
+        if forecast.alert and not held:
+            return dataclasses.replace(forecast, alert=False)
+        return forecast
 
     def p_grok_within(self, budget: int) -> float | None:
         """P(t_grok <= ``budget``) at the newest evaluation, as if the run's budget were
@@ -336,6 +364,9 @@ class _NoForecasts:
     def update_rows(
         self, steps: Sequence[int], rows: np.ndarray, absent: np.ndarray
     ) -> Forecast | None:
+        return None
+
+    def p_grok_within(self, budget: int) -> float | None:
         return None
 
 

@@ -24,14 +24,17 @@ from grokwatch.forecast.forecaster import GrokForecaster
 from grokwatch.forecast.online import Context, assemble
 
 __all__ = [
+    "DEFAULT_GRID",
     "NEGATIVE",
     "POSITIVE",
     "Replay",
     "StoredRun",
+    "architecture_family",
     "choose_alert_threshold",
     "config_group",
     "replay",
     "thin",
+    "with_family",
 ]
 
 POSITIVE = ("grokking",)
@@ -79,7 +82,7 @@ class Replay:
     t_mem: int | None
     t_grok: int | None
     budget: int | None
-    cadence: int | None
+    cadence: int | str | None
     steps: np.ndarray  # (T,)
     X: np.ndarray  # (T, F)
     contexts: list[Context]
@@ -117,21 +120,36 @@ BASELINE_MEASURES = (
 )
 
 
-def thin(steps: np.ndarray, cadence: int) -> np.ndarray:
+DEFAULT_GRID = "default"
+"""``cadence`` of :func:`replay` for the agent's default grid (:func:`thin`)."""
+
+
+def thin(steps: np.ndarray, cadence: int | str) -> np.ndarray:
     """Indices of the evaluations an agent with ``every=cadence`` would have made (the first
-    evaluation and every multiple of ``cadence``)."""
-    keep = (steps % cadence == 0) | (np.arange(steps.size) == 0)
+    evaluation and every multiple of ``cadence``); with ``cadence="default"`` the agent's
+    default grid (:func:`grokwatch.schedule.grid_spacing`: every 10 steps below 1000, then
+    every tenth of the step's power of ten) restricted to the steps the run has."""
+    first = np.arange(steps.size) == 0
+    if cadence == DEFAULT_GRID:
+        from grokwatch.schedule import grid_spacing
+
+        on_grid = np.array([int(s) % grid_spacing(int(s)) == 0 for s in steps], dtype=bool)
+        return np.flatnonzero(on_grid | first)
+    if isinstance(cadence, str) or cadence < 1:
+        raise ValueError(f"cadence must be an int >= 1 or {DEFAULT_GRID!r}, got {cadence=!r}")
+    keep = (steps % cadence == 0) | first
     return np.flatnonzero(keep)
 
 
 def replay(
     run: StoredRun,
     *,
-    cadence: int | None = None,
+    cadence: int | str | None = None,
     rules: EventRules | None = None,
     changepoints: str = "bayes",
 ) -> Replay:
-    """Replay ``run`` through :class:`FeatureState` (thinned to ``cadence`` if given)."""
+    """Replay ``run`` through :class:`FeatureState` (thinned to ``cadence`` if given: steps,
+    or ``"default"`` for the agent's default grid, see :func:`thin`)."""
     labels = run.labels
     budget = labels.get("budget") or run.config.get("steps")
     idx = np.arange(len(run.steps)) if cadence is None else thin(run.steps, cadence)
@@ -171,6 +189,21 @@ def replay(
         measures=measures,
         change_points=list(state.change_points),
     )
+
+
+def architecture_family(run: StoredRun) -> str:
+    """The family a run is held out with: its corpus family, except that corpus v1's MLPs
+    without an embedding (one-hot inputs, ``embedding: false``) belong to ``onehot``, the
+    family corpus v2 gives them (otherwise a held-out ``onehot`` would be fitted on v1's)."""
+    if run.family == "mlp" and run.config.get("embedding") is False:
+        return "onehot"
+    return run.family
+
+
+def with_family(r: Replay, run: StoredRun) -> Replay:
+    """``r`` (a replay of ``run``) under :func:`architecture_family`."""
+    fam = architecture_family(run)
+    return r if fam == r.family else dataclasses.replace(r, family=fam)
 
 
 def choose_alert_threshold(negative_max: Sequence[float], far: float) -> float:

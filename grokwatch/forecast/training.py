@@ -36,9 +36,33 @@ from grokwatch.forecast.evaluate import family_refs, forecast_signal, metrics
 from grokwatch.forecast.features import FEATURE_NAMES
 from grokwatch.forecast.forecaster import RESIDUAL_QUANTILES, GrokForecaster, weighted_quantile
 from grokwatch.forecast.online import MIN_CONFIDENCE
-from grokwatch.forecast.replay import NEGATIVE, Replay, StoredRun, choose_alert_threshold, replay
+from grokwatch.forecast.replay import (
+    NEGATIVE,
+    Replay,
+    StoredRun,
+    choose_alert_threshold,
+    replay,
+    with_family,
+)
+from grokwatch.forecast.transfer import (
+    THRESHOLD_RULES,
+    balanced_quantiles,
+    family_threshold,
+    family_weights,
+    persisted,
+)
 
-__all__ = ["FOLD_BY", "FitReport", "fit_corpus", "fit_replays", "training_rows"]
+__all__ = [
+    "BALANCE",
+    "FOLD_BY",
+    "INTERVALS",
+    "FitReport",
+    "alert_scores",
+    "eligible_max",
+    "fit_corpus",
+    "fit_replays",
+    "training_rows",
+]
 
 BUDGET_FEATURES = ("log_budget_over_t", "projected_grok_margin")
 """The features that depend on the budget (re-drawn by budget augmentation)."""
@@ -106,17 +130,26 @@ def training_rows(
 # -- alerts and thresholds -----------------------------------------------------------------
 
 
-def eligible_max(r: Replay, forecasts: Sequence[Forecast]) -> float:
-    """Largest confident P(grok within budget) before ``t_grok`` and within the budget."""
-    best = -math.inf
-    for s, f in zip(r.steps, forecasts, strict=True):
-        if r.t_grok is not None and s >= r.t_grok:
-            break
-        if r.budget is not None and s > r.budget:
-            break
-        if f.confidence >= MIN_CONFIDENCE and f.p_grok_budget > best:
-            best = f.p_grok_budget
-    return best
+def alert_scores(forecasts: Sequence[Forecast], persist: int = 1) -> np.ndarray:
+    """What an alert reads at each evaluation: the confident P(grok within budget) (``-inf``
+    below :data:`~.online.MIN_CONFIDENCE`), held for ``persist`` evaluations
+    (:func:`~.transfer.persisted`)."""
+    p = np.array(
+        [f.p_grok_budget if f.confidence >= MIN_CONFIDENCE else -np.inf for f in forecasts],
+        dtype=float,
+    )
+    return persisted(p, persist)
+
+
+def eligible_max(r: Replay, forecasts: Sequence[Forecast], persist: int = 1) -> float:
+    """Largest alert score (:func:`alert_scores`) before ``t_grok`` and within the budget."""
+    score = alert_scores(forecasts, persist)
+    keep = np.ones(r.steps.size, bool)
+    if r.t_grok is not None:
+        keep &= r.steps < r.t_grok
+    if r.budget is not None:
+        keep &= r.steps <= r.budget
+    return float(score[keep].max()) if keep.any() else -math.inf
 
 
 @dataclasses.dataclass
@@ -133,13 +166,23 @@ class FitReport:
     hopeless_threshold: float
     oof: dict[str, float]
     fold_by: str = "config"
+    threshold_rule: str = "pooled"
+    persist: int = 1
+    balance: str = "run"
+    interval: str = "pooled"
+    family_thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Each fitting family's own threshold for the false-alarm budget (out of fold)."""
+    family_hopeless: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Each fitting family's own hopeless threshold (out of fold)."""
     oof_forecasts: dict[str, list[Forecast]] = dataclasses.field(default_factory=dict, repr=False)
     """Every validation run's out-of-fold forecasts (not saved)."""
     replays: list[Replay] = dataclasses.field(default_factory=list, repr=False)
+    oof_residuals: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+    """Every grokking validation run's out-of-fold ``log(t_grok / t) - mu`` (not saved)."""
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        del out["oof_forecasts"], out["replays"]
+        del out["oof_forecasts"], out["replays"], out["oof_residuals"]
         return out
 
 
@@ -159,17 +202,22 @@ def fit_corpus(
     **options: Any,
 ) -> tuple[GrokForecaster, FitReport]:
     """Fit a :class:`GrokForecaster` on ``runs`` as the module docstring says: replay them
-    (at their own cadence and at ``extra_cadences``), then :func:`fit_replays`."""
+    (at their own cadence and at ``extra_cadences``; families by
+    :func:`~.replay.architecture_family`), then :func:`fit_replays`."""
     say = log or (lambda *a: None)
     runs = [r for r in runs if r.labels.get("outcome")]
-    base = [replay(r) for r in runs]
+    base = [with_family(replay(r), r) for r in runs]
     say(f"replayed {len(base)} runs")
-    extra = [replay(r, cadence=c) for r in runs for c in extra_cadences]
+    extra = [with_family(replay(r, cadence=c), r) for r in runs for c in extra_cadences]
     return fit_replays(base, extra, log=log, **options)
 
 
 FOLD_BY = ("config", "family")
 """How :func:`fit_replays` groups its cross-validation folds."""
+BALANCE = ("run", "family")
+"""How :func:`fit_replays` weighs runs: each run 1, or each family the same in total."""
+INTERVALS = ("pooled", "balanced")
+"""Residual quantiles of the ``t_grok`` interval: each run 1, or each family the same."""
 
 
 def fit_replays(
@@ -185,6 +233,10 @@ def fit_replays(
     seed: int = 0,
     params: Mapping[str, Any] | None = None,
     calibrate: str = "none",
+    threshold_rule: str = "pooled",
+    persist: int = 1,
+    balance: str = "run",
+    interval: str = "pooled",
     log: Any = None,
 ) -> tuple[GrokForecaster, FitReport]:
     """Steps 3-5 of the module docstring on runs already replayed: ``base`` at each run's
@@ -200,10 +252,28 @@ def fit_replays(
     ``calibrate="isotonic"`` maps the probabilities through an isotonic regression of the
     outcome on the out-of-fold P(grok within budget) (rows before ``t_grok`` at each run's
     own cadence, each run weighing 1), fitted before the thresholds are chosen, so the
-    thresholds and the saved model read calibrated probabilities."""
+    thresholds and the saved model read calibrated probabilities.
+
+    The transfer rules of :mod:`.transfer`: ``threshold_rule="family"`` keeps the false-alarm
+    budget -- and the share of grokking runs called hopeless -- on every fitting family
+    (``"pooled"``: over all their runs); ``persist=k`` alerts
+    after ``k`` confident evaluations in a row at or above the threshold (saved as the
+    model's ``persist_``); ``balance="family"`` weighs every family the same in fitting;
+    ``interval="balanced"`` takes the ``t_grok`` interval's residual quantiles with every
+    family weighing the same."""
     say = log or (lambda *a: None)
     if fold_by not in FOLD_BY:
         raise ValueError(f"fold_by must be one of {FOLD_BY}, got {fold_by=!r}")
+    if threshold_rule not in THRESHOLD_RULES:
+        raise ValueError(
+            f"threshold_rule must be one of {THRESHOLD_RULES}, got {threshold_rule=!r}"
+        )
+    if balance not in BALANCE:
+        raise ValueError(f"balance must be one of {BALANCE}, got {balance=!r}")
+    if interval not in INTERVALS:
+        raise ValueError(f"interval must be one of {INTERVALS}, got {interval=!r}")
+    if not (isinstance(persist, int) and persist >= 1):
+        raise ValueError(f"persist must be an int >= 1, got {persist=!r}")
     if calibrate not in ("none", "isotonic"):
         raise ValueError(f"calibrate must be 'none' or 'isotonic', got {calibrate=!r}")
     if not base:
@@ -227,7 +297,12 @@ def fit_replays(
     }
 
     def rows(replays: Sequence[Replay], augment: bool = True) -> tuple[np.ndarray, ...]:
-        return training_rows(replays, budget_samples=budget_samples if augment else 0, seed=seed)
+        X, y, w, t, ri = training_rows(
+            replays, budget_samples=budget_samples if augment else 0, seed=seed
+        )
+        if balance == "family" and augment and ri.size:
+            w = w * family_weights([r.family for r in replays])[ri]
+        return X, y, w, t, ri
 
     time_features = [i for i, n in enumerate(FEATURE_NAMES) if n not in BUDGET_FEATURES]
     settings = {"time_features": time_features, **(params or {})}
@@ -267,8 +342,12 @@ def fit_replays(
             m.calibration_ = calibration
         say(f"isotonic calibration: {calibration.shape[1]} knots")
     # thresholds and residuals from the out-of-fold forecasts of the chosen C
-    neg_max, pos_min, resid, resid_w = [], [], [], []
+    neg_max: dict[str, list[float]] = {}
+    pos_min: dict[str, list[float]] = {}
+    resid, resid_w = [], []
     oof_forecasts: dict[str, list[Forecast]] = {}
+    oof_resid: dict[str, np.ndarray] = {}
+    family_of = {r.run_id: r.family for r in base}
     for f in range(k):
         model = oof_models[best_C][f]
         for r in base:
@@ -277,7 +356,7 @@ def fit_replays(
             fc = r.forecasts(model)
             oof_forecasts[r.run_id] = fc
             if r.outcome in NEGATIVE:
-                neg_max.append(eligible_max(r, fc))
+                neg_max.setdefault(r.family, []).append(eligible_max(r, fc, persist))
             if r.groks and r.t_grok is not None:
                 before = [
                     fo.p_grok_budget
@@ -286,21 +365,27 @@ def fit_replays(
                     and fo.confidence >= MIN_CONFIDENCE
                     and fo.phase is not Phase.MEMORIZING  # never hopeless then (online)
                 ]
-                pos_min.append(min(before) if before else math.inf)
+                pos_min.setdefault(r.family, []).append(min(before) if before else math.inf)
                 keep = r.steps < r.t_grok
                 if keep.any():
                     mu = model.predict_log_time(r.X[keep])
                     target = np.log(r.t_grok / np.maximum(r.steps[keep], 1.0))
                     resid.append(target - mu)
                     resid_w.append(np.full(int(keep.sum()), 1.0 / int(keep.sum())))
-    alert = choose_alert_threshold(neg_max, far)
-    finite_pos = np.sort([v for v in pos_min if math.isfinite(v)])
-    hopeless = 0.0
-    if finite_pos.size:
-        allowed = math.floor(hopeless_miss * len(pos_min))
-        hopeless = float(np.nextafter(finite_pos[min(allowed, finite_pos.size - 1)], -np.inf))
-        hopeless = min(max(hopeless, 0.0), alert)
-    oof = _oof_summary(base, oof_forecasts, alert)
+                    oof_resid[r.run_id] = target - mu
+    pooled = choose_alert_threshold([v for vs in neg_max.values() for v in vs], far)
+    per_family = {f: choose_alert_threshold(v, far) for f, v in sorted(neg_max.items())}
+    alert = family_threshold(neg_max, far) if threshold_rule == "family" else pooled
+    per_family_hopeless = {
+        f: hopeless_threshold(v, hopeless_miss, alert) for f, v in sorted(pos_min.items())
+    }
+    if threshold_rule == "family" and per_family_hopeless:
+        hopeless = min(per_family_hopeless.values())  # at most the miss share on every family
+    else:
+        hopeless = hopeless_threshold(
+            [v for vs in pos_min.values() for v in vs], hopeless_miss, alert
+        )
+    oof = _oof_summary(base, oof_forecasts, alert, persist)
     say(f"alert threshold {alert:.3f} (validation FAR <= {far}), hopeless {hopeless:.3f}")
     X, y, w, t, _ = rows(everything)
     model = GrokForecaster(C=best_C, **settings).fit(
@@ -309,7 +394,12 @@ def fit_replays(
     model.alert_threshold_ = alert
     model.hopeless_threshold_ = hopeless
     model.calibration_ = calibration
-    if resid:
+    model.persist_ = persist
+    if resid and interval == "balanced":
+        model.time_residual_quantiles_ = balanced_quantiles(
+            list(oof_resid.values()), [family_of[i] for i in oof_resid], RESIDUAL_QUANTILES
+        )
+    elif resid:
         r_all, w_all = np.concatenate(resid), np.concatenate(resid_w)
         ok = np.isfinite(r_all)
         model.time_residual_quantiles_ = weighted_quantile(r_all[ok], w_all[ok], RESIDUAL_QUANTILES)
@@ -324,10 +414,28 @@ def fit_replays(
         hopeless_threshold=hopeless,
         oof=oof,
         fold_by=fold_by,
+        threshold_rule=threshold_rule,
+        persist=persist,
+        balance=balance,
+        interval=interval,
+        family_thresholds=per_family,
+        family_hopeless=per_family_hopeless,
         oof_forecasts=oof_forecasts,
         replays=list(base),
+        oof_residuals=oof_resid,
     )
     return model, report
+
+
+def hopeless_threshold(lowest: Sequence[float], miss: float, alert: float) -> float:
+    """The hopeless threshold that calls at most ``miss`` of the grokking runs hopeless before
+    ``t_grok`` (``lowest``: each run's smallest eligible P before ``t_grok``), in [0, alert]."""
+    finite = np.sort([v for v in lowest if math.isfinite(v)])
+    if not finite.size:
+        return 0.0
+    allowed = math.floor(miss * len(lowest))
+    value = float(np.nextafter(finite[min(allowed, finite.size - 1)], -np.inf))
+    return min(max(value, 0.0), alert)
 
 
 def _isotonic_map(folds: Sequence[tuple[GrokForecaster, Sequence[Replay]]]) -> np.ndarray:
@@ -356,10 +464,10 @@ def _isotonic_map(folds: Sequence[tuple[GrokForecaster, Sequence[Replay]]]) -> n
 
 
 def _oof_summary(
-    base: Sequence[Replay], forecasts: Mapping[str, list[Forecast]], alert: float
+    base: Sequence[Replay], forecasts: Mapping[str, list[Forecast]], alert: float, persist: int
 ) -> dict[str, float]:
     """The evaluation's metrics (:func:`.evaluate.metrics`) on the out-of-fold forecasts."""
-    sig = forecast_signal(forecasts, alert)
+    sig = forecast_signal(forecasts, alert, persist=persist)
     runs = [r for r in base if r.run_id in forecasts]
     out = metrics(runs, sig, alert, family_refs(runs))
     return {k: float(v) for k, v in out.items() if isinstance(v, int | float)}

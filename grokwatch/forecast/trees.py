@@ -117,8 +117,16 @@ def fit_trees(
         max_bins=_MAX_BINS,
         random_state=random_state,
     )
-    empty = ~np.isfinite(X).any(axis=0)  # a measure no training run had: never split on
-    clf.fit(np.where(empty, 0.0, X), y, sample_weight=w)
+    # a column that can never be split on -- no value at all (a measure no training run had),
+    # or one value and no NaN -- changes no tree: leaving it out saves its histograms
+    nan = np.isnan(X)
+    lo = np.where(nan, np.inf, X).min(axis=0)
+    hi = np.where(nan, -np.inf, X).max(axis=0)
+    used = np.flatnonzero(~nan.all(axis=0) & ((hi > lo) | nan.any(axis=0)))
+    if used.size == 0:  # nothing to split on: trees of one leaf
+        used = np.array([0])
+    clf.fit(np.nan_to_num(X[:, used], nan=0.0) if nan[:, used].all() else X[:, used], y,
+            sample_weight=w)  # fmt: skip
     trees = [p[0].nodes for p in clf._predictors]
     t, n = len(trees), max((len(nodes) for nodes in trees), default=1)
     arr = {
@@ -134,7 +142,7 @@ def fit_trees(
     depth = 1
     for i, nodes in enumerate(trees):
         k = len(nodes)
-        arr["feature"][i, :k] = nodes["feature_idx"]
+        arr["feature"][i, :k] = used[nodes["feature_idx"]]
         arr["threshold"][i, :k] = nodes["num_threshold"]
         arr["nan_left"][i, :k] = nodes["missing_go_to_left"].astype(bool)
         arr["left"][i, :k] = nodes["left"]

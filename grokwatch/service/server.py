@@ -16,9 +16,9 @@ def serve(settings: ServiceSettings) -> None:
     import uvicorn
 
     if settings.gc_threshold is not None:
-        # the service allocates many short-lived containers per request; the default gen-0
-        # threshold (700) triggers full collections every few seconds that stall requests by
-        # up to ~100 ms (benchmarks/service_ingest.py); this process is ours to tune
+        # the service allocates many short-lived containers per request: at the default gen-0
+        # threshold (700) full collections come every few seconds and stall the requests in
+        # flight; this process is ours to tune
         gc.set_threshold(*settings.gc_threshold)
 
     from grokwatch.service.app import create_app

@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from _serve import wait_ready
 from _tools import DEPLOY, ROOT, free_port, tool
 
 from grokwatch import RunPolicy
@@ -267,15 +268,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             )
         )
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        ready = {
-            "service": "/readyz",
-            "alertmanager": "/-/ready",
-            "prometheus": "/-/ready",
-        }
-        for name, path in ready.items():
+        wait_ready(urls["service"], service, log=tmp / "service.log")
+        for name in ("alertmanager", "prometheus"):
             wait_until(
                 f"{name} ready",
-                lambda u=urls[name] + path: httpx.get(u, timeout=1).status_code == 200,
+                lambda u=urls[name] + "/-/ready": httpx.get(u, timeout=1).status_code == 200,
                 60,
             )
         assert service.poll() is None

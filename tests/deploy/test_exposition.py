@@ -10,12 +10,12 @@ import os
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from _serve import wait_ready
 from _tools import ROOT, free_port, tool
 
 from grokwatch import Agent
@@ -32,19 +32,14 @@ def serve(tmp: Path, env: dict[str, str] | None = None, scheme: str = "http") ->
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GROKWATCH_")}
     cmd = [sys.executable, "-m", "grokwatch.cli", "serve", "--port", str(port)]
     cmd += ["--db", str(tmp / "svc.db"), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, env={**clean, **(env or {})}, cwd=ROOT)
+    log = tmp / "serve.stderr"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(cmd, env={**clean, **(env or {})}, cwd=ROOT, stderr=stderr)
     url = f"{scheme}://127.0.0.1:{port}"
     cafile = (env or {}).get("GROKWATCH_SSL_CERTFILE")
     verify: ssl.SSLContext | bool = True if cafile is None else trusting(Path(cafile))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"grokwatch serve exited with {proc.returncode}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", verify=verify, timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "the service did not become ready"
-            time.sleep(0.1)
+        wait_ready(url, proc, log=log, verify=verify)
         yield url
     finally:
         proc.terminate()

@@ -10,13 +10,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from _serve import READY_TIMEOUT, wait_ready
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
@@ -69,20 +68,6 @@ def free_port() -> int:
         return port
 
 
-def wait_healthy(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not become ready")
-
-
 class ThreadServer:
     """uvicorn serving an app on a loopback port from a background thread."""
 
@@ -99,7 +84,7 @@ class ThreadServer:
 
     def start(self) -> ThreadServer:
         self.thread.start()
-        wait_healthy(self.url)
+        wait_ready(self.url, timeout=60)  # in this process: no imports to wait for
         return self
 
     def stop(self) -> None:
@@ -117,17 +102,25 @@ def thread_server(app: Any, port: int | None = None) -> Iterator[ThreadServer]:
 
 
 class ServeProcess:
-    """``grokwatch serve`` in a subprocess."""
+    """``grokwatch serve`` in a subprocess; its stderr goes to ``self.log`` (beside ``db``)."""
 
     def __init__(self, db: Path, port: int | None = None, *args: str, env: Any = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log = db.with_name(f"{db.stem}.serve-{self.port}.stderr")
         cmd = [sys.executable, "-m", "grokwatch.cli", "serve", "--port", str(self.port)]
         cmd += ["--db", str(db), "--log-level", "warning", *args]
-        self.proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})})
+        with self.log.open("wb") as stderr:
+            self.proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stderr=stderr)
 
-    def wait(self, timeout: float = 30.0) -> ServeProcess:
-        wait_healthy(self.url, timeout, self.proc)
+    def wait(self, timeout: float = READY_TIMEOUT) -> ServeProcess:
+        """Return once ``/readyz`` answers 200; otherwise stop the server and fail with its
+        stderr."""
+        try:
+            wait_ready(self.url, self.proc, timeout=timeout, log=self.log)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def kill(self) -> None:

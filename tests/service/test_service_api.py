@@ -505,6 +505,9 @@ class AccuracyForecaster:
                 t_grok=2000.0 if p < 0.9 else float(step),
             )
 
+        def p_grok_within(self, budget: int) -> float | None:
+            return None
+
     def start(self, *, budget: int | None, rules: Any = None, tracker: Any = None) -> Any:
         return self.Run()
 

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import httpx
-from conftest import ServeProcess
+import pytest
+from _serve import wait_ready
+from conftest import ServeProcess, free_port
 
 from grokwatch.http_transport import HTTPTransport, pick_replica
 from grokwatch.transport import Record
@@ -111,9 +113,9 @@ def test_kill_9_under_load_loses_no_acknowledged_point(tmp_path: Path) -> None:
 def test_two_replicas_shard_runs_by_run_id(tmp_path: Path) -> None:
     a = ServeProcess(tmp_path / "a.db", None, "--forecaster", "none")
     b = ServeProcess(tmp_path / "b.db", None, "--forecaster", "none")
-    a.wait()
-    b.wait()
     try:
+        a.wait()
+        b.wait()
         urls = [a.url, b.url]
         transport = HTTPTransport(",".join(urls), spool=tmp_path / "spool.jsonl")
         runs = [f"sweep-{i}" for i in range(12)]
@@ -133,3 +135,27 @@ def test_two_replicas_shard_runs_by_run_id(tmp_path: Path) -> None:
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_server_that_exits_fails_the_wait_at_once_with_its_stderr(tmp_path: Path) -> None:
+    server = ServeProcess(tmp_path / "svc.db", None, "--no-such-option")
+    with pytest.raises(RuntimeError, match=r"exited with 2[\s\S]*unrecognized arguments"):
+        server.wait()  # RuntimeError, not the TimeoutError of the readiness bound
+
+
+def test_a_server_never_ready_fails_the_wait_with_its_stderr(tmp_path: Path) -> None:
+    log = tmp_path / "stderr"
+    script = "import os, time; os.write(2, b'still importing'); time.sleep(60)"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", script], stderr=stderr)
+    try:
+        deadline = time.monotonic() + 60
+        while b"still importing" not in log.read_bytes():  # the line is in before the wait
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+        with pytest.raises(TimeoutError, match=r"within 0.3 s \(last: Connect[\s\S]*importing"):
+            wait_ready(url, proc, timeout=0.3, log=log)
+    finally:
+        proc.kill()
+        proc.wait()

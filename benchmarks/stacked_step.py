@@ -1,0 +1,146 @@
+"""Why stacking gains little on CPU: one training step of a stack of MLP runs, two ways.
+
+Takes the first ``mlp`` stack of the corpus-v2 plan (the runs `benchmarks/corpus_throughput.py`
+also trains), builds their models and full-batch training sets as `trainer.stacked` does, and
+times one forward + backward of all of them, interleaved, on one thread:
+
+- **vmap**: the corpus path (``torch.func.functional_call`` under ``vmap``);
+- **bmm**: the same loss written by hand on the stacked parameters (batched matmuls and
+  embedding gathers, no ``vmap``), checked equal to the vmap losses first.
+
+Next to them: the step's FLOPs (``torch.utils.flop_counter``, summed over the runs) and the
+single-thread matmul peak measured in the same invocation, so the JSON says how far from
+compute-bound the step is.
+
+    python -m benchmarks.stacked_step --json benchmarks/results/corpus/stacked_step.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
+
+from benchmarks.corpus_throughput import bench_tasks, matmul_peak, step_flops
+from trainer.families import FAMILIES, build
+
+Params = dict[str, torch.Tensor]
+
+
+def stacked_inputs(runs: int) -> tuple[Any, Params, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(template model, stacked params, x (R, N, 2), y (R, N), row weights (R, N))."""
+    tasks = bench_tasks(["mlp"], runs, 1)
+    models, datas = [], []
+    for task in tasks:
+        config = FAMILIES["mlp"].config_cls.from_dict(task.config)
+        torch.manual_seed(config.seed)
+        model, data, _ = build(config)
+        models.append(model)
+        datas.append(data)
+    params, _ = stack_module_state(models)
+    n = max(len(d.train_y) for d in datas)
+    x = torch.zeros(runs, n, 2, dtype=torch.long)
+    y = torch.zeros(runs, n, dtype=torch.long)
+    w = torch.zeros(runs, n)
+    for i, d in enumerate(datas):
+        k = len(d.train_y)
+        x[i, :k], y[i, :k], w[i, :k] = d.train_x, d.train_y, 1.0 / k
+    return models[0], params, x, y, w
+
+
+def vmap_loss(template: Any) -> Any:
+    def run_loss(p: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(template, p, (x,))
+        return (F.cross_entropy(logits, y, reduction="none") * w).sum()
+
+    return vmap(run_loss)
+
+
+def bmm_loss(p: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The depth-1 factorized MLP of `trainer.model` on stacked parameters, by hand."""
+    table = p["embed.weight"]  # (R, p, d)
+    runs, modulus, _ = table.shape
+    w_a, w_b = p["hidden.weight"].chunk(2, dim=2)  # (R, H, d) each
+    hidden = w_a.shape[1]
+    proj_a = torch.bmm(table, w_a.transpose(1, 2)).reshape(runs * modulus, hidden)
+    proj_b = torch.bmm(table, w_b.transpose(1, 2)).reshape(runs * modulus, hidden)
+    offset = (torch.arange(runs) * modulus)[:, None]  # (R, 1): run r's rows in the flat table
+    pre = F.embedding(x[..., 0] + offset, proj_a) + F.embedding(x[..., 1] + offset, proj_b)
+    h = torch.relu(pre + p["hidden.bias"][:, None, :])  # (R, N, H)
+    logits = torch.baddbmm(p["out.bias"][:, None, :], h, p["out.weight"].transpose(1, 2))
+    nll = torch.logsumexp(logits, -1) - logits.gather(-1, y[..., None])[..., 0]  # (R, N)
+    return (nll * w).sum(1)  # (R,)
+
+
+def time_step(loss: Any, params: Params, args: tuple[torch.Tensor, ...], steps: int) -> float:
+    """Milliseconds per forward + backward of the whole stack."""
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        for q in params.values():
+            q.grad = None
+        loss(params, *args).sum().backward()
+    return (time.perf_counter() - t0) / steps * 1e3
+
+
+def main() -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=50, help="steps per timing")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    template, params, x, y, w = stacked_inputs(args.runs)
+    if template.depth != 1 or template.embed is None:
+        raise SystemExit("the first mlp stack is not the depth-1 embedded MLP bmm_loss writes")
+    with_vmap = vmap_loss(template)
+    gap = (with_vmap(params, x, y, w) - bmm_loss(params, x, y, w)).abs().max().item()
+    if gap > 1e-4:
+        raise SystemExit(f"bmm and vmap losses differ by {gap}")
+    flops = sum(step_flops(t) for t in bench_tasks(["mlp"], args.runs, 1))
+    peak = matmul_peak()
+    times: dict[str, list[float]] = {"vmap": [], "bmm": []}
+    for loss in (with_vmap, bmm_loss):  # warm-up
+        time_step(loss, params, (x, y, w), 3)
+    for _ in range(args.repeats):  # interleaved: both sides see the same machine
+        times["vmap"].append(time_step(with_vmap, params, (x, y, w), args.steps))
+        times["bmm"].append(time_step(bmm_loss, params, (x, y, w), args.steps))
+    compute_ms = flops / (peak * 1e9) * 1e3
+    report = {
+        "runs": args.runs,
+        "rows_per_run": int(x.shape[1]),
+        "shape": {
+            "p": int(params["embed.weight"].shape[1]),
+            "d_emb": int(params["embed.weight"].shape[2]),
+            "d_hidden": int(params["hidden.weight"].shape[1]),
+        },
+        "step_gflop": flops / 1e9,
+        "matmul_peak_gflops_per_thread": peak,
+        "compute_bound_ms": compute_ms,
+        "loss_gap": gap,
+        "ms_per_step": {k: statistics.median(v) for k, v in times.items()},
+        "ms_per_step_all": times,
+        "bmm_over_vmap": statistics.median(
+            b / v for b, v in zip(times["bmm"], times["vmap"], strict=True)
+        ),
+    }
+    ms = report["ms_per_step"]
+    print(f"stack of {args.runs} mlp runs: {flops / 1e9:.3f} GFLOP per step = {compute_ms:.1f} ms "
+          f"at the matmul peak ({peak:.0f} GFLOP/s); vmap {ms['vmap']:.1f} ms, "
+          f"bmm {ms['bmm']:.1f} ms (bmm/vmap {report['bmm_over_vmap']:.2f})")  # fmt: skip
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

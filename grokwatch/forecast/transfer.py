@@ -1,0 +1,103 @@
+"""Rules that make a forecast's threshold and interval carry over to a family it never saw.
+
+The probability a forecaster gives ranks runs of a new family well, but its *level* moves
+from family to family: a threshold that keeps 5 % false alarms on the fitting families may
+give 0 % or 60 % on a new one. The rules here are chosen on the out-of-fold forecasts of
+the fitting families only (:func:`~grokwatch.forecast.training.fit_replays`, folds by
+family: each fold model never saw the family it forecasts), so nothing is tuned on a
+family while it is held out:
+
+- **persistence** (:func:`persisted`): alert only after ``k`` consecutive confident
+  evaluations at or above the threshold. A run that will grok stays high on its plateau; a
+  run that will not tends to spike once. The score of an evaluation is the smallest
+  confident P of the last ``k``, and thresholds, alerts and the false-alarm budget are all
+  read on that score.
+- **worst-family threshold** (:func:`family_threshold`): the smallest threshold that keeps
+  the false-alarm rate within budget on *every* fitting family separately, instead of on
+  their pooled runs (where the largest family decides).
+- **family-balanced weights** (:func:`family_weights`): every family weighs the same in
+  fitting, whatever its number of runs.
+- **family-balanced residuals** (:func:`balanced_quantiles`): the ``t_grok`` interval's
+  residual quantiles with every family weighing the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from grokwatch.forecast.forecaster import weighted_quantile
+from grokwatch.forecast.replay import choose_alert_threshold
+
+__all__ = [
+    "THRESHOLD_RULES",
+    "balanced_quantiles",
+    "family_threshold",
+    "family_weights",
+    "persisted",
+]
+
+THRESHOLD_RULES = ("pooled", "family")
+"""``pooled``: false-alarm budget over all fitting runs; ``family``: on each family."""
+
+
+def persisted(score: np.ndarray, k: int) -> np.ndarray:
+    """The causal minimum of ``score`` over the last ``k`` evaluations (``-inf`` until there
+    are ``k``): an alert rule "``k`` in a row at or above the threshold" is this score at or
+    above the threshold. ``k = 1`` returns ``score`` unchanged."""
+    if not (isinstance(k, int) and k >= 1):
+        raise ValueError(f"persist must be an int >= 1, got {k=!r}")
+    s = np.asarray(score, dtype=float)
+    if k == 1 or s.size == 0:
+        return s.copy()
+    out = np.full(s.size, -np.inf)
+    if s.size >= k:
+        windows = np.lib.stride_tricks.sliding_window_view(s, k)  # (T - k + 1, k)
+        out[k - 1 :] = windows.min(axis=1)
+    return out
+
+
+def family_threshold(negative_max: Mapping[str, Sequence[float]], far: float) -> float:
+    """The smallest threshold with at most ``far`` false alarms on every family: the largest
+    of the families' own thresholds (:func:`~.replay.choose_alert_threshold`; families
+    without negative runs impose nothing). ``negative_max``: family -> its negative runs'
+    largest alert scores."""
+    per = [choose_alert_threshold(v, far) for v in negative_max.values() if len(v)]
+    return max(per) if per else 0.5
+
+
+def family_weights(families: Sequence[str]) -> np.ndarray:
+    """A weight per run so that every family weighs the same in total and the weights
+    average 1 (runs of a family of ``n`` runs weigh ``N / (F n)``)."""
+    names = list(families)
+    if not names:
+        return np.zeros(0)
+    counts: dict[str, int] = {}
+    for f in names:
+        counts[f] = counts.get(f, 0) + 1
+    n, k = len(names), len(counts)
+    return np.array([n / (k * counts[f]) for f in names], dtype=float)
+
+
+def balanced_quantiles(
+    residuals: Sequence[np.ndarray],
+    families: Sequence[str],
+    q: np.ndarray,
+) -> np.ndarray:
+    """Quantiles ``q`` of the pooled residuals, each run weighing 1 within its family and
+    every family the same in total (``residuals[i]``: run i's residuals, ``families[i]`` its
+    family)."""
+    if len(residuals) != len(families):
+        raise ValueError(f"{len(residuals)} residual arrays for {len(families)} families")
+    fw = family_weights(families)
+    xs, ws = [], []
+    for r, f_w in zip(residuals, fw, strict=True):
+        r = np.asarray(r, dtype=float)
+        r = r[np.isfinite(r)]
+        if r.size:
+            xs.append(r)
+            ws.append(np.full(r.size, f_w / r.size))
+    if not xs:
+        return np.zeros_like(q, dtype=float)
+    return weighted_quantile(np.concatenate(xs), np.concatenate(ws), np.asarray(q, float))
