@@ -60,9 +60,11 @@ def overhead() -> str:
     ranked = sorted(costs.items(), key=lambda kv: -kv[1])
     rows = [(f"`{name}`", f"{cost:.2f}") for name, cost in ranked]
     rows.append((f"**all {len(costs)}**", f"**{sum(costs.values()):.1f}**"))
+    repeats = data["repeats"]
+    repeats = repeats["mlp"] if isinstance(repeats, dict) else repeats
     note = (
-        f"\n\nOne training step of the reference run = {data['train_step_ms']:.1f} ms of CPU "
-        f"({data['steps']} steps, {data['repeats']} interleaved repeats)."
+        f"\n\nOne training step of the reference run = {data['train_step_ms']:.1f} ms "
+        f"({data['steps']} steps, {repeats} interleaved repeats)."
     )
     return table(("probe", "cost / evaluation (training steps)"), rows) + note
 

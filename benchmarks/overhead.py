@@ -29,6 +29,10 @@ For each model (``models`` in the JSON):
   the schedule's own estimates: ``core_probes``, ``core_evaluation_steps`` (one evaluation's
   core in training steps), ``evaluation_own_ms`` and ``bookkeeping_us_per_call``.
 
+glibc's mmap and trim thresholds are pinned first (``--malloc fixed``, see :func:`fix_malloc`;
+``faults_per_step_*`` record the page faults), so that the allocator's history does not decide
+a run's speed.
+
 For the MLP the fixed cadences of ``--every`` (no cap) also run in the first
 ``--cadence-repeats`` repeats, with each probe's cost per evaluation in training steps
 (``probe_cost_in_train_steps``, at the first cadence).
@@ -39,9 +43,12 @@ For the MLP the fixed cadences of ``--every`` (no cap) also run in the first
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import itertools
 import json
 import random
+import resource
 import statistics
 import tempfile
 import time
@@ -131,6 +138,7 @@ def one_run(
     setup = clock() - start
     train_times: list[float] = []
     agent_seconds = 0.0
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     loop_start = clock()
     for step in range(steps):
         t0 = clock()
@@ -144,7 +152,12 @@ def one_run(
             agent.step(step, loss=loss)
             agent_seconds += clock() - t1
     loop = clock() - loop_start
-    out: dict[str, Any] = {"setup_seconds": setup, "train_step": statistics.median(train_times)}
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    out: dict[str, Any] = {
+        "setup_seconds": setup,
+        "train_step": statistics.median(train_times),
+        "faults_per_step": faults / steps,
+    }
     if agent is not None:
         out["agent_share"] = agent.overhead_ratio
         out["agent_call_share"] = agent_seconds / loop
@@ -171,6 +184,28 @@ def one_run(
     return out
 
 
+def fix_malloc() -> bool:
+    """Pin glibc's mmap and trim thresholds (Linux only; returns whether it could).
+
+    By default glibc moves its mmap threshold with the sizes of the chunks freed, so the same
+    3000 training steps can page-fault 4 or 150 times a step depending on what the process
+    allocated before: in one process the bare runs of the MLP then differ by up to 12 %. With
+    the thresholds pinned, large buffers come from the heap and stay there, for the bare and the
+    watched runs alike.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
+        ok &= libc.mallopt(m_trim_threshold, 512 * 1024 * 1024)
+    except (OSError, AttributeError):
+        return False
+    return bool(ok)
+
+
 def _median_ci(values: list[float], seed: int = 0, draws: int = 2000) -> tuple[float, float]:
     """A seeded percentile bootstrap 95 % interval of the median of ``values``."""
     rng = random.Random(seed)
@@ -192,8 +227,12 @@ def main() -> dict[str, Any]:
     parser.add_argument("--cadence-repeats", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every model's steps")
     parser.add_argument("--every", type=int, nargs="*", default=[100, 500], help="MLP cadences")
+    parser.add_argument(
+        "--malloc", choices=("fixed", "default"), default="fixed", help="see fix_malloc"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    malloc_fixed = args.malloc == "fixed" and fix_malloc()
     torch.set_num_threads(1)
     steps = {name: max(50, int(s * args.scale)) for name, (_, _, s) in MODELS.items()}
     repeats = {name: args.repeats for name in MODELS} | {"mlp": args.mlp_repeats}
@@ -230,6 +269,7 @@ def main() -> dict[str, Any]:
         "repeats": repeats,
         "threads": 1,
         "goal": "default_overhead (median paired wall-clock overhead) <= 0.01",
+        "malloc_thresholds_fixed": malloc_fixed,
         "models": {},
     }
     print(f"agent overhead at the defaults, interleaved pairs {repeats}, 1 thread")
@@ -249,6 +289,8 @@ def main() -> dict[str, Any]:
             "agent_share": statistics.median(r["agent_share"] for r in watched),
             "agent_call_share": statistics.median(r["agent_call_share"] for r in watched),
             "train_step_slowdown": statistics.median(pairs(name, "default", "train_step")),
+            "faults_per_step_bare": statistics.median(r["faults_per_step"] for r in bare),
+            "faults_per_step_watched": statistics.median(r["faults_per_step"] for r in watched),
             "cpu_overhead": statistics.median(pairs(name, "default", "cpu")),
             "evaluations": statistics.median(r["evaluations"] for r in watched),
             "evaluations_each_run": [r["evaluations"] for r in watched],
