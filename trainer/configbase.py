@@ -56,20 +56,6 @@ class _FamilyConfig:
         ):
             raise ValueError(f"betas must be two numbers in [0, 1), got betas={betas!r}")
 
-    def _check_common(self) -> None:
-        if not self.lr > 0:  # type: ignore[attr-defined]
-            self._fail("lr", "> 0")
-        if not self.wd >= 0:  # type: ignore[attr-defined]
-            self._fail("wd", ">= 0")
-        for key in ("steps", "eval_every"):
-            if getattr(self, key) <= 0:
-                self._fail(key, "> 0")
-        for key in ("seed", "data_seed"):
-            if getattr(self, key) < 0:
-                self._fail(key, ">= 0")
-        if not self.init_scale > 0:  # type: ignore[attr-defined]
-            self._fail("init_scale", "> 0")
-
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)  # type: ignore[call-overload]
         if "betas" in d:
@@ -88,8 +74,55 @@ class _FamilyConfig:
             raise ValueError(f"unknown {cls.__name__} keys: {unknown}")
         return cls(**d)
 
-    def _check_optimizer(self) -> None:
-        """The optimizer fields shared by the v2 families (see OPTIMIZERS)."""
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig(_FamilyConfig):
+    """The training fields every family but the v1 MLP shares: optimizer, schedule, seeds.
+
+    A family subclasses it, adds its model and task fields, redeclares a field to change its
+    default, extends the INTS / FLOATS / STRS tuples and calls ``super().__post_init__()``
+    before its own checks. Run ids hash the config with sorted keys, so where a field is
+    declared does not change any id.
+    """
+
+    lr: float = 1e-3
+    wd: float = 1.0
+    steps: int = 5000
+    seed: int = 0  # global torch seed: model initialization
+    data_seed: int = 0  # private generator: the data and its split only
+    init_scale: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    eval_every: int = 50
+    optimizer: str = "adamw"
+    momentum: float = 0.9
+    grokfast_alpha: float = 0.98
+    grokfast_lamb: float = 2.0
+    batch_size: int = 0  # 0 = full batch
+
+    INTS: ClassVar[tuple[str, ...]] = ("steps", "seed", "data_seed", "eval_every", "batch_size")
+    FLOATS: ClassVar[tuple[str, ...]] = (
+        "lr", "wd", "init_scale", "momentum", "grokfast_alpha", "grokfast_lamb",
+    )  # fmt: skip
+    STRS: ClassVar[tuple[str, ...]] = ("optimizer",)
+    # the optimizer fields a family had not before corpus v2 (see OMIT_AT_DEFAULT)
+    V2_OPTIMIZER_FIELDS: ClassVar[tuple[str, ...]] = (
+        "optimizer", "momentum", "grokfast_alpha", "grokfast_lamb", "batch_size",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        if not self.lr > 0:
+            self._fail("lr", "> 0")
+        if not self.wd >= 0:
+            self._fail("wd", ">= 0")
+        for key in ("steps", "eval_every"):
+            if getattr(self, key) <= 0:
+                self._fail(key, "> 0")
+        for key in ("seed", "data_seed"):
+            if getattr(self, key) < 0:
+                self._fail(key, ">= 0")
+        if not self.init_scale > 0:
+            self._fail("init_scale", "> 0")
         if self.optimizer not in OPTIMIZERS:
             self._fail("optimizer", f"one of {list(OPTIMIZERS)}")
         if not 0 <= self.momentum < 1:

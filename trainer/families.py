@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.config import RunConfig
-from trainer.configbase import _FamilyConfig
+from trainer.configbase import TrainingConfig
 from trainer.datasets import parity_dataset, permutation_dataset
 from trainer.families_v2 import ParityConfig, ParityMLP, PermConfig
 from trainer.model import MLP
@@ -46,55 +46,25 @@ from trainer.train import AgentFactory, EvalRecord, build_model, first_step, tra
 
 
 @dataclasses.dataclass(frozen=True)
-class TransformerConfig(_FamilyConfig):
+class TransformerConfig(TrainingConfig):
     p: int = 31
     op: str = "add"
     frac: float = 0.5
-    lr: float = 1e-3
-    wd: float = 1.0
-    steps: int = 5000
-    seed: int = 0
-    data_seed: int = 0
     d_model: int = 64
     n_heads: int = 4
     d_mlp: int = 128
-    init_scale: float = 1.0
-    betas: tuple[float, float] = (0.9, 0.98)
-    eval_every: int = 50
-    # corpus v2: depth, pre-LayerNorm, optimizer variants, mini-batches (0 = full batch)
+    # corpus v2: depth and pre-LayerNorm (and the optimizer variants of TrainingConfig)
     n_layers: int = 1
     layernorm: bool = False
-    optimizer: str = "adamw"
-    momentum: float = 0.9
-    grokfast_alpha: float = 0.98
-    grokfast_lamb: float = 2.0
-    batch_size: int = 0
 
-    OMIT_AT_DEFAULT: ClassVar = (
-        "n_layers", "layernorm", "optimizer", "momentum", "grokfast_alpha", "grokfast_lamb",
-        "batch_size",
-    )  # fmt: skip
+    OMIT_AT_DEFAULT: ClassVar = ("n_layers", "layernorm", *TrainingConfig.V2_OPTIMIZER_FIELDS)
     BOOLS: ClassVar = ("layernorm",)
-    INTS: ClassVar = (
-        "n_layers",
-        "batch_size",
-        "p",
-        "steps",
-        "seed",
-        "data_seed",
-        "d_model",
-        "n_heads",
-        "d_mlp",
-        "eval_every",
-    )
-    FLOATS: ClassVar = ("frac", "lr", "wd", "init_scale", "momentum", "grokfast_alpha",
-                        "grokfast_lamb")  # fmt: skip
-    STRS: ClassVar = ("op", "optimizer")
+    INTS: ClassVar = (*TrainingConfig.INTS, "p", "d_model", "n_heads", "d_mlp", "n_layers")
+    FLOATS: ClassVar = (*TrainingConfig.FLOATS, "frac")
+    STRS: ClassVar = (*TrainingConfig.STRS, "op")
 
     def __post_init__(self) -> None:
-        self._check_types()
-        self._check_common()
-        self._check_optimizer()
+        super().__post_init__()
         if self.n_layers not in (1, 2):
             self._fail("n_layers", "1 or 2")
         if self.p < 2:
@@ -116,39 +86,22 @@ class TransformerConfig(_FamilyConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class DigitsConfig(_FamilyConfig):
+class DigitsConfig(TrainingConfig):
     n_train: int = 200
-    lr: float = 1e-3
     wd: float = 0.05
     steps: int = 20_000
-    seed: int = 0
-    data_seed: int = 0
     width: int = 200
     depth: int = 2  # hidden layers
     init_scale: float = 8.0
-    betas: tuple[float, float] = (0.9, 0.98)
-    eval_every: int = 50
-    # corpus v2: the loss (Omnigrok's MSE on one-hot targets, or cross-entropy), optimizers
+    # corpus v2: the loss (Omnigrok's MSE on one-hot targets, or cross-entropy)
     loss: str = "mse"
-    optimizer: str = "adamw"
-    momentum: float = 0.9
-    grokfast_alpha: float = 0.98
-    grokfast_lamb: float = 2.0
-    batch_size: int = 0
 
-    OMIT_AT_DEFAULT: ClassVar = (
-        "loss", "optimizer", "momentum", "grokfast_alpha", "grokfast_lamb", "batch_size",
-    )  # fmt: skip
-    INTS: ClassVar = (
-        "n_train", "steps", "seed", "data_seed", "width", "depth", "eval_every", "batch_size",
-    )  # fmt: skip
-    FLOATS: ClassVar = ("lr", "wd", "init_scale", "momentum", "grokfast_alpha", "grokfast_lamb")
-    STRS: ClassVar = ("loss", "optimizer")
+    OMIT_AT_DEFAULT: ClassVar = ("loss", *TrainingConfig.V2_OPTIMIZER_FIELDS)
+    INTS: ClassVar = (*TrainingConfig.INTS, "n_train", "width", "depth")
+    STRS: ClassVar = (*TrainingConfig.STRS, "loss")
 
     def __post_init__(self) -> None:
-        self._check_types()
-        self._check_common()
-        self._check_optimizer()
+        super().__post_init__()
         if self.loss not in ("mse", "ce"):
             self._fail("loss", "'mse' or 'ce'")
         if not 10 <= self.n_train <= DIGITS_IMAGES - 100:

@@ -20,40 +20,22 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from trainer.configbase import _FamilyConfig
+from trainer.configbase import TrainingConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class ParityConfig(_FamilyConfig):
+class ParityConfig(TrainingConfig):
     n_bits: int = 30
     k: int = 3
     n_train: int = 1000
     n_test: int = 1000
-    lr: float = 1e-3
-    wd: float = 1.0
-    steps: int = 5000
-    seed: int = 0
-    data_seed: int = 0
     width: int = 128
     depth: int = 1
-    init_scale: float = 1.0
-    betas: tuple[float, float] = (0.9, 0.98)
-    eval_every: int = 50
-    optimizer: str = "adamw"
-    momentum: float = 0.9
-    grokfast_alpha: float = 0.98
-    grokfast_lamb: float = 2.0
-    batch_size: int = 0
 
-    INTS: ClassVar = ("n_bits", "k", "n_train", "n_test", "steps", "seed", "data_seed",
-                      "width", "depth", "eval_every", "batch_size")  # fmt: skip
-    FLOATS: ClassVar = ("lr", "wd", "init_scale", "momentum", "grokfast_alpha", "grokfast_lamb")
-    STRS: ClassVar = ("optimizer",)
+    INTS: ClassVar = (*TrainingConfig.INTS, "n_bits", "k", "n_train", "n_test", "width", "depth")
 
     def __post_init__(self) -> None:
-        self._check_types()
-        self._check_common()
-        self._check_optimizer()
+        super().__post_init__()
         if not 1 <= self.k <= self.n_bits:
             self._fail("k", f"in [1, n_bits={self.n_bits}]")
         if self.n_bits > 64:
@@ -70,36 +52,18 @@ class ParityConfig(_FamilyConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class PermConfig(_FamilyConfig):
+class PermConfig(TrainingConfig):
     n: int = 4  # the group S_n
     frac: float = 0.5
-    lr: float = 1e-3
-    wd: float = 1.0
-    steps: int = 5000
-    seed: int = 0
-    data_seed: int = 0
     d_emb: int = 32
     d_hidden: int = 64
     depth: int = 1
-    init_scale: float = 1.0
-    betas: tuple[float, float] = (0.9, 0.98)
-    eval_every: int = 50
-    optimizer: str = "adamw"
-    momentum: float = 0.9
-    grokfast_alpha: float = 0.98
-    grokfast_lamb: float = 2.0
-    batch_size: int = 0
 
-    INTS: ClassVar = ("n", "steps", "seed", "data_seed", "d_emb", "d_hidden", "depth",
-                      "eval_every", "batch_size")  # fmt: skip
-    FLOATS: ClassVar = ("frac", "lr", "wd", "init_scale", "momentum", "grokfast_alpha",
-                        "grokfast_lamb")  # fmt: skip
-    STRS: ClassVar = ("optimizer",)
+    INTS: ClassVar = (*TrainingConfig.INTS, "n", "d_emb", "d_hidden", "depth")
+    FLOATS: ClassVar = (*TrainingConfig.FLOATS, "frac")
 
     def __post_init__(self) -> None:
-        self._check_types()
-        self._check_common()
-        self._check_optimizer()
+        super().__post_init__()
         if self.n not in (3, 4, 5):
             self._fail("n", "3, 4 or 5")
         g2 = math.factorial(self.n) ** 2

@@ -52,7 +52,13 @@ from grokwatch.exceptions import (
     UnsupportedMediaTypeError,
 )
 from grokwatch.service.errors import error_responses, install_error_handlers
-from grokwatch.service.live import Clock, DetectorFactory, Limits, detector_for, load_forecaster
+from grokwatch.service.live import (
+    Clock,
+    DetectorFactory,
+    TableLimits,
+    detector_for,
+    load_forecaster,
+)
 from grokwatch.service.payloads import info_of, ingest_result, state_of
 from grokwatch.service.settings import ServiceSettings
 from grokwatch.service.state import RunTable
@@ -277,7 +283,7 @@ def create_app(
     settings = settings or ServiceSettings()
     registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
     metrics = ServiceMetrics(registry, info_labels=settings.info_labels)
-    limits = Limits(
+    limits = TableLimits(
         max_live_runs=settings.max_live_runs,
         finished_ttl=settings.finished_ttl,
         idle_ttl=settings.idle_ttl,

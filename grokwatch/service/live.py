@@ -2,7 +2,7 @@
 
 :class:`LiveRun` holds a run's registration, its :class:`~grokwatch.detector.RunDetector` and
 the exporter's counters; :func:`detector_for` builds the detector from a stored registration
-and :class:`Limits` says how long a run stays in memory.
+and :class:`TableLimits` says how long a run stays in memory.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ DetectorFactory = Callable[[Mapping[str, Any]], RunDetector]
 
 
 @dataclasses.dataclass(frozen=True)
-class Limits:
+class TableLimits:
     """The run-table part of the settings: the cap on live runs and how long runs stay."""
 
     max_live_runs: int = 10_000
@@ -62,7 +62,8 @@ class LiveRun:
     unsent: tuple[ChangePoint, ...] = ()
     """Change points a forecast confirmed after the answer: the next answer has them."""
     measures: set[str] = dataclasses.field(default_factory=set)
-    """Distinct measure names stored for the run (capped by ``Limits.max_measures_per_run``)."""
+    """Distinct measure names stored for the run (at most
+    ``TableLimits.max_measures_per_run``)."""
     refused_values: int = 0
     """Values refused because the run already had ``max_measures_per_run`` measure names."""
     actions_stored: int = 0

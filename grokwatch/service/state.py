@@ -35,8 +35,8 @@ from grokwatch.service.live import (
     Clock,
     DetectorFactory,
     Ingested,
-    Limits,
     LiveRun,
+    TableLimits,
     detector_for,
     stored_count,
     stored_meta,
@@ -53,14 +53,14 @@ class RunTable:
     def __init__(
         self,
         store: Store,
-        limits: Limits | None = None,
+        limits: TableLimits | None = None,
         *,
         clock: Clock = time.time,
         detector_factory: DetectorFactory | None = None,
         on_forecast: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
-        self.limits = limits or Limits()
+        self.limits = limits or TableLimits()
         self.clock = clock
         self.detector_for = detector_factory or detector_for
         self.backlog = ForecastBacklog(on_forecast=on_forecast)
