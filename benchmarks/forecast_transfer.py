@@ -464,7 +464,7 @@ def merge(directory: Path) -> dict[str, Any]:
             for rule in rules:
                 m[rule] = {key: _mean(e[rule].get(key) for e in entries) for key in RULE_KEYS}
                 m[rule]["families_meeting_recall_goal"] = sum(
-                    (e[rule]["recall"] or 0) >= 0.9 and (e[rule]["far"] or 1) <= 0.05
+                    _num(e[rule]["recall"], 0.0) >= 0.9 and _num(e[rule]["far"], 1.0) <= 0.05
                     for e in entries
                 )
             for key in ("ece_raw", "ece_isotonic", "ece_isotonic_balanced"):
@@ -476,7 +476,7 @@ def merge(directory: Path) -> dict[str, Any]:
                     "coverage": _mean(e[key]["coverage"] for e in entries),
                     "t_grok_error": _mean(e[key]["t_grok_error"] for e in entries),
                     "families_in_band": sum(
-                        0.7 <= (e[key]["coverage"] or 0) <= 0.9 for e in entries
+                        0.7 <= _num(e[key]["coverage"], 0.0) <= 0.9 for e in entries
                     ),
                 }
             macro[view] = m
@@ -485,6 +485,10 @@ def merge(directory: Path) -> dict[str, Any]:
     out = {"variants": variants, "goals": {"recall": 0.9, "far": 0.05, "coverage": [0.7, 0.9]}}
     (directory / "transfer.json").write_text(json.dumps(_json_safe(out), indent=1) + "\n")
     return out
+
+
+def _num(v: Any, missing: float) -> float:
+    return missing if v is None or not math.isfinite(float(v)) else float(v)
 
 
 def _mean(values: Any) -> float:

@@ -143,6 +143,15 @@ def compare(
     return out
 
 
+def _max_test_accuracy(r: Any) -> float:
+    """The run's best test accuracy within its budget."""
+    j = list(r.columns).index("test_accuracy")
+    budget = r.labels.get("budget") or np.inf
+    keep = np.asarray(r.steps) <= budget
+    values = np.asarray(r.values, dtype=float)[keep, j]
+    return float(np.nanmax(values)) if np.isfinite(values).any() else math.nan
+
+
 def _opt(r: Any) -> str:
     return str(r.config.get("optimizer") or "adamw")
 
@@ -182,8 +191,19 @@ def seed_claims(corpora: Sequence[str]) -> dict[str, Any]:
     for fam in sorted({architecture_family(r) for r in v2}):
         sub = [r for r in v2 if architecture_family(r) == fam]
         others[fam] = {"n_runs": len(sub), **claims([replay(r) for r in sub])}
+    near: dict[str, Any] = {}
+    for fam in sorted({architecture_family(r) for _, r in runs}):
+        neg = [r for _, r in runs if architecture_family(r) == fam]
+        neg = [r for r in neg if r.labels["outcome"] in ("memorization", "confusion")]
+        best = [_max_test_accuracy(r) for r in neg]
+        near[fam] = {
+            "n_negative": len(neg),
+            "max_test_accuracy_0.8_to_0.9": int(sum(0.8 <= b < 0.9 for b in best)),
+            "max_test_accuracy_below_0.5": int(sum(b < 0.5 for b in best)),
+        }
     return {
         "corpora": list(corpora),
+        "near_misses": near,
         "n_runs": {"v1": len(v1), "v2": len(v2)},
         "comparisons": comps,
         "other_claims_v2": others,
@@ -238,6 +258,17 @@ def format_claims(data: dict[str, Any]) -> str:
             f"{_num(tl['fraction'])} ({_num(tl['median_lead_fraction'])}) of {tl['n']} | "
             f"{_num(ta['fraction'])} | {_num(wn['fraction'])} | "
             f"{_num(se['grokking_before_t_grok'])} / {_num(se['negatives_ever'])} |"
+        )
+    lines += [
+        "",
+        "| family | runs that do not grok (v1 + v2) | best test accuracy 0.8–0.9 (near misses of "
+        "the 0.9 threshold) | below 0.5 |",
+        "|---|---|---|---|",
+    ]
+    for fam, n in (data.get("near_misses") or {}).items():
+        lines.append(
+            f"| {fam} | {n['n_negative']} | {n['max_test_accuracy_0.8_to_0.9']} | "
+            f"{n['max_test_accuracy_below_0.5']} |"
         )
     return "\n".join(lines)
 

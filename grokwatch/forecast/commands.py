@@ -270,7 +270,12 @@ def evaluate_lofo(
 
     from grokwatch.forecast.lofo import format_lofo, lofo_folds, minimal_run, run_lofo, summary_line
 
-    runs = [r for c in corpora for r in _load_corpus(c, ("train", "eval", "heldout"))]
+    origin = {}  # run id -> the corpus directory it came from
+    runs = []
+    for c in corpora:
+        for r in _load_corpus(c, ("train", "eval", "heldout")):
+            origin[r.run_id] = str(Path(c))
+            runs.append(r)
     runs = sample_families([r for r in runs if r.labels.get("outcome")], cap)
     if not runs:
         raise ValueError(f"no labelled runs in {', '.join(map(str, corpora))}")
@@ -337,7 +342,9 @@ def evaluate_lofo(
                 }
                 for name in views
             }
-        result["shipped"] = _score_shipped(shipped, ship_folds, minimal, ship_views, say)
+        result["shipped"] = _score_shipped(
+            shipped, ship_folds, minimal, ship_views, say, origin=origin
+        )
     text = format_lofo(result)
     say(text)
     if out is not None:
@@ -409,6 +416,8 @@ def _score_shipped(
     minimal: dict[str, Replay],
     views: dict[str, dict[str, Replay]],
     say: Say,
+    *,
+    origin: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The shipped model on every family none of its fitting runs came from (and on the
     ``views`` of them, under ``"views"``)."""
@@ -417,9 +426,17 @@ def _score_shipped(
 
     report = getattr(model, "fit_report_", {}) or {}
     fitted_on = report.get("families")
-    if fitted_on is None:  # models of before: fitted on one split of the corpus
+    if fitted_on is None:  # models of before: fitted on one split of one corpus
         split = report.get("split", "train")
-        fitted_on = sorted({r.family for f in folds for r in f.test if r.split == split})
+        home = str(Path(report["corpus"])) if report.get("corpus") else None
+        fitted_on = sorted(
+            {
+                r.family
+                for f in folds
+                for r in f.test
+                if r.split == split and (home is None or (origin or {}).get(r.run_id) == home)
+            }
+        )
     out: dict[str, Any] = {"fitted_on": list(fitted_on), "families": {}, "views": {}}
     for fold in folds:
         if fold.family in fitted_on:

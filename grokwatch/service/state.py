@@ -303,9 +303,9 @@ class RunTable:
         """Drop (and count) the values of measure names beyond the run's cap, in place."""
         cap = self.limits.max_measures_per_run
         for _, values in points:
-            new = values.keys() - run.measures
-            if not new:
+            if run.measures.issuperset(values):  # the usual case: no new name, no new set
                 continue
+            new = values.keys() - run.measures
             room = cap - len(run.measures)
             if len(new) <= room:
                 run.measures.update(new)
