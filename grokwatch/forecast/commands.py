@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from grokwatch.forecast.evaluate import evaluate, format_table
 from grokwatch.forecast.forecaster import GrokForecaster
 from grokwatch.forecast.replay import (
@@ -22,7 +24,9 @@ from grokwatch.forecast.replay import (
     POSITIVE,
     Replay,
     architecture_family,
+    raw_measures,
     replay,
+    thin,
     with_family,
 )
 from grokwatch.forecast.training import fit_corpus
@@ -284,12 +288,23 @@ def evaluate_lofo(
     full_runs = runs
     if measures is not None:  # fitted and judged on these measures only
         runs = [minimal_run(r, measures) for r in runs]
-    base = [with_family(replay(r), r) for r in runs]
-    extra = [with_family(replay(r, cadence=c), r) for r in runs for c in cadences]
+
+    def rep(r: Any, c: int | str | None = None) -> Replay:
+        """``r`` replayed; the baselines keep every measure of the run (``--measures``
+        restricts what the forecaster reads, not what the baselines are judged on)."""
+        out = with_family(replay(r, cadence=c), r)
+        if measures is not None:
+            steps = np.asarray(r.steps)
+            idx = np.arange(steps.size) if c is None else thin(steps, c)
+            out.measures = raw_measures(r.run, idx)
+        return out
+
+    base = [rep(r) for r in runs]
+    extra = [rep(r, c) for r in runs for c in cadences]
     test = (
         {r.run_id: r for r in base}
         if cadence is None
-        else {r.run_id: with_family(replay(r, cadence=cadence), r) for r in runs}
+        else {r.run_id: rep(r, cadence) for r in runs}
     )
     say(f"replayed {len(runs)} runs in {time.perf_counter() - t0:.0f} s")
     folds_ = [
@@ -306,9 +321,7 @@ def evaluate_lofo(
         if c in cadences and cadence is None
     }
     if cadence is None:
-        views["default grid"] = {
-            r.run_id: with_family(replay(r, cadence=DEFAULT_GRID), r) for r in runs
-        }
+        views["default grid"] = {r.run_id: rep(r, DEFAULT_GRID) for r in runs}
     result = run_lofo(folds_, fit=fit, minimal=minimal, views=views, rename=_group_name, log=say)
     models = result.pop("models")  # not JSON; handed back at the end
     result["settings"] = {

@@ -32,6 +32,7 @@ __all__ = [
     "architecture_family",
     "choose_alert_threshold",
     "config_group",
+    "raw_measures",
     "replay",
     "thin",
     "with_family",
@@ -141,6 +142,18 @@ def thin(steps: np.ndarray, cadence: int | str) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
+def raw_measures(run: StoredRun, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """The raw values of :data:`BASELINE_MEASURES` at the evaluations ``idx`` of ``run``
+    (NaN for a measure the run lacks): what the baselines read."""
+    cols = {name: j for j, name in enumerate(run.columns)}
+    return {
+        n: np.asarray(run.values[idx, cols[n]], dtype=float)
+        if n in cols
+        else np.full(len(idx), np.nan)
+        for n in BASELINE_MEASURES
+    }
+
+
 def replay(
     run: StoredRun,
     *,
@@ -154,7 +167,6 @@ def replay(
     budget = labels.get("budget") or run.config.get("steps")
     idx = np.arange(len(run.steps)) if cadence is None else thin(run.steps, cadence)
     steps = np.asarray(run.steps)[idx]
-    cols = {name: j for j, name in enumerate(run.columns)}
     state = FeatureState(
         budget=int(budget) if budget else None, rules=rules, changepoints=changepoints
     )
@@ -165,12 +177,7 @@ def replay(
         state.add_rows([step], rows[i : i + 1], absent[i : i + 1])
         X[i] = state.vector()
         contexts.append(Context.of(state))
-    measures = {
-        n: np.asarray(run.values[idx, cols[n]], dtype=float)
-        if n in cols
-        else np.full(steps.size, np.nan)
-        for n in BASELINE_MEASURES
-    }
+    measures = raw_measures(run, idx)
     t_grok = labels.get("t_grok")
     t_mem = labels.get("t_mem")
     return Replay(

@@ -1,0 +1,54 @@
+"""benchmarks/seed_claims.py: the delay comparison and its verdict on synthetic runs."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "seed_claims.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("seed_claims", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _runs(group, gaps, t_mem=100, failures=0):
+    runs = [
+        SimpleNamespace(
+            group=group,
+            labels={"outcome": "grokking", "t_mem": t_mem, "t_grok": t_mem + int(g)},
+        )
+        for g in gaps
+    ]
+    runs += [
+        SimpleNamespace(group=group, labels={"outcome": "memorization", "t_mem": t_mem})
+        for _ in range(failures)
+    ]
+    return runs
+
+
+def test_a_clearly_shorter_gap_holds_the_same_gap_is_not_shown_a_longer_one_is_opposite():
+    m = _module()
+    rng = np.random.default_rng(0)
+    a = _runs("a", rng.normal(1000, 100, 60), failures=20)
+    verdicts = {}
+    for name, centre in (("shorter", 500), ("same", 1000), ("longer", 2000)):
+        b = _runs("b", rng.normal(centre, 100, 60))
+        out = m.compare(
+            name, a + b, ("a", lambda r: r.group == "a"), ("b", lambda r: r.group == "b"), "claim"
+        )
+        verdicts[name] = out["verdict"]
+        assert out["groups"]["a"]["n_runs"] == 80 and out["groups"]["a"]["n_generalized"] == 60
+        assert out["groups"]["a"]["generalized_share"] == 0.75
+        d = out["gap_difference"]
+        assert d["low"] <= d["median_b_minus_a"] <= d["high"]
+    assert verdicts == {"shorter": "holds", "same": "not shown", "longer": "opposite"}
+    few = m.compare("none", a, ("a", lambda r: True), ("b", lambda r: False), "claim")
+    assert few["verdict"] == "too few runs"
