@@ -7,7 +7,6 @@ every *rule* is chosen on those out-of-fold forecasts only and judged on F:
 
 - the alert threshold for FAR <= 5 %: over the fitting runs pooled, or on every fitting
   family (`transfer.family_threshold`);
-- persistence: alert after k = 1, 2, 3 confident evaluations in a row (`transfer.persisted`);
 - the probability map: raw, isotonic (runs weigh 1), isotonic with families weighing the same;
 - the t_grok interval's residual quantiles: runs weigh 1, or families weigh the same.
 
@@ -81,7 +80,6 @@ FIT_VARIANTS: dict[str, dict[str, Any]] = {
     "lossacc_balanced": {"measures": MINIMAL_MEASURES, "balance": "family"},
     "accuracy": {"measures": ("train_accuracy", "test_accuracy"), "balance": "run"},
 }
-PERSIST = (1, 2, 3)
 THRESHOLD_RULES = ("pooled", "family")
 FAR = 0.05
 
@@ -224,19 +222,18 @@ def judge(
     forecasts: Mapping[str, list[Forecast]],
     *,
     rule: str,
-    persist: int,
 ) -> dict[str, Any]:
     """One rule's numbers on the held-out runs ``test`` (threshold from the fitting folds)."""
     oof = report.oof_forecasts
     neg: dict[str, list[float]] = {}
     for r in report.replays:
         if r.outcome in NEGATIVE and r.run_id in oof:
-            neg.setdefault(r.family, []).append(eligible_max(r, oof[r.run_id], persist))
+            neg.setdefault(r.family, []).append(eligible_max(r, oof[r.run_id]))
     if rule == "family":
         threshold = family_threshold(neg, FAR)
     else:
         threshold = family_threshold({"all": [v for vs in neg.values() for v in vs]}, FAR)
-    sig = forecast_signal(forecasts, threshold, persist=persist)
+    sig = forecast_signal(forecasts, threshold)
     refs = family_refs(test)
     at = metrics(test, sig, threshold, refs)
     matched = metrics(test, sig, matched_threshold(test, sig), refs)
@@ -382,10 +379,9 @@ def run_variant(
             entry: dict[str, Any] = {}
             forecasts = {r.run_id: r.forecasts(model) for r in vruns}
             for rule in THRESHOLD_RULES:
-                for k in PERSIST:
-                    entry[f"{rule}_k{k}"] = judge(
-                        model, report, vruns, forecasts, rule=rule, persist=k
-                    )
+                # "_k1": one evaluation; the committed results also hold k = 2, 3, the
+                # persistence rule that lost this comparison and was removed
+                entry[f"{rule}_k1"] = judge(model, report, vruns, forecasts, rule=rule)
             entry.update(calibration_numbers(model, report, vruns, forecasts))
             entry.update(_hopeless(vruns, forecasts))
             h_family = family_hopeless(report)
@@ -412,7 +408,7 @@ def run_variant(
                 f"{key} {fam['views']['native'][key]['recall']:.2f}/"
                 f"{fam['views']['native'][key]['far']:.2f}"
                 for key in fam["views"]["native"]
-                if key.endswith(("_k2", "_k3")) or key == "family_k1"
+                if key == "family_k1"
             )
         )
     result["seconds"] = round(time.perf_counter() - t0, 1)
@@ -459,7 +455,7 @@ def merge(directory: Path) -> dict[str, Any]:
         macro: dict[str, Any] = {}
         for view in views:
             entries = [f["views"][view] for f in fams.values() if view in f["views"]]
-            rules = [k for k in entries[0] if k.endswith(tuple(f"_k{k}" for k in PERSIST))]
+            rules = [k for k in entries[0] if "_k" in k]
             m: dict[str, Any] = {}
             for rule in rules:
                 m[rule] = {key: _mean(e[rule].get(key) for e in entries) for key in RULE_KEYS}

@@ -287,7 +287,6 @@ def _names(text: str | None) -> list[str] | None:
 def _transfer(args: argparse.Namespace) -> dict[str, object]:
     return {
         "threshold_rule": args.threshold_rule,
-        "persist": args.persist,
         "balance": args.balance,
         "interval": args.interval,
     }
@@ -300,9 +299,6 @@ def _add_transfer(group: argparse._ActionsContainer) -> None:
         choices=["pooled", "family"],
         default="pooled",
         help="false-alarm budget over the pooled validation runs or on every family",
-    )
-    group.add_argument(
-        "--persist", type=int, default=1, help="evaluations in a row an alert needs (default 1)"
     )
     group.add_argument(
         "--balance", choices=["run", "family"], default="run", help="weigh runs or families equally"

@@ -61,7 +61,7 @@ def fit_model(
 ) -> tuple[GrokForecaster, dict[str, Any]]:
     """Fit on the ``split`` runs of ``corpus`` (one directory or several, comma-separated;
     comma-separated splits: all of them) and save the model to ``out``; ``fold_by``,
-    ``calibrate`` and the ``transfer`` rules (``threshold_rule``, ``persist``, ``balance``,
+    ``calibrate`` and the ``transfer`` rules (``threshold_rule``, ``balance``,
     ``interval``) as in :func:`~.training.fit_replays`; ``measures``: fit on these measures
     of every run only."""
     from grokwatch.forecast.io import save

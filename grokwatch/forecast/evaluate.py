@@ -43,7 +43,6 @@ from grokwatch.forecast.baselines import BASELINES, Baseline
 from grokwatch.forecast.forecaster import GrokForecaster
 from grokwatch.forecast.online import MIN_CONFIDENCE
 from grokwatch.forecast.replay import NEGATIVE, POSITIVE, Replay, choose_alert_threshold
-from grokwatch.forecast.transfer import persisted
 
 __all__ = [
     "FRACTIONS",
@@ -224,16 +223,10 @@ def forecast_signal(
     forecasts: Mapping[str, list[Forecast]],
     threshold: float,
     name: str = OURS,
-    *,
-    persist: int = 1,
 ) -> Signal:
-    """Alerts on the confident P(grok within budget), held for ``persist`` evaluations
-    (:func:`~.transfer.persisted`); AUROCs on P itself."""
+    """Alerts on the confident P(grok within budget); AUROCs on P itself."""
     scores = {
-        rid: persisted(
-            np.array([f.p_grok_budget if f.confidence >= MIN_CONFIDENCE else -np.inf for f in fc]),
-            persist,
-        )
+        rid: np.array([f.p_grok_budget if f.confidence >= MIN_CONFIDENCE else -np.inf for f in fc])
         for rid, fc in forecasts.items()
     }
     ranking = {rid: np.array([f.p_grok_budget for f in fc]) for rid, fc in forecasts.items()}
@@ -242,7 +235,7 @@ def forecast_signal(
 
 def our_signal(model: GrokForecaster, runs: Iterable[Replay]) -> Signal:
     forecasts = {r.run_id: r.forecasts(model) for r in runs}
-    return forecast_signal(forecasts, model.alert_threshold_, persist=getattr(model, "persist_", 1))
+    return forecast_signal(forecasts, model.alert_threshold_)
 
 
 def baseline_signal(b: Baseline, runs: Sequence[Replay], calib: Sequence[Replay]) -> Signal:

@@ -30,7 +30,7 @@ fitted state ends in ``_``, ``sklearn.utils.estimator_checks`` pass (binary only
 them; with ``"trees"`` all but ``check_sample_weight_equivalence_on_dense_data``, which
 scikit-learn's own ``HistGradientBoostingClassifier`` fails too (binning and
 ``min_samples_leaf`` count rows, not weight). ``alert_threshold_`` and ``hopeless_threshold_``
-default to 0.5 and 0.05 after ``fit``, ``persist_`` (evaluations in a row an alert needs) to 1;
+default to 0.5 and 0.05 after ``fit``;
 :func:`grokwatch.forecast.training.fit_corpus` replaces
 them (and the residual quantiles) by values chosen on out-of-fold validation runs.
 """
@@ -240,7 +240,6 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
                 )
         self.alert_threshold_ = 0.5
         self.hopeless_threshold_ = 0.05
-        self.persist_ = 1
         self.calibration_ = np.zeros((2, 0))
         return self
 

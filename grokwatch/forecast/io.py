@@ -55,7 +55,6 @@ _SCALARS = (
     "time_intercept_",
     "alert_threshold_",
     "hopeless_threshold_",
-    "persist_",
     "n_iter_",
     "n_features_in_",
 )
@@ -79,7 +78,7 @@ def save(
         "format_version": FORMAT_VERSION,
         "feature_schema": {"version": SCHEMA_VERSION, "names": list(FEATURE_NAMES)},
         "params": model.get_params(),
-        "scalars": {k: _plain(getattr(model, k, 1 if k == "persist_" else None)) for k in _SCALARS},
+        "scalars": {k: _plain(getattr(model, k, None)) for k in _SCALARS},
         "has_time_model": model.time_coef_ is not None,
         "report": dict(report or {}),
         "versions": {
@@ -155,9 +154,9 @@ def load(path: str | Path) -> GrokForecaster:
             model.time_trees_ = TreeEnsemble.from_arrays(arrays, "time_tree_")
     except KeyError as exc:
         raise SchemaError(f"{path}: a tree model without its trees ({exc})") from exc
-    model.persist_ = 1  # files of before: alerts on one evaluation
     for key, value in meta["scalars"].items():
-        setattr(model, key, value)
+        if key != "persist_":  # files of before: a removed rule, always 1 when shipped
+            setattr(model, key, value)
     model.fit_report_ = meta.get("report", {})
     return model
 

@@ -27,10 +27,8 @@ Confidence and reasons (:class:`~grokwatch.ForecastReason`), in the order they m
   ``0.2`` (``DIVERGED``).
 
 A forecast *alerts* when P(grok within budget) is at least the model's alert threshold and
-the confidence is at least :data:`MIN_CONFIDENCE` -- and, for a model with ``persist_ = k >
-1``, when that held at its last ``k`` forecasts (:class:`GrokRunForecaster` keeps them; the
-offline evaluation reads the same rule, :func:`~grokwatch.forecast.transfer.persisted`); it
-is *hopeless* when P is at most the hopeless threshold with that confidence, and the run has
+the confidence is at least :data:`MIN_CONFIDENCE`; it is *hopeless* when P is at most the
+hopeless threshold with that confidence, and the run has
 memorized (or stalled, or spent its budget): while it is still memorizing it is never called
 hopeless. After ``t_grok`` the forecast is certain (``GENERALIZED``); past the budget without
 grokking, P(grok within budget) is 0 (``BUDGET_EXHAUSTED``). Bad input never raises.
@@ -38,7 +36,6 @@ grokking, P(grok within budget) is 0 (``BUDGET_EXHAUSTED``). Bad input never rai
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
@@ -289,8 +286,6 @@ class GrokRunForecaster:
             budget=budget, rules=rules, tracker=tracker, changepoints=changepoints
         )
         self.forecast: Forecast | None = None
-        self._persist = int(getattr(model, "persist_", 1))
-        self._recent: collections.deque[float] = collections.deque(maxlen=self._persist)
 
     @property
     def change_points(self) -> Sequence[ChangePoint]:
@@ -317,21 +312,8 @@ class GrokRunForecaster:
         if len(steps) and (last is None or max(steps) > last):
             self.state.add_rows(steps, rows, absent)
             forecast = assemble(self.model, self.state.vector(), Context.of(self.state))
-            self.forecast = self._held(forecast)
+            self.forecast = forecast
         return self.forecast
-
-    def _held(self, forecast: Forecast) -> Forecast:
-        """``forecast`` with its alert kept only if the last ``persist_`` forecasts alerted."""
-        if self._persist <= 1:
-            return forecast
-        sure = forecast.confidence >= MIN_CONFIDENCE
-        self._recent.append(forecast.p_grok_budget if sure else -math.inf)
-        held = len(self._recent) == self._persist and min(self._recent) >= (
-            self.model.alert_threshold_
-        )
-        if forecast.alert and not held:
-            return dataclasses.replace(forecast, alert=False)
-        return forecast
 
     def p_grok_within(self, budget: int) -> float | None:
         """P(t_grok <= ``budget``) at the newest evaluation, as if the run's budget were

@@ -49,7 +49,6 @@ from grokwatch.forecast.transfer import (
     balanced_quantiles,
     family_threshold,
     family_weights,
-    persisted,
 )
 
 __all__ = [
@@ -130,20 +129,18 @@ def training_rows(
 # -- alerts and thresholds -----------------------------------------------------------------
 
 
-def alert_scores(forecasts: Sequence[Forecast], persist: int = 1) -> np.ndarray:
+def alert_scores(forecasts: Sequence[Forecast]) -> np.ndarray:
     """What an alert reads at each evaluation: the confident P(grok within budget) (``-inf``
-    below :data:`~.online.MIN_CONFIDENCE`), held for ``persist`` evaluations
-    (:func:`~.transfer.persisted`)."""
-    p = np.array(
+    below :data:`~.online.MIN_CONFIDENCE`)."""
+    return np.array(
         [f.p_grok_budget if f.confidence >= MIN_CONFIDENCE else -np.inf for f in forecasts],
         dtype=float,
     )
-    return persisted(p, persist)
 
 
-def eligible_max(r: Replay, forecasts: Sequence[Forecast], persist: int = 1) -> float:
+def eligible_max(r: Replay, forecasts: Sequence[Forecast]) -> float:
     """Largest alert score (:func:`alert_scores`) before ``t_grok`` and within the budget."""
-    score = alert_scores(forecasts, persist)
+    score = alert_scores(forecasts)
     keep = np.ones(r.steps.size, bool)
     if r.t_grok is not None:
         keep &= r.steps < r.t_grok
@@ -167,7 +164,6 @@ class FitReport:
     oof: dict[str, float]
     fold_by: str = "config"
     threshold_rule: str = "pooled"
-    persist: int = 1
     balance: str = "run"
     interval: str = "pooled"
     family_thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -234,7 +230,6 @@ def fit_replays(
     params: Mapping[str, Any] | None = None,
     calibrate: str = "none",
     threshold_rule: str = "pooled",
-    persist: int = 1,
     balance: str = "run",
     interval: str = "pooled",
     log: Any = None,
@@ -256,11 +251,9 @@ def fit_replays(
 
     The transfer rules of :mod:`.transfer`: ``threshold_rule="family"`` keeps the false-alarm
     budget -- and the share of grokking runs called hopeless -- on every fitting family
-    (``"pooled"``: over all their runs); ``persist=k`` alerts
-    after ``k`` confident evaluations in a row at or above the threshold (saved as the
-    model's ``persist_``); ``balance="family"`` weighs every family the same in fitting;
-    ``interval="balanced"`` takes the ``t_grok`` interval's residual quantiles with every
-    family weighing the same."""
+    (``"pooled"``: over all their runs); ``balance="family"`` weighs every family the same
+    in fitting; ``interval="balanced"`` takes the ``t_grok`` interval's residual quantiles
+    with every family weighing the same."""
     say = log or (lambda *a: None)
     if fold_by not in FOLD_BY:
         raise ValueError(f"fold_by must be one of {FOLD_BY}, got {fold_by=!r}")
@@ -272,8 +265,6 @@ def fit_replays(
         raise ValueError(f"balance must be one of {BALANCE}, got {balance=!r}")
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {INTERVALS}, got {interval=!r}")
-    if not (isinstance(persist, int) and persist >= 1):
-        raise ValueError(f"persist must be an int >= 1, got {persist=!r}")
     if calibrate not in ("none", "isotonic"):
         raise ValueError(f"calibrate must be 'none' or 'isotonic', got {calibrate=!r}")
     if not base:
@@ -356,7 +347,7 @@ def fit_replays(
             fc = r.forecasts(model)
             oof_forecasts[r.run_id] = fc
             if r.outcome in NEGATIVE:
-                neg_max.setdefault(r.family, []).append(eligible_max(r, fc, persist))
+                neg_max.setdefault(r.family, []).append(eligible_max(r, fc))
             if r.groks and r.t_grok is not None:
                 before = [
                     fo.p_grok_budget
@@ -385,7 +376,7 @@ def fit_replays(
         hopeless = hopeless_threshold(
             [v for vs in pos_min.values() for v in vs], hopeless_miss, alert
         )
-    oof = _oof_summary(base, oof_forecasts, alert, persist)
+    oof = _oof_summary(base, oof_forecasts, alert)
     say(f"alert threshold {alert:.3f} (validation FAR <= {far}), hopeless {hopeless:.3f}")
     X, y, w, t, _ = rows(everything)
     model = GrokForecaster(C=best_C, **settings).fit(
@@ -394,7 +385,6 @@ def fit_replays(
     model.alert_threshold_ = alert
     model.hopeless_threshold_ = hopeless
     model.calibration_ = calibration
-    model.persist_ = persist
     if resid and interval == "balanced":
         model.time_residual_quantiles_ = balanced_quantiles(
             list(oof_resid.values()), [family_of[i] for i in oof_resid], RESIDUAL_QUANTILES
@@ -415,7 +405,6 @@ def fit_replays(
         oof=oof,
         fold_by=fold_by,
         threshold_rule=threshold_rule,
-        persist=persist,
         balance=balance,
         interval=interval,
         family_thresholds=per_family,
@@ -464,10 +453,10 @@ def _isotonic_map(folds: Sequence[tuple[GrokForecaster, Sequence[Replay]]]) -> n
 
 
 def _oof_summary(
-    base: Sequence[Replay], forecasts: Mapping[str, list[Forecast]], alert: float, persist: int
+    base: Sequence[Replay], forecasts: Mapping[str, list[Forecast]], alert: float
 ) -> dict[str, float]:
     """The evaluation's metrics (:func:`.evaluate.metrics`) on the out-of-fold forecasts."""
-    sig = forecast_signal(forecasts, alert, persist=persist)
+    sig = forecast_signal(forecasts, alert)
     runs = [r for r in base if r.run_id in forecasts]
     out = metrics(runs, sig, alert, family_refs(runs))
     return {k: float(v) for k, v in out.items() if isinstance(v, int | float)}

@@ -7,11 +7,6 @@ the fitting families only (:func:`~grokwatch.forecast.training.fit_replays`, fol
 family: each fold model never saw the family it forecasts), so nothing is tuned on a
 family while it is held out:
 
-- **persistence** (:func:`persisted`): alert only after ``k`` consecutive confident
-  evaluations at or above the threshold. A run that will grok stays high on its plateau; a
-  run that will not tends to spike once. The score of an evaluation is the smallest
-  confident P of the last ``k``, and thresholds, alerts and the false-alarm budget are all
-  read on that score.
 - **worst-family threshold** (:func:`family_threshold`): the smallest threshold that keeps
   the false-alarm rate within budget on *every* fitting family separately, instead of on
   their pooled runs (where the largest family decides).
@@ -35,27 +30,10 @@ __all__ = [
     "balanced_quantiles",
     "family_threshold",
     "family_weights",
-    "persisted",
 ]
 
 THRESHOLD_RULES = ("pooled", "family")
 """``pooled``: false-alarm budget over all fitting runs; ``family``: on each family."""
-
-
-def persisted(score: np.ndarray, k: int) -> np.ndarray:
-    """The causal minimum of ``score`` over the last ``k`` evaluations (``-inf`` until there
-    are ``k``): an alert rule "``k`` in a row at or above the threshold" is this score at or
-    above the threshold. ``k = 1`` returns ``score`` unchanged."""
-    if not (isinstance(k, int) and k >= 1):
-        raise ValueError(f"persist must be an int >= 1, got {k=!r}")
-    s = np.asarray(score, dtype=float)
-    if k == 1 or s.size == 0:
-        return s.copy()
-    out = np.full(s.size, -np.inf)
-    if s.size >= k:
-        windows = np.lib.stride_tricks.sliding_window_view(s, k)  # (T - k + 1, k)
-        out[k - 1 :] = windows.min(axis=1)
-    return out
 
 
 def family_threshold(negative_max: Mapping[str, Sequence[float]], far: float) -> float:

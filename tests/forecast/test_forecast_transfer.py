@@ -1,16 +1,14 @@
-"""The transfer rules: persistence (offline and online alike), the worst-family threshold,
+"""The transfer rules: the worst-family threshold,
 family-balanced weights and interval quantiles, the default-grid replay, the v1 one-hot MLPs'
 family; and fit_replays with them on small synthetic families."""
 
 from __future__ import annotations
 
-import copy
+import json
 
 import numpy as np
 import pytest
-from _forecast_synth import make_corpus, make_run
-from hypothesis import given
-from hypothesis import strategies as st
+from _forecast_synth import make_corpus
 
 from grokwatch.forecast import io as model_io
 from grokwatch.forecast.evaluate import forecast_signal
@@ -28,33 +26,9 @@ from grokwatch.forecast.transfer import (
     balanced_quantiles,
     family_threshold,
     family_weights,
-    persisted,
 )
 
 FAST = {"classifier": "gam", "time_model": "ridge"}
-
-
-def test_persisted_is_the_minimum_of_the_last_k():
-    s = np.array([0.1, 0.9, 0.95, 0.2, 0.96, 0.97])
-    assert persisted(s, 1).tolist() == s.tolist()
-    assert persisted(s, 2).tolist() == [-np.inf, 0.1, 0.9, 0.2, 0.2, 0.96]
-    assert persisted(s, 3).tolist() == [-np.inf, -np.inf, 0.1, 0.2, 0.2, 0.2]
-    assert persisted(s[:2], 3).tolist() == [-np.inf, -np.inf]
-    with pytest.raises(ValueError, match="persist must be an int >= 1"):
-        persisted(s, 0)
-
-
-@given(
-    st.lists(st.floats(0, 1), min_size=1, max_size=30),
-    st.integers(1, 5),
-    st.floats(0, 1),
-)
-def test_persisted_alerts_exactly_after_k_in_a_row(values, k, threshold):
-    s = np.array(values)
-    fired = persisted(s, k) >= threshold
-    for i in range(s.size):
-        run = i + 1 >= k and all(s[j] >= threshold for j in range(i - k + 1, i + 1))
-        assert fired[i] == run
 
 
 def test_family_threshold_keeps_the_budget_on_every_family():
@@ -114,53 +88,33 @@ def test_v1_mlps_without_embedding_are_held_out_with_onehot(families):
     assert with_family(replay(run), run).family == "onehot"
 
 
-def test_fit_with_transfer_rules_keeps_far_on_every_family_and_saves_persist(families, tmp_path):
+def test_fit_with_transfer_rules_keeps_far_on_every_family(families, tmp_path):
     model, report = fit_replays(
         families, fold_by="family", C_grid=(1.0,), params=FAST, far=0.2,
-        threshold_rule="family", persist=2, balance="family", interval="balanced",
+        threshold_rule="family", balance="family", interval="balanced",
     )  # fmt: skip
-    assert model.persist_ == 2 and report.threshold_rule == "family"
+    assert report.threshold_rule == "family"
     assert model.alert_threshold_ == max(report.family_thresholds.values())
     for fam in ("alpha", "beta", "gamma"):
         neg = [r for r in families if r.family == fam and r.outcome in NEGATIVE]
-        alarms = [eligible_max(r, report.oof_forecasts[r.run_id], 2) for r in neg]
+        alarms = [eligible_max(r, report.oof_forecasts[r.run_id]) for r in neg]
         assert np.mean(np.array(alarms) >= model.alert_threshold_) <= 0.2
-    sig = forecast_signal(report.oof_forecasts, model.alert_threshold_, persist=2)
+    sig = forecast_signal(report.oof_forecasts, model.alert_threshold_)
     some = families[0]
     assert (
-        sig.scores[some.run_id].tolist()
-        == alert_scores(report.oof_forecasts[some.run_id], 2).tolist()
+        sig.scores[some.run_id].tolist() == alert_scores(report.oof_forecasts[some.run_id]).tolist()
     )
     assert set(report.oof_residuals) <= {r.run_id for r in families if r.groks}
-    back = model_io.load(model_io.save(model, tmp_path / "m.npz"))
-    assert back.persist_ == 2
-
-
-def test_online_alert_needs_k_forecasts_in_a_row_as_offline():
-    """Fed one evaluation at a time, a model with ``persist_ = 3`` alerts exactly where the
-    offline rule (three confident forecasts in a row at or above the threshold) does."""
-    from grokwatch.forecast.io import load_default
-
-    run = make_run(0, groks=True)
-    model = copy.deepcopy(load_default())
-    fc = replay(run).forecasts(model)
-    sure = [f.p_grok_budget for f in fc if f.confidence >= 0.5 and f.reason != "generalized"]
-    model.alert_threshold_ = float(np.median(sure))  # some forecasts above, some below
-    fc = replay(run).forecasts(model)
-    alerts = {}
-    for k in (1, 3):
-        model.persist_ = k
-        state = model.start(budget=run.labels["budget"])
-        online = []
-        for i, s in enumerate(run.steps):
-            values = {c: float(v) for c, v in zip(run.columns, run.values[i], strict=True)}
-            online.append(state.update(int(s), values))
-        expected = alert_scores(fc, k) >= model.alert_threshold_
-        expected &= np.array([f.alert for f in fc])  # the one-forecast rule still applies
-        assert [bool(f.alert) for f in online] == expected.tolist()
-        assert [f.p_grok_budget for f in online] == [f.p_grok_budget for f in fc]
-        alerts[k] = sum(f.alert for f in online)
-    assert 0 < alerts[3] < alerts[1]
+    path = model_io.save(model, tmp_path / "m.npz")
+    with np.load(path) as z:  # a file of before, with the removed persistence rule's scalar
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["scalars"]["persist_"] = 2
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez_compressed(path, **arrays)
+    back = model_io.load(path)
+    assert not hasattr(back, "persist_")
+    assert back.alert_threshold_ == model.alert_threshold_
 
 
 def test_hazard_interval_covers_80_percent_and_follows_the_spread():
