@@ -84,6 +84,16 @@ def data(frac: float, seed: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.
     return (x[perm[:n]], y[perm[:n]]), (x[perm[n:]], y[perm[n:]])
 
 
+def _watch(model: nn.Module, train: Any, test: Any, budget: int, policy: Any) -> Any:
+    """The agent each watched side attaches: no store, the benchmark's cadence."""
+    import grokwatch
+
+    return grokwatch.Agent(
+        model, train=train, test=test, every=EVERY, budget=budget, modulus=P, db=None,
+        policy=policy,
+    )  # fmt: skip
+
+
 def _optimizer(model: nn.Module, wd: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.98), weight_decay=wd)
 
@@ -105,16 +115,7 @@ def _optuna_trial(
     (x, y), (xt, yt) = data(frac, seed=seed)
     model = Net()
     opt = _optimizer(model, wd)
-    agent = grokwatch.Agent(
-        model,
-        train=(x, y),
-        test=(xt, yt),
-        every=EVERY,
-        budget=budget,
-        modulus=P,
-        db=None,
-        policy=grokwatch.RunPolicy() if policy else None,
-    )
+    agent = _watch(model, (x, y), (xt, yt), budget, grokwatch.RunPolicy() if policy else None)
     loop = LoopBudget(steps)
     t_grok, last, outcome, acc = None, 0, "ran", 0.0
     try:
@@ -233,16 +234,7 @@ def _lightning_run(method: str, index: int, wd: float, frac: float, budget: int)
     if method == "lightning_early_stopping":
         callbacks.append(EarlyStopping(monitor="val_loss", patience=10))
     if method == "lightning_grokwatch":
-        agent = grokwatch.Agent(
-            module.net,
-            train=(x, y),
-            test=(xt, yt),
-            every=EVERY,
-            budget=budget,
-            modulus=P,
-            db=None,
-            policy=grokwatch.RunPolicy(),
-        )
+        agent = _watch(module.net, (x, y), (xt, yt), budget, grokwatch.RunPolicy())
         callback = GrokwatchCallback(agent)
         callbacks.append(callback)
     loader = torch.utils.data.DataLoader(_Repeat(x, y), batch_size=None)
