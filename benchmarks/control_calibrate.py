@@ -1,7 +1,7 @@
 """Calibrate the run policy's hopeless threshold on the shipped forecaster's validation runs.
 
 The shipped model (``grokwatch/forecast/model/grokforecaster.npz``) was fitted by
-``grokwatch fit`` on the ``train`` split of ``trainer/data/corpus`` with grouped 5-fold
+``grokwatch fit`` on the ``train`` split of ``trainer/data/corpus_v1`` with grouped 5-fold
 cross-validation (:func:`grokwatch.forecast.training.fit_corpus`, C chosen = the model's C).
 This script refits the same five out-of-fold models (same folds, same rows, same C), forecasts
 every validation run at the corpus cadence (50 steps) and at the agent's cadences 250 and 500,
@@ -47,7 +47,7 @@ MAX_RISK = 0.1
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", default="trainer/data/corpus")
+    ap.add_argument("--corpus", default="trainer/data/corpus_v1")
     ap.add_argument("--out", default=str(CALIBRATION_PATH))
     args = ap.parse_args()
     from trainer.corpus import load
