@@ -118,6 +118,7 @@ def overhead_models() -> str:
                 f"±{noise:.1%}",
                 f"{m['agent_share']:.2%}",
                 f"{m['train_step_slowdown']:+.2%}",
+                f"{m['faults_per_step_bare']:.1f} / {m['faults_per_step_watched']:.1f}",
                 f"{m['evaluations']:.0f}",
             )
         )
@@ -129,6 +130,7 @@ def overhead_models() -> str:
         "bare vs bare",
         "agent's own share",
         "training steps",
+        "page faults a step (bare / watched)",
         "evaluations",
     )
     pairs = ", ".join(f"{k} {v}" for k, v in data["repeats"].items())
