@@ -20,7 +20,7 @@ run would report them, and decides when to stop it (or, grokwatch only, to exten
   4, max_t the sweep's largest budget, metric test accuracy), fed one trial after another
   (one worker; with parallel workers the order of arrival at a rung differs).
 
-Runs (``trainer/data/corpus``, v1): the ``eval`` families ``transformer`` and ``digits`` and
+Runs (``trainer/data/corpus_v1``, v1): the ``eval`` families ``transformer`` and ``digits`` and
 the ``heldout`` split of ``mlp`` -- none of them was used to fit the shipped model (it was
 fitted on the ``mlp`` ``train`` split only). A grokking run's record stops soon after
 ``t_grok`` (the corpus keeps a tail): a method that has not stopped a run by the end of its
@@ -29,7 +29,7 @@ method was charged; ``compute_fraction_unrecorded_free`` charges them nothing, a
 that favours the methods that never stop a finished run).
 
 Past-budget grokkers (``rescued_fraction``): (a) the runs of
-``trainer/data/corpus/checks/memorization`` that were continued to 3x their budget and grok
+``trainer/data/corpus_v1/checks/memorization`` that were continued to 3x their budget and grok
 after it (3 runs; the two ``mlp`` ones are configurations of the ``train`` split, the digits
 one is held out), replayed with their original budget; (b) every held-out run that groks
 after step 1000, replayed with its budget cut to ``t_grok / 1.5`` (a budget a third too
@@ -56,8 +56,8 @@ from grokwatch import RunDetector, RunPolicy
 from grokwatch.forecast.io import load_default
 
 OUT = Path("benchmarks/results/control")
-CORPUS = "trainer/data/corpus"
-CHECKS = "trainer/data/corpus/checks/memorization"
+CORPUS = "trainer/data/corpus_v1"
+CHECKS = "trainer/data/corpus_v1/checks/memorization"
 SHORTEN = 1.5
 ES_EVERY, ES_PATIENCE = 100, 10
 MEDIAN_STARTUP = 5

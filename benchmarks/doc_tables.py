@@ -426,7 +426,7 @@ def install_size() -> str:
 
 def corpus_outcomes() -> str:
     """Corpus v2: runs per family and outcome (``python -m trainer.summary ... --json``)."""
-    data = json.loads((ROOT / "trainer" / "data" / "corpus_v2_summary.json").read_text())
+    data = json.loads((ROOT / "trainer" / "data" / "corpus_summary.json").read_text())
     outcomes = ("grokking", "comprehension", "memorization", "confusion")
     rows = []
     for family, counts in data["families"].items():

@@ -21,7 +21,7 @@ Usage, with the older version checked out next to this one (``git worktree add``
     python benchmarks/equivalence.py compare /tmp/old.pkl /tmp/new.pkl
 
 ``record`` imports grokwatch from the current directory (run it from the checkout's root) and
-reads the corpus from ``trainer/data/corpus``. ``compare`` prints every difference and exits
+reads corpus v1 from ``trainer/data/corpus_v1``. ``compare`` prints every difference and exits
 1 if there is one.
 """
 
@@ -86,7 +86,7 @@ def record(out: Path) -> int:
 
     model = load_default()
     res: dict[tuple[Any, ...], Any] = {}
-    runs = random.Random(1).sample(list(load("trainer/data/corpus")), 60)
+    runs = random.Random(1).sample(list(load("trainer/data/corpus_v1")), 60)
     for r in runs:
         rp = replay(r)
         contexts = [

@@ -15,7 +15,7 @@ split, thresholds on validation runs, one C) and then evaluated like ``grokwatch
 The choices were made on the training family's cross-validation before the evaluation runs
 were looked at; this table reports them on the evaluation runs after the fact.
 
-    python benchmarks/forecast_ablations.py [--corpus trainer/data/corpus]
+    python benchmarks/forecast_ablations.py [--corpus trainer/data/corpus_v1]
         [--json benchmarks/results/forecast/ablations.json]
 """
 
@@ -63,7 +63,7 @@ def blanking(columns: list[int]) -> Callable[..., training.Replay]:
 
 def main() -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", default="trainer/data/corpus")
+    ap.add_argument("--corpus", default="trainer/data/corpus_v1")
     ap.add_argument("--C", type=float, default=3.0, help="C of the tree variants")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--json", default="benchmarks/results/forecast/ablations.json")

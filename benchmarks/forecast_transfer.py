@@ -22,8 +22,9 @@ F is judged at the corpus's cadence and on the agent's default grid (`replay.thi
 used before it is judged. One process per fit variant (they take minutes each on a loaded
 machine); `--merge` gathers their JSON into one file with the macro averages.
 
-    nice -n 10 python benchmarks/forecast_transfer.py --corpus trainer/data/corpus,DIR_V2 \\
-        --variant lossacc --out benchmarks/results/forecast/transfer
+    nice -n 10 python benchmarks/forecast_transfer.py \\
+        --corpus trainer/data/corpus_v1,trainer/data/corpus --variant lossacc \\
+        --out benchmarks/results/forecast/transfer
     python benchmarks/forecast_transfer.py --merge benchmarks/results/forecast/transfer
 """
 
@@ -363,7 +364,7 @@ def run_variant(
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--corpus", default="trainer/data/corpus")
+    ap.add_argument("--corpus", default="trainer/data/corpus_v1")
     ap.add_argument("--variant", choices=sorted(FIT_VARIANTS), default="lossacc")
     ap.add_argument("--out", default="benchmarks/results/forecast/transfer")
     ap.add_argument("--cap", type=int, default=150, help="runs per family at most (0: all)")

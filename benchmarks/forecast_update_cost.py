@@ -8,7 +8,7 @@ the corpus cadence (50 steps), at 250 and at the agent's default (500 steps), th
 forecaster's own share (features + change points, then the model), and a long run (100k
 steps at cadence 50, 2000 updates) to show the cost does not grow with the history.
 
-    python benchmarks/forecast_update_cost.py [--corpus trainer/data/corpus] [--runs 20]
+    python benchmarks/forecast_update_cost.py [--corpus trainer/data/corpus_v1] [--runs 20]
         [--repeats 5] [--json benchmarks/results/forecast/update_cost.json]
 """
 
@@ -152,7 +152,7 @@ def chunks(times: Sequence[float], k: int = 4) -> Iterator[float]:
 
 def main() -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", default="trainer/data/corpus")
+    ap.add_argument("--corpus", default="trainer/data/corpus_v1")
     ap.add_argument("--runs", type=int, default=20, help="longest corpus runs to replay")
     ap.add_argument("--repeats", type=int, default=5, help="replays; per-update minimum kept")
     ap.add_argument("--json", default="benchmarks/results/forecast/update_cost.json")

@@ -1,6 +1,6 @@
 """The seed papers' claims, measured on the corpus (v1 and v2): one command, one JSON.
 
-    python benchmarks/seed_claims.py --corpus trainer/data/corpus,trainer/data/corpus_v2 \\
+    python benchmarks/seed_claims.py --corpus trainer/data/corpus_v1,trainer/data/corpus \\
         --out benchmarks/results/forecast/seed_claims.json
 
 Seed 003 claims two things about *delay* (the gap ``t_grok - t_mem`` between fitting the
@@ -285,7 +285,7 @@ def _p(v: Any) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--corpus", default="trainer/data/corpus,trainer/data/corpus_v2")
+    ap.add_argument("--corpus", default="trainer/data/corpus_v1,trainer/data/corpus")
     ap.add_argument("--out", default="benchmarks/results/forecast/seed_claims.json")
     ap.add_argument("--note", default="", help="where the corpora came from (saved in the JSON)")
     args = ap.parse_args(argv)

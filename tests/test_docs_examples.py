@@ -90,3 +90,11 @@ def test_the_readme_has_a_checked_example() -> None:
     readme = [p for p in _examples() if str(p.id).startswith("README.md:")]
     assert readme, "the README has no Python example"
     assert any(p.values[1] is not None and not p.marks for p in readme)
+
+
+def test_the_readme_agent_fits_in_ten_lines() -> None:
+    """From ``with grokwatch.Agent(...)`` to the end of its example, run control included."""
+    text = (ROOT / "README.md").read_text()
+    block = next(m.group(2) for m in FENCE.finditer(text) if "grokwatch.Agent(" in m.group(2))
+    lines = block[block.index("with grokwatch.Agent(") :].strip().splitlines()
+    assert len(lines) <= 10, "\n".join(lines)

@@ -56,8 +56,8 @@ OUTCOMES = ("grokking", "comprehension", "memorization", "confusion")
 
 
 V1_NOTE = (
-    "corpus v1 is the single-family corpus of trainer/data/corpus; corpus v2 (six families, "
-    "stacked training) is in trainer/data/corpus_v2"
+    "corpus v1 is the single-family corpus of trainer/data/corpus_v1; corpus v2 (six families, "
+    "stacked training) is trainer/data/corpus"
 )
 
 

@@ -1,6 +1,7 @@
 """Summarize a corpus: outcomes per family and split, and a phase diagram.
 
-    python -m trainer.summary trainer/data/corpus --png trainer/data/phase_diagram.png
+    python -m trainer.summary trainer/data/corpus --png trainer/data/phase_diagram.png \
+        --json trainer/data/corpus_summary.json
 
 Prints a markdown table of outcomes per family (and per split: "train" fits the forecaster,
 "heldout" are training-family runs on held-out ops/moduli, "eval" the evaluation-only

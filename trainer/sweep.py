@@ -1,6 +1,6 @@
 """Sweeps: train every run of a spec, watched by the real grokwatch agent, into a corpus.
 
-    python -m trainer.sweep --spec trainer/specs/mlp-train.json --out trainer/data/corpus
+    python -m trainer.sweep --spec trainer/specs/mlp-train.json --out trainer/data/corpus_v1
     python -m trainer.sweep --spec SPEC ... --out DIR --stack 16     # corpus v2: stacks of runs
     python -m trainer.sweep --spec SPEC --out DIR --backend ray [--ray-address ADDR]
 

@@ -1,5 +1,5 @@
 """The committed corpus is the deliverable the forecaster is fitted and judged on: these tests
-read ``trainer/data/corpus`` as shipped and check what docs/corpus.md promises of it."""
+read ``trainer/data/corpus_v1`` as shipped and check what docs/corpus.md promises of it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from trainer.corpus import OUTCOMES, load
 
-CORPUS = Path(__file__).resolve().parents[2] / "trainer" / "data" / "corpus"
+CORPUS = Path(__file__).resolve().parents[2] / "trainer" / "data" / "corpus_v1"
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,9 @@
-"""The committed corpus v2 (``trainer/data/corpus_v2``) as shipped: what docs/corpus.md promises.
+"""The committed corpus v2 (``trainer/data/corpus``) as shipped: what docs/corpus.md promises.
 
 The sweep that writes it is long and was committed while still running (one file per run), so
 these tests check what every committed state must already keep — the format, labels
 consistent with the agent's definitions, every run one of the manifest's specs would draw,
-the size budget, and the counts in ``trainer/data/corpus_v2_summary.json`` (the docs' table)
+the size budget, and the counts in ``trainer/data/corpus_summary.json`` (the docs' table)
 equal to the runs on disk — and state the goals (≥ 2,500 runs, ≥ 250 per family, every
 outcome in every family) as numbers a test can check the day they are met
 (``test_goals_when_complete``), without pretending they are met earlier.
@@ -22,8 +22,8 @@ from trainer.corpus import OUTCOMES, load
 from trainer.spec import SweepSpec
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT / "trainer" / "data" / "corpus_v2"
-SUMMARY = ROOT / "trainer" / "data" / "corpus_v2_summary.json"
+CORPUS = ROOT / "trainer" / "data" / "corpus"
+SUMMARY = ROOT / "trainer" / "data" / "corpus_summary.json"
 FAMILIES = {"mlp", "onehot", "transformer", "digits", "parity", "perm"}
 GOAL_RUNS, GOAL_PER_FAMILY = 2500, 250
 SIZE_BUDGET = 100 * 2**20

@@ -120,7 +120,7 @@ def test_unknown_versions_are_refused(tmp_path: Path) -> None:
 def test_v1_is_read_and_refused_where_v2_is_asked_for(tmp_path: Path) -> None:
     make_corpus(tmp_path)
     assert corpus.load(tmp_path).version == 1
-    with pytest.raises(CorpusFormatError, match="corpus_v2"):
+    with pytest.raises(CorpusFormatError, match="corpus_v1"):
         corpus.load(tmp_path, version=2)
     with pytest.raises(CorpusFormatError, match="a directory of its own"):
         corpus.register_spec(tmp_path, {"name": "v2"}, "train", version=2)
