@@ -79,19 +79,20 @@ def step_flops(task: RunTask) -> float:
     return float(counter.get_total_flops())
 
 
-def bench_tasks(families: list[str], runs: int, steps: int) -> list[RunTask]:
-    """The first stack of each family in the v2 plan, `runs` runs each, `steps` steps, no
-    early stop (both sides then train exactly the same steps)."""
+def bench_tasks(families: list[str], runs: int, steps: int, stacks: int = 1) -> list[RunTask]:
+    """The first `stacks` full stacks of each family in the v2 plan, `runs` runs each, `steps`
+    steps, no early stop (both sides then train exactly the same steps)."""
     specs = sorted((ROOT / "trainer/specs/v2").glob("*.json"))
     tasks = [t for path in specs for t in load_spec(path).tasks()]
-    stacks = plan_stacks(tasks, runs)
+    plan = plan_stacks(tasks, runs)
     chosen: list[RunTask] = []
     for family in families:
-        stack = next(s for s in stacks if s[0].family == family and len(s) == runs)
+        full = [s for s in plan if s[0].family == family and len(s) == runs][:stacks]
         chosen += [
             dataclasses.replace(
                 t, run_id=f"{t.run_id}-bench", config={**t.config, "steps": steps}, tail=1e9
             )
+            for stack in full
             for t in stack
         ]
     return chosen
@@ -111,8 +112,8 @@ def side(name: str, tasks: list[RunTask], *, stack: int, workdir: Path) -> dict[
         results = [run_one(t) for t in tasks]
         wall = time.perf_counter() - t0
         failed = [r.error for r in results if r.status != "ok"]
-        steps = sum(r.steps_run for r in results)
-        probes = sum(r.agent["measure_seconds"] for r in results)
+        runs = [(r.task.family, r.steps_run, r.wall_time, r.agent.get("measure_seconds", 0.0))
+                for r in results]  # fmt: skip
         processes, threads = 1, torch.get_num_threads()
     else:
         executor = local_executor(cpu_quota())
@@ -125,13 +126,26 @@ def side(name: str, tasks: list[RunTask], *, stack: int, workdir: Path) -> dict[
             wall = time.perf_counter() - t0
         finally:
             executor.shutdown()
-        runs = [read_run(run_path(workdir / name, t.run_id)) for t in tasks]
-        failed = [r.meta["error"] for r in runs if r.status != "ok"]
-        steps = sum(int(r.meta["steps_run"]) for r in runs)
-        probes = sum(float(r.meta["agent"]["measure_seconds"]) for r in runs)
+        stored = [read_run(run_path(workdir / name, t.run_id)) for t in tasks]
+        failed = [r.meta["error"] for r in stored if r.status != "ok"]
+        runs = [
+            (r.meta["family"], int(r.meta["steps_run"]), float(r.meta["wall_time"]),
+             float(r.meta["agent"].get("measure_seconds", 0.0)))
+            for r in stored
+        ]  # fmt: skip
         processes, threads = cpu_quota(), 1
     if failed:
         raise RuntimeError(f"{name}: {len(failed)} runs failed: {failed[0]}")
+    # Where the time goes, family by family: each run's seconds (alone: its whole run_one;
+    # stacked: its share of its stack's steps plus its own agent) and its agent's seconds.
+    by_family: dict[str, dict[str, float]] = {}
+    for family, steps_run, seconds, probe in runs:
+        row = by_family.setdefault(family, {"model_steps": 0, "run_s": 0.0, "probe_s": 0.0})
+        row["model_steps"] += steps_run
+        row["run_s"] += seconds
+        row["probe_s"] += probe
+    steps = sum(r[1] for r in runs)
+    run_seconds = sum(r[2] for r in runs)
     return {
         "side": name,
         "stack": stack,
@@ -140,21 +154,26 @@ def side(name: str, tasks: list[RunTask], *, stack: int, workdir: Path) -> dict[
         "wall_s": wall,
         "model_steps": steps,
         "model_steps_per_s": steps / wall,
-        "probe_seconds": probes,
+        "probe_seconds": sum(r[3] for r in runs),
+        # the runs' own seconds over the workers' wall: < 1 when workers sat idle (too few
+        # units of work to balance) or the time went outside the runs (set-up, writing)
+        "busy_fraction": run_seconds / (wall * processes),
+        "by_family": by_family,
     }
 
 
 def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--families", default="mlp,onehot,perm,transformer")
-    parser.add_argument("--stack", type=int, default=16, help="runs per stack (and per family)")
+    parser.add_argument("--families", default="mlp,onehot,perm,transformer,digits,parity")
+    parser.add_argument("--stack", type=int, default=16, help="runs per stack")
+    parser.add_argument("--stacks", type=int, default=2, help="stacks per family")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
     peak = matmul_peak()
     load_before = os.getloadavg()[0]
-    tasks = bench_tasks(args.families.split(","), args.stack, args.steps)
+    tasks = bench_tasks(args.families.split(","), args.stack, args.steps, args.stacks)
     flops_ours = {t.run_id: step_flops(t) for t in tasks}
     flops_naive = {t.run_id: step_flops(naive(t)) for t in tasks}
     sides = []
@@ -177,6 +196,7 @@ def main() -> dict[str, Any]:
         "families": args.families.split(","),
         "runs": len(tasks),
         "stack": args.stack,
+        "stacks_per_family": args.stacks,
         "steps_per_run": args.steps,
         "cpu_quota": cpu_quota(),
         "matmul_peak_gflops_per_thread": peak,
