@@ -471,8 +471,8 @@ def corpus_throughput() -> str:
         cells.append(tuple(row))
     per_family = table(("family", *(s["side"] for s in data["sides"])), cells)
     caption = (
-        "Where the time goes: seconds of each run (naive: its whole run on "
-        f"{data['sides'][0]['threads']} threads; the pool: its whole run on one thread; "
+        "Where the time goes: seconds of each run (naive: its whole run, on the side's "
+        "threads; the pool: its whole run on one thread; "
         "stacked: its share of its stack's steps plus its own agent) per model-step, and in "
         "brackets the share of it spent in the run's agent (the probes):"
     )
