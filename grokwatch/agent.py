@@ -13,10 +13,11 @@ At the evaluation steps (:mod:`grokwatch.schedule`: dense early, log-spaced late
 the loop's wall time by default) the agent runs its probes on the model (no_grad, eval mode
 restored, private RNG), feeds the values to a :class:`~grokwatch.detector.RunDetector`, hands
 the record to its transport (a background thread: the embedded SQLite store by default) and
-returns a :class:`~grokwatch.decision.Decision`. Between evaluations ``step`` only keeps a
-reference to the loss tensor. Nothing the agent does raises into the training loop after
-construction: internal failures and probe errors are counted in :attr:`Agent.errors`, and a
-probe that fails at consecutive evaluations is switched off for the run.
+returns a :class:`~grokwatch.decision.Decision`. Between evaluations ``step`` only records the
+loss (its value on the CPU, a reference to the tensor on an accelerator). Nothing the agent
+does raises into the training loop after construction: internal failures and probe errors are
+counted in :attr:`Agent.errors`, and a probe that fails at consecutive evaluations is switched
+off for the run.
 """
 
 from __future__ import annotations
@@ -288,7 +289,7 @@ class Agent:
             "test": self._test,
         }
         for probe in self.probes:
-            missing = [need for need in getattr(probe, "requires", ()) if have.get(need) is None]
+            missing = [need for need in probe.requires if have.get(need) is None]
             if missing:
                 raise ConfigError(
                     f"probe {probe.name!r} needs {', '.join(missing)} but the model/agent has "
@@ -309,10 +310,11 @@ class Agent:
     ) -> Decision:
         """Record one training step; evaluate when due. Never raises.
 
-        ``loss`` is this step's training loss (a tensor is kept without a device sync until
-        the next evaluation). The other values, when given at an evaluation step, replace the
-        agent's own measurement of them. Steps may be skipped (a loop may call every 100
-        steps): evaluations fall on the same grid steps, and windows are in steps.
+        ``loss`` is this step's training loss (a tensor on an accelerator is kept without a
+        device sync until the next evaluation; a CPU tensor is read at once). The other
+        values, when given at an evaluation step, replace the agent's own measurement of them.
+        Steps may be skipped (a loop may call every 100 steps): evaluations fall on the same
+        grid steps, and windows are in steps.
         """
         # the path of a call that only records the loss is kept short: it runs at every step
         clock, schedule = self._clock, self._schedule
@@ -330,12 +332,15 @@ class Agent:
                 return self.decision
             self._last_step = step
             if loss is not None:
-                if isinstance(loss, torch.Tensor):  # kept without a sync, and without its graph
-                    self._pending_losses.append(
-                        (step, loss.detach() if loss.requires_grad else loss)
-                    )
-                else:
+                # on the CPU there is no sync to defer, and a kept tensor would pin a small
+                # block inside the heap the training step allocates from (the heap then grows
+                # and the step's tensors land on fresh pages: measured +210 KB a step)
+                if not isinstance(loss, torch.Tensor):
                     self._pending_losses.append((step, float(loss)))
+                elif loss.is_cpu:
+                    self._pending_losses.append((step, loss.item()))
+                else:  # kept without a sync until the next evaluation, and without its graph
+                    self._pending_losses.append((step, loss.detach()))
             if step < schedule.next_due:
                 return self.decision
             given = {

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import random
+import weakref
 
 import numpy as np
 import pytest
@@ -195,6 +196,20 @@ def test_pending_losses_are_bounded(model):
     for s in range(1, 1000):
         agent.step(s, loss=torch.tensor(0.1))
     assert len(agent._pending_losses) == 16
+
+
+def test_cpu_losses_are_read_at_once(model):
+    """A CPU loss tensor is not kept between evaluations (it would fragment the heap the
+    training step allocates from): its value is."""
+    agent = Agent(model, every=10**9, transport=None, probes=["weight_norm"])
+    agent.step(0)
+    weight = torch.tensor(0.25, requires_grad=True)
+    loss = weight * 2
+    kept = weakref.ref(loss)
+    agent.step(1, loss=loss)
+    del loss
+    assert kept() is None
+    assert agent._pending_losses[-1] == (1, 0.5)
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ class WeightNorm(Probe):
     """L2 norm of the parameters: the classic (and hard to beat) grokking baseline.
 
     ``weight_norm`` is ``sqrt(sum of all squared parameters)``; ``weight_norm/<name>`` is the norm
-    of each parameter (seeds 001, 002). One independent benchmark found plain weight norm
+    of each parameter. One independent benchmark found plain weight norm
     separates grokking from non-grokking runs with AUROC 0.98 (Wang 2026, arXiv 2605.08237).
     """
 
