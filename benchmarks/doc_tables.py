@@ -226,10 +226,37 @@ def forecast_lofo_ablations() -> str:
         fams = shipped["families"]
         name = f"the shipped model (fitted on {', '.join(shipped['fitted_on'])} only)"
         results[name] = {"families": fams, "macro": macro_average(fams)}
+    v1_path = RESULTS / "forecast" / "lofo_shipped_v1.json"
+    if v1_path.exists():
+        fams = json.loads(v1_path.read_text())["families"]
+        name = "forecaster v1, shipped before v2 (fitted on corpus v1's MLPs only)"
+        results[name] = {"families": fams, "macro": macro_average(fams)}
     for path in sorted((RESULTS / "forecast" / "lofo_ablations").glob("*/lofo.json")):
         data = json.loads(path.read_text())
         results[f"{path.parent.name}: {_variant(data['settings'])}"] = data
     return str(format_ablations(results))
+
+
+def forecast_v1_vs_v2() -> str:
+    """Forecaster v1 (shipped before v2, ``forecast_shipped_v1.py``) and v2 (leave one family
+    out, ``lofo.json``) on the same runs of the families v1 never saw."""
+    v1 = _json("forecast/lofo_shipped_v1.json")
+    v2 = _json("forecast/lofo.json")
+    keys = (("recall", "recall"), ("far", "FAR"), ("recall_far05", "recall at FAR ≤ 5 %"),
+            ("lead_gap", "lead (× gap)"), ("auroc25", "AUROC 25 %"), ("coverage", "coverage"),
+            ("ece", "ECE"), ("hopeless_grokking", "grokkers called hopeless"))  # fmt: skip
+    rows = []
+    for fam, old in v1["families"].items():
+        new = v2["families"].get(fam)
+        if new is None:
+            continue
+        cells = []
+        for key, _ in keys:
+            fmt = "{:.3f}" if key == "ece" else "{:.2f}"
+            a, b = (fmt.format(v) if v is not None else "—" for v in (old.get(key), new.get(key)))
+            cells.append(f"{a} → {b}")
+        rows.append((f"{fam} ({new['n_runs']} runs)", *cells))
+    return table(("held-out family: v1 → v2", *(h for _, h in keys)), rows)
 
 
 def forecast_transfer(view: str = "native") -> str:
@@ -565,6 +592,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "forecast_groups": forecast_groups,
     "forecast_lofo": forecast_lofo,
     "forecast_lofo_ablations": forecast_lofo_ablations,
+    "forecast_v1_vs_v2": forecast_v1_vs_v2,
     "forecast_transfer": forecast_transfer,
     "forecast_transfer_grid": lambda: forecast_transfer("default_grid"),
     "forecast_transfer_calibration": forecast_transfer_calibration,
