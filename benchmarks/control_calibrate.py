@@ -1,10 +1,12 @@
 """Calibrate the run policy's hopeless threshold on the shipped forecaster's validation runs.
 
 The shipped model (``grokwatch/forecast/model/grokforecaster.npz``) was fitted by
-``grokwatch fit`` on the ``train`` split of ``trainer/data/corpus_v1`` with grouped 5-fold
-cross-validation (:func:`grokwatch.forecast.training.fit_corpus`, C chosen = the model's C).
-This script refits the same five out-of-fold models (same folds, same rows, same C), forecasts
-every validation run at the corpus cadence (50 steps) and at the agent's cadences 250 and 500,
+``grokwatch fit`` (:func:`grokwatch.forecast.training.fit_corpus`); its file carries the fit's
+settings (corpora, splits, measures, per-family cap, inner folds, calibration, trees, budget
+augmentation, seed). This script repeats that fit with the same settings -- same runs, same
+folds, same rows, same ``C`` -- checks that it gives the shipped model's alert and hopeless
+thresholds (so the out-of-fold models are the shipped model's), forecasts every validation run
+with its fold's model at the corpus cadence (50 steps) and at the agent's cadences 250 and 500,
 and writes, for every run that generalizes within its budget and for each ``(cadence,
 patience, min_fraction)`` of the grid, the smallest hopeless threshold at which the policy's
 stop rule (``patience`` consecutive confident evaluations with P(grok within budget) <= the
@@ -13,7 +15,7 @@ threshold, none in phase ``grokking``, at or after ``min_fraction`` of the budge
 ``grokwatch/forecast/model/policy_calibration.json``; :class:`grokwatch.RunPolicy` reads the
 threshold for a risk ``r`` as the value just below the ``floor(r * n)``-th smallest.
 
-    python -m benchmarks.control_calibrate            # ~5 min on 2 cores
+    nice -n 10 python -m benchmarks.control_calibrate   # one fit of the shipped model's size
 """
 
 from __future__ import annotations
@@ -27,16 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from grokwatch.decision import Phase
-from grokwatch.forecast.features import FEATURE_NAMES
-from grokwatch.forecast.forecaster import GrokForecaster
+from grokwatch.forecast.commands import _load_corpus, sample_families
 from grokwatch.forecast.io import load_default
+from grokwatch.forecast.lofo import minimal_run
 from grokwatch.forecast.online import MIN_CONFIDENCE
-from grokwatch.forecast.training import (
-    BUDGET_FEATURES,
-    _folds,
-    replay,
-    training_rows,
-)
+from grokwatch.forecast.replay import replay, with_family
+from grokwatch.forecast.training import fit_corpus
 from grokwatch.policy import CALIBRATION_PATH, stop_statistic
 
 CADENCES = (None, 250, 500)  # None: the corpus's own (50 steps)
@@ -47,55 +45,72 @@ MAX_RISK = 0.1
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", default="trainer/data/corpus_v1")
+    ap.add_argument(
+        "--corpus",
+        default=None,
+        help="corpus directories, comma-separated (default: those the shipped model names)",
+    )
     ap.add_argument("--out", default=str(CALIBRATION_PATH))
     args = ap.parse_args()
-    from trainer.corpus import load
-
     shipped = load_default()
     report = shipped.fit_report_
-    runs = [r for r in load(args.corpus, split="train") if r.labels.get("outcome")]
+    params = shipped.get_params()
+    splits = [x for x in str(report.get("split", "train")).split(",") if x]
+    corpora = args.corpus or str(report["corpus"])
+    runs = [r for c in corpora.split(",") if c for r in _load_corpus(c, splits)]
+    seed = int(report.get("seed", 0))
+    runs = sample_families([r for r in runs if r.labels.get("outcome")],
+                           report.get("cap_per_family"), seed)  # fmt: skip
+    if report.get("measures") is not None:
+        runs = [minimal_run(r, report["measures"]) for r in runs]
     if len(runs) != report.get("n_runs"):
         raise SystemExit(
-            f"the corpus has {len(runs)} train runs, the shipped model was fitted on "
-            f"{report.get('n_runs')}: refit the model first"
+            f"the corpus has {len(runs)} runs for the shipped model's settings, it was fitted "
+            f"on {report.get('n_runs')}: refit the model first"
         )
     t0 = time.perf_counter()
-    base = [replay(r) for r in runs]
-    coarse = {c: [replay(r, cadence=c) for r in runs] for c in CADENCES if c is not None}
-    print(f"replayed {len(runs)} runs in {time.perf_counter() - t0:.0f} s", flush=True)
-    groups = [r.group for r in base]
-    k = max(2, min(int(report.get("folds", 5)), len(set(groups))))
-    masks = _folds(groups, k, int(report.get("seed", 0)))
-    fold_of = {}
-    for f, mask in enumerate(masks):
-        fold_of.update({r.run_id: f for r, inside in zip(base, mask, strict=True) if inside})
-    everything = base + [r for rs in coarse.values() for r in rs]
-    scale = 1.0 / (1 + len(coarse))
-    time_features = [i for i, n in enumerate(FEATURE_NAMES) if n not in BUDGET_FEATURES]
+    model, fit = fit_corpus(
+        runs,
+        extra_cadences=report.get("cadences", (250, 500)),
+        folds=int(report.get("folds", 5)),
+        fold_by=report.get("fold_by", "config"),
+        calibrate=report.get("calibrate", "none"),
+        C_grid=(shipped.C,),
+        budget_samples=int(report.get("budget_samples", 2)),
+        seed=seed,
+        threshold_rule=report.get("threshold_rule", "pooled"),
+        balance=report.get("balance", "run"),
+        params={k: params[k] for k in ("classifier", "n_trees", "learning_rate")},
+    )
+    same = math.isclose(model.alert_threshold_, shipped.alert_threshold_, rel_tol=1e-9)
+    same &= math.isclose(model.hopeless_threshold_, shipped.hopeless_threshold_, rel_tol=1e-9)
+    if not same:
+        raise SystemExit(
+            f"the refit's thresholds ({model.alert_threshold_}, {model.hopeless_threshold_}) "
+            f"differ from the shipped model's ({shipped.alert_threshold_}, "
+            f"{shipped.hopeless_threshold_}): not the same fit"
+        )
+    print(f"refitted the shipped model's folds in {time.perf_counter() - t0:.0f} s", flush=True)
     stats: dict[tuple[int, int, float], list[float]] = {}
-    for f in range(k):
-        train = [r for r in everything if fold_of[r.run_id] != f]
-        X, y, w, t, _ = training_rows(train, budget_samples=2, seed=int(report.get("seed", 0)))
-        model = GrokForecaster(
-            C=shipped.C, time_features=time_features, classifier=shipped.classifier
-        ).fit(X, y, sample_weight=w * scale, log_time_to_grok=t)
-        for cadence in CADENCES:
-            val = base if cadence is None else coarse[cadence]
-            for r in val:
-                if fold_of[r.run_id] != f or not r.groks or r.budget is None:
-                    continue
-                fc = r.forecasts(model)
-                p = np.array([x.p_grok_budget for x in fc])
-                sure = np.array([x.confidence >= MIN_CONFIDENCE for x in fc])
-                grokking = np.array([c.phase is Phase.GROKKING for c in r.contexts])
-                for patience in PATIENCES:
-                    for frac in MIN_FRACTIONS:
-                        s = stop_statistic(
-                            r.steps, p, sure & ~grokking, r.t_grok, r.budget, patience, frac
-                        )
-                        stats.setdefault((cadence or 50, patience, frac), []).append(s)
-        print(f"fold {f + 1}/{k} done at {time.perf_counter() - t0:.0f} s", flush=True)
+    for cadence in CADENCES:
+        for run in runs:
+            fold = fit.fold_of_run.get(run.run_id)
+            if fold is None:
+                continue
+            r = with_family(replay(run, cadence=cadence), run)
+            if not r.groks or r.budget is None:
+                continue
+            fc = r.forecasts(fit.fold_models[fold])
+            p = np.array([x.p_grok_budget for x in fc])
+            sure = np.array([x.confidence >= MIN_CONFIDENCE for x in fc])
+            grokking = np.array([c.phase is Phase.GROKKING for c in r.contexts])
+            for patience in PATIENCES:
+                for frac in MIN_FRACTIONS:
+                    s = stop_statistic(
+                        r.steps, p, sure & ~grokking, r.t_grok, r.budget, patience, frac
+                    )
+                    stats.setdefault((cadence or 50, patience, frac), []).append(s)
+        print(f"cadence {cadence or 50} done at {time.perf_counter() - t0:.0f} s", flush=True)
     cells = []
     for (cadence, patience, frac), values in sorted(stats.items()):
         v = np.sort(np.asarray(values))
@@ -120,6 +135,8 @@ def main() -> None:
             "n_runs": report.get("n_runs"),
             "corpus": report.get("corpus"),
             "split": report.get("split"),
+            "families": report.get("families"),
+            "fold_by": report.get("fold_by"),
         },
         "max_risk": MAX_RISK,
         "cells": cells,

@@ -228,10 +228,37 @@ def forecast_lofo_ablations() -> str:
         fams = shipped["families"]
         name = f"the shipped model (fitted on {', '.join(shipped['fitted_on'])} only)"
         results[name] = {"families": fams, "macro": macro_average(fams)}
+    v1_path = RESULTS / "forecast" / "lofo_shipped_v1.json"
+    if v1_path.exists():
+        fams = json.loads(v1_path.read_text())["families"]
+        name = "forecaster v1, shipped before v2 (fitted on corpus v1's MLPs only)"
+        results[name] = {"families": fams, "macro": macro_average(fams)}
     for path in sorted((RESULTS / "forecast" / "lofo_ablations").glob("*/lofo.json")):
         data = json.loads(path.read_text())
         results[f"{path.parent.name}: {_variant(data['settings'])}"] = data
     return str(format_ablations(results))
+
+
+def forecast_v1_vs_v2() -> str:
+    """Forecaster v1 (shipped before v2, ``forecast_shipped_v1.py``) and v2 (leave one family
+    out, ``lofo.json``) on the same runs of the families v1 never saw."""
+    v1 = _json("forecast/lofo_shipped_v1.json")
+    v2 = _json("forecast/lofo.json")
+    keys = (("recall", "recall"), ("far", "FAR"), ("recall_far05", "recall at FAR ≤ 5 %"),
+            ("lead_gap", "lead (× gap)"), ("auroc25", "AUROC 25 %"), ("coverage", "coverage"),
+            ("ece", "ECE"), ("hopeless_grokking", "grokkers called hopeless"))  # fmt: skip
+    rows = []
+    for fam, old in v1["families"].items():
+        new = v2["families"].get(fam)
+        if new is None:
+            continue
+        cells = []
+        for key, _ in keys:
+            fmt = "{:.3f}" if key == "ece" else "{:.2f}"
+            a, b = (fmt.format(v) if v is not None else "—" for v in (old.get(key), new.get(key)))
+            cells.append(f"{a} → {b}")
+        rows.append((f"{fam} ({new['n_runs']} runs)", *cells))
+    return table(("held-out family: v1 → v2", *(h for _, h in keys)), rows)
 
 
 def forecast_transfer(view: str = "native") -> str:
@@ -443,20 +470,42 @@ def corpus_throughput() -> str:
     """Corpus v2 sweep throughput, naive vs ours (``benchmarks/corpus_throughput.py``)."""
     data = _json("corpus/throughput.json")
     head = ("side", "processes × threads", "runs per task", "model-steps/s", "× naive",
-            "training GFLOP/s", "of matmul peak")  # fmt: skip
+            "training GFLOP/s", "of matmul peak", "busy")  # fmt: skip
     rows = [(r["side"], f"{r['processes']} × {r['threads']}", max(r["stack"], 1),
              f"{r['model_steps_per_s']:.0f}", f"{r['speedup']:.2f}×", f"{r['train_gflops']:.1f}",
-             f"{100 * r['peak_fraction']:.0f} %") for r in data["sides"]]  # fmt: skip
+             f"{100 * r['peak_fraction']:.0f} %",
+             f"{100 * r['busy_fraction']:.0f} %" if "busy_fraction" in r else "—")
+            for r in data["sides"]]  # fmt: skip
     pool, ours = data["sides"][-2], data["sides"][-1]
     gain = ours["model_steps_per_s"] / pool["model_steps_per_s"]
     note = (
         f"Stacking alone (ours ÷ the pool one run at a time, same run): {gain:.2f}×. "
-        f"{data['runs']} runs ({', '.join(data['families'])}), {data['steps_per_run']} steps "
-        f"each; matmul peak {data['matmul_peak_gflops_per_thread']:.0f} GFLOP/s per thread; "
-        f"load average {data['load_average_before']:.1f} before, "
-        f"{data['load_average_after']:.1f} after."
+        f"{data['runs']} runs ({', '.join(data['families'])}; "
+        f"{data.get('stacks_per_family', 1)} stack(s) of {data['stack']} per family), "
+        f"{data['steps_per_run']} steps each; matmul peak "
+        f"{data['matmul_peak_gflops_per_thread']:.0f} GFLOP/s per thread; load average "
+        f"{data['load_average_before']:.1f} before, {data['load_average_after']:.1f} after. "
+        "Busy: the runs' own seconds over processes × wall."
     )
-    return table(head, rows) + "\n\n" + note
+    if "by_family" not in ours:
+        return table(head, rows) + "\n\n" + note
+    # per family: milliseconds of one process per model-step, and the agent's share of it
+    cells = []
+    for family in data["families"]:
+        row: list[str] = [f"`{family}`"]
+        for side in data["sides"]:
+            f = side["by_family"][family]
+            row.append(f"{1e3 * f['run_s'] / f['model_steps']:.2f} ms "
+                       f"({100 * f['probe_s'] / f['run_s']:.0f} %)")  # fmt: skip
+        cells.append(tuple(row))
+    per_family = table(("family", *(s["side"] for s in data["sides"])), cells)
+    caption = (
+        "Where the time goes: seconds of each run (naive: its whole run, on the side's "
+        "threads; the pool: its whole run on one thread; "
+        "stacked: its share of its stack's steps plus its own agent) per model-step, and in "
+        "brackets the share of it spent in the run's agent (the probes):"
+    )
+    return "\n\n".join((table(head, rows), note, caption, per_family))
 
 
 def corpus_stacked_step() -> str:
@@ -469,7 +518,23 @@ def corpus_stacked_step() -> str:
            f"{shape['p']}, {shape['d_emb']}, {shape['d_hidden']}", f"{data['step_gflop']:.3f}",
            f"{data['compute_bound_ms']:.1f} ms", f"{data['ms_per_step']['vmap']:.1f} ms",
            f"{data['ms_per_step']['bmm']:.1f} ms", f"{data['bmm_over_vmap']:.2f}")  # fmt: skip
-    return table(head, [row])
+    if "families" not in data:
+        return table(head, [row])
+    rows = []
+    for family, f in data["families"].items():
+        before, after = f["ms_per_step"].values()
+        rows.append((f"`{family}`", f"{f['runs']} × {f['rows_per_run']}",
+                     f"{f['step_gflop']:.3f}", f"{f['compute_bound_ms']:.1f} ms",
+                     f"{before:.1f} ms", f"{after:.1f} ms", f"{before / after:.2f}×",
+                     "yes" if f["bitwise_equal"] else "no"))  # fmt: skip
+    per_family = table(("family", "runs × rows", "GFLOP per step", "at the matmul peak",
+                        "whole loss under vmap", "forward under vmap (corpus path)",
+                        "gain", "bitwise equal"), rows)  # fmt: skip
+    return (
+        table(head, [row])
+        + "\n\nOne step on all training rows, the first stack of every family:\n\n"
+        + per_family
+    )
 
 
 def control_live() -> str:
@@ -529,6 +594,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "forecast_groups": forecast_groups,
     "forecast_lofo": forecast_lofo,
     "forecast_lofo_ablations": forecast_lofo_ablations,
+    "forecast_v1_vs_v2": forecast_v1_vs_v2,
     "forecast_transfer": forecast_transfer,
     "forecast_transfer_grid": lambda: forecast_transfer("default_grid"),
     "forecast_transfer_calibration": forecast_transfer_calibration,

@@ -7,8 +7,15 @@ every *rule* is chosen on those out-of-fold forecasts only and judged on F:
 
 - the alert threshold for FAR <= 5 %: over the fitting runs pooled, or on every fitting
   family (`transfer.family_threshold`);
-- the probability map: raw, isotonic (runs weigh 1), isotonic with families weighing the same;
-- the t_grok interval's residual quantiles: runs weigh 1, or families weigh the same.
+- the probability map: raw, isotonic as fitted (families weigh the same; before forecaster v2
+  runs weighed 1 -- the committed results of then hold both), isotonic refitted here with
+  families weighing the same;
+- the hopeless threshold: the fitted one (on every fitting family since v2), and the worst
+  fitting family's.
+
+The 80 % t_grok interval is the forecaster's own (the hazard model since v2; the committed
+results of before v2 compare the residual-quantile interval, pooled or family-balanced, with
+the hazard model fitted beside it).
 
 F is judged at the corpus's cadence and on the agent's default grid (`replay.thin`,
 "default"), and on its runs reduced to loss + accuracy (minimal users). Nothing about F is
@@ -47,7 +54,6 @@ from grokwatch.forecast.evaluate import (
     metrics,
 )
 from grokwatch.forecast.forecaster import GrokForecaster
-from grokwatch.forecast.hazard import HazardTime
 from grokwatch.forecast.lofo import (
     MINIMAL_MEASURES,
     _hopeless,
@@ -62,17 +68,8 @@ from grokwatch.forecast.replay import (
     replay,
     with_family,
 )
-from grokwatch.forecast.training import (
-    eligible_max,
-    fit_replays,
-    hopeless_threshold,
-    training_rows,
-)
-from grokwatch.forecast.transfer import (
-    balanced_quantiles,
-    family_threshold,
-    family_weights,
-)
+from grokwatch.forecast.training import eligible_max, fit_replays, hopeless_threshold
+from grokwatch.forecast.transfer import family_threshold, family_weights
 
 FIT_VARIANTS: dict[str, dict[str, Any]] = {
     "all": {"measures": None, "balance": "run"},
@@ -119,32 +116,9 @@ def _isotonic(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> Any:
     return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y, sample_weight=w)
 
 
-def _coverage(model: GrokForecaster, runs: Sequence[Replay], q: np.ndarray) -> dict[str, float]:
-    """80 % interval coverage and median relative t_grok error at mid-plateau, with the
-    residual quantiles ``q`` (levels of ``RESIDUAL_QUANTILES``)."""
-    from grokwatch.forecast.forecaster import RESIDUAL_QUANTILES
-
-    lo, mid, hi = (float(np.interp(v, RESIDUAL_QUANTILES, q)) for v in (0.1, 0.5, 0.9))
-    cov, err = [], []
-    for r in runs:
-        if r.outcome not in POSITIVE or r.t_mem is None or r.t_grok is None or not r.gap:
-            continue
-        i = max(int(np.searchsorted(r.steps, r.t_mem + r.gap / 2, side="right")) - 1, 0)
-        mu = float(model.predict_log_time(r.X[i : i + 1])[0])
-        if not math.isfinite(mu):
-            continue
-        t = max(float(r.steps[i]), 1.0)
-        cov.append(t * math.exp(mu + lo) <= r.t_grok <= t * math.exp(mu + hi))
-        err.append(abs(t * math.exp(mu + mid) - r.t_grok) / r.t_grok)
-    return {
-        "coverage": float(np.mean(cov)) if cov else math.nan,
-        "t_grok_error": float(np.median(err)) if err else math.nan,
-        "n_covered": len(cov),
-    }
-
-
-def _hazard_coverage(hz: HazardTime, runs: Sequence[Replay]) -> dict[str, float]:
-    """80 % interval coverage and median relative error of the hazard model at mid-plateau."""
+def _coverage(model: GrokForecaster, runs: Sequence[Replay]) -> dict[str, float]:
+    """80 % interval coverage and median relative t_grok error at mid-plateau (the
+    forecaster's own interval: :meth:`GrokForecaster.predict_time`)."""
     pos = [
         r
         for r in runs
@@ -157,16 +131,13 @@ def _hazard_coverage(hz: HazardTime, runs: Sequence[Replay]) -> dict[str, float]
         for r in pos
     ]
     X = np.stack([r.X[i] for r, i in zip(pos, idx, strict=True)])
-    q = hz.quantiles(X, [0.1, 0.5, 0.9])
-    cov, err = [], []
-    for r, i, (lo, mid, hi) in zip(pos, idx, q, strict=True):
-        t = max(float(r.steps[i]), 1.0)
-        cov.append(t * math.exp(lo) <= (r.t_grok or 0) <= t * math.exp(hi))
-        err.append(abs(t * math.exp(mid) - (r.t_grok or 0)) / (r.t_grok or 1))
+    steps = np.array([max(float(r.steps[i]), 1.0) for r, i in zip(pos, idx, strict=True)])
+    t_hat, lo, hi = model.predict_time(X, steps)
+    truth = np.array([float(r.t_grok or 0) for r in pos])
     return {
-        "coverage": float(np.mean(cov)),
-        "t_grok_error": float(np.median(err)),
-        "n_covered": len(cov),
+        "coverage": float(np.mean((lo <= truth) & (truth <= hi))),
+        "t_grok_error": float(np.median(np.abs(t_hat - truth) / truth)),
+        "n_covered": len(pos),
     }
 
 
@@ -304,11 +275,9 @@ def run_variant(
     cadences: Sequence[int] = (500,),
     budget_samples: int = 1,
     cap: int | None = 150,
-    hazard_only: bool = False,
     say: Any = print,
 ) -> None:
-    """One fit variant over every held-out family, written to ``out/VARIANT.json``;
-    ``hazard_only``: only (re)compute the hazard model's intervals into that file."""
+    """One fit variant over every held-out family, written to ``out/VARIANT.json``."""
     spec = FIT_VARIANTS[variant]
     t0 = time.perf_counter()
     runs = [r for c in corpora for r in _load_corpus(c, ("train", "eval", "heldout"))]
@@ -337,19 +306,6 @@ def run_variant(
         },
         "families": {},
     }
-    if hazard_only:
-        done = json.loads((out / f"{variant}.json").read_text())
-        for fold in lofo_folds(base, extra):
-            Xh, _, wh, uh, _ = training_rows(fold.train)
-            hz = HazardTime(n_trees=LIGHT["n_trees"], learning_rate=LIGHT["learning_rate"])
-            hz.fit(Xh, uh, sample_weight=wh)
-            views = {"native": list(fold.test), "default_grid": [grid[r.run_id] for r in fold.test]}
-            for view, vruns in views.items():
-                entry = done["families"][fold.family]["views"][view]
-                entry["interval_hazard"] = _hazard_coverage(hz, vruns)
-                say(f"{fold.family} {view}: hazard {entry['interval_hazard']}")
-        (out / f"{variant}.json").write_text(json.dumps(_json_safe(done), indent=1) + "\n")
-        return
     for fold in lofo_folds(base, extra):
         t1 = time.perf_counter()
         model, report = fit_replays(
@@ -357,9 +313,6 @@ def run_variant(
             balance=spec["balance"], far=FAR, params=LIGHT, budget_samples=budget_samples,
         )  # fmt: skip
         fit_s = time.perf_counter() - t1
-        Xh, _, wh, uh, _ = training_rows(fold.train)
-        hazard = HazardTime(n_trees=LIGHT["n_trees"], learning_rate=LIGHT["learning_rate"])
-        hazard.fit(Xh, uh, sample_weight=wh)
         test = list(fold.test)
         views = {
             "native": test,
@@ -389,16 +342,7 @@ def run_variant(
             entry["hopeless_threshold"] = model.hopeless_threshold_
             entry["hopeless_threshold_family"] = h_family
             entry["hopeless_grokking_family_rule"] = hopeless_share(vruns, forecasts, h_family)
-            res = report.oof_residuals
-            fams = {r.run_id: r.family for r in report.replays}
-            from grokwatch.forecast.forecaster import RESIDUAL_QUANTILES
-
-            q_bal = balanced_quantiles(
-                list(res.values()), [fams[i] for i in res], RESIDUAL_QUANTILES
-            )
-            entry["interval_pooled"] = _coverage(model, vruns, model.time_residual_quantiles_)
-            entry["interval_balanced"] = _coverage(model, vruns, q_bal)
-            entry["interval_hazard"] = _hazard_coverage(hazard, vruns)
+            entry["interval"] = _coverage(model, vruns)
             fam["views"][view] = entry
         result["families"][fold.family] = fam
         k1 = fam["views"]["native"]["pooled_k1"]
@@ -425,7 +369,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", default="benchmarks/results/forecast/transfer")
     ap.add_argument("--cap", type=int, default=150, help="runs per family at most (0: all)")
     ap.add_argument("--merge", action="store_true", help="gather --out's variants, print tables")
-    ap.add_argument("--hazard-only", action="store_true", help="add the hazard intervals only")
     args = ap.parse_args(argv)
     if args.merge:
         data = merge(Path(args.out))
@@ -433,9 +376,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"\n{view}\n\n{format_rules(data, view)}\n\n{format_calibration(data, view)}")
         return
     corpora = [c for c in args.corpus.split(",") if c]
-    run_variant(
-        corpora, args.variant, Path(args.out), cap=args.cap or None, hazard_only=args.hazard_only
-    )
+    run_variant(corpora, args.variant, Path(args.out), cap=args.cap or None)
 
 
 # -- gathering the variants ---------------------------------------------------------------------
@@ -466,7 +407,7 @@ def merge(directory: Path) -> dict[str, Any]:
                 )
             for key in ("ece_raw", "ece_isotonic", "ece_isotonic_balanced"):
                 m[key] = _mean(e.get(key) for e in entries)
-            for key in ("interval_pooled", "interval_balanced", "interval_hazard"):
+            for key in ("interval_pooled", "interval_balanced", "interval_hazard", "interval"):
                 if not all(key in e for e in entries):
                     continue
                 m[key] = {
@@ -542,7 +483,8 @@ def format_calibration(data: Mapping[str, Any], view: str = "native") -> str:
                          f"{_c(macro.get(key), '{:.3f}')} |")  # fmt: skip
         for key, label in (("interval_pooled", "coverage, residuals pooled"),
                            ("interval_balanced", "coverage, families equal"),
-                           ("interval_hazard", "coverage, hazard model")):  # fmt: skip
+                           ("interval_hazard", "coverage, hazard model"),
+                           ("interval", "coverage, the forecaster's (hazard)")):  # fmt: skip
             if key not in macro:
                 continue
             cells = [_c((entry(f).get(key) or {}).get("coverage")) for f in fams]

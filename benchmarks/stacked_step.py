@@ -1,4 +1,4 @@
-"""Why stacking gains little on CPU: one training step of a stack of MLP runs, two ways.
+"""Why stacking gains little on CPU: one training step of a stack of runs, timed several ways.
 
 Takes the first ``mlp`` stack of the corpus-v2 plan (the runs `benchmarks/corpus_throughput.py`
 also trains), builds their models and full-batch training sets as `trainer.stacked` does, and
@@ -11,6 +11,12 @@ times one forward + backward of all of them, interleaved, on one thread:
 Next to them: the step's FLOPs (``torch.utils.flop_counter``, summed over the runs) and the
 single-thread matmul peak measured in the same invocation, so the JSON says how far from
 compute-bound the step is.
+
+Then, for the first stack of every family (``families`` in the JSON), the corpus path's step
+before and after the loss moved out of ``vmap`` (``trainer.stacked.stacked_losses``): the whole
+per-run loss under ``vmap`` (cross-entropy then runs as a Python decomposition) against the
+forward under ``vmap`` and the loss once on all rows, interleaved, each checked bitwise equal
+(losses and gradients) to the other first.
 
     python -m benchmarks.stacked_step --json benchmarks/results/corpus/stacked_step.json
 """
@@ -30,6 +36,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from benchmarks.corpus_throughput import bench_tasks, matmul_peak, step_flops
 from trainer.families import FAMILIES, build
+from trainer.stacked import _pad, stacked_losses
 
 Params = dict[str, torch.Tensor]
 
@@ -79,6 +86,60 @@ def bmm_loss(p: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> to
     return (nll * w).sum(1)  # (R,)
 
 
+def whole_loss_under_vmap(template: Any, loss_fn: Any) -> Any:
+    """The corpus path's loss before `stacked_losses`: the whole per-run loss under `vmap`."""
+
+    def run_loss(p: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return (loss_fn(functional_call(template, p, (x,)), y) * w).sum()
+
+    return vmap(run_loss)
+
+
+def family_step(family: str, runs: int, steps: int, repeats: int, peak: float) -> dict[str, Any]:
+    """One full-batch step of the family's first stack: before / after, bitwise checked."""
+    tasks = bench_tasks([family], runs, 1)
+    models, datas = [], []
+    for task in tasks:
+        config = FAMILIES[family].config_cls.from_dict(task.config)
+        torch.manual_seed(config.seed)
+        model, data, loss_fn = build(config)
+        models.append(model)
+        datas.append(data)
+    params, _ = stack_module_state(models)
+    n = max(len(d.train_y) for d in datas)
+    x, y = _pad([d.train_x for d in datas], n), _pad([d.train_y for d in datas], n)
+    w = torch.zeros(runs, n)
+    for i, d in enumerate(datas):
+        w[i, : len(d.train_y)] = 1.0 / len(d.train_y)
+    sides = {"whole loss under vmap": whole_loss_under_vmap(models[0], loss_fn),
+             "forward under vmap (ours)": stacked_losses(models[0], loss_fn)}  # fmt: skip
+    got = []
+    for loss in sides.values():
+        for q in params.values():
+            q.grad = None
+        value = loss(params, x, y, w)
+        value.sum().backward()
+        got.append((value.detach(), [q.grad.clone() for q in params.values()]))
+    (l0, g0), (l1, g1) = got
+    bitwise = torch.equal(l0, l1) and all(torch.equal(a, b) for a, b in zip(g0, g1, strict=True))
+    if not bitwise:
+        raise SystemExit(f"{family}: the two formulations differ")
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    for _ in range(repeats):
+        for name, loss in sides.items():
+            times[name].append(time_step(loss, params, (x, y, w), steps))
+    flops = sum(step_flops(t) for t in tasks)
+    return {
+        "runs": runs,
+        "rows_per_run": n,
+        "step_gflop": flops / 1e9,
+        "compute_bound_ms": flops / (peak * 1e9) * 1e3,
+        "bitwise_equal": bitwise,
+        "ms_per_step": {k: statistics.median(v) for k, v in times.items()},
+        "ms_per_step_all": times,
+    }
+
+
 def time_step(loss: Any, params: Params, args: tuple[torch.Tensor, ...], steps: int) -> float:
     """Milliseconds per forward + backward of the whole stack."""
     t0 = time.perf_counter()
@@ -94,6 +155,7 @@ def main() -> dict[str, Any]:
     parser.add_argument("--runs", type=int, default=16)
     parser.add_argument("--steps", type=int, default=50, help="steps per timing")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--families", default="mlp,onehot,perm,transformer,digits,parity")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -132,6 +194,13 @@ def main() -> dict[str, Any]:
             b / v for b, v in zip(times["bmm"], times["vmap"], strict=True)
         ),
     }
+    report["families"] = {}
+    for family in args.families.split(","):
+        row = family_step(family, args.runs, max(args.steps // 5, 5), args.repeats, peak)
+        report["families"][family] = row
+        print(f"{family}: {row['runs']} × {row['rows_per_run']} rows, "
+              f"{row['compute_bound_ms']:.1f} ms at the matmul peak; "
+              + ", ".join(f"{k} {v:.1f} ms" for k, v in row["ms_per_step"].items()))  # fmt: skip
     ms = report["ms_per_step"]
     print(f"stack of {args.runs} mlp runs: {flops / 1e9:.3f} GFLOP per step = {compute_ms:.1f} ms "
           f"at the matmul peak ({peak:.0f} GFLOP/s); vmap {ms['vmap']:.1f} ms, "

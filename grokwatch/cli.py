@@ -275,6 +275,10 @@ def _fit(args: argparse.Namespace) -> int:
         calibrate=args.calibrate,
         measures=_names(args.measures),
         transfer=_transfer(args),
+        n_trees=args.trees,
+        learning_rate=args.learning_rate,
+        budget_samples=args.budget_samples,
+        cap=args.cap or None,
         seed=args.seed,
     )
     return 0
@@ -288,7 +292,6 @@ def _transfer(args: argparse.Namespace) -> dict[str, object]:
     return {
         "threshold_rule": args.threshold_rule,
         "balance": args.balance,
-        "interval": args.interval,
     }
 
 
@@ -304,12 +307,6 @@ def _add_transfer(group: argparse._ActionsContainer) -> None:
         "--balance", choices=["run", "family"], default="run", help="weigh runs or families equally"
     )
     group.add_argument(
-        "--interval",
-        choices=["pooled", "balanced"],
-        default="pooled",
-        help="t_grok interval residuals: runs or families weigh the same",
-    )
-    group.add_argument(
         "--measures", default=None, help="fit (and judge) on these measures only, comma-sep."
     )
 
@@ -319,8 +316,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from grokwatch.forecast.commands import evaluate_corpus, evaluate_lofo
     from grokwatch.forecast.forecaster import GrokForecaster
 
-    model = resolve_forecaster(args.model)
-    if not isinstance(model, GrokForecaster):
+    model = None if args.lofo and args.model == "none" else resolve_forecaster(args.model)
+    if model is not None and not isinstance(model, GrokForecaster):
         raise ValueError(f"--model must name a GrokForecaster file, got {args.model!r}")
     if args.lofo:
         evaluate_lofo(
@@ -342,6 +339,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             name="lofo" if args.cadence is None else f"lofo_cadence{args.cadence}",
         )
         return 0
+    if model is None:
+        raise ValueError("--model none is for --lofo only: evaluate needs a model")
     evaluate_corpus(
         args.corpus,
         model=model,
@@ -456,6 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="isotonic map of P fitted on the out-of-fold forecasts",
     )
     fit.add_argument("--seed", type=int, default=0, help="fold assignment seed")
+    fit.add_argument("--trees", type=int, default=200, help="boosted trees (default 200)")
+    fit.add_argument("--learning-rate", type=float, default=0.05, help="boosting step (0.05)")
+    fit.add_argument("--budget-samples", type=int, default=2, help="budget augmentation (2)")
+    fit.add_argument("--cap", type=int, default=0, help="runs per family at most (0: all)")
     _add_transfer(fit)
     fit.set_defaults(func=_fit)
 
@@ -463,7 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="evaluate the forecaster and the published baselines on held-out runs"
     )
     ev.add_argument("--corpus", required=True, help="corpus directory")
-    ev.add_argument("--model", default="default", help="model file (default: the shipped one)")
+    ev.add_argument(
+        "--model",
+        default="default",
+        help="model file (default: the shipped one; with --lofo, 'none': score no other model)",
+    )
     ev.add_argument("--out", default=None, help="directory for evaluation.json and figures")
     ev.add_argument("--split", default="eval,heldout", help="splits to evaluate, comma-sep.")
     ev.add_argument(

@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -139,11 +139,7 @@ def train_stack(
             weight[i, : m.n_train] = 1.0 / m.n_train  # each run's loss: its own mean
         batch = getattr(members[0].config, "batch_size", 0)
 
-        def run_loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                     w: torch.Tensor) -> torch.Tensor:  # fmt: skip
-            return (loss_fn(functional_call(template, p, (x,)), y) * w).sum()  # ()
-
-        losses_of = vmap(run_loss)
+        losses_of = stacked_losses(template, loss_fn)
         step = 0
         while members:
             step += 1
@@ -161,7 +157,7 @@ def train_stack(
             losses = losses_of(params, x, y, w)  # (R,)
             losses.sum().backward()  # runs are independent: each gets its own gradient
             opt.step()
-            losses = losses.detach()
+            per_run = losses.detach().unbind()  # R views in one call: no sync, no copy
             share = (time.perf_counter() - t0) / len(members)
 
             evaluating = step == 1 or step % every == 0  # when the agents measure
@@ -170,7 +166,7 @@ def train_stack(
                 t1 = time.perf_counter()
                 if evaluating:
                     _load_slice(m.model, params, i)
-                m.agent.step(step, loss=losses[i])
+                m.agent.step(step, loss=per_run[i])
                 if step >= m.task.budget or settled(
                     m.agent, step, tail=m.task.tail, tail_min=m.task.tail_min
                 ):
@@ -202,6 +198,29 @@ def train_stack(
         for m in members:
             m.agent.close()
     return results
+
+
+def stacked_losses(
+    template: nn.Module, loss_fn: Callable[..., torch.Tensor]
+) -> Callable[..., torch.Tensor]:
+    """`(params (R, ...), x (R, N, ...), y (R, N), w (R, N)) -> (R,)`: each run's weighted loss.
+
+    Only the model's forward is `vmap`-ed; the per-row loss runs once on the `(R·N, C)` logits
+    outside it. Under `vmap` the cross-entropy has no batching rule and runs as a Python
+    decomposition with checks on every call; outside it is the one native kernel. The two are
+    the same float operations (log-softmax over each row, a gather, a weighted sum over N per
+    run), so the losses and gradients are bitwise those of `vmap` over the whole loss
+    (`tests/trainer/test_trainer_stacked.py` checks every family).
+    """
+    forward = vmap(lambda p, x: functional_call(template, p, (x,)))
+
+    def losses(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+               w: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        logits = forward(p, x)  # (R, N, C)
+        rows = loss_fn(logits.flatten(0, 1), y.flatten()).view(y.shape)  # (R, N)
+        return (rows * w).sum(1)  # (R,)
+
+    return losses
 
 
 @torch.no_grad()

@@ -6,10 +6,14 @@ module                 what it holds
 ``changepoints``       log-time slope streams, online Bayesian and windowed kernel CPD
 ``features``           :class:`FeatureState`: causal, scale-free features up to step t
 ``forecaster``         :class:`GrokForecaster`, the scikit-learn estimator
+``hazard``             the discrete-time hazard model of when a run groks (``t_grok``)
 ``online``             per-run forecasting state, the null and constant forecasters
 ``io``                 save/load without pickle, the shipped model
 ``replay``             a stored run replayed into feature rows (shared by fit and evaluate)
 ``training``           grouped cross-validation, thresholds (``grokwatch fit``)
+``transfer``           rules for families the model never saw (thresholds, weights)
+``lofo``               leave one family out (``grokwatch evaluate --lofo``)
+``calibration``        reliability and expected calibration error
 ``baselines``          the published signals the forecast is measured against
 ``evaluate``           ``grokwatch evaluate``: recall, false alarms, lead, AUROC, t_grok error
 ``plots``              lead-vs-false-alarm curves and per-run timelines

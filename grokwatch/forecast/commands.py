@@ -24,9 +24,9 @@ from grokwatch.forecast.replay import (
     POSITIVE,
     Replay,
     architecture_family,
+    evaluations,
     raw_measures,
     replay,
-    thin,
     with_family,
 )
 from grokwatch.forecast.training import fit_corpus
@@ -34,6 +34,9 @@ from grokwatch.forecast.training import fit_corpus
 __all__ = ["evaluate_corpus", "evaluate_lofo", "fit_model", "pick_timelines"]
 
 Say = Callable[[str], None]
+
+AGENT_DEFAULTS = "agent defaults"
+"""The leave-one-family-out view at the agent's default settings (grid and overhead cap)."""
 
 
 def _load_corpus(directory: str | Path, split: str | Sequence[str]) -> Any:
@@ -56,6 +59,10 @@ def fit_model(
     calibrate: str = "none",
     measures: Sequence[str] | None = None,
     transfer: dict[str, Any] | None = None,
+    n_trees: int = 200,
+    learning_rate: float = 0.05,
+    budget_samples: int = 2,
+    cap: int | None = None,
     seed: int = 0,
     say: Say = print,
 ) -> tuple[GrokForecaster, dict[str, Any]]:
@@ -63,12 +70,14 @@ def fit_model(
     comma-separated splits: all of them) and save the model to ``out``; ``fold_by``,
     ``calibrate`` and the ``transfer`` rules (``threshold_rule``, ``balance``,
     ``interval``) as in :func:`~.training.fit_replays`; ``measures``: fit on these measures
-    of every run only."""
+    of every run only; ``cap``: at most this many runs of each family (a seeded sample,
+    :func:`sample_families`)."""
     from grokwatch.forecast.io import save
     from grokwatch.forecast.lofo import minimal_run
 
     splits = [s for s in split.split(",") if s]
     runs = [r for c in str(corpus).split(",") if c for r in _load_corpus(c, splits)]
+    runs = sample_families([r for r in runs if r.labels.get("outcome")], cap, seed)
     if measures is not None:
         runs = [minimal_run(r, measures) for r in runs]
     if not runs:
@@ -83,7 +92,8 @@ def fit_model(
         C_grid=C_grid,
         extra_cadences=cadences,
         seed=seed,
-        params={"classifier": classifier},
+        budget_samples=budget_samples,
+        params={"classifier": classifier, "n_trees": n_trees, "learning_rate": learning_rate},
         log=say,
         **(transfer or {}),
     )
@@ -91,6 +101,9 @@ def fit_model(
     info["measures"] = None if measures is None else list(measures)
     info["families"] = sorted({architecture_family(r) for r in runs})
     info["calibrate"] = calibrate
+    info["cap_per_family"] = cap
+    info["budget_samples"] = budget_samples
+    info["cadences"] = list(cadences)
     info["fit_seconds"] = round(time.perf_counter() - t0, 1)
     save(model, out, report=info)
     oof = report.oof
@@ -267,8 +280,9 @@ def evaluate_lofo(
     model) is also scored on the families it was not fitted on; ``transfer``: the rules of
     :mod:`.transfer` (keyword arguments of :func:`~.training.fit_replays`); ``cap``: at most
     this many runs of each family (a seeded sample). Runs are held out by
-    :func:`~.replay.architecture_family`; the held-out runs are also judged on the agent's
-    default grid (view ``default grid``). Writes ``NAME.json``, ``NAME.md`` and
+    :func:`~.replay.architecture_family`; the held-out runs are also judged at the agent's
+    default settings (view :data:`AGENT_DEFAULTS`: the evaluations of the default grid that
+    the 1 % overhead cap leaves, :func:`~.replay.thin`). Writes ``NAME.json``, ``NAME.md`` and
     ``NAME/reliability_FAMILY.png`` to ``out``."""
     from functools import partial
 
@@ -294,9 +308,7 @@ def evaluate_lofo(
         restricts what the forecaster reads, not what the baselines are judged on)."""
         out = with_family(replay(r, cadence=c), r)
         if measures is not None:
-            steps = np.asarray(r.steps)
-            idx = np.arange(steps.size) if c is None else thin(steps, c)
-            out.measures = raw_measures(r.run, idx)
+            out.measures = raw_measures(r.run, evaluations(r.run, c))
         return out
 
     base = [rep(r) for r in runs]
@@ -321,7 +333,7 @@ def evaluate_lofo(
         if c in cadences and cadence is None
     }
     if cadence is None:
-        views["default grid"] = {r.run_id: rep(r, DEFAULT_GRID) for r in runs}
+        views[AGENT_DEFAULTS] = {r.run_id: rep(r, DEFAULT_GRID) for r in runs}
     result = run_lofo(folds_, fit=fit, minimal=minimal, views=views, rename=_group_name, log=say)
     models = result.pop("models")  # not JSON; handed back at the end
     result["settings"] = {
@@ -386,8 +398,8 @@ def evaluate_lofo(
 
 
 def _view_cadence(name: str) -> int | str:
-    """The cadence of a view named ``cadence N`` or ``default grid``."""
-    return DEFAULT_GRID if name == "default grid" else int(name.split()[-1])
+    """The cadence of a view named ``cadence N`` or :data:`AGENT_DEFAULTS`."""
+    return DEFAULT_GRID if name == AGENT_DEFAULTS else int(name.split()[-1])
 
 
 def sample_families(runs: Sequence[Any], cap: int | None, seed: int = 0) -> list[Any]:
@@ -395,7 +407,6 @@ def sample_families(runs: Sequence[Any], cap: int | None, seed: int = 0) -> list
     sample (all runs when ``cap`` is ``None``)."""
     if cap is None:
         return list(runs)
-    import numpy as np
 
     rng = np.random.default_rng(seed)
     out: list[Any] = []

@@ -12,13 +12,12 @@ time model for the runs that do:
    centred on its weighted median, divided by its interquartile range, NaN -> 0, and
    expanded into ``[z, max(0, z - k1), ..., max(0, z - kK)]`` with knots at its training
    quantiles.
-2. Boosted regression trees (``time_model="trees"``, the default, same tree settings) or a
-   ridge regression on the spline basis (``"ridge"``, penalty ``alpha``) of
-   ``log(t_grok / t)``, fitted on the rows of runs that grok and without the features listed
-   out of ``time_features``, give the time estimate; the interval and the probability of
-   grokking within the next ``horizon`` steps come from the empirical distribution of its
-   residuals (stored as quantiles): ``P(grok within H) = P(grok within budget) *
-   F(log(1 + H / t) - mu)``.
+2. A discrete-time hazard model (:mod:`.hazard`) of ``u = log(t_grok / t)``, fitted on the
+   rows of runs that grok and without the features listed out of ``time_features``: boosted
+   trees (the classifier's tree settings) of the hazard of each of ``time_bins`` bins of
+   ``time_bin_width`` log-steps, with the bin index as one more column. Its CDF gives the
+   median ``t_grok``, the ``interval`` band and ``P(grok within H) = P(grok within budget) *
+   P(u <= log(1 + H / t))``; the band's width follows the features.
 
 Only plain arrays are fitted, so the model saves as arrays + JSON (:mod:`.io`) and predicts
 one row in tens of µs with numpy (:meth:`GrokForecaster.predict_row`), which the online path
@@ -32,7 +31,7 @@ scikit-learn's own ``HistGradientBoostingClassifier`` fails too (binning and
 ``min_samples_leaf`` count rows, not weight). ``alert_threshold_`` and ``hopeless_threshold_``
 default to 0.5 and 0.05 after ``fit``;
 :func:`grokwatch.forecast.training.fit_corpus` replaces
-them (and the residual quantiles) by values chosen on out-of-fold validation runs.
+them by values chosen on out-of-fold validation runs.
 """
 
 from __future__ import annotations
@@ -43,12 +42,13 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from grokwatch.events import EventRules, EventTracker
+from grokwatch.forecast import hazard
 from grokwatch.forecast.online import GrokRunForecaster, RowPrediction
 from grokwatch.forecast.trees import TreeEnsemble, fit_trees
 
@@ -58,8 +58,6 @@ DEFAULT_HORIZON = 1000
 """H, in steps, of ``p_grok_horizon``: P(t_grok within the next 1000 steps). 1000 steps is
 about the median grokking gap of the training corpus, and 4 evaluations at the agent's
 default cadence. Any H can be asked for at prediction time without refitting."""
-
-RESIDUAL_QUANTILES = np.linspace(0.0, 1.0, 41)
 
 
 def weighted_quantile(x: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -82,8 +80,6 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     C:
         Inverse L2 penalty: of the logistic regression (``"gam"``), of the leaf values
         (``"trees"``: ``l2_regularization = 1 / C``).
-    alpha:
-        L2 penalty of the time regression.
     knots:
         Hinge knots per feature (at the training quantiles ``1/(K+1) ... K/(K+1)``).
     horizon:
@@ -95,20 +91,18 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     time_features:
         Column indices the time model may use (``None``: all). ``grokwatch fit`` leaves out
         the budget features: when a run groks does not depend on its budget.
+    time_bins, time_bin_width:
+        The hazard model's bins of ``log(t_grok / t)`` (the last one open).
     classifier:
         ``"gam"`` (the logistic regression on the spline basis) or ``"trees"`` (gradient-boosted
         trees, :mod:`.trees`, with ``n_trees``, ``learning_rate``, ``max_depth``,
         ``min_samples_leaf`` and an L2 leaf penalty of ``1 / C``).
-    time_model:
-        ``"ridge"`` (ridge regression on the spline basis) or ``"trees"`` (boosted regression
-        trees with the classifier's tree settings) for ``log(t_grok / t)``.
     """
 
     def __init__(
         self,
         *,
         C: float = 0.1,
-        alpha: float = 10.0,
         knots: int = 3,
         horizon: int = DEFAULT_HORIZON,
         interval: float = 0.8,
@@ -119,10 +113,10 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         learning_rate: float = 0.05,
         max_depth: int = 4,
         min_samples_leaf: int = 50,
-        time_model: str = "trees",
+        time_bins: int = hazard.TIME_BINS,
+        time_bin_width: float = hazard.TIME_BIN_WIDTH,
     ) -> None:
         self.C = C
-        self.alpha = alpha
         self.knots = knots
         self.horizon = horizon
         self.interval = interval
@@ -133,7 +127,8 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.learning_rate = learning_rate
         self.max_depth = max_depth
         self.min_samples_leaf = min_samples_leaf
-        self.time_model = time_model
+        self.time_bins = time_bins
+        self.time_bin_width = time_bin_width
 
     # -- sklearn -----------------------------------------------------------------------------
 
@@ -207,36 +202,31 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             self.intercept_ = float(clf.intercept_[0])
             self.n_iter_ = int(np.max(clf.n_iter_))
             self.feature_weight_ = self._feature_weights(B)
-        self.time_coef_: np.ndarray | None = None
         self.time_trees_: TreeEnsemble | None = None
-        self.time_intercept_ = 0.0
-        self.time_residual_quantiles_ = np.zeros_like(RESIDUAL_QUANTILES)
         if log_time_to_grok is not None:
             target = np.asarray(log_time_to_grok, dtype=float).reshape(-1)
             if target.shape != (n,):
                 raise ValueError(f"log_time_to_grok must have shape ({n},), got {target.shape}")
             rows = np.isfinite(target) & (w > 0)
             if rows.sum() >= 2:
-                Bt = self._basis(X, self.time_mask_)
-                reg = Ridge(alpha=self.alpha)
-                reg.fit(Bt[rows], target[rows], sample_weight=w[rows])
-                self.time_coef_ = reg.coef_.astype(float)
-                self.time_intercept_ = float(reg.intercept_)
-                if self.time_model == "trees":
-                    self.time_trees_ = fit_trees(
-                        np.where(self.time_mask_, X, np.nan)[rows],
-                        target[rows],
-                        w[rows],
-                        max_iter=self.n_trees,
-                        learning_rate=self.learning_rate,
-                        max_depth=self.max_depth,
-                        min_samples_leaf=self.min_samples_leaf,
-                        l2_regularization=1.0 / self.C,
-                        regression=True,
-                    )
-                resid = target[rows] - self._log_time(X[rows])
-                self.time_residual_quantiles_ = weighted_quantile(
-                    resid, w[rows], RESIDUAL_QUANTILES
+                Xp, yp, wp = hazard.person_period(
+                    np.where(self.time_mask_, X, np.nan)[rows],
+                    target[rows],
+                    w[rows],
+                    width=self.time_bin_width,
+                    bins=self.time_bins,
+                )
+                if yp.min() == yp.max():
+                    yp[0] = 1 - yp[0]  # one class only: a degenerate but valid fit
+                self.time_trees_ = fit_trees(
+                    Xp,
+                    yp,
+                    wp,
+                    max_iter=self.n_trees,
+                    learning_rate=self.learning_rate,
+                    max_depth=self.max_depth,
+                    min_samples_leaf=self.min_samples_leaf,
+                    l2_regularization=1.0 / self.C,
                 )
         self.alert_threshold_ = 0.5
         self.hopeless_threshold_ = 0.05
@@ -246,16 +236,16 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def _check_params(self) -> None:
         if not (isinstance(self.C, int | float) and self.C > 0):
             raise ValueError(f"C must be > 0, got C={self.C!r}")
-        if not (isinstance(self.alpha, int | float) and self.alpha >= 0):
-            raise ValueError(f"alpha must be >= 0, got alpha={self.alpha!r}")
         if not (isinstance(self.knots, int) and self.knots >= 0):
             raise ValueError(f"knots must be an int >= 0, got knots={self.knots!r}")
         if not (isinstance(self.horizon, int) and self.horizon >= 1):
             raise ValueError(f"horizon must be an int >= 1, got horizon={self.horizon!r}")
         if not 0.0 < self.interval < 1.0:
             raise ValueError(f"interval must be in (0, 1), got interval={self.interval!r}")
-        if self.time_model not in ("ridge", "trees"):
-            raise ValueError(f"time_model must be 'ridge' or 'trees', got {self.time_model=!r}")
+        if not (isinstance(self.time_bins, int) and self.time_bins >= 2):
+            raise ValueError(f"time_bins must be an int >= 2, got {self.time_bins=!r}")
+        if not (isinstance(self.time_bin_width, int | float) and self.time_bin_width > 0):
+            raise ValueError(f"time_bin_width must be > 0, got {self.time_bin_width=!r}")
         if self.classifier not in ("gam", "trees"):
             raise ValueError(f"classifier must be 'gam' or 'trees', got {self.classifier=!r}")
         for name in ("n_trees", "max_depth", "min_samples_leaf"):
@@ -288,12 +278,10 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.scale_ = scale
         self.knots_ = knots
 
-    def _basis(self, X: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    def _basis(self, X: np.ndarray) -> np.ndarray:
         z = (X - self.center_) / self.scale_
         z = np.where(np.isfinite(z), z, 0.0)  # NaN -> the median; +-inf clipped below
         z = np.clip(z, -50.0, 50.0)
-        if mask is not None:
-            z = np.where(mask, z, 0.0)
         hinges = np.maximum(z[:, :, None] - self.knots_[None, :, :], 0.0)  # (n, F, K)
         return np.concatenate([z[:, :, None], hinges], axis=2).reshape(X.shape[0], -1)
 
@@ -342,68 +330,59 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     # -- time and horizon --------------------------------------------------------------------
 
-    def predict_log_time(self, X: Any) -> np.ndarray:
-        """Mean ``log(t_grok / t)`` for each row (NaN without a time model)."""
+    def predict_time_cdf(self, X: Any) -> np.ndarray:
+        """``(n, time_bins)``: P(``log(t_grok / t)`` <= the upper edge of each bin) for each row
+        (NaN without a time model)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
-        if self.time_coef_ is None:
-            return np.full(X.shape[0], np.nan)
-        return self._log_time(X)
+        return self._time_cdf(X)
 
-    def _log_time(self, X: np.ndarray) -> np.ndarray:
-        if self.time_trees_ is not None:
-            Xt = np.where(self.time_mask_, np.clip(X, -1e300, 1e300), np.nan)
-            return self.time_trees_.decision(Xt)
-        B = self._basis(X, self.time_mask_)
-        return np.asarray(B @ self.time_coef_ + self.time_intercept_, dtype=float)
+    def _time_cdf(self, X: np.ndarray) -> np.ndarray:
+        trees = self.time_trees_
+        if trees is None:
+            return np.full((X.shape[0], self.time_bins), np.nan)
+        Xt = np.where(self.time_mask_, np.clip(X, -1e300, 1e300), np.nan)
+        z = trees.decision(hazard.periods(Xt, self.time_bins))
+        return hazard.cdf_of_logits(z.reshape(X.shape[0], self.time_bins))
+
+    def _levels(self) -> np.ndarray:
+        """The median and the ends of the ``interval`` band."""
+        return np.array([0.5, (1 - self.interval) / 2, 1 - (1 - self.interval) / 2])
+
+    def predict_log_time(self, X: Any) -> np.ndarray:
+        """Median ``log(t_grok / t)`` for each row (NaN without a time model)."""
+        F = self.predict_time_cdf(X)
+        if self.time_trees_ is None:
+            return np.full(F.shape[0], np.nan)
+        return hazard.quantiles(F, np.array([0.5]), self.time_bin_width)[:, 0]
 
     def predict_time(self, X: Any, steps: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(t_grok, low, high)`` per row: the median estimate and the ``interval`` band,
         given each row's step ``t``."""
-        t = np.asarray(steps, dtype=float).reshape(-1)
-        mu = self.predict_log_time(X)
-        r_mid, r_lo, r_hi = self._band()
-        return t * np.exp(mu + r_mid), t * np.exp(mu + r_lo), t * np.exp(mu + r_hi)
+        t = np.maximum(np.asarray(steps, dtype=float).reshape(-1), 1.0)
+        F = self.predict_time_cdf(X)
+        if self.time_trees_ is None:
+            nan = np.full(F.shape[0], np.nan)
+            return nan, nan, nan
+        u = hazard.quantiles(F, self._levels(), self.time_bin_width)
+        return t * np.exp(u[:, 0]), t * np.exp(u[:, 1]), t * np.exp(u[:, 2])
 
     def predict_horizon_proba(self, X: Any, steps: Any, horizon: int | None = None) -> np.ndarray:
         """P(t_grok within the next ``horizon`` steps) per row."""
         h = self.horizon if horizon is None else horizon
         t = np.maximum(np.asarray(steps, dtype=float).reshape(-1), 1.0)
         p = self.predict_proba(X)[:, 1]
-        mu = self.predict_log_time(X)
-        if not np.isfinite(mu).all():
+        F = self.predict_time_cdf(X)
+        if self.time_trees_ is None:
             return np.full(p.shape, np.nan)
-        return np.asarray(p * self._residual_cdf(np.log1p(h / t) - mu), dtype=float)
-
-    def _residual_cdf(self, r: np.ndarray | float, grid: np.ndarray | None = None) -> np.ndarray:
-        """The residuals' CDF at ``r``; ``grid``: :meth:`_cdf_grid`, when already at hand."""
-        if grid is None:
-            grid = self._cdf_grid()
-        if grid is None:  # every residual the same: a step
-            return np.asarray(r >= float(self.time_residual_quantiles_[0]), dtype=float)
-        return np.asarray(np.interp(r, grid, RESIDUAL_QUANTILES))
-
-    def _cdf_grid(self) -> np.ndarray | None:
-        """The abscissae of the residual CDF (the quantiles, made strictly increasing);
-        ``None`` when all residuals are equal."""
-        q = self.time_residual_quantiles_
-        if float(q[-1]) - float(q[0]) < 1e-12:
-            return None
-        return np.asarray(q + np.linspace(0, 1e-9, q.size))
-
-    def _band(self) -> tuple[float, float, float]:
-        """The residual quantiles at the median and at the ends of the ``interval`` band."""
-        lo_q, hi_q = (1 - self.interval) / 2, 1 - (1 - self.interval) / 2
-        q = self.time_residual_quantiles_
-        mid, lo, hi = (float(np.interp(v, RESIDUAL_QUANTILES, q)) for v in (0.5, lo_q, hi_q))
-        return mid, lo, hi
+        return np.asarray(p * hazard.cdf_at(F, np.log1p(h / t), self.time_bin_width), float)
 
     # -- one row, fast (the online path) ------------------------------------------------------
 
     def predict_row(self, x: np.ndarray, step: int, horizon: int | None = None) -> RowPrediction:
         """Everything for one feature vector at ``step``, with numpy only (no validation):
-        the numbers of the array methods for ``x[None, :]`` (the times and ``p_horizon`` to
-        the last digit or so: ``math.exp`` here, ``np.exp`` there)."""
+        the numbers of the array methods for ``x[None, :]`` (the times to the last digit or
+        so: ``math.exp`` here, ``np.exp`` there)."""
         clipped = np.clip(x, -1e300, 1e300)  # what the trees read (see _decision)
         if self.trees_ is not None:
             z = float(self.trees_.decision(clipped[None, :])[0])
@@ -411,31 +390,16 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             z = float(self._decision(x[None, :])[0])
         p = float(self.recalibrate(_sigmoid(np.array([z])))[0])
         out = RowPrediction(p_budget=p)
-        if self.time_coef_ is not None:
-            if self.time_trees_ is not None:
-                masked = np.where(self.time_mask_, clipped, np.nan)
-                mu = float(self.time_trees_.decision(masked[None, :])[0])
-            else:
-                mu = float(self._log_time(x[None, :])[0])
-            r_mid, r_lo, r_hi, grid = self._row_constants()
+        if self.time_trees_ is not None:
+            F = self._time_cdf(x[None, :])
+            mid, lo, hi = hazard.quantiles(F, self._levels(), self.time_bin_width)[0]
             t = max(float(step), 1.0)
-            out.t_grok = t * math.exp(mu + r_mid)
-            out.t_low = t * math.exp(mu + r_lo)
-            out.t_high = t * math.exp(mu + r_hi)
+            out.t_grok = t * math.exp(mid)
+            out.t_low = t * math.exp(lo)
+            out.t_high = t * math.exp(hi)
             h = self.horizon if horizon is None else horizon
-            out.p_horizon = p * float(self._residual_cdf(math.log1p(h / t) - mu, grid))
+            out.p_horizon = p * float(hazard.cdf_at(F, np.log1p(h / t), self.time_bin_width)[0])
         return out
-
-    def _row_constants(self) -> tuple[float, float, float, np.ndarray | None]:
-        """:meth:`_band` and :meth:`_cdf_grid`, worked out once per fitted
-        ``time_residual_quantiles_`` and ``interval`` (plain numbers and an array: the
-        estimator still pickles)."""
-        q = self.time_residual_quantiles_
-        cached = self.__dict__.get("_row_cache")
-        if cached is None or cached[0] is not q or cached[1] != self.interval:
-            cached = (q, self.interval, *self._band(), self._cdf_grid())
-            self.__dict__["_row_cache"] = cached
-        return cached[2:]
 
     def get_thresholds(self) -> Mapping[str, float]:
         check_is_fitted(self)

@@ -6,8 +6,13 @@ arbitrary path can never execute code) holding the fitted arrays and one JSON st
     meta            JSON: format, format_version, feature_schema (version + feature names),
                     hyperparameters, fitted scalars (intercepts, thresholds), the fit report,
                     library versions
-    center scale knots coef feature_weight time_coef time_residual_quantiles classes
-    calibration     (2, K) knots of the probability map (absent in older files: identity)
+    center scale knots coef feature_weight classes time_mask
+    calibration     (2, K) knots of the probability map
+    tree_*          the classifier's trees (``classifier="trees"``)
+    time_tree_*     the hazard model's trees (:mod:`.hazard`), when the model has a time model
+
+Version 2 (forecaster v2): the time model is the hazard model. Files of version 1 (a time
+regression with an interval from its residual quantiles) are refused: refit them.
 
 Loading checks the format version and the feature schema (:data:`~.features.SCHEMA_VERSION`
 and the exact feature names, in order): a model fitted on other features raises
@@ -36,7 +41,7 @@ from grokwatch.forecast.trees import TreeEnsemble
 __all__ = ["DEFAULT_MODEL", "FORMAT", "FORMAT_VERSION", "load", "load_default", "save"]
 
 FORMAT = "grokwatch-forecaster"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_MODEL = "grokforecaster.npz"
 """File name of the shipped model inside ``grokwatch/forecast/model/``."""
 
@@ -46,13 +51,11 @@ _ARRAYS = (
     "knots_",
     "coef_",
     "feature_weight_",
-    "time_residual_quantiles_",
     "classes_",
     "time_mask_",
 )
 _SCALARS = (
     "intercept_",
-    "time_intercept_",
     "alert_threshold_",
     "hopeless_threshold_",
     "n_iter_",
@@ -79,7 +82,7 @@ def save(
         "feature_schema": {"version": SCHEMA_VERSION, "names": list(FEATURE_NAMES)},
         "params": model.get_params(),
         "scalars": {k: _plain(getattr(model, k, None)) for k in _SCALARS},
-        "has_time_model": model.time_coef_ is not None,
+        "has_time_model": model.time_trees_ is not None,
         "report": dict(report or {}),
         "versions": {
             "grokwatch": metadata.version("grokwatch"),
@@ -93,9 +96,6 @@ def save(
     if model.time_trees_ is not None:
         arrays.update(model.time_trees_.to_arrays("time_tree_"))
     arrays["calibration"] = np.asarray(getattr(model, "calibration_", np.zeros((2, 0))), float)
-    arrays["time_coef"] = (
-        np.zeros(0) if model.time_coef_ is None else np.asarray(model.time_coef_, dtype=float)
-    )
     if arrays["classes"].dtype == object:
         arrays["classes"] = arrays["classes"].astype(np.str_)
     buf = io.BytesIO()
@@ -137,26 +137,24 @@ def load(path: str | Path) -> GrokForecaster:
             + (f"; differing features: {', '.join(diff[:8])}" if diff else "; order differs")
             + ". Refit it with `grokwatch fit`."
         )
-    missing = [k for k in (*(a.rstrip("_") for a in _ARRAYS), "time_coef") if k not in arrays]
+    missing = [k for k in (*(a.rstrip("_") for a in _ARRAYS), "calibration") if k not in arrays]
     if missing or "params" not in meta or "scalars" not in meta:
         raise SchemaError(f"{path}: incomplete forecaster file (missing {missing or 'meta'})")
     model = GrokForecaster(**meta["params"])
     for key in _ARRAYS:
         setattr(model, key, arrays[key.rstrip("_")])
-    model.time_coef_ = arrays["time_coef"] if meta.get("has_time_model") else None
-    model.calibration_ = arrays.get("calibration", np.zeros((2, 0)))  # files of before: none
+    model.calibration_ = arrays["calibration"]
     model.trees_ = None
     model.time_trees_ = None
     try:
         if model.classifier == "trees":
             model.trees_ = TreeEnsemble.from_arrays(arrays)
-        if model.time_model == "trees" and model.time_coef_ is not None:
+        if meta.get("has_time_model"):
             model.time_trees_ = TreeEnsemble.from_arrays(arrays, "time_tree_")
     except KeyError as exc:
         raise SchemaError(f"{path}: a tree model without its trees ({exc})") from exc
     for key, value in meta["scalars"].items():
-        if key != "persist_":  # files of before: a removed rule, always 1 when shipped
-            setattr(model, key, value)
+        setattr(model, key, value)
     model.fit_report_ = meta.get("report", {})
     return model
 

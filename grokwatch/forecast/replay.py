@@ -9,6 +9,7 @@ as the online detector would have seen them, optionally thinned to a coarser cad
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -25,6 +26,8 @@ from grokwatch.forecast.online import Context, assemble
 
 __all__ = [
     "DEFAULT_GRID",
+    "EVALUATION_COST",
+    "MLP_EVALUATION_COST",
     "NEGATIVE",
     "POSITIVE",
     "Replay",
@@ -32,6 +35,7 @@ __all__ = [
     "architecture_family",
     "choose_alert_threshold",
     "config_group",
+    "evaluations",
     "raw_measures",
     "replay",
     "thin",
@@ -122,20 +126,45 @@ BASELINE_MEASURES = (
 
 
 DEFAULT_GRID = "default"
-"""``cadence`` of :func:`replay` for the agent's default grid (:func:`thin`)."""
+"""``cadence`` of :func:`replay` for the agent's default settings (:func:`thin`)."""
+
+EVALUATION_COST = {"transformer": 0.93}
+"""One evaluation's core cost in training steps, by family, as measured by
+``benchmarks/overhead.py`` (``benchmarks/results/overhead.json``,
+``core_evaluation_steps``: 0.93 for the transformer, 1.80 for the MLP); every other family
+of the corpus is an MLP: :data:`MLP_EVALUATION_COST`."""
+MLP_EVALUATION_COST = 1.80
 
 
-def thin(steps: np.ndarray, cadence: int | str) -> np.ndarray:
+@functools.lru_cache(maxsize=512)
+def _planned(budget: int, evaluation_cost: float) -> tuple[int, ...]:
+    from grokwatch.schedule import planned_steps
+
+    return tuple(planned_steps(budget, evaluation_cost))
+
+
+def thin(
+    steps: np.ndarray,
+    cadence: int | str,
+    *,
+    budget: int | None = None,
+    evaluation_cost: float = MLP_EVALUATION_COST,
+) -> np.ndarray:
     """Indices of the evaluations an agent with ``every=cadence`` would have made (the first
-    evaluation and every multiple of ``cadence``); with ``cadence="default"`` the agent's
-    default grid (:func:`grokwatch.schedule.grid_spacing`: every 10 steps below 1000, then
-    every tenth of the step's power of ten) restricted to the steps the run has."""
+    evaluation and every multiple of ``cadence``). With ``cadence="default"``, those of the
+    agent at its default settings: the default grid thinned by the 1 % overhead cap
+    (:func:`grokwatch.schedule.planned_steps` for a run of ``budget`` steps whose evaluation
+    costs ``evaluation_cost`` training steps; without a budget, the last step), each planned
+    step read at the newest step of the run at or before it (what the agent would have seen
+    then: a corpus evaluated every 50 steps has no step 110)."""
     first = np.arange(steps.size) == 0
     if cadence == DEFAULT_GRID:
-        from grokwatch.schedule import grid_spacing
-
-        on_grid = np.array([int(s) % grid_spacing(int(s)) == 0 for s in steps], dtype=bool)
-        return np.flatnonzero(on_grid | first)
+        horizon = int(budget) if budget else int(steps[-1]) if steps.size else 0
+        planned = np.asarray(_planned(horizon, float(evaluation_cost)), dtype=float)
+        at = np.searchsorted(steps, planned, side="right") - 1
+        keep = np.zeros(steps.size, dtype=bool)
+        keep[at[at >= 0]] = True
+        return np.flatnonzero(keep | first)
     if isinstance(cadence, str) or cadence < 1:
         raise ValueError(f"cadence must be an int >= 1 or {DEFAULT_GRID!r}, got {cadence=!r}")
     keep = (steps % cadence == 0) | first
@@ -154,6 +183,17 @@ def raw_measures(run: StoredRun, idx: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def evaluations(run: StoredRun, cadence: int | str | None) -> np.ndarray:
+    """Indices of ``run``'s evaluations a replay at ``cadence`` keeps (:func:`thin`; all
+    of them for ``None``), with the run's budget and its family's evaluation cost."""
+    steps = np.asarray(run.steps)
+    if cadence is None:
+        return np.arange(steps.size)
+    budget = run.labels.get("budget") or run.config.get("steps")
+    cost = EVALUATION_COST.get(architecture_family(run), MLP_EVALUATION_COST)
+    return thin(steps, cadence, budget=int(budget) if budget else None, evaluation_cost=cost)
+
+
 def replay(
     run: StoredRun,
     *,
@@ -162,10 +202,10 @@ def replay(
     changepoints: str = "bayes",
 ) -> Replay:
     """Replay ``run`` through :class:`FeatureState` (thinned to ``cadence`` if given: steps,
-    or ``"default"`` for the agent's default grid, see :func:`thin`)."""
+    or ``"default"`` for the agent's default settings, see :func:`thin`)."""
     labels = run.labels
     budget = labels.get("budget") or run.config.get("steps")
-    idx = np.arange(len(run.steps)) if cadence is None else thin(run.steps, cadence)
+    idx = evaluations(run, cadence)
     steps = np.asarray(run.steps)[idx]
     state = FeatureState(
         budget=int(budget) if budget else None, rules=rules, changepoints=changepoints

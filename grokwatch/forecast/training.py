@@ -16,10 +16,11 @@ Runs are replayed by :mod:`grokwatch.forecast.replay`. :func:`fit_corpus` is wha
    features;
 4. grouped K-fold cross-validation chooses ``C`` (weighted out-of-fold log loss), then the
    out-of-fold forecasts at the run's own cadence -- validation runs only -- fix the alert
-   threshold (the smallest with a false-alarm rate <= ``far``), the hopeless threshold (at
-   most ``hopeless_miss`` of the runs that grok are ever called hopeless before ``t_grok``)
-   and the residual quantiles of the time model;
-5. the model is refitted on all rows and given those thresholds.
+   threshold (the smallest with a false-alarm rate <= ``far``) and the hopeless threshold (at
+   most ``hopeless_miss`` of the runs that grok are ever called hopeless before ``t_grok``);
+   the fold models need no time model;
+5. the model -- with its time model, the hazard model of :mod:`.hazard` -- is refitted on
+   all rows and given those thresholds.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import numpy as np
 from grokwatch.decision import Forecast, Phase
 from grokwatch.forecast.evaluate import family_refs, forecast_signal, metrics
 from grokwatch.forecast.features import FEATURE_NAMES
-from grokwatch.forecast.forecaster import RESIDUAL_QUANTILES, GrokForecaster, weighted_quantile
+from grokwatch.forecast.forecaster import GrokForecaster
 from grokwatch.forecast.online import MIN_CONFIDENCE
 from grokwatch.forecast.replay import (
     NEGATIVE,
@@ -44,17 +45,11 @@ from grokwatch.forecast.replay import (
     replay,
     with_family,
 )
-from grokwatch.forecast.transfer import (
-    THRESHOLD_RULES,
-    balanced_quantiles,
-    family_threshold,
-    family_weights,
-)
+from grokwatch.forecast.transfer import THRESHOLD_RULES, family_threshold, family_weights
 
 __all__ = [
     "BALANCE",
     "FOLD_BY",
-    "INTERVALS",
     "FitReport",
     "alert_scores",
     "eligible_max",
@@ -165,7 +160,6 @@ class FitReport:
     fold_by: str = "config"
     threshold_rule: str = "pooled"
     balance: str = "run"
-    interval: str = "pooled"
     family_thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
     """Each fitting family's own threshold for the false-alarm budget (out of fold)."""
     family_hopeless: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -173,12 +167,15 @@ class FitReport:
     oof_forecasts: dict[str, list[Forecast]] = dataclasses.field(default_factory=dict, repr=False)
     """Every validation run's out-of-fold forecasts (not saved)."""
     replays: list[Replay] = dataclasses.field(default_factory=list, repr=False)
-    oof_residuals: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
-    """Every grokking validation run's out-of-fold ``log(t_grok / t) - mu`` (not saved)."""
+    fold_models: list[GrokForecaster] = dataclasses.field(default_factory=list, repr=False)
+    """The out-of-fold models of the chosen ``C`` (calibrated like the model; not saved)."""
+    fold_of_run: dict[str, int] = dataclasses.field(default_factory=dict, repr=False)
+    """Run id -> the fold it was validated in (not saved)."""
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        del out["oof_forecasts"], out["replays"], out["oof_residuals"]
+        for key in ("oof_forecasts", "replays", "fold_models", "fold_of_run"):
+            del out[key]
         return out
 
 
@@ -212,8 +209,6 @@ FOLD_BY = ("config", "family")
 """How :func:`fit_replays` groups its cross-validation folds."""
 BALANCE = ("run", "family")
 """How :func:`fit_replays` weighs runs: each run 1, or each family the same in total."""
-INTERVALS = ("pooled", "balanced")
-"""Residual quantiles of the ``t_grok`` interval: each run 1, or each family the same."""
 
 
 def fit_replays(
@@ -231,7 +226,6 @@ def fit_replays(
     calibrate: str = "none",
     threshold_rule: str = "pooled",
     balance: str = "run",
-    interval: str = "pooled",
     log: Any = None,
 ) -> tuple[GrokForecaster, FitReport]:
     """Steps 3-5 of the module docstring on runs already replayed: ``base`` at each run's
@@ -240,20 +234,23 @@ def fit_replays(
 
     ``fold_by="config"`` draws ``folds`` folds grouped by configuration; ``"family"`` makes
     one fold per run family (leave one family out inside the training runs: the thresholds
-    and residuals then come from forecasts on a family the fold's model never saw, the
+    then come from forecasts on a family the fold's model never saw, the
     situation of a user's new architecture; with a single family it falls back to
     ``"config"``, and the report says which was used).
 
     ``calibrate="isotonic"`` maps the probabilities through an isotonic regression of the
     outcome on the out-of-fold P(grok within budget) (rows before ``t_grok`` at each run's
-    own cadence, each run weighing 1), fitted before the thresholds are chosen, so the
-    thresholds and the saved model read calibrated probabilities.
+    own cadence, each run weighing 1 within its family and every family the same in total),
+    fitted before the thresholds are chosen, so the thresholds and the saved model read
+    calibrated probabilities.
+
+    The hopeless threshold keeps the share of grokking runs called hopeless within
+    ``hopeless_miss`` on *every* fitting family (the pooled rule let one family -- the
+    transformer, held out -- have 41 % of its grokking runs called hopeless).
 
     The transfer rules of :mod:`.transfer`: ``threshold_rule="family"`` keeps the false-alarm
-    budget -- and the share of grokking runs called hopeless -- on every fitting family
-    (``"pooled"``: over all their runs); ``balance="family"`` weighs every family the same
-    in fitting; ``interval="balanced"`` takes the ``t_grok`` interval's residual quantiles
-    with every family weighing the same."""
+    budget on every fitting family (``"pooled"``: over all their runs); ``balance="family"``
+    weighs every family the same in fitting."""
     say = log or (lambda *a: None)
     if fold_by not in FOLD_BY:
         raise ValueError(f"fold_by must be one of {FOLD_BY}, got {fold_by=!r}")
@@ -263,8 +260,6 @@ def fit_replays(
         )
     if balance not in BALANCE:
         raise ValueError(f"balance must be one of {BALANCE}, got {balance=!r}")
-    if interval not in INTERVALS:
-        raise ValueError(f"interval must be one of {INTERVALS}, got {interval=!r}")
     if calibrate not in ("none", "isotonic"):
         raise ValueError(f"calibrate must be 'none' or 'isotonic', got {calibrate=!r}")
     if not base:
@@ -309,10 +304,8 @@ def fit_replays(
         for f in range(k):
             train = [r for r in everything if fold_of_run[r.run_id] != f]
             val = [r for r in base if fold_of_run[r.run_id] == f]
-            X, y, w, t, _ = rows(train)
-            model = GrokForecaster(C=C, **settings).fit(
-                X, y, sample_weight=w * scale, log_time_to_grok=t
-            )
+            X, y, w, _, _ = rows(train)
+            model = GrokForecaster(C=C, **settings).fit(X, y, sample_weight=w * scale)
             oof_models[C].append(model)
             Xv, yv, wv, _, _ = rows(val, augment=False)
             if Xv.shape[0] == 0:
@@ -332,13 +325,10 @@ def fit_replays(
         for m in oof_models[best_C]:
             m.calibration_ = calibration
         say(f"isotonic calibration: {calibration.shape[1]} knots")
-    # thresholds and residuals from the out-of-fold forecasts of the chosen C
+    # thresholds from the out-of-fold forecasts of the chosen C
     neg_max: dict[str, list[float]] = {}
     pos_min: dict[str, list[float]] = {}
-    resid, resid_w = [], []
     oof_forecasts: dict[str, list[Forecast]] = {}
-    oof_resid: dict[str, np.ndarray] = {}
-    family_of = {r.run_id: r.family for r in base}
     for f in range(k):
         model = oof_models[best_C][f]
         for r in base:
@@ -357,25 +347,14 @@ def fit_replays(
                     and fo.phase is not Phase.MEMORIZING  # never hopeless then (online)
                 ]
                 pos_min.setdefault(r.family, []).append(min(before) if before else math.inf)
-                keep = r.steps < r.t_grok
-                if keep.any():
-                    mu = model.predict_log_time(r.X[keep])
-                    target = np.log(r.t_grok / np.maximum(r.steps[keep], 1.0))
-                    resid.append(target - mu)
-                    resid_w.append(np.full(int(keep.sum()), 1.0 / int(keep.sum())))
-                    oof_resid[r.run_id] = target - mu
     pooled = choose_alert_threshold([v for vs in neg_max.values() for v in vs], far)
     per_family = {f: choose_alert_threshold(v, far) for f, v in sorted(neg_max.items())}
     alert = family_threshold(neg_max, far) if threshold_rule == "family" else pooled
     per_family_hopeless = {
         f: hopeless_threshold(v, hopeless_miss, alert) for f, v in sorted(pos_min.items())
     }
-    if threshold_rule == "family" and per_family_hopeless:
-        hopeless = min(per_family_hopeless.values())  # at most the miss share on every family
-    else:
-        hopeless = hopeless_threshold(
-            [v for vs in pos_min.values() for v in vs], hopeless_miss, alert
-        )
+    # at most the miss share on every family (one family: the pooled rule)
+    hopeless = min(per_family_hopeless.values(), default=0.0)
     oof = _oof_summary(base, oof_forecasts, alert)
     say(f"alert threshold {alert:.3f} (validation FAR <= {far}), hopeless {hopeless:.3f}")
     X, y, w, t, _ = rows(everything)
@@ -385,14 +364,6 @@ def fit_replays(
     model.alert_threshold_ = alert
     model.hopeless_threshold_ = hopeless
     model.calibration_ = calibration
-    if resid and interval == "balanced":
-        model.time_residual_quantiles_ = balanced_quantiles(
-            list(oof_resid.values()), [family_of[i] for i in oof_resid], RESIDUAL_QUANTILES
-        )
-    elif resid:
-        r_all, w_all = np.concatenate(resid), np.concatenate(resid_w)
-        ok = np.isfinite(r_all)
-        model.time_residual_quantiles_ = weighted_quantile(r_all[ok], w_all[ok], RESIDUAL_QUANTILES)
     report = FitReport(
         n_runs=len(base),
         n_groups=len(set(groups)),
@@ -406,12 +377,12 @@ def fit_replays(
         fold_by=fold_by,
         threshold_rule=threshold_rule,
         balance=balance,
-        interval=interval,
         family_thresholds=per_family,
         family_hopeless=per_family_hopeless,
         oof_forecasts=oof_forecasts,
         replays=list(base),
-        oof_residuals=oof_resid,
+        fold_models=list(oof_models[best_C]),
+        fold_of_run=fold_of_run,
     )
     return model, report
 
@@ -429,17 +400,22 @@ def hopeless_threshold(lowest: Sequence[float], miss: float, alert: float) -> fl
 
 def _isotonic_map(folds: Sequence[tuple[GrokForecaster, Sequence[Replay]]]) -> np.ndarray:
     """Knots ``(2, K)`` of the isotonic regression of ``y`` on each fold model's P for its
-    validation runs' rows (each run weighing 1), made strictly increasing by a 1e-6 slope
+    validation runs' rows (each run weighing 1 within its family, every family the same in
+    total: a family's share of grokking runs is its own), made strictly increasing by a 1e-6 slope
     so that calibrated forecasts keep the raw ranking."""
     from sklearn.isotonic import IsotonicRegression
 
     ps, ys, ws = [], [], []
+    runs = [r for _, val in folds for r in val]
+    family_weight = dict(
+        zip((r.run_id for r in runs), family_weights([r.family for r in runs]), strict=True)
+    )
     for model, val in folds:
-        X, y, w, _, _ = training_rows(val)
+        X, y, w, _, ri = training_rows(val)
         if X.shape[0]:
             ps.append(model.predict_proba(X)[:, 1])
             ys.append(y)
-            ws.append(w)
+            ws.append(w * np.array([family_weight[val[i].run_id] for i in ri]))
     if not ps:
         return np.zeros((2, 0))
     p, y, w = np.concatenate(ps), np.concatenate(ys), np.concatenate(ws)

@@ -12,8 +12,6 @@ family while it is held out:
   their pooled runs (where the largest family decides).
 - **family-balanced weights** (:func:`family_weights`): every family weighs the same in
   fitting, whatever its number of runs.
-- **family-balanced residuals** (:func:`balanced_quantiles`): the ``t_grok`` interval's
-  residual quantiles with every family weighing the same.
 """
 
 from __future__ import annotations
@@ -22,12 +20,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from grokwatch.forecast.forecaster import weighted_quantile
 from grokwatch.forecast.replay import choose_alert_threshold
 
 __all__ = [
     "THRESHOLD_RULES",
-    "balanced_quantiles",
     "family_threshold",
     "family_weights",
 ]
@@ -56,26 +52,3 @@ def family_weights(families: Sequence[str]) -> np.ndarray:
         counts[f] = counts.get(f, 0) + 1
     n, k = len(names), len(counts)
     return np.array([n / (k * counts[f]) for f in names], dtype=float)
-
-
-def balanced_quantiles(
-    residuals: Sequence[np.ndarray],
-    families: Sequence[str],
-    q: np.ndarray,
-) -> np.ndarray:
-    """Quantiles ``q`` of the pooled residuals, each run weighing 1 within its family and
-    every family the same in total (``residuals[i]``: run i's residuals, ``families[i]`` its
-    family)."""
-    if len(residuals) != len(families):
-        raise ValueError(f"{len(residuals)} residual arrays for {len(families)} families")
-    fw = family_weights(families)
-    xs, ws = [], []
-    for r, f_w in zip(residuals, fw, strict=True):
-        r = np.asarray(r, dtype=float)
-        r = r[np.isfinite(r)]
-        if r.size:
-            xs.append(r)
-            ws.append(np.full(r.size, f_w / r.size))
-    if not xs:
-        return np.zeros_like(q, dtype=float)
-    return weighted_quantile(np.concatenate(xs), np.concatenate(ws), np.asarray(q, float))

@@ -37,6 +37,7 @@ def test_round_trip_gives_identical_predictions_and_state(tmp_path, fitted):
     assert back.fit_report_ == {"note": "x"}
     row_a, row_b = est.predict_row(X[5], 900), back.predict_row(X[5], 900)
     assert (row_a.p_budget, row_a.t_grok) == (row_b.p_budget, row_b.t_grok)
+    assert row_a.t_grok is not None and (row_a.t_low, row_a.t_high) == (row_b.t_low, row_b.t_high)
 
 
 def test_round_trip_of_the_tree_classifier(tmp_path, fitted):
@@ -55,7 +56,7 @@ def test_round_trip_without_time_model(tmp_path, fitted):
     _, X = fitted
     est = GrokForecaster(classifier="gam").fit(X, (X[:, 0] > 0).astype(int))
     back = model_io.load(model_io.save(est, tmp_path / "m.npz"))
-    assert back.time_coef_ is None
+    assert back.time_trees_ is None and back.predict_row(X[0], 100).t_grok is None
 
 
 def _rewrite_meta(path, change):
@@ -117,5 +118,5 @@ def test_the_shipped_model_loads_and_matches_this_schema():
     model = model_io.load_default()
     assert model.n_features_in_ == len(FEATURE_NAMES)
     assert 0.0 <= model.hopeless_threshold_ <= model.alert_threshold_ <= 1.0
-    assert model.time_coef_ is not None
+    assert model.time_trees_ is not None
     assert model_io.load_default() is model  # loaded once per process

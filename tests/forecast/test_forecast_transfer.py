@@ -1,10 +1,10 @@
 """The transfer rules: the worst-family threshold,
-family-balanced weights and interval quantiles, the default-grid replay, the v1 one-hot MLPs'
+family-balanced weights, the default-grid replay, the v1 one-hot MLPs'
 family; and fit_replays with them on small synthetic families."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 
 import numpy as np
 import pytest
@@ -12,7 +12,6 @@ from _forecast_synth import make_corpus
 
 from grokwatch.forecast import io as model_io
 from grokwatch.forecast.evaluate import forecast_signal
-from grokwatch.forecast.forecaster import RESIDUAL_QUANTILES
 from grokwatch.forecast.replay import (
     NEGATIVE,
     architecture_family,
@@ -22,13 +21,9 @@ from grokwatch.forecast.replay import (
     with_family,
 )
 from grokwatch.forecast.training import alert_scores, eligible_max, fit_replays
-from grokwatch.forecast.transfer import (
-    balanced_quantiles,
-    family_threshold,
-    family_weights,
-)
+from grokwatch.forecast.transfer import family_threshold, family_weights
 
-FAST = {"classifier": "gam", "time_model": "ridge"}
+FAST = {"classifier": "gam", "n_trees": 10}
 
 
 def test_family_threshold_keeps_the_budget_on_every_family():
@@ -52,23 +47,22 @@ def test_family_weights_make_families_equal():
     assert family_weights([]).size == 0
 
 
-def test_balanced_quantiles_weigh_a_small_family_as_much_as_a_big_one():
-    res = [np.zeros(5)] * 30 + [np.ones(5)]  # 30 runs at 0, one run of family b at 1
-    fams = ["a"] * 30 + ["b"]
-    q = balanced_quantiles(res, fams, RESIDUAL_QUANTILES)
-    assert np.interp(0.25, RESIDUAL_QUANTILES, q) == 0.0
-    assert np.interp(0.75, RESIDUAL_QUANTILES, q) == 1.0
-    with pytest.raises(ValueError, match="families"):
-        balanced_quantiles(res, fams[:-1], RESIDUAL_QUANTILES)
+def test_agent_defaults_replay_the_capped_schedule_on_the_corpus_grid():
+    from grokwatch.schedule import planned_steps
 
-
-def test_default_grid_keeps_every_50_below_1000_then_the_hundreds_then_the_thousands():
     steps = np.array([1, *range(50, 12001, 50)])
-    kept = steps[thin(steps, "default")]
-    assert kept[:3].tolist() == [1, 50, 100]
-    assert set(range(50, 1000, 50)) <= set(kept.tolist())
-    assert 1050 not in kept and 1100 in kept and 9900 in kept
-    assert 10100 not in kept and 11000 in kept
+    kept = steps[thin(steps, "default", budget=3000, evaluation_cost=1.8)]
+    planned = planned_steps(3000, 1.8)
+    assert planned[:3] == [0, 110, 220]  # the capped agent's own steps (issue 18)
+    # each planned step read at the newest corpus step at or before it, and nothing else
+    expected = {1} | {int(steps[steps <= p].max()) for p in planned if p >= 1}
+    assert set(kept.tolist()) == expected
+    assert kept[1:4].tolist() == [100, 200, 300]
+    assert len(kept) < len(steps[thin(steps, 50)]) / 3  # the cap thins the 50-step grid
+    # a cheaper evaluation (the transformer's) buys more evaluations; no budget: the record's
+    cheap = thin(steps, "default", budget=12000, evaluation_cost=0.93)
+    assert len(cheap) > len(thin(steps, "default", budget=12000, evaluation_cost=1.8))
+    assert thin(steps, "default").tolist() == thin(steps, "default", budget=12000).tolist()
     with pytest.raises(ValueError, match="cadence"):
         thin(steps, "weekly")
 
@@ -91,7 +85,7 @@ def test_v1_mlps_without_embedding_are_held_out_with_onehot(families):
 def test_fit_with_transfer_rules_keeps_far_on_every_family(families, tmp_path):
     model, report = fit_replays(
         families, fold_by="family", C_grid=(1.0,), params=FAST, far=0.2,
-        threshold_rule="family", balance="family", interval="balanced",
+        threshold_rule="family", balance="family",
     )  # fmt: skip
     assert report.threshold_rule == "family"
     assert model.alert_threshold_ == max(report.family_thresholds.values())
@@ -104,44 +98,36 @@ def test_fit_with_transfer_rules_keeps_far_on_every_family(families, tmp_path):
     assert (
         sig.scores[some.run_id].tolist() == alert_scores(report.oof_forecasts[some.run_id]).tolist()
     )
-    assert set(report.oof_residuals) <= {r.run_id for r in families if r.groks}
-    path = model_io.save(model, tmp_path / "m.npz")
-    with np.load(path) as z:  # a file of before, with the removed persistence rule's scalar
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads(str(arrays["meta"]))
-    meta["scalars"]["persist_"] = 2
-    arrays["meta"] = np.array(json.dumps(meta))
-    np.savez_compressed(path, **arrays)
-    back = model_io.load(path)
-    assert not hasattr(back, "persist_")
+    # hopeless: within the miss share on every family, so the most careful family's threshold
+    assert model.hopeless_threshold_ == min(report.family_hopeless.values())
+    back = model_io.load(model_io.save(model, tmp_path / "m.npz"))
     assert back.alert_threshold_ == model.alert_threshold_
+    assert back.hopeless_threshold_ == model.hopeless_threshold_
 
 
-def test_hazard_interval_covers_80_percent_and_follows_the_spread():
-    """u = log(t_grok / t) lognormal with a location set by x0 and a spread set by x1: the
-    hazard model's 80 % interval covers about 80 % of fresh draws, and is narrower where the
-    spread is small."""
-    from grokwatch.forecast.hazard import HazardTime
+class _Constant:
+    """A fold model that forecasts P = 0.5 for every row."""
 
-    rng = np.random.default_rng(0)
+    def predict_proba(self, X):
+        return np.column_stack([np.full(len(X), 0.5), np.full(len(X), 0.5)])
 
-    def draw(n):
-        x = rng.uniform(0, 1, size=(n, 2))
-        u = np.exp(rng.normal(np.log(0.5 + 2 * x[:, 0]), 0.1 + 0.4 * x[:, 1]))
-        return x, u
 
-    x, u = draw(4000)
-    x = np.column_stack([x, np.full(len(u), np.nan)])  # a measure no run had
-    hz = HazardTime(n_trees=60, min_samples_leaf=20).fit(x, u)
-    xt, ut = draw(1500)
-    xt = np.column_stack([xt, np.full(len(ut), np.nan)])
-    q = hz.quantiles(xt, [0.1, 0.5, 0.9])
-    assert (np.diff(q, axis=1) >= 0).all()
-    coverage = np.mean((q[:, 0] <= ut) & (ut <= q[:, 2]))
-    assert 0.72 <= coverage <= 0.9
-    width = q[:, 2] - q[:, 0]
-    assert width[xt[:, 1] < 0.3].mean() < 0.8 * width[xt[:, 1] > 0.7].mean()
-    err = np.median(np.abs(q[:, 1] - ut) / ut)
-    assert err < 0.6 * np.median(np.abs(np.median(u) - ut) / ut)  # the features locate u
-    with pytest.raises(ValueError, match="not fitted"):
-        HazardTime().hazards(xt)
+def test_isotonic_map_weighs_every_family_the_same(families):
+    """With one forecast value, the isotonic map is the weighted share of grokking rows:
+    each run weighs 1 within its family and every family the same, so a big family with few
+    grokkers does not set the level of the others."""
+    from grokwatch.forecast.training import _isotonic_map
+
+    big = [r for r in families if r.family == "alpha"]
+    big = big + [dataclasses.replace(r, run_id=f"{r.run_id}-{k}") for k in range(4) for r in big
+                 if not r.groks]  # fmt: skip
+    small = [r for r in families if r.family != "alpha"]
+    knots = _isotonic_map([(_Constant(), big), (_Constant(), small)])
+    share = {
+        fam: np.mean([r.groks for r in big + small if r.family == fam])
+        for fam in ("alpha", "beta", "gamma")
+    }
+    assert share["alpha"] < 0.2 < share["beta"]
+    assert np.interp(0.5, knots[0], knots[1]) == pytest.approx(
+        np.mean(list(share.values())), abs=1e-5
+    )

@@ -88,17 +88,18 @@ def test_the_corpus_fits_in_the_repository_budget():
     assert size <= SIZE_BUDGET
 
 
-def test_goals_when_complete(corpus):
-    """The issue's goals. Checked only once the sweep has drawn every run of its specs; until
-    then docs/corpus.md says how far it got (this test then checks the partial promise that
-    every family is present once at least one stack of each had the time to finish)."""
+def test_goals_of_the_issue(corpus):
+    """The issue's goals: >= 2,500 runs, >= 250 per family, every outcome in every family, and
+    the slow-grokker check on v2. Checked once the committed corpus has 2,500 runs (the plan
+    draws 2710; docs/corpus.md says how far the sweep got); below that only the partial promise
+    that every family is present once at least one stack of each had the time to finish."""
     per_family = Counter(r.family for r in corpus)
-    total = sum(len(SweepSpec.from_dict(s).tasks()) for s in corpus.manifest["specs"].values())
-    if len(corpus) < total:
+    if len(corpus) < GOAL_RUNS:
         if len(corpus) >= 6 * 16:  # the plan lets families take turns, 16 runs a stack
             assert set(per_family) == FAMILIES
-        pytest.skip(f"sweep incomplete: {len(corpus)} of {total} runs committed")
-    assert len(corpus) >= GOAL_RUNS
+        pytest.skip(f"{len(corpus)} runs committed, fewer than the goal of {GOAL_RUNS}")
+    report = json.loads((CORPUS / "checks" / "memorization" / "report.json").read_text())
+    assert report["checked"] >= 12 and report["factor"] >= 3
     for family in FAMILIES:
         assert per_family[family] >= GOAL_PER_FAMILY
         outcomes = Counter(r.outcome for r in corpus if r.family == family)

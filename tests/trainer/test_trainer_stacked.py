@@ -199,3 +199,74 @@ def test_the_slow_grokker_check_of_a_v2_corpus_is_a_v2_corpus_trained_stacked(tm
     checked = corpus.load(tmp_path / CHECK_DIR, version=2)
     assert len(checked) == report["checked"]
     assert all(r.labels["budget"] == 100 for r in checked)
+
+
+def _vmap_whole_loss(template: torch.nn.Module, loss_fn: Any) -> Any:
+    """The reference: `vmap` over the whole per-run loss (forward, per-row loss, weighted sum),
+    the formulation the stacked path used before the loss moved out of `vmap`."""
+    from torch.func import functional_call, vmap
+
+    def run_loss(p: Any, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return (loss_fn(functional_call(template, p, (x,)), y) * w).sum()
+
+    return vmap(run_loss)
+
+
+@pytest.mark.parametrize("family", sorted(CASES))
+def test_stacked_losses_are_bitwise_the_vmap_of_the_whole_loss(family: str) -> None:
+    """The optimized loss (forward under `vmap`, loss outside) gives bitwise the losses,
+    gradients and updated weights of the reference over several steps: padded rows, mini-batches,
+    MSE and cross-entropy, every optimizer of the family's cases."""
+    import copy
+
+    from torch.func import stack_module_state
+
+    from trainer.families import build, draw_batch, minibatch_generator
+    from trainer.optim import StackedOptimizer
+    from trainer.stacked import _pad, stacked_losses
+
+    configs = [FAMILIES[family].config_cls.from_dict({"steps": STEPS, **c}) for c in CASES[family]]
+    models, datas = [], []
+    for config in configs:
+        torch.manual_seed(config.seed)
+        model, data, loss_fn = build(config)
+        models.append(model)
+        datas.append(data)
+    template = copy.deepcopy(models[0])
+    n = max(len(d.train_y) for d in datas)
+    x_all = _pad([d.train_x for d in datas], n)
+    y_all = _pad([d.train_y for d in datas], n)
+    w_all = torch.zeros(len(datas), n)
+    for i, d in enumerate(datas):
+        w_all[i, : len(d.train_y)] = 1.0 / len(d.train_y)
+    batch = getattr(configs[0], "batch_size", 0)
+    gens = [minibatch_generator(c) for c in configs]
+    sides = {}
+    for name, make in (("reference", _vmap_whole_loss), ("optimized", stacked_losses)):
+        params, _ = stack_module_state(models)
+        embed = {k for k in params if k.startswith("embed.")}
+        sides[name] = (
+            make(template, loss_fn),
+            params,
+            StackedOptimizer(params, configs, embedding=embed),
+        )
+    for _ in range(5):
+        x, y, w = x_all, y_all, w_all
+        if batch:
+            idx = torch.stack(
+                [draw_batch(len(d.train_y), batch, g) for d, g in zip(datas, gens, strict=True)]
+            )
+            rows = torch.arange(len(datas))[:, None]
+            x, y, w = x_all[rows, idx], y_all[rows, idx], torch.full(idx.shape, 1.0 / batch)
+        losses = {}
+        for name, (loss_of, params, opt) in sides.items():
+            for p in params.values():
+                p.grad = None
+            losses[name] = loss_of(params, x, y, w)
+            losses[name].sum().backward()
+            opt.step()
+        assert torch.equal(losses["reference"], losses["optimized"])
+        ref, opt_ = sides["reference"][1], sides["optimized"][1]
+        for key in ref:
+            assert torch.equal(ref[key].grad, opt_[key].grad), key
+            assert torch.equal(ref[key], opt_[key]), key
