@@ -118,7 +118,7 @@ def overhead_models() -> str:
                 f"±{noise:.1%}",
                 f"{m['agent_share']:.2%}",
                 f"{m['train_step_slowdown']:+.2%}",
-                f"{m['faults_per_step_bare']:.1f} / {m['faults_per_step_watched']:.1f}",
+                f"{m['faults_per_step_bare']:.2f} / {m['faults_per_step_watched']:.2f}",
                 f"{m['evaluations']:.0f}",
             )
         )
