@@ -41,33 +41,25 @@ from trainer.stacked import _pad, stacked_losses
 Params = dict[str, torch.Tensor]
 
 
-def stacked_inputs(runs: int) -> tuple[Any, Params, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(template model, stacked params, x (R, N, 2), y (R, N), row weights (R, N))."""
-    tasks = bench_tasks(["mlp"], runs, 1)
+def stacked_family(
+    family: str, runs: int
+) -> tuple[Any, Params, torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+    """The family's first stack: (template model, stacked params, x (R, N, ...), y (R, N),
+    row weights (R, N), per-row loss), padded as the corpus path pads it."""
     models, datas = [], []
-    for task in tasks:
-        config = FAMILIES["mlp"].config_cls.from_dict(task.config)
+    for task in bench_tasks([family], runs, 1):
+        config = FAMILIES[family].config_cls.from_dict(task.config)
         torch.manual_seed(config.seed)
-        model, data, _ = build(config)
+        model, data, loss_fn = build(config)
         models.append(model)
         datas.append(data)
     params, _ = stack_module_state(models)
     n = max(len(d.train_y) for d in datas)
-    x = torch.zeros(runs, n, 2, dtype=torch.long)
-    y = torch.zeros(runs, n, dtype=torch.long)
+    x, y = _pad([d.train_x for d in datas], n), _pad([d.train_y for d in datas], n)
     w = torch.zeros(runs, n)
     for i, d in enumerate(datas):
-        k = len(d.train_y)
-        x[i, :k], y[i, :k], w[i, :k] = d.train_x, d.train_y, 1.0 / k
-    return models[0], params, x, y, w
-
-
-def vmap_loss(template: Any) -> Any:
-    def run_loss(p: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        logits = functional_call(template, p, (x,))
-        return (F.cross_entropy(logits, y, reduction="none") * w).sum()
-
-    return vmap(run_loss)
+        w[i, : len(d.train_y)] = 1.0 / len(d.train_y)
+    return models[0], params, x, y, w, loss_fn
 
 
 def bmm_loss(p: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -97,22 +89,9 @@ def whole_loss_under_vmap(template: Any, loss_fn: Any) -> Any:
 
 def family_step(family: str, runs: int, steps: int, repeats: int, peak: float) -> dict[str, Any]:
     """One full-batch step of the family's first stack: before / after, bitwise checked."""
-    tasks = bench_tasks([family], runs, 1)
-    models, datas = [], []
-    for task in tasks:
-        config = FAMILIES[family].config_cls.from_dict(task.config)
-        torch.manual_seed(config.seed)
-        model, data, loss_fn = build(config)
-        models.append(model)
-        datas.append(data)
-    params, _ = stack_module_state(models)
-    n = max(len(d.train_y) for d in datas)
-    x, y = _pad([d.train_x for d in datas], n), _pad([d.train_y for d in datas], n)
-    w = torch.zeros(runs, n)
-    for i, d in enumerate(datas):
-        w[i, : len(d.train_y)] = 1.0 / len(d.train_y)
-    sides = {"whole loss under vmap": whole_loss_under_vmap(models[0], loss_fn),
-             "forward under vmap (ours)": stacked_losses(models[0], loss_fn)}  # fmt: skip
+    template, params, x, y, w, loss_fn = stacked_family(family, runs)
+    sides = {"whole loss under vmap": whole_loss_under_vmap(template, loss_fn),
+             "forward under vmap (ours)": stacked_losses(template, loss_fn)}  # fmt: skip
     got = []
     for loss in sides.values():
         for q in params.values():
@@ -128,10 +107,10 @@ def family_step(family: str, runs: int, steps: int, repeats: int, peak: float) -
     for _ in range(repeats):
         for name, loss in sides.items():
             times[name].append(time_step(loss, params, (x, y, w), steps))
-    flops = sum(step_flops(t) for t in tasks)
+    flops = sum(step_flops(t) for t in bench_tasks([family], runs, 1))
     return {
         "runs": runs,
-        "rows_per_run": n,
+        "rows_per_run": int(x.shape[1]),
         "step_gflop": flops / 1e9,
         "compute_bound_ms": flops / (peak * 1e9) * 1e3,
         "bitwise_equal": bitwise,
@@ -160,10 +139,10 @@ def main() -> dict[str, Any]:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    template, params, x, y, w = stacked_inputs(args.runs)
+    template, params, x, y, w, loss_fn = stacked_family("mlp", args.runs)
     if template.depth != 1 or template.embed is None:
         raise SystemExit("the first mlp stack is not the depth-1 embedded MLP bmm_loss writes")
-    with_vmap = vmap_loss(template)
+    with_vmap = whole_loss_under_vmap(template, loss_fn)
     gap = (with_vmap(params, x, y, w) - bmm_loss(params, x, y, w)).abs().max().item()
     if gap > 1e-4:
         raise SystemExit(f"bmm and vmap losses differ by {gap}")
