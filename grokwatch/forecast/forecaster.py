@@ -130,6 +130,20 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.time_bins = time_bins
         self.time_bin_width = time_bin_width
 
+    def _fit_trees(self, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> TreeEnsemble:
+        """Boosted trees with this model's settings: the classifier and the hazard model share
+        them."""
+        return fit_trees(
+            X,
+            y,
+            w,
+            max_iter=self.n_trees,
+            learning_rate=self.learning_rate,
+            max_depth=self.max_depth,
+            min_samples_leaf=self.min_samples_leaf,
+            l2_regularization=1.0 / self.C,
+        )
+
     # -- sklearn -----------------------------------------------------------------------------
 
     def __sklearn_tags__(self) -> Any:
@@ -181,16 +195,7 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             y01 = (y == self.classes_[-1]).astype(int)
             if self.classes_.size < 2:
                 raise ValueError("y has only one class; need runs that grok and runs that do not")
-            self.trees_ = fit_trees(
-                X,
-                y01,
-                w,
-                max_iter=self.n_trees,
-                learning_rate=self.learning_rate,
-                max_depth=self.max_depth,
-                min_samples_leaf=self.min_samples_leaf,
-                l2_regularization=1.0 / self.C,
-            )
+            self.trees_ = self._fit_trees(X, y01, w)
             self.coef_ = np.zeros(B.shape[1])
             self.intercept_ = 0.0
             self.n_iter_ = self.n_trees
@@ -218,16 +223,7 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
                 )
                 if yp.min() == yp.max():
                     yp[0] = 1 - yp[0]  # one class only: a degenerate but valid fit
-                self.time_trees_ = fit_trees(
-                    Xp,
-                    yp,
-                    wp,
-                    max_iter=self.n_trees,
-                    learning_rate=self.learning_rate,
-                    max_depth=self.max_depth,
-                    min_samples_leaf=self.min_samples_leaf,
-                    l2_regularization=1.0 / self.C,
-                )
+                self.time_trees_ = self._fit_trees(Xp, yp, wp)
         self.alert_threshold_ = 0.5
         self.hopeless_threshold_ = 0.05
         self.calibration_ = np.zeros((2, 0))
