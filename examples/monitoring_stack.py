@@ -2,9 +2,10 @@
 
 Starts ``grokwatch serve`` and a real Prometheus on free local ports (Prometheus scrapes the
 service every second and evaluates ``deploy/prometheus/grokwatch-rules.yml``), trains the run of
-``plain_loop.py`` with ``Agent(transport=URL)`` — pausing a second after each evaluation so that
+``plain_loop.py`` with ``Agent(transport=URL)`` — pausing 1.5 s after each evaluation so that
 Prometheus scrapes between two of them, as it would between evaluations minutes apart — then
-asks Prometheus for the run's forecast series and the alerts the rules raised, and stops both.
+asks Prometheus for the run's forecast series and the alerts the rules raised, prints them next
+to what the agent's own forecasts said (the two must agree), and stops both.
 Needs the ``service`` extra and Prometheus (``apt-get install prometheus``); deploy/ has the
 full stack with Alertmanager and Grafana (docs: Monitoring).
 
@@ -78,7 +79,8 @@ def start(tmp: Path) -> tuple[list[subprocess.Popen[bytes]], str, str]:
     return procs, url, prom_url
 
 
-def train(url: str, steps: int) -> str:
+def train(url: str, steps: int) -> tuple[str, bool]:
+    """Train the run; returns its id and whether any of the agent's own forecasts alerted."""
     torch.manual_seed(0)
     data = make_dataset(31, "add", 0.5, data_seed=0)
     model = MLP(31, d_emb=32, d_hidden=64)
@@ -92,16 +94,18 @@ def train(url: str, steps: int) -> str:
         transport=url,
         labels={"experiment": "examples", "team": "docs"},
     )
+    alerted = False
     with agent:
         for step in range(1, steps + 1):
             loss = F.cross_entropy(model(data.train_x), data.train_y)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            agent.step(step, loss=loss.detach())
-            if step % 100 == 0:
-                time.sleep(1.0)  # let Prometheus scrape between two evaluations
-    return agent.run_id
+            decision = agent.step(step, loss=loss.detach())
+            if decision.step == step:  # an evaluation: let Prometheus scrape before the next
+                alerted |= decision.forecast is not None and decision.forecast.alert
+                time.sleep(1.5)
+    return agent.run_id, alerted
 
 
 def query(prom_url: str, expr: str) -> list[dict[str, Any]]:
@@ -117,7 +121,7 @@ def main() -> None:
         procs, url, prom_url = start(Path(tmp))
         try:
             print(f"grokwatch serve on {url}, Prometheus on {prom_url}")
-            run_id = train(url, args.steps)
+            run_id, agent_alerted = train(url, args.steps)
             sel = f'{{run_id="{run_id}"}}'
             wait_for(
                 "a scrape after the run",
@@ -126,9 +130,11 @@ def main() -> None:
             time.sleep(2.5)  # two more rule evaluations
             peak = query(prom_url, f"max_over_time(grokwatch_run_grok_probability_ratio{sel}[10m])")
             alerted = query(prom_url, f"max_over_time(grokwatch_run_grok_alert{sel}[10m])")
+            raised = "yes" if float(alerted[0]["value"][1]) == 1 else "no"
+            own = "yes" if agent_alerted else "no"
             print(f"Prometheus: highest P(grok within budget) of {run_id}: "
-                  f"{float(peak[0]['value'][1]):.2f}; grok alert raised: "
-                  f"{'yes' if float(alerted[0]['value'][1]) == 1 else 'no'}")  # fmt: skip
+                  f"{float(peak[0]['value'][1]):.2f}; grok alert raised: {raised}; "
+                  f"the agent's own forecasts alerted: {own}")  # fmt: skip
             names = sorted({(a["metric"]["alertname"], a["metric"]["alertstate"])
                             for a in query(prom_url, f"ALERTS{sel}")})  # fmt: skip
             for name, state in names:

@@ -56,9 +56,11 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "monitoring_stack.py": [
         r"^grokwatch serve on http://127\.0\.0\.1:\d+, Prometheus on http://127\.0\.0\.1:\d+$",
-        # whether the run's forecast crosses forecaster v2's alert threshold (0.968) before
-        # t_grok is a close call on this run (P 0.97 at step 1200, plain_loop.py)
-        r"^Prometheus: highest P\(grok within budget\) of \w+: 1\.00; grok alert raised: (yes|no)$",
+        # whether the run's forecast crosses the alert threshold before t_grok is a close call
+        # on this run (P 0.97 at step 1200, plain_loop.py); what Prometheus saw must be what the
+        # agent's own forecasts said
+        r"^Prometheus: highest P\(grok within budget\) of \w+: 1\.00; grok alert raised: "
+        r"(yes|no); the agent's own forecasts alerted: \1$",
         r"^alert RunGrokked: firing$",
     ],
 }
