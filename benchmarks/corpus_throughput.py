@@ -10,9 +10,15 @@ the corpus (every built-in probe, ``every`` 50), no early stop, ``--steps`` step
   was faster in this invocation (never the one that flatters ours);
 - **pool, one run at a time**: corpus v1's path (``trainer.sweep`` with ``--stack 1``): the
   spawn pool, one torch thread per worker, the heap kept, the factorized first layer;
-- **ours**: corpus v2's path (``--stack N``): the same pool, each task a stack of N runs of
-  one shape trained at once (``trainer.stacked``: ``torch.func.stack_module_state`` +
-  ``vmap``), each run still watched by its own agent.
+- **ours as committed**: corpus v2's path as it trained the committed corpus (``--stack N``):
+  the same pool, each task a stack of N runs of one shape trained at once
+  (``trainer.stacked``: ``torch.func.stack_module_state`` + ``vmap``), each run watched by its
+  own agent running every probe on its own model, stacks started with families taking turns;
+- **+ batched probes**: the same, with the agents' three costliest probes computed for the
+  whole stack at once (``trainer.stacked_probes``; training is bitwise the same);
+- **ours** (the last side, the one ``speedup`` reports): batched probes and the stacks started
+  longest first (``--order longest``), so the two workers finish together as they do in a
+  sweep of some 200 stacks.
 
 The runs are whole stacks of the v2 corpus's own plan (``trainer.sweep.plan_stacks`` over the
 v2 specs): the first ``--stacks`` full stacks of ``--stack`` runs of each family named by
@@ -36,6 +42,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +53,9 @@ from trainer.corpus import read_run, run_path
 from trainer.cpus import cpu_quota
 from trainer.executors import local_executor
 from trainer.families import FAMILIES, build
-from trainer.runner import run_one
+from trainer.runner import RunResult, run_one
 from trainer.spec import RunTask, load_spec
+from trainer.stacked import run_stack, run_stack_probes_per_run, stack_key
 from trainer.sweep import execute, plan_stacks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +128,15 @@ def warm_up(task: RunTask) -> RunTask:
                                config={**task.config, "steps": 3})  # fmt: skip
 
 
-def side(name: str, tasks: list[RunTask], *, stack: int, workdir: Path) -> dict[str, Any]:
+def side(
+    name: str,
+    tasks: list[RunTask],
+    *,
+    stack: int,
+    workdir: Path,
+    order: str = "turns",
+    stack_fn: Callable[[list[RunTask]], list[RunResult]] = run_stack,
+) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     if stack == 0:  # in this process, one run after the other
         run_one(warm_up(tasks[0]))
@@ -137,8 +153,12 @@ def side(name: str, tasks: list[RunTask], *, stack: int, workdir: Path) -> dict[
             # warm the workers (spawn, imports, the agent's first use) outside the timed
             # region, as a long sweep amortizes it
             list(executor.map(run_one, [warm_up(tasks[0])] * cpu_quota()))
+            if stack > 1:  # and the stacked path's first vmap calls, its probes included
+                pair = [warm_up(t) for t in tasks if stack_key(t) == stack_key(tasks[0])][:2]
+                list(executor.map(stack_fn, [pair] * cpu_quota()))
             t0 = time.perf_counter()
-            execute(tasks, workdir / name, executor=executor, progress=False, stack=stack)
+            execute(tasks, workdir / name, executor=executor, progress=False, stack=stack,
+                    order=order, stack_fn=stack_fn)  # fmt: skip
             wall = time.perf_counter() - t0
         finally:
             executor.shutdown()
@@ -166,6 +186,8 @@ def side(name: str, tasks: list[RunTask], *, stack: int, workdir: Path) -> dict[
         "side": name,
         "load_average_before": load_before,
         "stack": stack,
+        "order": order if stack > 1 else None,
+        "batched_probes": stack > 1 and stack_fn is run_stack,
         "processes": processes,
         "threads": threads,
         "wall_s": wall,
@@ -195,14 +217,18 @@ def main() -> dict[str, Any]:
     flops_naive = {t.run_id: step_flops(naive(t)) for t in tasks}
     sides = []
     with tempfile.TemporaryDirectory() as tmp:
-        plan = [
-            ("naive", [naive(t) for t in tasks], 0, flops_naive),
-            ("naive, one thread", [naive(t, 1) for t in tasks], 0, flops_naive),
-            ("pool, one run at a time", tasks, 1, flops_ours),
-            ("ours: pool + stacked", tasks, args.stack, flops_ours),
-        ]
-        for name, side_tasks, stack, flops in plan:
-            row = side(name, side_tasks, stack=stack, workdir=Path(tmp))
+        plan: list[tuple[str, list[RunTask], int, dict[str, float], dict[str, Any]]] = [
+            ("naive", [naive(t) for t in tasks], 0, flops_naive, {}),
+            ("naive, one thread", [naive(t, 1) for t in tasks], 0, flops_naive, {}),
+            ("pool, one run at a time", tasks, 1, flops_ours, {}),
+            ("ours as committed: pool + stacked", tasks, args.stack, flops_ours,
+             {"stack_fn": run_stack_probes_per_run}),
+            ("stacked + batched probes", tasks, args.stack, flops_ours, {}),
+            ("ours: stacked + batched probes, longest first", tasks, args.stack, flops_ours,
+             {"order": "longest"}),
+        ]  # fmt: skip
+        for name, side_tasks, stack, flops, options in plan:
+            row = side(name, side_tasks, stack=stack, workdir=Path(tmp), **options)
             total = sum(flops.values()) * args.steps
             row["train_gflops"] = total / row["wall_s"] / 1e9
             row["peak_fraction"] = row["train_gflops"] / (peak * row["processes"])
@@ -224,6 +250,7 @@ def main() -> dict[str, Any]:
         "sides": sides,
         "baseline": base["side"],
         "speedup": ours["model_steps_per_s"] / base["model_steps_per_s"],
+        "speedup_as_committed": sides[3]["model_steps_per_s"] / base["model_steps_per_s"],
         "peak_fraction": ours["peak_fraction"],
     }
     print(f"matmul peak (1 thread): {peak:.1f} GFLOP/s | CPU quota {cpu_quota()} | "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -476,10 +477,15 @@ def corpus_throughput() -> str:
              f"{100 * r['peak_fraction']:.0f} %",
              f"{100 * r['busy_fraction']:.0f} %" if "busy_fraction" in r else "—")
             for r in data["sides"]]  # fmt: skip
-    pool, ours = data["sides"][-2], data["sides"][-1]
-    gain = ours["model_steps_per_s"] / pool["model_steps_per_s"]
+    pool = next(r for r in data["sides"] if r["stack"] == 1)
+    stacked = [r for r in data["sides"] if r["stack"] > 1]
+    gains = [f"stacking alone ({stacked[0]['side']} ÷ {pool['side']}): "
+             f"{stacked[0]['model_steps_per_s'] / pool['model_steps_per_s']:.2f}×"]  # fmt: skip
+    for before, after in itertools.pairwise(stacked):
+        ratio = after["model_steps_per_s"] / before["model_steps_per_s"]
+        gains.append(f"{after['side']} ÷ {before['side']}: {ratio:.2f}×")
     note = (
-        f"Stacking alone (ours ÷ the pool one run at a time, same run): {gain:.2f}×. "
+        f"Same run, side by side: {'; '.join(gains)}. "
         f"{data['runs']} runs ({', '.join(data['families'])}; "
         f"{data.get('stacks_per_family', 1)} stack(s) of {data['stack']} per family), "
         f"{data['steps_per_run']} steps each; matmul peak "
@@ -487,7 +493,7 @@ def corpus_throughput() -> str:
         f"{data['load_average_before']:.1f} before, {data['load_average_after']:.1f} after. "
         "Busy: the runs' own seconds over processes × wall."
     )
-    if "by_family" not in ours:
+    if "by_family" not in data["sides"][-1]:
         return table(head, rows) + "\n\n" + note
     # per family: milliseconds of one process per model-step, and the agent's share of it
     cells = []

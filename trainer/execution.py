@@ -47,13 +47,36 @@ def spec_version(stack: int) -> int:
     return 2 if stack > 1 else 1
 
 
-def plan_stacks(tasks: Sequence[RunTask], size: int) -> list[list[RunTask]]:
-    """Group tasks into stacks of at most `size` runs with one `stack_key`, and order them so
-    that families take turns: whenever a sweep stops, every family is in what it wrote.
+#: Milliseconds per model-step of a stacked run, by family (corpus v2's throughput benchmark,
+#: benchmarks/results/corpus/throughput.json before batched probes): only to order stacks.
+STEP_MS = {"mlp": 0.83, "onehot": 0.84, "perm": 0.78, "transformer": 3.32, "digits": 0.78,
+           "parity": 0.71}  # fmt: skip
+ORDERS = ("turns", "longest")
+
+
+def stack_cost(stack: Sequence[RunTask]) -> float:
+    """Estimated seconds of one worker for `stack`: its runs' budgets × its family's cost of a
+    model-step (1 ms for a family not in :data:`STEP_MS`)."""
+    return sum(t.budget for t in stack) * STEP_MS.get(stack[0].family, 1.0) / 1000
+
+
+def plan_stacks(
+    tasks: Sequence[RunTask], size: int, *, order: str = "turns"
+) -> list[list[RunTask]]:
+    """Group tasks into stacks of at most `size` runs with one `stack_key`, and order them.
+
+    `order="turns"`: families take turns, so whenever a sweep stops every family is in what it
+    wrote. `order="longest"`: the longest stacks first (:func:`stack_cost`), the classic rule
+    for balancing a pool (the last stacks to start are the short ones, so the workers finish
+    close together); a sweep stopped early then holds the longest stacks' families first.
+    Which stacks there are does not depend on the order, only when each one runs: the runs
+    are the same either way.
 
     Within a key, runs are sorted by training-set size and budget before they are cut into
     stacks, so a stack pads few rows and its runs end at similar times.
     """
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order=!r}")
     groups: dict[tuple[Any, ...], list[RunTask]] = {}
     for task in tasks:
         groups.setdefault(stack_key(task), []).append(task)
@@ -68,12 +91,14 @@ def plan_stacks(tasks: Sequence[RunTask], size: int) -> list[list[RunTask]]:
         stacks = by_family[family]
         rng.shuffle(stacks)
         queues.append(stacks)
-    order: list[list[RunTask]] = []
+    turns: list[list[RunTask]] = []
     while any(queues):
         for queue in queues:
             if queue:
-                order.append(queue.pop())
-    return order
+                turns.append(queue.pop())
+    if order == "longest":
+        turns.sort(key=stack_cost, reverse=True)  # stable: ties keep their turn
+    return turns
 
 
 def _size(config: dict[str, Any]) -> float:
@@ -92,8 +117,11 @@ def execute(
     fn: Callable[[RunTask], RunResult] = run_one,
     stack: int = 1,
     version: int | None = None,
+    order: str = "turns",
+    stack_fn: Callable[[list[RunTask]], list[RunResult]] = run_stack,
 ) -> SweepReport:
-    """The loop of `sweep` over tasks whose specs are already in `out`'s manifest."""
+    """The loop of `sweep` over tasks whose specs are already in `out`'s manifest. `order`:
+    see :func:`plan_stacks`; `stack_fn` trains one stack (a picklable top-level function)."""
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -112,7 +140,7 @@ def execute(
         return report
 
     units: list[list[RunTask]] = (
-        plan_stacks(pending, stack) if stack > 1 else [[task] for task in pending]
+        plan_stacks(pending, stack, order=order) if stack > 1 else [[task] for task in pending]
     )
     own = executor is None
     if own:
@@ -120,7 +148,7 @@ def execute(
     bar = tqdm(total=len(pending), unit="run", disable=not progress, dynamic_ncols=True)
     try:
         if stack > 1:
-            futures = {executor.submit(run_stack, unit): unit for unit in units}
+            futures = {executor.submit(stack_fn, unit): unit for unit in units}
         else:
             futures = {executor.submit(fn, unit[0]): unit for unit in units}
         for future in cf.as_completed(futures):

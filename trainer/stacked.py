@@ -42,6 +42,7 @@ from trainer.families import FAMILIES, build, draw_batch, minibatch_generator
 from trainer.optim import StackedOptimizer
 from trainer.runner import RunResult, failed, finished, settled
 from trainer.spec import RunTask
+from trainer.stacked_probes import StackProbes
 
 # Config fields that are numbers a stack may mix: everything else must be equal.
 PER_RUN = frozenset({
@@ -108,10 +109,13 @@ def train_stack(
     *,
     device: str | torch.device = "cpu",
     weights: dict[str, dict[str, torch.Tensor]] | None = None,
+    batched_probes: bool = True,
 ) -> list[RunResult]:
     """Train `tasks` (one :func:`stack_key`) together; one result per task, in order of
     finishing. Never raises: a stack that fails records every unfinished run as failed.
-    `weights`, if given, receives each run's final parameters by run id (for tests)."""
+    `weights`, if given, receives each run's final parameters by run id (for tests).
+    `batched_probes`: the agents' costliest probes are computed for the whole stack at once
+    (`trainer.stacked_probes`); False: every agent runs all its probes on its own model."""
     started = time.perf_counter()
     device = torch.device(device)
     results: list[RunResult] = []
@@ -126,6 +130,11 @@ def train_stack(
         loss_fn = built[0][1][1]
         every = tasks[0].every
         template = copy.deepcopy(members[0].model)  # no hooks: the agents hook their own
+        agents = [m.agent for m in members]
+        probes = None
+        if batched_probes and StackProbes.supported(agents):
+            probes = StackProbes(copy.deepcopy(template), agents)
+            probes.attach(agents)
         params, _ = stack_module_state([m.model for m in members])  # name → (R, ...)
         names = list(params)
         embed = {n for n in names if n.startswith("embed.")}
@@ -161,6 +170,8 @@ def train_stack(
             share = (time.perf_counter() - t0) / len(members)
 
             evaluating = step == 1 or step % every == 0  # when the agents measure
+            if probes is not None:
+                probes.at(step, params)  # the batched probes read the stack's weights
             done: list[int] = []
             for i, m in enumerate(members):
                 t1 = time.perf_counter()
@@ -189,6 +200,8 @@ def train_stack(
             index = torch.tensor(keep, device=device)
             params = {n: v.detach()[index].requires_grad_() for n, v in params.items()}
             opt.keep(index)
+            if probes is not None:
+                probes.keep(index)
             opt.reset_params(params)
             x_all, y_all, weight = x_all[index], y_all[index], weight[index]
     except Exception as exc:
@@ -237,13 +250,19 @@ def _load_slice(model: nn.Module, params: dict[str, torch.Tensor], i: int) -> No
             p.grad.copy_(stacked.grad[i])
 
 
-def run_stack(tasks: Sequence[RunTask]) -> list[RunResult]:
+def run_stack(tasks: Sequence[RunTask], *, batched_probes: bool = True) -> list[RunResult]:
     """The unit of work of a stacked sweep (picklable, top level): one torch thread per
     worker process, as `trainer.runner.run_one`."""
     threads = torch.get_num_threads()
     if tasks and tasks[0].threads is not None:
         torch.set_num_threads(tasks[0].threads)
     try:
-        return train_stack(tasks)
+        return train_stack(tasks, batched_probes=batched_probes)
     finally:
         torch.set_num_threads(threads)
+
+
+def run_stack_probes_per_run(tasks: Sequence[RunTask]) -> list[RunResult]:
+    """:func:`run_stack` with every agent running all its probes on its own model (corpus v2
+    as committed; the throughput benchmark's comparison)."""
+    return run_stack(tasks, batched_probes=False)

@@ -33,7 +33,7 @@ from typing import Any
 from trainer import corpus as corpus_io
 from trainer.checks import check_memorization
 from trainer.cpus import cpu_quota
-from trainer.execution import SweepReport, _postfix, execute, plan_stacks, spec_version
+from trainer.execution import ORDERS, SweepReport, _postfix, execute, plan_stacks, spec_version
 from trainer.executors import InlineExecutor, RayExecutor, local_executor
 from trainer.heap import keep_heap
 from trainer.runner import RunResult, StopAfterGeneralization, history_arrays, run_one
@@ -59,6 +59,7 @@ def sweep(
     progress: bool = True,
     fn: Callable[[RunTask], RunResult] = run_one,
     stack: int = 1,
+    order: str = "turns",
 ) -> SweepReport:
     """Run every task of `specs` not yet in `out`; write each result as it arrives.
 
@@ -66,6 +67,7 @@ def sweep(
     pool (and shuts it down at the end). `limit` trains at most that many pending runs (a
     pilot). `fn` is the unit of work (tests pass a failing one). `stack` > 1 trains up to that
     many runs of one shape at once (`trainer.stacked`; corpus v2), 1 one run at a time (v1).
+    `order` is the order stacks start in (`trainer.execution.plan_stacks`).
     """
     out = Path(out)
     tasks: list[RunTask] = []
@@ -74,7 +76,7 @@ def sweep(
         tasks += spec.tasks()
     return execute(
         tasks, out, executor=executor, workers=workers, retry_failed=retry_failed,
-        limit=limit, progress=progress, fn=fn, stack=stack,
+        limit=limit, progress=progress, fn=fn, stack=stack, order=order,
     )  # fmt: skip
 
 
@@ -103,6 +105,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--stack", type=int, default=1,
                         help="train up to N runs of one shape at once (corpus v2: 32)")  # fmt: skip
+    parser.add_argument("--order", choices=ORDERS, default="turns",
+                        help="stacks start with families taking turns, or longest first "
+                             "(balances the workers; the runs are the same)")  # fmt: skip
     parser.add_argument(
         "--check-memorization",
         type=int,
@@ -166,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> SweepReport | None:
             limit=args.limit,
             progress=not args.quiet,
             stack=args.stack,
+            order=args.order,
         )
     except KeyboardInterrupt:
         done = len(corpus_io.finished_ids(args.out))
