@@ -87,6 +87,7 @@ class StackProbes:
         self.y = _pad([t.targets for t in tests], n)  # type: ignore[union-attr]  # (R, N)
         self.counts = torch.tensor(counts)  # (R,)
         self.valid = torch.arange(n)[None, :] < self.counts[:, None]  # (R, N)
+        self.direct = _feeds_output(template, self.x[0, :1], self.layout.hidden, self.layout.output)
         self.params: dict[str, torch.Tensor] = {}
         self.step = -1
         self._cache: dict[str, dict[str, dict[str, Value]]] = {}  # probe → run → values
@@ -191,8 +192,11 @@ class StackProbes:
             for module, mode in was:
                 module.training = mode
 
-    def _masked_logits(self, v: _View, masks: torch.Tensor) -> torch.Tensor:
-        """Logits `(R, K, N, C)` of every run with its hidden activation × masks `(R, K, H)`."""
+    def _masked_predictions(self, v: _View, masks: torch.Tensor) -> torch.Tensor:
+        """Arg-max classes `(R, K, N)` of every run with its hidden activation × its masks
+        `(R, K, H)`."""
+        if self.direct is not None:
+            return self._masked_output_layer(v, masks, *self.direct)
         hidden = self.template.get_submodule(self.layout.hidden or "")
         k = masks.shape[1]
 
@@ -205,16 +209,53 @@ class StackProbes:
                 logits = functional_call(self.template, p, (x,))  # (K, N, C)
             finally:
                 handle.remove()
-            return logits.expand(k, *logits.shape[-2:])
+            return logits.expand(k, *logits.shape[-2:]).argmax(-1)  # (K, N)
 
         chunk = max(1, CHUNK_FLOATS // (k * v.x.shape[1] * masks.shape[-1]))
         return self._eval(vmap(one, chunk_size=chunk), v.params, v.x, masks)
 
+    def _masked_output_layer(
+        self, v: _View, masks: torch.Tensor, weight: str, bias: str | None
+    ) -> torch.Tensor:
+        """:meth:`_masked_predictions` when the hidden activation is the output layer's input:
+        (h ⊙ m) Wᵀ + b = h (W ⊙ m)ᵀ + b, so the K masks scale the output weights' columns and
+        the hidden activations `(R, N, H)` go through one matmul with K·C columns, never
+        copied K times (the same products, rounded in another order)."""
+        hidden = self._hidden(v)  # (R, N, H)
+        w = v.params[weight]  # (R, C, H)
+        runs, k, c = w.shape[0], masks.shape[1], w.shape[1]
+        chunk = max(1, CHUNK_FLOATS // (k * hidden.shape[1] * max(c, hidden.shape[2])))
+        out = []
+        for lo in range(0, runs, chunk):
+            sl = slice(lo, lo + chunk)
+            scaled = (w[sl, None] * masks[sl, :, None, :]).flatten(1, 2)  # (r, K·C, H)
+            logits = torch.bmm(hidden[sl], scaled.transpose(1, 2))  # (r, N, K·C)
+            logits = logits.unflatten(2, (k, c))  # (r, N, K, C)
+            if bias is not None:
+                logits = logits + v.params[bias][sl, None, None, :]
+            out.append(logits.argmax(-1).transpose(1, 2))  # (r, K, N)
+        return torch.cat(out)
+
+    def _hidden(self, v: _View) -> torch.Tensor:
+        """The hidden activations `(R, N, H)` of every run (one forward)."""
+        module = self.template.get_submodule(self.layout.hidden or "")
+
+        def one(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            seen: list[torch.Tensor] = []
+            handle = module.register_forward_hook(lambda _m, _i, out: seen.append(out))
+            try:
+                functional_call(self.template, p, (x,))
+            finally:
+                handle.remove()
+            return seen[-1]
+
+        return self._eval(vmap(one), v.params, v.x)
+
     @staticmethod
-    def _accuracy(v: _View, logits: torch.Tensor) -> torch.Tensor:
+    def _accuracy(v: _View, predictions: torch.Tensor) -> torch.Tensor:
         """`(R, K)` float64: each run's accuracy on its own rows under each mask, as
         `grokwatch.probes.performance.accuracy` (a sum of 0/1 over its rows, / its rows)."""
-        hit = (logits.argmax(-1) == v.y[:, None, :]) & v.valid[:, None, :]  # (R, K, N)
+        hit = (predictions == v.y[:, None, :]) & v.valid[:, None, :]  # (R, K, N)
         return hit.double().sum(-1) / v.counts[:, None].double()
 
     def _masks(self, v: _View, name: str, rates: torch.Tensor) -> torch.Tensor:
@@ -226,7 +267,7 @@ class StackProbes:
         probe = self.options[MCDropout.name]
         assert isinstance(probe, MCDropout)
         rates = torch.full((probe.passes,), float(probe.rate), device=v.y.device)
-        accs = self._accuracy(v, self._masked_logits(v, self._masks(v, probe.name, rates)))
+        accs = self._accuracy(v, self._masked_predictions(v, self._masks(v, probe.name, rates)))
         out: list[dict[str, Value]] = []
         for acc in accs:  # (K,): MCDropout.compute from here on
             shifted = acc - acc[0]  # equal passes give a variance of exactly 0
@@ -240,7 +281,7 @@ class StackProbes:
         assert isinstance(probe, DropoutRobustness)
         rates = torch.tensor(ROBUSTNESS_RATES, device=v.y.device)
         per_pass = rates.repeat_interleave(probe.passes)  # (10 · passes,)
-        accs = self._accuracy(v, self._masked_logits(v, self._masks(v, probe.name, per_pass)))
+        accs = self._accuracy(v, self._masked_predictions(v, self._masks(v, probe.name, per_pass)))
         out: list[dict[str, Value]] = []
         for acc in accs:  # DropoutRobustness.compute from here on
             curve = acc.reshape(len(ROBUSTNESS_RATES), probe.passes).mean(1).double()
@@ -291,3 +332,35 @@ class _View:
     valid: torch.Tensor  # (R, N): the run's own rows
     counts: torch.Tensor  # (R,): rows per run
     seeds: list[int]
+
+
+def _feeds_output(
+    model: nn.Module, x: torch.Tensor, hidden: str | None, output: str | None
+) -> tuple[str, str | None] | None:
+    """`(weight, bias)` parameter names of the output `nn.Linear` when the hidden activation's
+    output is its input, unchanged (an MLP's last layer), seen in one forward of the input
+    rows `x`; else None (a transformer's MLP feeds a residual stream)."""
+    if hidden is None or output is None:
+        return None
+    out = model.get_submodule(output)
+    if not isinstance(out, nn.Linear):
+        return None
+    seen: dict[str, Any] = {}
+    act = model.get_submodule(hidden)
+    handles = [
+        act.register_forward_hook(lambda _m, _i, o: seen.__setitem__("hidden", o)),
+        out.register_forward_pre_hook(lambda _m, a: seen.__setitem__("input", a[0])),
+    ]
+    was = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        for module, mode in was:
+            module.training = mode
+        for handle in handles:
+            handle.remove()
+    if seen.get("hidden") is None or seen.get("hidden") is not seen.get("input"):
+        return None
+    return f"{output}.weight", (f"{output}.bias" if out.bias is not None else None)
