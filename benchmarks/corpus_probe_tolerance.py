@@ -1,19 +1,25 @@
-"""Committed corpus-v2 runs trained again with the stack's batched probes, column by column.
+"""Committed corpus-v2 stacks trained again with the stack's batched probes, column by column.
 
 `trainer.stacked_probes` computes three of the agents' probes (Monte Carlo dropout, the dropout
 robustness curve, circuit complexity) for a whole stack at once; everything else — training,
 the loss and accuracies that label a run, every other probe — is what it was. This script
 checks that on real runs: it takes the cheapest whole stacks of each family in the v2 plan
-(`trainer.sweep.plan_stacks` over the v2 specs, the stacks the regenerate command trains; a
-stack's runs round together, so only a stack of the same runs can reproduce a committed run),
-trains them again with the current code, full budgets and early stop as in the sweep, and
-compares every recorded column with the committed run file:
+(`trainer.sweep.plan_stacks` over the v2 specs: the stacks the regenerate command trains),
+trains each twice as the sweep does (one torch thread, full budgets, early stop) — with the
+batched probes, and with every agent measuring its own model (corpus v2 as committed) — and
+compares every recorded column of the two:
 
 - **training columns** (every column the batched probes do not write, but the agent's own
   timing ``agent_overhead_ratio``): bitwise equal, or the run is reported;
-- **batched-probe columns**: the largest relative difference, ``|new − committed| /
-  max(|committed|, 1e-12)``;
+- **batched-probe columns**: how many values differ, and the largest relative difference
+  ``|batched − alone| / max(|alone|, 1e-12)``;
 - labels (outcome, t_mem, t_grok, gap, sharpness), steps run and every probe's status: equal.
+
+It also compares the second training with the committed run files
+(``reproduces_committed``): a run rounds with the runs it is stacked with, and the committed
+corpus was written by a sweep resumed several times, each time planning stacks of the runs
+still pending, so a stack of the full plan reproduces the committed runs only where its runs
+were stacked together then too.
 
     python -m benchmarks.corpus_probe_tolerance \\
         --json benchmarks/results/corpus/probe_tolerance.json
@@ -70,14 +76,42 @@ def relative(new: np.ndarray, old: np.ndarray) -> float:
 
 
 def compare(stack: list[RunTask]) -> dict[str, Any]:
+    """Train `stack` with batched probes and with every agent measuring alone (corpus v2 as
+    committed); compare the two, and the second with the committed run files."""
     t0 = time.perf_counter()
-    results = run_stack(stack)  # one torch thread, as in the sweep's workers
+    batched = run_stack(stack)  # one torch thread, as in the sweep's workers
     seconds = time.perf_counter() - t0
+    alone = run_stack(stack, batched_probes=False)
+    alone_by_id = {r.task.run_id: r for r in alone}
     row: dict[str, Any] = {
         "family": stack[0].family,
         "runs": len(stack),
         "seconds": seconds,
-        "model_steps": 0,
+        "model_steps": sum(r.steps_run for r in batched),
+        **_diff(batched, lambda rid: alone_by_id[rid]),
+    }
+    # does the stack reproduce the committed runs (the same runs stacked together)?
+    committed = _diff(alone, lambda rid: _as_result(read_run(run_path(CORPUS, rid))))
+    row["reproduces_committed"] = {
+        k: committed[k]
+        for k in ("training_columns_identical", "labels_identical", "batched_values_differing")
+    }
+    return row
+
+
+def _as_result(run: Any) -> Any:
+    """A committed run file with the fields of a `RunResult` that :func:`_diff` reads."""
+
+    class Stored:
+        columns, steps, values = tuple(run.columns), run.steps, run.values
+        labels, steps_run, agent = run.meta["labels"], run.meta["steps_run"], run.meta["agent"]
+
+    return Stored()
+
+
+def _diff(results: list[Any], reference: Any) -> dict[str, Any]:
+    """Column-by-column comparison of `results` with `reference(run_id)`, as written (float32)."""
+    row: dict[str, Any] = {
         "training_columns_identical": True,
         "differing_training_columns": [],
         "labels_identical": True,
@@ -89,18 +123,18 @@ def compare(stack: list[RunTask]) -> dict[str, Any]:
     for result in results:
         if result.status != "ok":
             raise RuntimeError(f"{result.task.run_id} failed: {result.error}")
-        old = read_run(run_path(CORPUS, result.task.run_id))
-        row["model_steps"] += result.steps_run
-        same_shape = list(result.columns) == list(old.columns) and np.array_equal(
-            result.steps, old.steps
-        )
-        if not same_shape:
+        old = reference(result.task.run_id)
+        if result.labels != old.labels or result.steps_run != old.steps_run:
+            row["labels_identical"] = False
+        if result.agent.get("probe_status") != old.agent.get("probe_status"):
+            row["statuses_identical"] = False
+        if list(result.columns) != list(old.columns) or not np.array_equal(result.steps, old.steps):
             row["training_columns_identical"] = False
             row["differing_training_columns"].append(f"{result.task.run_id}: steps/columns")
             continue
         for j, column in enumerate(old.columns):
-            old_v = np.asarray(old.values[:, j])
-            new_v = np.asarray(result.values[:, j], dtype=old_v.dtype)  # as written
+            old_v = np.asarray(old.values[:, j], dtype=np.float32)
+            new_v = np.asarray(result.values[:, j], dtype=np.float32)  # as written
             if column in TIMING_COLUMNS:
                 continue
             if column in BATCHED_COLUMNS:
@@ -112,10 +146,6 @@ def compare(stack: list[RunTask]) -> dict[str, Any]:
             elif not np.array_equal(new_v, old_v, equal_nan=True):
                 row["training_columns_identical"] = False
                 row["differing_training_columns"].append(f"{result.task.run_id}: {column}")
-        if result.labels != old.meta["labels"] or result.steps_run != old.meta["steps_run"]:
-            row["labels_identical"] = False
-        if result.agent.get("probe_status") != old.meta["agent"].get("probe_status"):
-            row["statuses_identical"] = False
     return row
 
 
@@ -133,7 +163,8 @@ def main() -> dict[str, Any]:
               f"{r['seconds']:.0f} s | training identical {r['training_columns_identical']} | "
               f"labels {r['labels_identical']} | batched values differing "
               f"{r['batched_values_differing']}/{r['batched_values']}, max relative "
-              f"{max(r['batched_relative'].values()):.2e}", flush=True)  # fmt: skip
+              f"{max(r['batched_relative'].values()):.2e} | committed reproduced "
+              f"{r['reproduces_committed']}", flush=True)  # fmt: skip
     report = {
         "stacks": rows,
         "runs": sum(r["runs"] for r in rows),

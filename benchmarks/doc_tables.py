@@ -467,9 +467,9 @@ def corpus_outcomes() -> str:
     return table(("family", "runs", *outcomes, "failed"), rows) + f"\n\n{total} runs in all."
 
 
-def corpus_throughput() -> str:
+def corpus_throughput(path: str = "corpus/throughput.json") -> str:
     """Corpus v2 sweep throughput, naive vs ours (``benchmarks/corpus_throughput.py``)."""
-    data = _json("corpus/throughput.json")
+    data = _json(path)
     head = ("side", "processes × threads", "runs per task", "model-steps/s", "× naive",
             "training GFLOP/s", "of matmul peak", "busy")  # fmt: skip
     rows = [(r["side"], f"{r['processes']} × {r['threads']}", max(r["stack"], 1),
@@ -512,6 +512,23 @@ def corpus_throughput() -> str:
         "brackets the share of it spent in the run's agent (the probes):"
     )
     return "\n\n".join((table(head, rows), note, caption, per_family))
+
+
+def corpus_probe_tolerance() -> str:
+    """Committed v2 runs trained again with batched probes (``corpus_probe_tolerance.py``)."""
+    data = _json("corpus/probe_tolerance.json")
+    head = ("family", "runs", "model-steps", "training columns", "labels, statuses",
+            "batched-probe values equal", "largest relative difference")  # fmt: skip
+    rows = []
+    for r in data["stacks"]:
+        rows.append((f"`{r['family']}`", r["runs"], r["model_steps"],
+                     "identical" if r["training_columns_identical"] else "DIFFER",
+                     "identical" if r["labels_identical"] and r["statuses_identical"]
+                     else "DIFFER",
+                     f"{r['batched_values'] - r['batched_values_differing']} of "
+                     f"{r['batched_values']}",
+                     f"{max(r['batched_relative'].values()):.1e}"))  # fmt: skip
+    return table(head, rows)
 
 
 def corpus_stacked_step() -> str:
@@ -589,6 +606,8 @@ def control_live() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "corpus_outcomes": corpus_outcomes,
     "corpus_throughput": corpus_throughput,
+    "corpus_throughput_600": lambda: corpus_throughput("corpus/throughput_600_steps.json"),
+    "corpus_probe_tolerance": corpus_probe_tolerance,
     "corpus_stacked_step": corpus_stacked_step,
     "control_live": control_live,
     "overhead": overhead,
