@@ -4,21 +4,23 @@ Every run of a stack (`trainer.stacked`) keeps its own `grokwatch.Agent`, and ea
 measures its own model: at an evaluation, 16 agents run 16 sets of forwards. Three probes are
 most of that cost, because each is a forward of many variants of the model over the test set:
 Monte Carlo dropout (16 masked sub-networks), the dropout robustness curve (40) and circuit
-complexity (one perturbed copy). In a transformer they are 85 % of the agent's time: its hidden
-layer feeds a residual stream, so the library runs the whole model once per mask.
+complexity (one copy with weights knocked out). In a transformer they were 85 % of the agent's
+time: its hidden layer feeds a residual stream, so the library runs the whole model once per
+mask.
 
-Here they are computed once per evaluation for the whole stack: one `vmap` over the runs' stacked
-parameters of the template model, its hidden activation multiplied by the K masks along a new
-leading axis (everything before the hidden layer runs once, only the layers after it — the
-output layer, a residual add, a LayerNorm — see K copies, and they broadcast over it), and the
-per-run values written with the library's own formulas (`grokwatch.probes.dropout`,
-`grokwatch.probes.circuit`) on each run's rows. Each agent keeps its three probes by name
-(:class:`StackedProbe` stands in for each), with their options and periods; the masks and
-knocked-out weights are drawn from the agent's private generator exactly as the library draws
-them, so only the float rounding of the forward differs from a run measured alone: see
-`tests/trainer/test_trainer_stacked_probes.py` and docs/corpus.md for the tolerance. Nothing
-here feeds back into training: the loss and accuracies that label a run (the `loss_accuracy`
-probe) are still measured by each agent on its own model.
+Here they are computed once per evaluation for the whole stack, by a `vmap` over the runs'
+stacked parameters of a template model. The masks multiply the hidden activation along a new
+leading axis, so everything before the hidden layer runs once and only the layers after it (a
+residual add, a LayerNorm, the output layer) see K copies; when the hidden activation goes
+straight into the output layer (the MLPs), the masks scale the output weights' columns instead
+and no copy is made at all. The per-run values are then written with the library's own formulas
+(`grokwatch.probes.dropout`, `grokwatch.probes.circuit`) on each run's own rows. Each agent
+keeps the three probes by name, period and options (:class:`StackedProbe` stands in for each);
+the masks and knocked-out weights come from each agent's private generator exactly as the
+library draws them, so only the float rounding of the forward can differ from an agent
+measuring alone (the tolerance: docs/corpus.md, `tests/trainer/test_trainer_stacked_probes.py`).
+Nothing here feeds back into training, and the loss and accuracies that label a run (the
+`loss_accuracy` probe) are still measured by each agent on its own model.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ from grokwatch.probes.base import Value
 from grokwatch.probes.circuit import CircuitComplexity, softmax_kl
 from grokwatch.probes.dropout import ROBUSTNESS_RATES, DropoutRobustness, MCDropout, keep_masks
 
-#: The probes computed for the whole stack, by name.
-BATCHED = (MCDropout.name, DropoutRobustness.name, CircuitComplexity.name)
+#: The built-in probes computed for the whole stack (an agent's own instances of these kinds).
+KINDS = (MCDropout, DropoutRobustness, CircuitComplexity)
+BATCHED = tuple(kind.name for kind in KINDS)
 #: Floats of the widest intermediate (runs × masks × rows × width) one chunk of runs may hold.
 CHUNK_FLOATS = 1 << 24
 
@@ -78,13 +81,14 @@ class StackProbes:
         self.layout = first.layout
         self.ids = [a.run_id for a in agents]
         self.seeds = [a._seed for a in agents]
-        self.options = {p.name: p for p in first.probes if p.name in BATCHED}
-        tests = [a._test for a in agents]
-        assert all(t is not None for t in tests)  # checked by supported()
-        counts = [len(t.targets) for t in tests]  # type: ignore[union-attr]
+        self.options = {p.name: p for p in first.probes if isinstance(p, KINDS)}
+        tests = [a._test for a in agents if a._test is not None]
+        if len(tests) != len(agents):
+            raise ValueError("every agent of a stack needs test data (see supported())")
+        counts = [len(t.targets) for t in tests]
         n = max(counts)
-        self.x = _pad([t.inputs.value for t in tests], n)  # type: ignore[union-attr]  # (R, N, ...)
-        self.y = _pad([t.targets for t in tests], n)  # type: ignore[union-attr]  # (R, N)
+        self.x = _pad([t.inputs.value for t in tests], n)  # (R, N, ...)
+        self.y = _pad([t.targets for t in tests], n)  # (R, N)
         self.counts = torch.tensor(counts)  # (R,)
         self.valid = torch.arange(n)[None, :] < self.counts[:, None]  # (R, N)
         self.direct = _feeds_output(template, self.x[0, :1], self.layout.hidden, self.layout.output)
@@ -111,7 +115,7 @@ class StackProbes:
         """Swap each agent's batched probes for stand-ins (before its first step)."""
         for agent in agents:
             agent.probes = [
-                StackedProbe(p, self, agent.run_id) if p.name in BATCHED else p
+                StackedProbe(p, self, agent.run_id) if isinstance(p, KINDS) else p
                 for p in agent.probes
             ]
 
