@@ -65,6 +65,8 @@ MAX_CONSECUTIVE_FAILURES = 3
 LOG_INTERVAL = 60.0
 
 _AUTO: Any = object()
+#: Below every step the agent accepts: the last step before the first call.
+_NO_STEP = -(2**62) - 1
 
 
 class Agent:
@@ -243,7 +245,12 @@ class Agent:
         self._loss_steps: collections.deque[int] = collections.deque(maxlen=limits.loss_window)
         self._loss_values: collections.deque[float] = collections.deque(maxlen=limits.loss_window)
         self._calibration: list[ProbeContext] | None = None
-        self._last_step: int | None = None
+        self._last_step = _NO_STEP
+        self._due = _NO_STEP
+        """The fast path of :meth:`step` covers the steps before this one (none while off)."""
+        self._left = 0.0
+        self._evaluated_at: int | None = None
+        self._interval_before: float | None = None
         self._seen_events: set[str] = set()
         self._array_probes: set[str] = set()
         self._closed = False
@@ -316,32 +323,16 @@ class Agent:
         Steps may be skipped (a loop may call every 100 steps): evaluations fall on the same
         grid steps, and windows are in steps.
         """
-        # the path of a call that only records the loss is kept short: it runs at every step
-        clock, schedule = self._clock, self._schedule
-        entered = clock()
-        if schedule.started is None:
-            schedule.started = entered
+        # the path of a call that only records the loss: it runs at every step, right after a
+        # training step has pushed the interpreter out of the caches, so it touches few objects
+        entered = self._clock()
         try:
-            if self._closed:
-                return self.decision
-            if type(step) is not int:
-                step = whole("step", step, -(2**62))
-            last = self._last_step
-            if last is not None and step <= last:
-                self.ignored_steps += 1
-                return self.decision
-            self._last_step = step
-            if loss is not None:
-                # on the CPU there is no sync to defer, and a kept tensor would pin a small
-                # block inside the heap the training step allocates from (the heap then grows
-                # and the step's tensors land on fresh pages: measured +210 KB a step)
-                if not isinstance(loss, torch.Tensor):
-                    self._pending_losses.append((step, float(loss)))
-                elif loss.is_cpu:
+            if type(step) is int and self._last_step < step < self._due:
+                self._last_step = step
+                if type(loss) is torch.Tensor and loss.is_cpu:
                     self._pending_losses.append((step, loss.item()))
-                else:  # kept without a sync until the next evaluation, and without its graph
-                    self._pending_losses.append((step, loss.detach()))
-            if step < schedule.next_due:
+                elif loss is not None:
+                    self._keep_loss(step, loss)
                 return self.decision
             given = {
                 "train_loss": train_loss,
@@ -349,18 +340,80 @@ class Agent:
                 "test_loss": test_loss,
                 "test_accuracy": test_acc,
             }
-            self._measure(step, {k: float(v) for k, v in given.items() if v is not None}, entered)
+            self._full_step(step, loss, given, entered)
         except Exception as exc:  # the agent must never break the run it watches
-            self.errors += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            if self.errors <= 3:
-                log.warning("grokwatch agent error at step %r: %s", step, self.last_error)
-            self.decision = Decision.keep_going(
-                self.decision.step, Reason.AGENT_ERROR, self.last_error, self.decision.phase
-            )
+            self._failed(step, exc)
         finally:
-            schedule.spent += clock() - entered
+            left = self._clock()
+            self._schedule.spent += left - entered
+            self._left = left
         return self.decision
+
+    def _keep_loss(self, step: int, loss: torch.Tensor | float) -> None:
+        # on the CPU there is no sync to defer, and a kept tensor would pin a small block
+        # inside the heap the training step allocates from (the heap then grows and the step's
+        # tensors land on fresh pages: measured +210 KB a step)
+        if not isinstance(loss, torch.Tensor):
+            self._pending_losses.append((step, float(loss)))
+        elif loss.is_cpu:
+            self._pending_losses.append((step, loss.item()))
+        else:  # kept without a sync until the next evaluation, and without its graph
+            self._pending_losses.append((step, loss.detach()))
+
+    def _full_step(
+        self,
+        step: int,
+        loss: torch.Tensor | float | None,
+        given: Mapping[str, float | None],
+        entered: float,
+    ) -> None:
+        """:meth:`step` beyond the fast path: the first call, odd steps, evaluations, and the
+        call after an evaluation (which charges its spill-over)."""
+        schedule = self._schedule
+        if schedule.started is None:
+            schedule.started = entered
+        self._due = _NO_STEP  # the fast path is off until this call is done
+        if self._closed:
+            return
+        if type(step) is not int:
+            step = whole("step", step, -(2**62))
+        last = self._last_step
+        if step <= last:
+            self.ignored_steps += 1
+            self._due = schedule.next_due
+            return
+        self._last_step = step
+        if self._evaluated_at is not None:
+            self._charge_spill_over(step, entered)
+        if loss is not None:
+            self._keep_loss(step, loss)
+        if step >= schedule.next_due:
+            before = entered - self._left if last == step - 1 else None
+            values = {k: float(v) for k, v in given.items() if v is not None}
+            if self._measure(step, values, entered):
+                self._evaluated_at, self._interval_before = step, before
+        if self._evaluated_at is None:
+            self._due = schedule.next_due
+
+    def _charge_spill_over(self, step: int, entered: float) -> None:
+        """Charge the loop's first step after an evaluation with what it took beyond the step
+        before the evaluation (caches the evaluation left cold): a cost outside the agent's
+        calls. Measured only when the loop calls at consecutive steps."""
+        at, before = self._evaluated_at, self._interval_before
+        self._evaluated_at = self._interval_before = None
+        if at is not None and before is not None and step == at + 1:
+            self._schedule.spilled(max(entered - self._left - before, 0.0))
+
+    def _failed(self, step: object, exc: Exception) -> None:
+        self.errors += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if self.errors <= 3:
+            log.warning("grokwatch agent error at step %r: %s", step, self.last_error)
+        self.decision = Decision.keep_going(
+            self.decision.step, Reason.AGENT_ERROR, self.last_error, self.decision.phase
+        )
+        if not self._closed and self._evaluated_at is None:
+            self._due = self._schedule.next_due
 
     def _drain_losses(self, step: int) -> None:
         pending = self._pending_losses
@@ -382,16 +435,20 @@ class Agent:
             self._loss_steps.popleft()
             self._loss_values.popleft()
 
-    def _measure(self, step: int, given: Mapping[str, float], entered: float) -> None:
+    def _measure(self, step: int, given: Mapping[str, float], entered: float) -> bool:
+        """Evaluate at grid step ``step`` if the schedule allows; whether it did."""
         started = self._clock()
         schedule = self._schedule
         schedule.next_due = schedule.after(step)
+        if not schedule.ready(step, entered):
+            schedule.skipped += 1
+            return False
         active = [p for p in self.probes if p.name not in self.disabled]
         snapshot = step >= schedule.next_snapshot
         plan = schedule.plan(active, step, snapshot, entered)
         if plan is None:
             schedule.skipped += 1
-            return
+            return False
         self._drain_losses(step)
         probe_seconds = 0.0
         if plan.calibrate is not None:
@@ -418,6 +475,7 @@ class Agent:
         elapsed = self._clock() - started
         self.measure_seconds += elapsed
         schedule.evaluated(elapsed - probe_seconds, first=plan.first)
+        return True
 
     def _snapshot_probes(self) -> list[Probe]:
         """Extra snapshots (events, close) rerun only the probes that produce arrays (and,
@@ -616,7 +674,7 @@ class Agent:
             last = self._last_step
             probes = self._snapshot_probes()
             if (
-                last is not None
+                last != _NO_STEP
                 and last not in self.snapshots
                 and self._schedule.credit(entered) >= self._schedule.predicted(probes)
             ):
@@ -627,6 +685,7 @@ class Agent:
         finally:
             self._schedule.leave(entered)
         self._closed = True
+        self._due = _NO_STEP
         self.finished_at = time.time()
         self.transport.submit(Record("finish", self.run_id, meta=self.summary()))
         self.transport.close(timeout)

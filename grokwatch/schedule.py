@@ -177,6 +177,9 @@ class Schedule:
         self.cost: dict[str, float] = {}
         self.measured: set[str] = set()
         self.eval_cost = 0.0
+        self.spill_cost = 0.0
+        """Mean spill-over of an evaluation (see :meth:`spilled`)."""
+        self.spills = 0
         self.reference_name: str | None = None
         self._next_run: dict[str, int] = {}
         self._extra_time: dict[str, float] = {}
@@ -269,7 +272,7 @@ class Schedule:
         own = EXTRA_SHARE * overhead * loop
         if self.evaluations == 0:
             return own
-        per_eval = self.eval_cost + self.predicted(self._core)
+        per_eval = self.evaluation_cost(self._core)
         left = grid_count(step + 1, self.horizon(step), self.every)
         surplus = self._core_budget(step, entered) - self.core_spent - per_eval * left
         if surplus <= 0:
@@ -298,6 +301,19 @@ class Schedule:
         return max(1000, 2 * step)
 
     # -- the probe plan -----------------------------------------------------------------------
+
+    def evaluation_cost(self, core: Sequence[Probe]) -> float:
+        """The expected cost of an evaluation running the ``core`` probes: theirs, the
+        evaluation's own work and its spill-over."""
+        return self.eval_cost + self.spill_cost + self.predicted(core)
+
+    def ready(self, step: int, entered: float) -> bool:
+        """Whether grid step ``step`` may be evaluated, checked against the core of the last
+        plan: a step the cap refuses then costs little (:meth:`plan` decides the others)."""
+        if self.overhead is None or self.evaluations == 0:
+            return True
+        spend = self.core_spent + self.evaluation_cost(self._core)
+        return spend <= self._core_allowance(step, entered)
 
     def core(self, probe: Probe) -> bool:
         """Under a cap: the reference probe (``loss_accuracy``, else the first probe), and the
@@ -333,7 +349,7 @@ class Schedule:
         core = [p for p in probes if self.core(p)]
         self._core = core
         allowance = self._core_allowance(step, entered)
-        if self.core_spent + self.eval_cost + self.predicted(core) > allowance:
+        if self.core_spent + self.evaluation_cost(core) > allowance:
             return None
         # the extra probe that would have had the least time after its next run goes first
         # (untimed ones: calibration), leaving out those the horizon's extra budget cannot pay
@@ -424,6 +440,18 @@ class Schedule:
             return
         self.core_spent += seconds
         self.eval_cost = seconds if self.evaluations <= 2 else 0.5 * (self.eval_cost + seconds)
+
+    def spilled(self, seconds: float) -> None:
+        """Charge the spill-over of the last evaluation: what the loop's next step took beyond
+        the step before the evaluation (caches the evaluation left cold). It happens outside
+        the agent's calls, so it is added to its time here; the first evaluation's is one-off."""
+        self.spent += seconds
+        if self.evaluations <= 1:
+            self.one_off += seconds
+            return
+        self.core_spent += seconds
+        self.spills += 1
+        self.spill_cost += (seconds - self.spill_cost) / self.spills
 
 
 class _StepClock:

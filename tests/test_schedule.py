@@ -296,6 +296,57 @@ def test_the_agent_runs_the_plan_and_charges_each_account():
     assert all(values["agent_overhead_ratio"] <= 0.05 for values in history.values())
 
 
+@pytest.mark.parametrize("calls_every", [1, 100])
+def test_the_spill_over_of_an_evaluation_is_charged_to_the_agent(calls_every):
+    """The step after an evaluation runs 1 ms slower (caches the evaluation left cold): the
+    agent charges it to its own time when the loop calls at consecutive steps, and the cap holds
+    over the loop's wall time with it."""
+    clock = FakeClock()
+    (xtr, ytr), (xte, yte) = addition_data(53)
+    agent = Agent(
+        TinyMLP(53), train=(xtr, ytr), test=(xte, yte), probes=["loss_accuracy"], transport=None
+    )
+    agent._schedule.clock = agent._clock = clock
+    evaluated: set[int] = set()
+    for step in range(0, 3000, calls_every):
+        clock.now += 0.003 * calls_every + (0.001 if step - calls_every in evaluated else 0.0)
+        before = agent.evaluations
+        agent.step(step)
+        if agent.evaluations > before:
+            evaluated.add(step)
+    schedule = agent._schedule
+    if calls_every == 1:
+        assert schedule.spills == agent.evaluations - 1 >= 5  # the first one's is one-off
+        assert schedule.spill_cost == pytest.approx(0.001)
+        predicted = schedule.eval_cost + schedule.predicted(schedule._core) + 0.001
+        assert schedule.evaluation_cost(schedule._core) == pytest.approx(predicted)
+        assert schedule.total() >= 0.00099 * (agent.evaluations - 1)  # in the agent's own share
+        assert schedule.ratio() <= 0.01
+    else:  # a step's spill-over cannot be told from 100 steps' noise: nothing is charged
+        assert schedule.spills == 0 and schedule.spill_cost == 0.0
+        assert agent.evaluations >= 5
+
+
+def test_the_fast_path_records_every_step_the_full_path_would():
+    """Calls that only record the loss take the fast path; odd steps, repeats and numpy steps
+    the full one: the recorded losses are the same."""
+    (xtr, ytr), (xte, yte) = addition_data(53)
+    agent = Agent(TinyMLP(53), train=(xtr, ytr), test=(xte, yte), transport=None, every=50)
+    steps = [0, 1, np.int64(2), 2.0, 3, 3, 1, 5, 50, 51]
+    for step in steps:
+        agent.step(step, loss=torch.tensor(float(step)))
+    agent.step(52, loss=1.5)
+    agent.step(53, loss=torch.tensor([1.0, 2.0]))  # not a scalar: an error, counted
+    assert agent.ignored_steps == 3  # 2.0, the second 3, and 1
+    assert agent.errors == 1
+    agent.step(100, loss=0.0)
+    assert list(agent._loss_steps) == [0, 1, 2, 3, 5, 50, 51, 52, 100]
+    assert list(agent._loss_values) == [0.0, 1.0, 2.0, 3.0, 5.0, 50.0, 51.0, 1.5, 0.0]
+    agent.close()
+    agent.step(101, loss=1.0)  # after close: ignored, never raises
+    assert agent._last_step == 100
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
