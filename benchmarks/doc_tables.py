@@ -76,12 +76,11 @@ def overhead_cadences() -> str:
     total = sum(data["probe_cost_in_train_steps"].values())
     rows = []
     for every, entry in sorted(data["cadences"].items(), key=lambda kv: int(kv[0])):
-        rows.append((every, f"{total / int(every):.1%}", f"{entry['wall_ratio_median'] - 1:+.1%}",
-                     f"{entry['cpu_ratio_median'] - 1:+.1%}"))  # fmt: skip
-    return table(
-        ("every", "probe cost / training time", "measured wall (median)", "measured CPU (median)"),
-        rows,
-    )
+        lo, hi = entry["ratio_ci95"]
+        rows.append((every, f"{total / int(every):.1%}",
+                     f"{entry['ratio'] - 1:+.1%} [{lo - 1:+.1%}, {hi - 1:+.1%}]",
+                     f"{entry['wall_ratio'] - 1:+.1%}"))  # fmt: skip
+    return table(("every", "probe cost / training time", "measured [95 % CI]", "wall clock"), rows)
 
 
 def fast_paths() -> str:
@@ -100,23 +99,24 @@ def fast_paths() -> str:
 
 
 def overhead_models() -> str:
-    """The agent at its defaults on each model, wall clock first (``benchmarks/overhead.py``)."""
+    """The agent at its defaults on each model (``benchmarks/overhead.py``)."""
     data = _json("overhead.json")
-    if "models" not in data:
-        return "*(No results yet: `benchmarks/overhead.py` has not written its `models` table.)*"
+    if data.get("method") != "interleaved blocks":
+        return "*(`benchmarks/overhead.py` results predate the interleaved blocks: rerun it.)*"
+
+    def ci(pair: Sequence[float]) -> str:
+        return f"[{pair[0]:+.2%}, {pair[1]:+.2%}]"
+
     rows = []
     for name, m in data["models"].items():
-        if "wall_overhead_ci95" not in m:
-            return "*(`benchmarks/overhead.py` results predate the wall-clock columns: rerun it.)*"
-        lo, hi = m["wall_overhead_ci95"]
-        noise = max((abs(x) for x in m["noise_bare_pairs"]), default=float("nan"))
         rows.append(
             (
                 f"`{name}`",
-                m["steps"],
-                f"{m['train_step_ms']:.1f} ms",
-                f"**{m['default_overhead']:+.2%}** [{lo:+.2%}, {hi:+.2%}]",
-                f"±{noise:.1%}",
+                f"{m['steps']} × {m['train_step_ms']:.1f} ms",
+                f"**{m['default_overhead']:+.2%}** {ci(m['overhead_ci95'])}",
+                f"{m['wall_overhead']:+.2%} {ci(m['wall_overhead_ci95'])}",
+                f"{m['aa_overhead']:+.2%} {ci(m['aa_ci95'])}" if "aa_overhead" in m else "",
+                f"{m['spill_over_ms_per_evaluation']:+.2f} ms",
                 f"{m['agent_share']:.2%}",
                 f"{m['train_step_slowdown']:+.2%}",
                 f"{m['faults_per_step_bare']:.2f} / {m['faults_per_step_watched']:.2f}",
@@ -126,16 +126,25 @@ def overhead_models() -> str:
     head = (
         "model",
         "steps",
-        "step",
-        "wall overhead [95 % CI]",
-        "bare vs bare",
+        "overhead [95 % CI]",
+        "wall clock [95 % CI]",
+        "A/A control",
+        "spill-over an evaluation",
         "agent's own share",
         "training steps",
         "page faults a step (bare / watched)",
         "evaluations",
     )
-    pairs = ", ".join(f"{k} {v}" for k, v in data["repeats"].items())
-    return table(head, rows) + f"\n\nMedians over interleaved pairs ({pairs}), 1 thread."
+    runs = ", ".join(
+        f"{k} {m['repeats']} × {m['block_pairs'] // m['repeats']} pairs"
+        + (f" + {m['aa_repeats']} A/A" if "aa_repeats" in m else "")
+        for k, m in data["models"].items()
+    )
+    return table(head, rows) + (
+        f"\n\nBlocks of {data['block_steps']} steps in ABBA order, pooled over the runs ({runs}); "
+        f"1 torch thread on CPU {', '.join(map(str, data['cpus'] or []))}; both copies end with "
+        f"the same weights: {all(m['weights_equal'] for m in data['models'].values())}."
+    )
 
 
 def overhead_probe_runs() -> str:

@@ -369,7 +369,7 @@ def block_overhead(
 
 
 def _median(runs: Sequence[dict[str, Any]], key: str) -> float:
-    return statistics.median(r[key] for r in runs)
+    return float(statistics.median(r[key] for r in runs))
 
 
 def summarize(
@@ -377,27 +377,39 @@ def summarize(
 ) -> dict[str, Any]:
     """The ``models`` entry of one model from its interleaved runs (and A/A controls)."""
     pooled = block_overhead(runs)
+    wall = block_overhead(runs, clock="wall")
     step_seconds = _median(runs, "train_step_bare")
+    bare_cpu = sum(sum(r["bare_cpu"]) for r in runs)
     entry: dict[str, Any] = {
         "steps": steps,
         "train_step_ms": 1000 * step_seconds,
         "default_overhead": pooled["overhead"],
         "overhead_ci95": pooled["ci95"],
         "overhead_each_run": [block_overhead([r], draws=1)["overhead"] for r in runs],
+        "wall_overhead": wall["overhead"],
+        "wall_overhead_ci95": wall["ci95"],
+        "wall_overhead_each_run": [
+            block_overhead([r], clock="wall", draws=1)["overhead"] for r in runs
+        ],
+        "cpu_share_of_wall": bare_cpu / sum(sum(r["bare_blocks"]) for r in runs),
         "repeats": len(runs),
         "block_pairs": pooled["pairs"],
         "pair_noise": pooled["pair_noise"],
+        "wall_pair_noise": wall["pair_noise"],
         "spill_over_ms_per_evaluation": pooled["spill_over_ms"],
         "spill_over_ci95_ms": pooled["spill_over_ci95_ms"],
         "spill_over_charged_seconds": pooled["spill_over_charged_seconds"],
-        "background_in_bare_seconds": pooled["background_in_bare_seconds"],
+        "bare_after_evaluation_blocks": pooled["bare_after_evaluation_blocks"],
+        "background_in_bare_seconds": wall["background_in_bare_seconds"],
         "weights_equal": all(r["weights_equal"] for r in runs + aa),
     }
     if aa:
-        control = block_overhead(aa)
+        control, control_wall = block_overhead(aa), block_overhead(aa, clock="wall")
         entry |= {
             "aa_overhead": control["overhead"],
             "aa_ci95": control["ci95"],
+            "aa_wall_overhead": control_wall["overhead"],
+            "aa_wall_ci95": control_wall["ci95"],
             "aa_repeats": len(aa),
         }
     probe_names = list(runs[0]["probe_runs"])
@@ -426,6 +438,30 @@ def summarize(
         "agent_errors": max(r["agent_errors"] for r in runs),
     }
     return entry
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:+.2f} %"
+
+
+def _ci(pair: Sequence[float]) -> str:
+    return f"[{100 * pair[0]:+.2f}, {100 * pair[1]:+.2f}]" if pair else "[]"
+
+
+def _line(name: str, e: dict[str, Any]) -> str:
+    """One model's results in a line of text."""
+    return (
+        f"{name:<12} {e['steps']} steps of {e['train_step_ms']:.2f} ms, {e['block_pairs']} "
+        f"block pairs: {_pct(e['default_overhead'])} {_ci(e['overhead_ci95'])} (CPU clock), "
+        f"{_pct(e['wall_overhead'])} {_ci(e['wall_overhead_ci95'])} (wall clock); A/A "
+        f"{_pct(e.get('aa_overhead', float('nan')))} {_ci(e.get('aa_ci95', []))}, wall "
+        f"{_pct(e.get('aa_wall_overhead', float('nan')))} {_ci(e.get('aa_wall_ci95', []))}; "
+        f"spill-over {e['spill_over_ms_per_evaluation']:+.2f} ms an evaluation; agent's own "
+        f"share {100 * e['agent_share']:.2f} %, calls seen from the loop "
+        f"{100 * e['agent_call_share']:.2f} %, training steps {_pct(e['train_step_slowdown'])}; "
+        f"{e['evaluations']:.0f} evaluations ({e['skipped_evaluations']:.0f} grid steps "
+        f"skipped); weights equal: {e['weights_equal']}"
+    )
 
 
 def main() -> dict[str, Any]:
@@ -490,21 +526,7 @@ def main() -> dict[str, Any]:
             entry["seconds"] = time.perf_counter() - model_started
             result["models"][name] = entry
             result["repeats"][name] = len(runs)
-            lo, hi = entry["overhead_ci95"]
-            aa_ci = ", ".join(f"{100 * v:+.2f}" for v in entry.get("aa_ci95", []))
-            print(
-                f"{name:<12} {steps} steps of {entry['train_step_ms']:.2f} ms, "
-                f"{entry['block_pairs']} block pairs: wall "
-                f"{100 * entry['default_overhead']:+.2f} % "
-                f"(95 % CI {100 * lo:+.2f} .. {100 * hi:+.2f}); A/A "
-                f"{100 * entry.get('aa_overhead', float('nan')):+.2f} % [{aa_ci}]; spill-over "
-                f"{entry['spill_over_ms_per_evaluation']:+.2f} ms/evaluation; agent's own share "
-                f"{100 * entry['agent_share']:.2f} %, calls seen from the loop "
-                f"{100 * entry['agent_call_share']:.2f} %, training steps "
-                f"{100 * entry['train_step_slowdown']:+.2f} %; {entry['evaluations']:.0f} "
-                f"evaluations ({entry['skipped_evaluations']:.0f} grid steps skipped)",
-                flush=True,
-            )
+            print(_line(name, entry), flush=True)
             if name != "mlp" or not args.every:
                 continue
             # the reference MLP at fixed cadences without a cap, and each probe's cost
@@ -516,13 +538,17 @@ def main() -> dict[str, Any]:
                     name, steps, agent_kwargs={"every": every}, db=db, block=args.block
                 )
                 measured = block_overhead([run])
+                wall = block_overhead([run], clock="wall")
                 result["cadences"][str(every)] = {
-                    "wall_ratio": 1 + measured["overhead"],
-                    "wall_ratio_ci95": [1 + x for x in measured["ci95"]],
+                    "ratio": 1 + measured["overhead"],
+                    "ratio_ci95": [1 + x for x in measured["ci95"]],
+                    "wall_ratio": 1 + wall["overhead"],
+                    "wall_ratio_ci95": [1 + x for x in wall["ci95"]],
                     "evaluations": run["evaluations"],
                 }
                 print(
-                    f"mlp every {every:>4} (no cap): wall {100 * measured['overhead']:+.2f} %",
+                    f"mlp every {every:>4} (no cap): {_pct(measured['overhead'])} (CPU clock), "
+                    f"{_pct(wall['overhead'])} (wall clock)",
                     flush=True,
                 )
                 if every == args.every[0]:

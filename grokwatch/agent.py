@@ -48,6 +48,7 @@ from grokwatch.probesets import Data, locate_layers, prepare_probe_set
 from grokwatch.rundata import RunData
 from grokwatch.schedule import (
     CALIBRATION_ROWS,
+    CALL_SECONDS,
     DEFAULT_OVERHEAD,
     Plan,
     Schedule,
@@ -345,7 +346,7 @@ class Agent:
             self._failed(step, exc)
         finally:
             left = self._clock()
-            self._schedule.spent += left - entered
+            self._schedule.spent += left - entered + CALL_SECONDS
             self._left = left
         return self.decision
 

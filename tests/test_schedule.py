@@ -153,7 +153,7 @@ def test_the_cap_holds_at_the_end_of_a_budgeted_run_and_pays_for_the_core():
     # gradient cosine, the evaluation's own work)
     core = 0.9 * 0.01 * (1 - UNTIMED_SHARE) * 9.0 - 3000 * 5e-6 - schedule.one_off
     per_evaluation = schedule.eval_cost + schedule.predicted(schedule._core)
-    assert runs["loss_accuracy"] == len(evaluated) >= 0.9 * core / per_evaluation >= 15
+    assert runs["loss_accuracy"] == len(evaluated) >= 0.9 * core / per_evaluation >= 12
     # dense early, sparser later: the grid's shape, thinned
     early = [s for s in evaluated if s < 1000]
     assert len(early) >= 3 * (len(evaluated) - len(early))
