@@ -117,6 +117,7 @@ def _diff(results: list[Any], reference: Any) -> dict[str, Any]:
         "labels_identical": True,
         "statuses_identical": True,
         "batched_relative": {c: 0.0 for c in sorted(BATCHED_COLUMNS)},
+        "batched_absolute": {c: 0.0 for c in sorted(BATCHED_COLUMNS)},
         "batched_values_differing": 0,
         "batched_values": 0,
     }
@@ -140,6 +141,9 @@ def _diff(results: list[Any], reference: Any) -> dict[str, Any]:
             if column in BATCHED_COLUMNS:
                 rel = relative(new_v, old_v)
                 row["batched_relative"][column] = max(row["batched_relative"][column], rel)
+                both = ~(np.isnan(new_v) | np.isnan(old_v))
+                gap = float(np.max(np.abs(new_v[both] - old_v[both]), initial=0.0))
+                row["batched_absolute"][column] = max(row["batched_absolute"][column], gap)
                 row["batched_values"] += int(np.sum(~np.isnan(old_v)))
                 differ = ~((new_v == old_v) | (np.isnan(new_v) & np.isnan(old_v)))
                 row["batched_values_differing"] += int(np.sum(differ))
@@ -175,6 +179,9 @@ def main() -> dict[str, Any]:
         "batched_values_differing": sum(r["batched_values_differing"] for r in rows),
         "batched_max_relative": {
             c: max(r["batched_relative"][c] for r in rows) for c in sorted(BATCHED_COLUMNS)
+        },
+        "batched_max_absolute": {
+            c: max(r["batched_absolute"][c] for r in rows) for c in sorted(BATCHED_COLUMNS)
         },
     }
     if args.json:

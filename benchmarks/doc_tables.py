@@ -616,6 +616,9 @@ TABLES: dict[str, Callable[[], str]] = {
     "corpus_outcomes": corpus_outcomes,
     "corpus_throughput": corpus_throughput,
     "corpus_throughput_600": lambda: corpus_throughput("corpus/throughput_600_steps.json"),
+    "corpus_throughput_600_stack7": lambda: corpus_throughput(
+        "corpus/throughput_600_steps_stack7.json"
+    ),
     "corpus_probe_tolerance": corpus_probe_tolerance,
     "corpus_stacked_step": corpus_stacked_step,
     "control_live": control_live,
