@@ -4,8 +4,8 @@ what each agent measures alone, within the stated tolerance; stacks start in eit
 Tolerance (docs/corpus.md): training columns, labels and probe statuses bitwise equal; the
 batched probes' columns equal up to float rounding of the forward — circuit complexity within
 1e-4 relative, the dropout accuracies within one probe row (1 / test rows) — because an arg-max
-may flip on a near tie. Measured: bitwise equal on every run checked here and on the committed
-runs retrained by `benchmarks/corpus_probe_tolerance.py`.
+may flip on a near tie. Measured on real runs by `benchmarks/corpus_probe_tolerance.py`
+(`benchmarks/results/corpus/probe_tolerance.json`, docs/corpus.md).
 """
 
 from __future__ import annotations
