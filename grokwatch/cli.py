@@ -299,9 +299,10 @@ def _add_transfer(group: argparse._ActionsContainer) -> None:
     """The transfer rules of ``grokwatch.forecast.transfer`` (``fit`` and ``evaluate --lofo``)."""
     group.add_argument(
         "--threshold-rule",
-        choices=["pooled", "family"],
+        choices=["pooled", "family", "median"],
         default="pooled",
-        help="false-alarm budget over the pooled validation runs or on every family",
+        help="false-alarm budget over the pooled validation runs, on every family or on the "
+        "median family",
     )
     group.add_argument(
         "--balance", choices=["run", "family"], default="run", help="weigh runs or families equally"

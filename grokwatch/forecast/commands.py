@@ -268,6 +268,7 @@ def evaluate_lofo(
     plots: bool = True,
     name: str = "lofo",
     seed: int = 0,
+    fold_models: Sequence[GrokForecaster] | None = None,
     say: Say = print,
 ) -> dict[str, Any]:
     """``grokwatch evaluate --lofo``: leave one family out over the runs of ``corpora`` (one
@@ -282,8 +283,11 @@ def evaluate_lofo(
     this many runs of each family (a seeded sample). Runs are held out by
     :func:`~.replay.architecture_family`; the held-out runs are also judged at the agent's
     default settings (view :data:`AGENT_DEFAULTS`: the evaluations of the default grid that
-    the 1 % overhead cap leaves, :func:`~.replay.thin`). Writes ``NAME.json``, ``NAME.md`` and
-    ``NAME/reliability_FAMILY.png`` to ``out``."""
+    the 1 % overhead cap leaves, :func:`~.replay.thin`). ``fold_models``: models of an earlier
+    run of the same settings (its ``NAME/models``), used instead of fitting -- each must
+    have been fitted on exactly the fold's training runs (:func:`_saved_fold`). Writes
+    ``NAME.json``, ``NAME.md``, ``NAME/reliability_FAMILY.png`` and the fold models
+    ``NAME/models/FAMILY.npz`` (fitted without FAMILY) to ``out``."""
     from functools import partial
 
     from grokwatch.forecast.lofo import format_lofo, lofo_folds, minimal_run, run_lofo, summary_line
@@ -323,10 +327,12 @@ def evaluate_lofo(
         dataclasses.replace(f, test=tuple(test[r.run_id] for r in f.test))
         for f in lofo_folds(base, extra)
     ]
-    fit = partial(
+    fit: Callable[[Sequence[Replay], Sequence[Replay]], GrokForecaster] = partial(
         _fit_fold, folds=folds, fold_by=fold_by, calibrate=calibrate, far=far, C_grid=C_grid,
         params=params, seed=seed, say=say, budget_samples=budget_samples, **(transfer or {}),
     )  # fmt: skip
+    if fold_models is not None:
+        fit = partial(_saved_fold, list(fold_models))
     views = {
         f"cadence {c}": {r.run_id: r for r in extra if r.cadence == c}
         for c in view_cadences
@@ -390,6 +396,10 @@ def evaluate_lofo(
                     out_dir / name / f"reliability_{fam}.png",
                     title=f"held-out family {fam}: P(grok within budget)",
                 )
+        from grokwatch.forecast.io import save
+
+        for fam, model in models.items():  # the fold models, for checks without refitting
+            save(model, out_dir / name / "models" / f"{fam}.npz", report=model.fit_report_)
         say(f"wrote {out_dir / name}.json and .md")
     for fam, s in result["families"].items():
         say(summary_line(fam, s))
@@ -432,6 +442,18 @@ def _fit_fold(
         "fit_seconds": round(time.perf_counter() - t0, 1),
     }
     return model
+
+
+def _saved_fold(
+    models: Sequence[GrokForecaster], train: Sequence[Replay], extra: Sequence[Replay]
+) -> GrokForecaster:
+    """The saved fold model fitted on exactly ``train``'s families and number of runs."""
+    families = sorted({r.family for r in train})
+    for model in models:
+        report = getattr(model, "fit_report_", {}) or {}
+        if report.get("families") == families and report.get("n_runs") == len(train):
+            return model
+    raise ValueError(f"no saved fold model was fitted on {families} ({len(train)} runs)")
 
 
 def _score_shipped(

@@ -45,7 +45,7 @@ from grokwatch.forecast.replay import (
     replay,
     with_family,
 )
-from grokwatch.forecast.transfer import THRESHOLD_RULES, family_threshold, family_weights
+from grokwatch.forecast.transfer import THRESHOLD_RULES, family_weights, rule_threshold
 
 __all__ = [
     "BALANCE",
@@ -249,7 +249,8 @@ def fit_replays(
     transformer, held out -- have 41 % of its grokking runs called hopeless).
 
     The transfer rules of :mod:`.transfer`: ``threshold_rule="family"`` keeps the false-alarm
-    budget on every fitting family (``"pooled"``: over all their runs); ``balance="family"``
+    budget on every fitting family, ``"median"`` on the median one (``"pooled"``: over all
+    their runs); ``balance="family"``
     weighs every family the same in fitting."""
     say = log or (lambda *a: None)
     if fold_by not in FOLD_BY:
@@ -347,9 +348,8 @@ def fit_replays(
                     and fo.phase is not Phase.MEMORIZING  # never hopeless then (online)
                 ]
                 pos_min.setdefault(r.family, []).append(min(before) if before else math.inf)
-    pooled = choose_alert_threshold([v for vs in neg_max.values() for v in vs], far)
     per_family = {f: choose_alert_threshold(v, far) for f, v in sorted(neg_max.items())}
-    alert = family_threshold(neg_max, far) if threshold_rule == "family" else pooled
+    alert = rule_threshold(threshold_rule, neg_max, far)
     per_family_hopeless = {
         f: hopeless_threshold(v, hopeless_miss, alert) for f, v in sorted(pos_min.items())
     }

@@ -10,6 +10,11 @@ family while it is held out:
 - **worst-family threshold** (:func:`family_threshold`): the smallest threshold that keeps
   the false-alarm rate within budget on *every* fitting family separately, instead of on
   their pooled runs (where the largest family decides).
+- **median-family threshold** (:func:`median_threshold`): the median of the fitting
+  families' own thresholds. A new family's own threshold is one more draw from the
+  distribution those estimate, so the median keeps the budget on a new family about half
+  the time; the pooled threshold sits near the largest of them (the families whose negative
+  runs reach the highest P decide), and the worst-family one at it.
 - **family-balanced weights** (:func:`family_weights`): every family weighs the same in
   fitting, whatever its number of runs.
 """
@@ -17,6 +22,7 @@ family while it is held out:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,10 +32,14 @@ __all__ = [
     "THRESHOLD_RULES",
     "family_threshold",
     "family_weights",
+    "median_threshold",
+    "rule_threshold",
+    "threshold_from_report",
 ]
 
-THRESHOLD_RULES = ("pooled", "family")
-"""``pooled``: false-alarm budget over all fitting runs; ``family``: on each family."""
+THRESHOLD_RULES = ("pooled", "family", "median")
+"""``pooled``: false-alarm budget over all fitting runs; ``family``: on each family;
+``median``: on the median family."""
 
 
 def family_threshold(negative_max: Mapping[str, Sequence[float]], far: float) -> float:
@@ -39,6 +49,40 @@ def family_threshold(negative_max: Mapping[str, Sequence[float]], far: float) ->
     largest alert scores."""
     per = [choose_alert_threshold(v, far) for v in negative_max.values() if len(v)]
     return max(per) if per else 0.5
+
+
+def median_threshold(negative_max: Mapping[str, Sequence[float]], far: float) -> float:
+    """The median of the families' own thresholds for ``far`` false alarms
+    (:func:`~.replay.choose_alert_threshold`; families without negative runs impose nothing).
+    ``negative_max``: family -> its negative runs' largest alert scores."""
+    per = [choose_alert_threshold(v, far) for v in negative_max.values() if len(v)]
+    return float(np.median(per)) if per else 0.5
+
+
+def rule_threshold(rule: str, negative_max: Mapping[str, Sequence[float]], far: float) -> float:
+    """The alert threshold of ``rule`` (one of :data:`THRESHOLD_RULES`) for ``far``."""
+    if rule == "pooled":
+        return choose_alert_threshold([v for vs in negative_max.values() for v in vs], far)
+    if rule == "family":
+        return family_threshold(negative_max, far)
+    if rule == "median":
+        return median_threshold(negative_max, far)
+    raise ValueError(f"rule must be one of {THRESHOLD_RULES}, got {rule=!r}")
+
+
+def threshold_from_report(report: Mapping[str, Any], rule: str) -> float:
+    """The alert threshold ``rule`` gives a fitted model, from its fit report alone (the
+    families' own thresholds it records): the per-family rules need nothing else, the pooled
+    one only the report of a pooled fit (the pooled runs' scores are not kept)."""
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"rule must be one of {THRESHOLD_RULES}, got {rule=!r}")
+    if rule == report.get("threshold_rule", "pooled"):
+        return float(report["alert_threshold"])
+    per = [float(v) for v in (report.get("family_thresholds") or {}).values()]
+    if rule == "pooled" or not per:
+        fitted = report.get("threshold_rule")
+        raise ValueError(f"the report of a {fitted!r} fit cannot give {rule=!r}")
+    return max(per) if rule == "family" else float(np.median(per))
 
 
 def family_weights(families: Sequence[str]) -> np.ndarray:

@@ -225,6 +225,20 @@ def test_evaluate_lofo_command_writes_the_json(runs, tmp_path):
     assert data["settings"]["fold_by"] == "family"
     assert "shipped" in data  # the shipped model, scored on the families it never saw
     assert (out / "lofo.md").read_text().startswith("| held-out family |")
+    # the saved fold models, each fitted without its family, give the same numbers again
+    # without refitting; a model of other training runs is refused
+    from grokwatch.forecast.commands import evaluate_lofo
+
+    saved = {f: model_io.load(out / "lofo" / "models" / f"{f}.npz") for f in ("alpha", "beta")}
+    assert saved["alpha"].fit_report_["families"] == ["beta"]
+    again = evaluate_lofo(
+        [corpus], out=None, folds=2, fold_models=list(saved.values()), say=lambda _: None
+    )
+    for f in ("alpha", "beta"):
+        for key in ("threshold", "recall", "far", "auroc25", "ece"):
+            assert again["families"][f][key] == pytest.approx(data["families"][f][key])
+    with pytest.raises(ValueError, match="no saved fold model"):
+        evaluate_lofo([corpus], out=None, fold_models=[saved["alpha"]], say=lambda _: None)
 
 
 def test_a_run_is_never_called_hopeless_before_it_memorized(replays):

@@ -1,4 +1,4 @@
-"""The transfer rules: the worst-family threshold,
+"""The transfer rules: the worst- and median-family thresholds,
 family-balanced weights, the default-grid replay, the v1 one-hot MLPs'
 family; and fit_replays with them on small synthetic families."""
 
@@ -21,7 +21,13 @@ from grokwatch.forecast.replay import (
     with_family,
 )
 from grokwatch.forecast.training import alert_scores, eligible_max, fit_replays
-from grokwatch.forecast.transfer import family_threshold, family_weights
+from grokwatch.forecast.transfer import (
+    family_threshold,
+    family_weights,
+    median_threshold,
+    rule_threshold,
+    threshold_from_report,
+)
 
 FAST = {"classifier": "gam", "n_trees": 10}
 
@@ -36,6 +42,38 @@ def test_family_threshold_keeps_the_budget_on_every_family():
         assert np.mean(np.array(vs) >= worst) <= 0.05
     assert np.mean(np.array(neg["small"]) >= pooled) > 0.05  # pooling lets it through
     assert family_threshold({"none": []}, 0.05) == 0.5
+
+
+def test_median_threshold_is_the_median_family_s_own():
+    neg = {
+        "low": [0.1 + 0.001 * i for i in range(100)],
+        "mid": [0.3 + 0.01 * i for i in range(40)],
+        "high": [0.5, 0.6, 0.7, 0.8],
+    }
+    own = sorted(choose_alert_threshold(v, 0.05) for v in neg.values())
+    assert median_threshold(neg, 0.05) == own[1]
+    assert rule_threshold("median", neg, 0.05) == own[1]
+    assert rule_threshold("family", neg, 0.05) == own[2] == family_threshold(neg, 0.05)
+    pooled = choose_alert_threshold([v for vs in neg.values() for v in vs], 0.05)
+    assert rule_threshold("pooled", neg, 0.05) == pooled
+    assert median_threshold({"none": []}, 0.05) == 0.5
+    with pytest.raises(ValueError, match="rule"):
+        rule_threshold("mean", neg, 0.05)
+
+
+def test_threshold_from_report_gives_what_the_fit_would():
+    report = {
+        "threshold_rule": "pooled",
+        "alert_threshold": 0.97,
+        "family_thresholds": {"a": 0.9, "b": 0.95, "c": 0.99},
+    }
+    assert threshold_from_report(report, "pooled") == 0.97
+    assert threshold_from_report(report, "median") == 0.95
+    assert threshold_from_report(report, "family") == 0.99
+    with pytest.raises(ValueError, match="cannot give"):
+        threshold_from_report({**report, "threshold_rule": "median"}, "pooled")
+    with pytest.raises(ValueError, match="rule"):
+        threshold_from_report(report, "mean")
 
 
 def test_family_weights_make_families_equal():
@@ -103,6 +141,18 @@ def test_fit_with_transfer_rules_keeps_far_on_every_family(families, tmp_path):
     back = model_io.load(model_io.save(model, tmp_path / "m.npz"))
     assert back.alert_threshold_ == model.alert_threshold_
     assert back.hopeless_threshold_ == model.hopeless_threshold_
+
+
+def test_median_rule_fit_matches_the_report_rule(families):
+    """The median rule in a fit gives what :func:`threshold_from_report` reads off a pooled
+    fit's report (the re-thresholded fold models of a leave-one-family-out run are the
+    models that fit would have given)."""
+    kw = {"fold_by": "family", "C_grid": (1.0,), "params": FAST, "far": 0.2}
+    pooled, rp = fit_replays(families, **kw)
+    median, rm = fit_replays(families, threshold_rule="median", **kw)
+    assert rm.family_thresholds == rp.family_thresholds
+    assert median.alert_threshold_ == float(np.median(list(rm.family_thresholds.values())))
+    assert median.alert_threshold_ == threshold_from_report(rp.to_json(), "median")
 
 
 class _Constant:
