@@ -277,6 +277,7 @@ def _fit(args: argparse.Namespace) -> int:
         transfer=_transfer(args),
         n_trees=args.trees,
         learning_rate=args.learning_rate,
+        monotone=args.monotone,
         budget_samples=args.budget_samples,
         cap=args.cap or None,
         seed=args.seed,
@@ -295,6 +296,15 @@ def _transfer(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def _tree_params(args: argparse.Namespace) -> dict[str, object]:
+    from grokwatch.forecast.forecaster import MONOTONE
+
+    params: dict[str, object] = {"n_trees": args.trees, "learning_rate": args.learning_rate}
+    if args.monotone:
+        params["monotone"] = dict(MONOTONE)
+    return params
+
+
 def _add_transfer(group: argparse._ActionsContainer) -> None:
     """The transfer rules of ``grokwatch.forecast.transfer`` (``fit`` and ``evaluate --lofo``)."""
     group.add_argument(
@@ -309,6 +319,11 @@ def _add_transfer(group: argparse._ActionsContainer) -> None:
     )
     group.add_argument(
         "--measures", default=None, help="fit (and judge) on these measures only, comma-sep."
+    )
+    group.add_argument(
+        "--monotone",
+        action="store_true",
+        help="trees monotone in the features whose direction the label fixes (MONOTONE)",
     )
 
 
@@ -332,7 +347,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             measures=_names(args.measures),
             transfer=_transfer(args),
             cap=args.cap or None,
-            params={"n_trees": args.trees, "learning_rate": args.learning_rate},
+            params=_tree_params(args),
             cadences=_ints(args.cadences),
             budget_samples=args.budget_samples,
             shipped=model,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from grokwatch.forecast.evaluate import evaluate, format_table
-from grokwatch.forecast.forecaster import GrokForecaster
+from grokwatch.forecast.forecaster import MONOTONE, GrokForecaster
 from grokwatch.forecast.replay import (
     DEFAULT_GRID,
     NEGATIVE,
@@ -61,6 +61,7 @@ def fit_model(
     transfer: dict[str, Any] | None = None,
     n_trees: int = 200,
     learning_rate: float = 0.05,
+    monotone: bool = False,
     budget_samples: int = 2,
     cap: int | None = None,
     seed: int = 0,
@@ -71,7 +72,8 @@ def fit_model(
     ``calibrate`` and the ``transfer`` rules (``threshold_rule``, ``balance``,
     ``interval``) as in :func:`~.training.fit_replays`; ``measures``: fit on these measures
     of every run only; ``cap``: at most this many runs of each family (a seeded sample,
-    :func:`sample_families`)."""
+    :func:`sample_families`); ``monotone``: trees monotone in the features of
+    :data:`~.forecaster.MONOTONE`."""
     from grokwatch.forecast.io import save
     from grokwatch.forecast.lofo import minimal_run
 
@@ -93,7 +95,12 @@ def fit_model(
         extra_cadences=cadences,
         seed=seed,
         budget_samples=budget_samples,
-        params={"classifier": classifier, "n_trees": n_trees, "learning_rate": learning_rate},
+        params={
+            "classifier": classifier,
+            "n_trees": n_trees,
+            "learning_rate": learning_rate,
+            **({"monotone": dict(MONOTONE)} if monotone else {}),
+        },
         log=say,
         **(transfer or {}),
     )

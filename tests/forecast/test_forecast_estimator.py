@@ -216,3 +216,44 @@ def test_the_hazard_interval_follows_the_spread_of_each_run():
     assert width[xt[:, 1] < 0.3].mean() < 0.8 * width[xt[:, 1] > 0.7].mean()
     err = np.median(np.abs(np.log(t_hat) - ut) / ut)
     assert err < 0.6 * np.median(np.abs(np.median(u) - ut) / ut)  # the features locate u
+
+
+def test_monotone_trees_never_fall_along_a_constrained_feature(tmp_path):
+    """Labels that fall and rise again along test accuracy: the free trees follow them, the
+    constrained ones (MONOTONE: +1 in test accuracy) never let P fall as it rises; the
+    setting survives a save and load."""
+    from grokwatch.forecast import io as model_io
+    from grokwatch.forecast.features import FEATURE_NAMES
+    from grokwatch.forecast.forecaster import MONOTONE
+
+    rng = np.random.default_rng(0)
+    n, col = 4000, FEATURE_NAMES.index("test_accuracy")
+    X = rng.normal(size=(n, len(FEATURE_NAMES)))
+    acc = rng.uniform(0, 1, n)
+    X[:, col] = acc
+    p = np.where(acc < 0.5, acc, 1.2 - acc)  # up, then down
+    y = (rng.uniform(size=n) < p).astype(int)
+    grid = np.tile(np.median(X, axis=0), (50, 1))
+    grid[:, col] = np.linspace(0, 1, 50)
+    free = GrokForecaster(n_trees=50, learning_rate=0.2).fit(X, y)
+    tied = GrokForecaster(n_trees=50, learning_rate=0.2, monotone=dict(MONOTONE)).fit(X, y)
+    assert np.diff(free.predict_proba(grid)[:, 1]).min() < -0.01
+    assert np.diff(tied.predict_proba(grid)[:, 1]).min() >= -1e-12
+    back = model_io.load(model_io.save(tied, tmp_path / "m.npz"))
+    assert back.get_params()["monotone"] == dict(MONOTONE)
+    np.testing.assert_allclose(back.predict_proba(grid), tied.predict_proba(grid))
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"monotone": {"no_such_feature": 1}}, "monotone maps"),
+        ({"monotone": {"test_accuracy": 2}}, "monotone maps"),
+        ({"monotone": {"test_accuracy": 1}, "classifier": "gam"}, "needs classifier='trees'"),
+    ],
+)
+def test_bad_monotone_settings_fail_at_fit_naming_the_value(params, match):
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    y = np.arange(40) % 2
+    with pytest.raises(ValueError, match=match):
+        GrokForecaster(**params).fit(X, y)
