@@ -80,7 +80,7 @@ def main() -> None:
         seed=seed,
         threshold_rule=report.get("threshold_rule", "pooled"),
         balance=report.get("balance", "run"),
-        params={k: params[k] for k in ("classifier", "n_trees", "learning_rate")},
+        params={k: params[k] for k in ("classifier", "n_trees", "learning_rate", "monotone")},
     )
     same = math.isclose(model.alert_threshold_, shipped.alert_threshold_, rel_tol=1e-9)
     same &= math.isclose(model.hopeless_threshold_, shipped.hopeless_threshold_, rel_tol=1e-9)

@@ -6,9 +6,14 @@ run would report them, and decides when to stop it (or, grokwatch only, to exten
 - ``fixed``: every run trains its whole budget;
 - ``grokwatch_no_finished_stop``: the same policy without the finished stop (an ablation: the
   savings of the hopeless stop alone, and the extensions);
-- ``grokwatch``: :class:`grokwatch.RunDetector` with the shipped forecaster and the default
-  :class:`grokwatch.RunPolicy` (risk 0.01, patience 3, min_fraction 0.2, finish_patience 1,
-  max_extension 1.0) -- the same code path as the agent and the service;
+- ``grokwatch``: :class:`grokwatch.RunDetector` with the default :class:`grokwatch.RunPolicy`
+  (risk 0.01, patience 3, min_fraction 0.2, finish_patience 1, max_extension 1.0) -- the same
+  code path as the agent and the service -- and, for each run, the leave-one-family-out fold
+  model fitted without the run's family (``--models``, by default the committed
+  ``benchmarks/results/forecast/lofo/models``; the shipped model was fitted on a sample of
+  every family, these runs' included), with the hopeless threshold the shipped policy uses at
+  the corpus cadence (its calibration's fold models never saw the run's family either);
+  ``--models shipped`` replays the shipped model itself;
 - ``early_stopping``: Lightning's ``EarlyStopping(monitor="val_loss", patience=10)`` with the
   test loss checked every 100 steps (its own ``_evaluate_stopping_criteria`` is called, so the
   rule is Lightning's to the line);
@@ -21,12 +26,12 @@ run would report them, and decides when to stop it (or, grokwatch only, to exten
   (one worker; with parallel workers the order of arrival at a rung differs).
 
 Runs (``trainer/data/corpus_v1``, v1): the ``eval`` families ``transformer`` and ``digits`` and
-the ``heldout`` split of ``mlp`` -- none of them was used to fit the shipped model (it was
-fitted on the ``mlp`` ``train`` split only). A grokking run's record stops soon after
-``t_grok`` (the corpus keeps a tail): a method that has not stopped a run by the end of its
-record is charged the rest of its budget (``unobserved_steps`` says how many such steps each
-method was charged; ``compute_fraction_unrecorded_free`` charges them nothing, a lower bound
-that favours the methods that never stop a finished run).
+the ``heldout`` split of ``mlp`` (held out by forecaster v1, which was fitted on the ``mlp``
+``train`` split; the fold models never saw any run of their family). A grokking run's record
+stops soon after ``t_grok`` (the corpus keeps a tail): a method that has not stopped a run by
+the end of its record is charged the rest of its budget (``unobserved_steps`` says how many
+such steps each method was charged; ``compute_fraction_unrecorded_free`` charges them
+nothing, a lower bound that favours the methods that never stop a finished run).
 
 Past-budget grokkers (``rescued_fraction``): (a) the runs of
 ``trainer/data/corpus_v1/checks/memorization`` that were continued to 3x their budget and grok
@@ -53,9 +58,11 @@ from typing import Any
 import numpy as np
 
 from grokwatch import RunDetector, RunPolicy
-from grokwatch.forecast.io import load_default
+from grokwatch.forecast.io import load, load_default
+from grokwatch.forecast.replay import architecture_family
 
 OUT = Path("benchmarks/results/control")
+LOFO_MODELS = Path("benchmarks/results/forecast/lofo/models")
 CORPUS = "trainer/data/corpus_v1"
 CHECKS = "trainer/data/corpus_v1/checks/memorization"
 SHORTEN = 1.5
@@ -68,6 +75,7 @@ ASHA_GRACE, ASHA_RF = 500, 4
 class Run:
     run_id: str
     sweep: str
+    family: str  # grokwatch.forecast.replay.architecture_family: the fold it is held out in
     budget: int
     t_grok: int | None  # first evaluation with test accuracy >= 0.9 in the record (any step)
     steps: np.ndarray
@@ -116,7 +124,10 @@ def load_runs(
         ]
         budget = int(r.labels["budget"]) // budget_divisor
         sweep = r.family if r.split != "heldout" else f"{r.family}-heldout"
-        runs.append(Run(r.run_id, sweep, budget, _first_grok(steps, acc), steps, points, acc, loss))
+        runs.append(
+            Run(r.run_id, sweep, architecture_family(r), budget, _first_grok(steps, acc), steps,
+                points, acc, loss)
+        )  # fmt: skip
     return runs
 
 
@@ -271,11 +282,38 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--limit", type=int, default=0, help="first N runs only (a smoke test)")
+    ap.add_argument(
+        "--models",
+        default=str(LOFO_MODELS),
+        help="leave-one-family-out fold models, FAMILY.npz each ('shipped': the shipped model)",
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
-    model = load_default()
-    policy = RunPolicy()
-    no_finish = RunPolicy(stop_finished=False)  # where the savings come from
+    shipped = load_default()
+    if args.models == "shipped":
+        models: dict[str, Any] = {}
+        threshold = None  # the policy's own: the shipped model's calibration
+        about = "shipped"
+    else:
+        models = {p.stem: load(p) for p in sorted(Path(args.models).glob("*.npz"))}
+        # the shipped policy's threshold at the corpus cadence, for forecasts of models that
+        # never saw the run's family (as the calibration's fold models never did)
+        threshold = RunPolicy().calibrated_threshold(shipped, 50)
+        about = (
+            f"leave-one-family-out fold models ({args.models}): each run forecast by the model "
+            f"fitted without its family; hopeless threshold {threshold:.4f}, the shipped "
+            "policy's at 50 steps"
+        )
+    policy = RunPolicy(hopeless_threshold=threshold)
+    no_finish = RunPolicy(stop_finished=False, hopeless_threshold=threshold)  # the savings' source
+
+    def model(run: Run) -> Any:
+        if not models:
+            return shipped
+        if run.family not in models:
+            raise SystemExit(f"no fold model for family {run.family!r} in {args.models}")
+        return models[run.family]
+
     held = load_runs(CORPUS, splits=["eval", "heldout"])
     checks = load_runs(CHECKS, splits=None, budget_divisor=3)
     if args.limit:
@@ -286,9 +324,9 @@ def main() -> None:
     per_run: dict[str, dict[str, Result]] = {}
     methods: dict[str, Callable[[Sequence[Run]], dict[str, Result]]] = {
         "fixed": lambda rs: {r.run_id: fixed(r) for r in rs},
-        "grokwatch": lambda rs: {r.run_id: grokwatch_policy(r, policy, model) for r in rs},
+        "grokwatch": lambda rs: {r.run_id: grokwatch_policy(r, policy, model(r)) for r in rs},
         "grokwatch_no_finished_stop": lambda rs: {
-            r.run_id: grokwatch_policy(r, no_finish, model) for r in rs
+            r.run_id: grokwatch_policy(r, no_finish, model(r)) for r in rs
         },
         "early_stopping": lambda rs: {r.run_id: early_stopping(r) for r in rs},
         "median_pruner": median_pruner,
@@ -328,8 +366,7 @@ def main() -> None:
         )
     out["setup"] = {
         "corpus": CORPUS,
-        "held_out": "eval split (transformer, digits) + heldout split (mlp); the shipped "
-        "model was fitted on the mlp train split only",
+        "held_out": "eval split (transformer, digits) + heldout split (mlp)",
         "continued_runs": CHECKS + " (budget = recorded budget / 3; 2 of 3 past-budget "
         "grokkers are mlp train-split configurations)",
         "shortened_budget_factor": SHORTEN,
@@ -338,7 +375,7 @@ def main() -> None:
         "early_stopping": {"monitor": "test loss", "every": ES_EVERY, "patience": ES_PATIENCE},
         "median_pruner": {"n_startup_trials": MEDIAN_STARTUP, "n_warmup_steps": 0},
         "asha": {"grace_period": ASHA_GRACE, "reduction_factor": ASHA_RF},
-        "forecaster": "shipped (today's forecaster; not forecaster v2)",
+        "forecaster": about,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     folder = Path(args.out)
