@@ -291,10 +291,17 @@ def seed_claims() -> str:
 
 
 def _variant(settings: dict[str, Any]) -> str:
-    extra = ", ".join(f"{k}={v}" for k, v in sorted(settings.get("params", {}).items()))
+    params = dict(settings.get("params", {}))
+    monotone = params.pop("monotone", None)
+    extra = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
     text = f"folds by {settings['fold_by']}, calibration {settings.get('calibrate', 'none')}"
     if settings.get("measures"):
         text += f", measures {' + '.join(settings['measures'])} only"
+    rule = (settings.get("transfer") or {}).get("threshold_rule", "pooled")
+    if rule != "pooled":
+        text += f", {rule} threshold rule"
+    if monotone:
+        text += f", trees monotone in {', '.join(sorted(monotone))}"
     return f"{text}, {extra}" if extra else text
 
 

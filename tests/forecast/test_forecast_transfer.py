@@ -148,7 +148,7 @@ def test_median_rule_fit_matches_the_report_rule(families):
     fit's report (the re-thresholded fold models of a leave-one-family-out run are the
     models that fit would have given)."""
     kw = {"fold_by": "family", "C_grid": (1.0,), "params": FAST, "far": 0.2}
-    pooled, rp = fit_replays(families, **kw)
+    _, rp = fit_replays(families, **kw)
     median, rm = fit_replays(families, threshold_rule="median", **kw)
     assert rm.family_thresholds == rp.family_thresholds
     assert median.alert_threshold_ == float(np.median(list(rm.family_thresholds.values())))
