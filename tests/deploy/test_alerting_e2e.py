@@ -12,14 +12,16 @@ Time is compressed ~15x against a deployment, and the test says how:
   replaced by 2 s (the shipped 1-5 min would outlast the whole run);
 * Alertmanager's ``group_wait``/``group_interval`` are 1 s and its webhook URLs point at the
   shipped receiver script, started here;
-* the runs are deploy/paced_run.py: the grokking run pauses ``PACE`` seconds after each
-  evaluation (every 100 steps) until its test accuracy reaches 0.9, so that between two
-  evaluations Prometheus scrapes at least once and evaluates the rules at least once, as it
-  would between evaluations minutes apart; the control pauses after every evaluation.
+* the runs are deploy/paced_run.py: the grokking run pauses ``GROKKER_PACE`` seconds after
+  each evaluation (every 100 steps) until its test accuracy reaches 0.9, so that an alert
+  raised at one evaluation stays up long enough for a scrape, a rule evaluation and the 2 s
+  ``for:`` (at most ~5 s), as it would between evaluations minutes apart; the control pauses
+  ``PACE`` seconds after every evaluation.
 
 The grokking run is the RESEARCH §3 recipe p = 53, train fraction 0.5, lr 3e-3, weight decay 1
-(its forecast alerts at step ~600, t_grok = 1100 with seed 0); the control is the same recipe
-with weight decay 0, which memorizes and never groks; it opts in to run control
+(t_grok = 1100 with seed 0; the shipped forecaster, refitted on the complete corpus with an
+alert threshold of 0.986, alerts at step 1000, one evaluation before it); the control is the
+same recipe with weight decay 0, which memorizes and never groks; it opts in to run control
 (``RunPolicy()``), which advises a stop once it is confidently hopeless, and stops it. Both
 run at once, in threads.
 """
@@ -50,7 +52,10 @@ from grokwatch import RunPolicy
 pytestmark = pytest.mark.slow
 
 PACE = 1.5
-"""Seconds the grokking run pauses after each evaluation until it groks."""
+"""Seconds the control pauses after each evaluation (Prometheus scrapes between two)."""
+GROKKER_PACE = 6.0
+"""Seconds the grokking run pauses after each evaluation until it groks: its alert may come
+one evaluation before ``t_grok`` and must outlast a scrape, a rule evaluation and ``for:``."""
 STEPS = 3000
 GROKKER, CONTROL = "grok-e2e", "memorize-e2e"
 LABELS = {"experiment": "e2e-wd", "team": "ml"}
@@ -146,7 +151,14 @@ class Run:
     """One training run of deploy/paced_run.py in a thread, reporting to the service."""
 
     def __init__(
-        self, run_id: str, wd: float, detector: str, *, pace_always: bool, policy: Any = None
+        self,
+        run_id: str,
+        wd: float,
+        detector: str,
+        *,
+        pace: float,
+        pace_always: bool,
+        policy: Any = None,
     ) -> None:
         self.run_id = run_id
         self.step = -1  # last evaluated step
@@ -156,7 +168,7 @@ class Run:
             "detector": detector,
             "wd": wd,
             "steps": STEPS,
-            "pace": PACE,
+            "pace": pace,
             "pace_always": pace_always,
             "labels": LABELS,
             "policy": policy,
@@ -292,8 +304,8 @@ def outcome(stack: dict[str, Any]) -> dict[str, Any]:
     # one refused write, so that the dashboard's rejects panel has a reason to show
     refused = httpx.post(f"{urls['service']}/v1/runs", content=b"{}", timeout=5)
     assert refused.status_code == 415
-    grokker = Run(GROKKER, 1.0, urls["service"], pace_always=False)
-    control = Run(CONTROL, 0.0, urls["service"], pace_always=True, policy=RunPolicy())
+    grokker = Run(GROKKER, 1.0, urls["service"], pace=GROKKER_PACE, pace_always=False)
+    control = Run(CONTROL, 0.0, urls["service"], pace=PACE, pace_always=True, policy=RunPolicy())
     started = time.time()
     grokker.thread.start()
     control.thread.start()
