@@ -74,8 +74,10 @@ DEFAULT_OVERHEAD = 0.01
 #: (entering and leaving the call right after a training step: 3.9 microseconds a call on the
 #: benchmark machine, ``benchmarks/overhead.py``, 0.12 % of the MLP's 3.3 ms step).
 CALL_SECONDS = 4e-6
-#: The share of the cap the agent leaves unspent: a margin for the costs it cannot see.
-UNTIMED_SHARE = 0.15
+#: The share of the cap the agent leaves unspent: a margin for the costs it cannot see (on the
+#: transformer of ``benchmarks/overhead.py`` the measured overhead exceeded the agent's own share
+#: by 0.11 points, 0.92 % against 0.81 %, when this margin was 0.15).
+UNTIMED_SHARE = 0.25
 #: Under a cap, the share of the budget for the extra (expensive) probes and one-off costs.
 EXTRA_SHARE = 0.1
 #: A probe whose cost is at most this share of the reference probe's runs at every evaluation.

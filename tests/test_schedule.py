@@ -147,13 +147,14 @@ def test_grid_count_counts_the_grid_steps():
 
 def test_the_cap_holds_at_the_end_of_a_budgeted_run_and_pays_for_the_core():
     schedule, runs, calibrated, evaluated = simulate(0.01, 3000, 0.003, MLP_LIKE, budget=3000)
-    assert 0.008 <= schedule.ratio() <= 0.01
+    aimed = 0.01 * (1 - UNTIMED_SHARE)  # the cap less the margin for what it cannot time
+    assert 0.9 * aimed <= schedule.ratio() <= aimed * 1.02
     # what the core's budget pays for: 90 % of the aimed share of 9 s, less the calls (5 us
     # each) and the one-off first evaluation, at ~3.2 ms an evaluation (reference, weight norm,
     # gradient cosine, the evaluation's own work)
     core = 0.9 * 0.01 * (1 - UNTIMED_SHARE) * 9.0 - 3000 * 5e-6 - schedule.one_off
     per_evaluation = schedule.eval_cost + schedule.predicted(schedule._core)
-    assert runs["loss_accuracy"] == len(evaluated) >= 0.9 * core / per_evaluation >= 12
+    assert runs["loss_accuracy"] == len(evaluated) >= 0.9 * core / per_evaluation >= 10
     # dense early, sparser later: the grid's shape, thinned
     early = [s for s in evaluated if s < 1000]
     assert len(early) >= 3 * (len(evaluated) - len(early))
@@ -167,20 +168,20 @@ def test_the_cap_holds_at_the_end_of_a_budgeted_run_and_pays_for_the_core():
 
 def test_one_off_costs_are_counted_without_starving_the_schedule():
     plain = simulate(0.01, 3000, 0.003, MLP_LIKE, budget=3000)
-    warm = simulate(0.01, 3000, 0.003, MLP_LIKE, budget=3000, warm_up=0.02)
+    warm = simulate(0.01, 3000, 0.003, MLP_LIKE, budget=3000, warm_up=0.01)
     schedule, _, _, evaluated = warm
     reference = Costly("loss_accuracy", *MLP_LIKE["loss_accuracy"])
-    first = reference.seconds(8) + reference.seconds(64) + reference.seconds(ROWS) + 0.02 + 5e-4
+    first = reference.seconds(8) + reference.seconds(64) + reference.seconds(ROWS) + 0.01 + 5e-4
     assert schedule.one_off == pytest.approx(first)
     assert schedule.ratio() <= 0.01  # counted: the share still holds
     # the next evaluations are not held up until the warm-up is paid back
     assert evaluated[1] <= 2 * plain[3][1]
-    # and cost what they cost: here a fifth of the core's budget, so about a fifth fewer
+    # and cost what they cost: here a quarter of the core's budget, so about a quarter fewer
     assert 0.6 * len(plain[3]) <= len(evaluated) < len(plain[3])
 
 
 def test_expensive_probes_run_rarely_and_cheap_ones_often_on_a_long_run():
-    schedule, runs, calibrated, evaluated = simulate(0.01, 30_000, 0.003, MLP_LIKE, budget=30_000)
+    schedule, runs, calibrated, evaluated = simulate(0.01, 50_000, 0.003, MLP_LIKE, budget=50_000)
     assert schedule.ratio() <= 0.01
     assert sorted(calibrated) == sorted(MLP_LIKE)  # every probe timed on a few rows first
     assert runs["loss_accuracy"] == len(evaluated) >= 100
@@ -205,7 +206,7 @@ def test_without_a_cap_every_grid_step_is_evaluated():
 
 def test_a_fixed_cadence_under_a_cap_evaluates_its_own_multiples():
     _, _, _, evaluated = simulate(0.01, 3000, 0.003, MLP_LIKE, budget=3000, every=50)
-    assert all(s % 50 == 0 for s in evaluated) and len(evaluated) >= 15
+    assert all(s % 50 == 0 for s in evaluated) and len(evaluated) >= 12
 
 
 def test_calibration_extrapolates_from_two_sizes():
