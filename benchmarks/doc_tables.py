@@ -135,14 +135,19 @@ def overhead_models() -> str:
         "page faults a step (bare / watched)",
         "evaluations",
     )
+
+    def cpus(m: dict[str, Any]) -> str:
+        return ", ".join(map(str, m.get("cpus", data["cpus"]) or [])) or "any"
+
     runs = ", ".join(
         f"{k} {m['repeats']} × {m['block_pairs'] // m['repeats']} pairs"
         + (f" + {m['aa_repeats']} A/A" if "aa_repeats" in m else "")
+        + f" on CPU {cpus(m)}"
         for k, m in data["models"].items()
     )
     return table(head, rows) + (
         f"\n\nBlocks of {data['block_steps']} steps in ABBA order, pooled over the runs ({runs}); "
-        f"1 torch thread on CPU {', '.join(map(str, data['cpus'] or []))}; both copies end with "
+        f"1 torch thread; both copies end with "
         f"the same weights: {all(m['weights_equal'] for m in data['models'].values())}."
     )
 

@@ -524,6 +524,7 @@ def main() -> dict[str, Any]:
                 print(f"{name} run {i + 1} ({kind}) done at {elapsed:.0f} s", flush=True)
             entry = summarize(name, steps, runs, aa)
             entry["seconds"] = time.perf_counter() - model_started
+            entry["cpus"] = result["cpus"]
             result["models"][name] = entry
             result["repeats"][name] = len(runs)
             print(_line(name, entry), flush=True)
