@@ -91,11 +91,11 @@ def test_agent_defaults_replay_the_capped_schedule_on_the_corpus_grid():
     steps = np.array([1, *range(50, 12001, 50)])
     kept = steps[thin(steps, "default", budget=3000, evaluation_cost=1.8)]
     planned = planned_steps(3000, 1.8)
-    assert planned[:3] == [0, 120, 240]  # the capped agent's own steps (issue 18)
+    assert planned[:3] == [0, 140, 270]  # the capped agent's own steps (issue 18)
     # each planned step read at the newest corpus step at or before it, and nothing else
     expected = {1} | {int(steps[steps <= p].max()) for p in planned if p >= 1}
     assert set(kept.tolist()) == expected
-    assert kept[1:4].tolist() == [100, 200, 350]
+    assert kept[1:4].tolist() == [100, 250, 400]
     assert len(kept) < len(steps[thin(steps, 50)]) / 3  # the cap thins the 50-step grid
     # a cheaper evaluation (the transformer's) buys more evaluations; no budget: the record's
     cheap = thin(steps, "default", budget=12000, evaluation_cost=0.93)
