@@ -16,10 +16,10 @@ compares every recorded column of the two:
 - labels (outcome, t_mem, t_grok, gap, sharpness), steps run and every probe's status: equal.
 
 It also compares the second training with the committed run files
-(``reproduces_committed``): a run rounds with the runs it is stacked with, and the committed
-corpus was written by a sweep resumed several times, each time planning stacks of the runs
-still pending, so a stack of the full plan reproduces the committed runs only where its runs
-were stacked together then too.
+(``reproduces_committed``): a full-batch run rounds with the rows its stack pads to, and the
+committed corpus was written by a sweep resumed several times, each time planning stacks of
+the runs still pending, so a stack of the full plan reproduces a committed run only where the
+two paddings round alike (``benchmarks/corpus_reproduce.py`` checks every run).
 
     python -m benchmarks.corpus_probe_tolerance \\
         --json benchmarks/results/corpus/probe_tolerance.json

@@ -135,7 +135,7 @@ def side(
     stack: int,
     workdir: Path,
     order: str = "turns",
-    stack_fn: Callable[[list[RunTask]], list[RunResult]] = run_stack,
+    stack_fn: Callable[..., list[RunResult]] = run_stack,
 ) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     if stack == 0:  # in this process, one run after the other

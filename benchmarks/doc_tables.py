@@ -552,6 +552,24 @@ def corpus_probe_tolerance() -> str:
     return table(head, rows)
 
 
+def corpus_reproduce() -> str:
+    """Committed v2 runs against the regenerate command's plan (``corpus_reproduce.py``)."""
+    data = _json("corpus/reproduce.json")
+    steps = data["steps"]
+    head = ("family", "runs", f"first {steps} steps bitwise the committed run", "differ",
+            "first different at step", "worker-hours of the differing runs")  # fmt: skip
+    rows = []
+    for family, f in data["families"].items():
+        at = ", ".join(f"{s}: {n}" for s, n in f["first_difference_steps"].items())
+        rows.append((f"`{family}`", f["runs"], f["identical"], f["differing"], at or "–",
+                     f"{f['differing_worker_hours']:.2f}"))  # fmt: skip
+    total = {k: sum(f[k] for f in data["families"].values())
+             for k in ("runs", "identical", "differing", "differing_worker_hours")}  # fmt: skip
+    rows.append(("all", total["runs"], total["identical"], total["differing"], "",
+                 f"{total['differing_worker_hours']:.2f}"))  # fmt: skip
+    return table(head, rows)
+
+
 def corpus_stacked_step() -> str:
     """One stacked MLP training step, vmap vs hand-written bmm (``benchmarks/stacked_step.py``)."""
     data = _json("corpus/stacked_step.json")
@@ -632,6 +650,7 @@ TABLES: dict[str, Callable[[], str]] = {
         "corpus/throughput_600_steps_stack7.json"
     ),
     "corpus_probe_tolerance": corpus_probe_tolerance,
+    "corpus_reproduce": corpus_reproduce,
     "corpus_stacked_step": corpus_stacked_step,
     "control_live": control_live,
     "overhead": overhead,

@@ -18,6 +18,7 @@ from typing import Any
 from trainer import corpus as corpus_io
 from trainer.cpus import cpu_quota
 from trainer.executors import local_executor
+from trainer.families import FAMILIES, train_size
 from trainer.runner import RunResult, run_one
 from trainer.spec import RunTask
 from trainer.stacked import run_stack, stack_key
@@ -105,6 +106,31 @@ def _size(config: dict[str, Any]) -> float:
     return float(config.get("frac", config.get("n_train", 0)))
 
 
+def stack_rows(stack: Sequence[RunTask]) -> int:
+    """The rows `stack` pads its training sets to: its largest training set."""
+    return max(train_size(FAMILIES[t.family].config_cls.from_dict(dict(t.config))) for t in stack)
+
+
+def pending_stacks(
+    tasks: Sequence[RunTask], pending: Sequence[RunTask], size: int, *, order: str = "turns"
+) -> list[tuple[list[RunTask], int]]:
+    """The units of a stacked sweep: the stacks :func:`plan_stacks` makes of *all* `tasks`, each
+    cut down to its runs in `pending`, with the rows the whole stack pads to.
+
+    A run's float rounding depends on the rows its stack pads to (`trainer.stacked`), so the
+    stacks and their padding are fixed by the specs, never by what is left to do: a sweep
+    resumed any number of times, or a pilot (`limit`), trains every run as one uninterrupted
+    sweep from an empty directory does.
+    """
+    todo = {t.run_id for t in pending}
+    units = []
+    for stack in plan_stacks(tasks, size, order=order):
+        left = [t for t in stack if t.run_id in todo]
+        if left:
+            units.append((left, stack_rows(stack)))
+    return units
+
+
 def execute(
     tasks: Sequence[RunTask],
     out: Path,
@@ -118,10 +144,11 @@ def execute(
     stack: int = 1,
     version: int | None = None,
     order: str = "turns",
-    stack_fn: Callable[[list[RunTask]], list[RunResult]] = run_stack,
+    stack_fn: Callable[..., list[RunResult]] = run_stack,
 ) -> SweepReport:
     """The loop of `sweep` over tasks whose specs are already in `out`'s manifest. `order`:
-    see :func:`plan_stacks`; `stack_fn` trains one stack (a picklable top-level function)."""
+    see :func:`plan_stacks`; `stack_fn(tasks, rows=)` trains one stack (a picklable top-level
+    function, :func:`trainer.stacked.run_stack`); the stacks are :func:`pending_stacks`."""
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -139,8 +166,10 @@ def execute(
         report.wall_time = time.perf_counter() - started
         return report
 
-    units: list[list[RunTask]] = (
-        plan_stacks(pending, stack, order=order) if stack > 1 else [[task] for task in pending]
+    units: list[tuple[list[RunTask], int]] = (
+        pending_stacks(tasks, pending, stack, order=order)
+        if stack > 1
+        else [([task], 0) for task in pending]
     )
     own = executor is None
     if own:
@@ -148,9 +177,9 @@ def execute(
     bar = tqdm(total=len(pending), unit="run", disable=not progress, dynamic_ncols=True)
     try:
         if stack > 1:
-            futures = {executor.submit(stack_fn, unit): unit for unit in units}
+            futures = {executor.submit(stack_fn, unit, rows=rows): unit for unit, rows in units}
         else:
-            futures = {executor.submit(fn, unit[0]): unit for unit in units}
+            futures = {executor.submit(fn, unit[0]): unit for unit, _ in units}
         for future in cf.as_completed(futures):
             unit = futures[future]
             try:

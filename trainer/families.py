@@ -332,6 +332,16 @@ def build(config: AnyConfig) -> tuple[nn.Module, Dataset, Callable]:
     return model, data, cross_entropy
 
 
+def train_size(config: AnyConfig) -> int:
+    """How many training examples `build(config)` gives, read from the config alone (a sweep
+    plans each stack's padding from it without building any data)."""
+    if isinstance(config, RunConfig | TransformerConfig):
+        return n_train_examples(config.p, config.op, config.frac)[0]
+    if isinstance(config, DigitsConfig | ParityConfig):
+        return config.n_train
+    return round(config.frac * math.factorial(config.n) ** 2)  # PermConfig: pairs of S_n
+
+
 def minibatch_generator(config: Any) -> torch.Generator | None:
     """The private generator a mini-batch run draws its batches from (None: full batch)."""
     if not getattr(config, "batch_size", 0):

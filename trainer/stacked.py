@@ -23,6 +23,12 @@ settled (`trainer.runner.settled`), and the stack shrinks to the runs still goin
 
 Equal to training each run alone within float rounding (the padded mean and the batched
 update round differently): `tests/trainer/test_trainer_stacked.py` compares final weights.
+Besides the run itself, one thing sets a full-batch run's rounding: the number of rows its
+stack pads the training sets to. The output bias's gradient is a sum over all rows, padded ones
+included; each adds 0, but how the sum is grouped follows its length, so the same run rounds
+differently in a stack with a larger training set. The other runs, how many they are and the
+run's place in the stack change no bit (measured on the MLPs, and tested). A sweep therefore
+pads each stack as its plan says (`rows`), whichever of the stack's runs are left to train.
 """
 
 from __future__ import annotations
@@ -110,12 +116,16 @@ def train_stack(
     device: str | torch.device = "cpu",
     weights: dict[str, dict[str, torch.Tensor]] | None = None,
     batched_probes: bool = True,
+    rows: int | None = None,
 ) -> list[RunResult]:
     """Train `tasks` (one :func:`stack_key`) together; one result per task, in order of
     finishing. Never raises: a stack that fails records every unfinished run as failed.
     `weights`, if given, receives each run's final parameters by run id (for tests).
     `batched_probes`: the agents' costliest probes are computed for the whole stack at once
-    (`trainer.stacked_probes`); False: every agent runs all its probes on its own model."""
+    (`trainer.stacked_probes`); False: every agent runs all its probes on its own model.
+    `rows`: pad the full-batch training sets to this many rows (None, or fewer than the largest
+    training set: to the largest), so the runs round as in the stack of the sweep's plan
+    (`trainer.execution.plan_stacks`) whichever of its runs are trained now."""
     started = time.perf_counter()
     device = torch.device(device)
     results: list[RunResult] = []
@@ -140,7 +150,7 @@ def train_stack(
         embed = {n for n in names if n.startswith("embed.")}
         opt = StackedOptimizer(params, [m.config for m in members], embedding=embed)
 
-        n_max = max(m.n_train for m in members)
+        n_max = max(rows or 0, *(m.n_train for m in members))
         x_all = _pad([d.train_x for d in datas], n_max)  # (R, N, ...)
         y_all = _pad([d.train_y for d in datas], n_max)  # (R, N)
         weight = torch.zeros(len(members), n_max, device=device)  # (R, N)
@@ -250,19 +260,23 @@ def _load_slice(model: nn.Module, params: dict[str, torch.Tensor], i: int) -> No
             p.grad.copy_(stacked.grad[i])
 
 
-def run_stack(tasks: Sequence[RunTask], *, batched_probes: bool = True) -> list[RunResult]:
+def run_stack(
+    tasks: Sequence[RunTask], *, batched_probes: bool = True, rows: int | None = None
+) -> list[RunResult]:
     """The unit of work of a stacked sweep (picklable, top level): one torch thread per
-    worker process, as `trainer.runner.run_one`."""
+    worker process, as `trainer.runner.run_one`; `rows` as in :func:`train_stack`."""
     threads = torch.get_num_threads()
     if tasks and tasks[0].threads is not None:
         torch.set_num_threads(tasks[0].threads)
     try:
-        return train_stack(tasks, batched_probes=batched_probes)
+        return train_stack(tasks, batched_probes=batched_probes, rows=rows)
     finally:
         torch.set_num_threads(threads)
 
 
-def run_stack_probes_per_run(tasks: Sequence[RunTask]) -> list[RunResult]:
+def run_stack_probes_per_run(
+    tasks: Sequence[RunTask], *, rows: int | None = None
+) -> list[RunResult]:
     """:func:`run_stack` with every agent running all its probes on its own model (corpus v2
     as committed; the throughput benchmark's comparison)."""
-    return run_stack(tasks, batched_probes=False)
+    return run_stack(tasks, batched_probes=False, rows=rows)

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
-from trainer.families import FAMILIES
+from trainer.execution import pending_stacks, stack_rows
+from trainer.families import FAMILIES, build, train_size
 from trainer.runner import RunResult
 from trainer.spec import RunTask, run_id_of
 from trainer.stacked import stack_key, train_stack
@@ -270,3 +272,78 @@ def test_stacked_losses_are_bitwise_the_vmap_of_the_whole_loss(family: str) -> N
         for key in ref:
             assert torch.equal(ref[key].grad, opt_[key].grad), key
             assert torch.equal(ref[key], opt_[key]), key
+
+
+@pytest.mark.parametrize("family", sorted(CASES))
+def test_train_size_is_the_training_set_build_makes(family: str) -> None:
+    for config in CASES[family]:
+        resolved = FAMILIES[family].config_cls.from_dict({"steps": STEPS, **config})
+        torch.manual_seed(0)
+        _, data, _ = build(resolved)
+        assert train_size(resolved) == len(data.train_y), config
+
+
+def test_a_run_rounds_by_the_rows_its_stack_pads_to_and_nothing_else() -> None:
+    # p = 31: 961 pairs; the run (529 rows) is the smallest of the three, the largest (865)
+    # sets the padding (sums over 100, 200, 300 or 476 rows did not change with padding here;
+    # 50, 529 and 818 rows do).
+    runs = [task("mlp", p=31, frac=frac, seed=seed, d_emb=16, d_hidden=32, steps=60)
+            for frac, seed in ((0.55, 1), (0.7, 2), (0.9, 3))]  # fmt: skip
+    rows = max(train_size(FAMILIES["mlp"].config_cls.from_dict(t.config)) for t in runs)
+    first = runs[0].run_id
+
+    def final(stack: list[RunTask], **kw: Any) -> dict[str, torch.Tensor]:
+        weights: dict[str, dict[str, torch.Tensor]] = {}
+        train_stack(stack, weights=weights, batched_probes=False, **kw)
+        return weights[first]
+
+    in_stack = final(runs)
+    for alone in (final(runs[:1], rows=rows), final([runs[0], runs[2]]),
+                  final(runs[::-1], rows=rows)):  # fmt: skip
+        assert all(torch.equal(alone[n], in_stack[n]) for n in in_stack)
+
+
+def test_stacks_are_the_plans_whatever_is_pending_and_pad_as_the_whole_stack() -> None:
+    tasks = [task("mlp", p=23, frac=0.2 + 0.1 * s, seed=s, d_emb=16, d_hidden=32)
+             for s in range(7)]  # fmt: skip
+    plan = plan_stacks(tasks, 3)
+    full = pending_stacks(tasks, tasks, 3)
+    assert [s for s, _ in full] == plan
+    assert [rows for _, rows in full] == [stack_rows(s) for s in plan]
+    # a resumed sweep: the largest run of every stack is on disk already
+    pending = [t for s in plan for t in s[:-1]]
+    resumed = pending_stacks(tasks, pending, 3)
+    assert [s for s, _ in resumed] == [s[:-1] for s in plan if len(s) > 1]
+    assert [rows for _, rows in resumed] == [stack_rows(s) for s in plan if len(s) > 1]
+    assert all(rows > stack_rows(s) for s, rows in resumed)
+
+
+def test_a_resumed_sweep_writes_the_runs_an_uninterrupted_one_writes(tmp_path) -> None:
+    import shutil
+
+    from trainer.corpus import read_run, run_path
+    from trainer.executors import InlineExecutor
+    from trainer.spec import SweepSpec
+    from trainer.sweep import sweep
+
+    # three runs of 529, 673 and 865 training pairs: one stack padded to 865 rows
+    spec = SweepSpec.from_dict({
+        "name": "tiny-resume", "family": "mlp", "role": "train", "sampler": "grid", "every": 30,
+        "budget": 60, "space": {"p": 31, "frac": [0.55, 0.7, 0.9], "lr": 1e-2, "d_emb": 16,
+                                 "d_hidden": 32},
+    })  # fmt: skip
+    whole = tmp_path / "whole"
+    sweep([spec], whole, executor=InlineExecutor(), progress=False, stack=4)
+    # stopped before the smallest run was written: the resumed sweep trains it on its own
+    resumed = tmp_path / "resumed"
+    shutil.copytree(whole, resumed)
+    smallest = min(spec.tasks(), key=lambda t: t.config["frac"])
+    run_path(resumed, smallest.run_id).unlink()
+    assert sweep([spec], resumed, executor=InlineExecutor(), progress=False, stack=4).done == 1
+    old = read_run(run_path(whole, smallest.run_id))
+    new = read_run(run_path(resumed, smallest.run_id))
+    assert new.meta["labels"] == old.meta["labels"] and new.columns == old.columns
+    timing = list(old.columns).index("agent_overhead_ratio")
+    for j, column in enumerate(old.columns):
+        if j != timing:
+            assert np.array_equal(new.values[:, j], old.values[:, j], equal_nan=True), column
