@@ -43,9 +43,12 @@ class RunResult:
     steps_run: int = 0
     wall_time: float = 0.0
     agent: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Stacked runs: the rows their stack padded the training sets to (it sets their rounding).
+    padded_rows: int | None = None
 
     def meta(self) -> dict[str, Any]:
         t = self.task
+        padding = {} if self.padded_rows is None else {"padded_rows": self.padded_rows}
         return {
             "run_id": t.run_id,
             "spec": t.spec,
@@ -63,6 +66,7 @@ class RunResult:
             "wall_time": self.wall_time,
             "agent": self.agent,
             "versions": {"torch": torch.__version__, "python": platform.python_version()},
+            **padding,
         }
 
 
@@ -132,7 +136,9 @@ def run_one(task: RunTask) -> RunResult:
         torch.set_num_threads(threads)
 
 
-def finished(task: RunTask, agent: Agent, steps_run: int, wall_time: float) -> RunResult:
+def finished(
+    task: RunTask, agent: Agent, steps_run: int, wall_time: float, padded_rows: int | None = None
+) -> RunResult:
     """The result of a run whose agent is closed: its history, labels and health counters."""
     steps, columns, values = history_arrays(agent.history)
     summary = agent.summary()
@@ -153,6 +159,7 @@ def finished(task: RunTask, agent: Agent, steps_run: int, wall_time: float) -> R
             "measure_seconds": summary["measure_seconds"],
             "probe_status": summary["probe_status"],
         },
+        padded_rows=padded_rows,
     )
 
 

@@ -202,7 +202,7 @@ def train_stack(
                 m.seconds += time.perf_counter() - t1
                 if weights is not None:
                     weights[m.task.run_id] = {n: v[i].detach().clone() for n, v in params.items()}
-                results.append(finished(m.task, m.agent, step, m.seconds))
+                results.append(finished(m.task, m.agent, step, m.seconds, n_max))
             keep = [i for i in range(len(members)) if i not in set(done)]
             members = [members[i] for i in keep]
             if not members:

@@ -343,6 +343,7 @@ def test_a_resumed_sweep_writes_the_runs_an_uninterrupted_one_writes(tmp_path) -
     old = read_run(run_path(whole, smallest.run_id))
     new = read_run(run_path(resumed, smallest.run_id))
     assert new.meta["labels"] == old.meta["labels"] and new.columns == old.columns
+    assert new.meta["padded_rows"] == old.meta["padded_rows"] == 865  # the run file says so
     timing = list(old.columns).index("agent_overhead_ratio")
     for j, column in enumerate(old.columns):
         if j != timing:
