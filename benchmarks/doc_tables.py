@@ -254,6 +254,68 @@ def forecast_lofo_ablations() -> str:
     return str(format_ablations(results))
 
 
+def forecast_mse_live() -> str:
+    """Live MSE-trained digits runs at the agent's defaults: the loss found, named, or
+    cross-entropy measured (``forecast_mse_live.py``)."""
+    data = _json("forecast/mse_live.json")
+    summary = data["summary"]
+    names = {
+        "found": "loss not named (found)",
+        "named": "loss named",
+        "cross_entropy": "cross-entropy measured (before)",
+    }
+    forecasters = {"shipped": "shipped", "fold": "fold model without digits"}
+    schedules = {"defaults": "defaults (capped)", "grid": "every grid step"}
+    n_grok, n_neg = summary["n_grokking"], summary["n_negative"]
+    rows = []
+    for which, label in forecasters.items():
+        for schedule, when in schedules.items():
+            for name, title in names.items():
+                s = summary[f"{name}/{schedule}/{which}"]
+                lead, lead_all = s["median_lead_gap"], s["median_lead_gap_all"]
+                rows.append((
+                    label, when, title, f"{s['alerted_before']} of {n_grok} ({s['recall']:.2f})",
+                    "—" if lead is None else f"{lead:.2f}",
+                    "—" if lead_all is None else f"{lead_all:.2f}",
+                    f"{s['false_alarms']} of {n_neg}",
+                ))  # fmt: skip
+    found = ", ".join(f"{k} {v}" for k, v in summary["found/loss_found"].items())
+    outcomes = ", ".join(f"{v} {k}" for k, v in summary["outcomes"].items())
+    note = (
+        f"\n\n{summary['n_runs']} runs ({outcomes}); the loss found without naming it: "
+        f"{found}; the losses measured equal the named agent's in "
+        f"{summary['same_losses_found_named']} of {summary['n_runs']} runs."
+    )
+    head = ("forecaster", "schedule", "agent", "alert before t_grok", "median lead (× gap)",
+            "median lead, misses as 0", "false alarms")  # fmt: skip
+    return table(head, rows) + note
+
+
+def loss_detection() -> str:
+    """The loss the agent finds on the first steps of corpus v2's configurations
+    (``loss_detection.py``)."""
+    data = _json("forecast/loss_detection.json")
+    rows = []
+    for key, s in data["summary"].items():
+        if key == "all":
+            continue
+        family, loss = key.split("/")
+        found_as = ", ".join(f"{k} {v}" for k, v in sorted(s["found_as"].items()))
+        fallback = sum(
+            r["source"] != "matched"
+            for r in data["runs"]
+            if (r["family"], r["trained_with"]) == (family, loss)
+        )
+        rows.append((family, loss, s["runs"], f"{s['found']} of {s['runs']}", found_as, fallback))
+    total = data["summary"]["all"]
+    fallback = sum(r["source"] != "matched" for r in data["runs"])
+    rows.append(("**all**", "", total["runs"], f"**{total['found']} of {total['runs']}**", "",
+                 fallback))  # fmt: skip
+    head = ("family", "trained with", "runs", "loss found", "measured",
+            "cross-entropy kept (no match)")  # fmt: skip
+    return table(head, rows)
+
+
 def forecast_v1_vs_v2() -> str:
     """Forecaster v1 (shipped before v2, ``forecast_shipped_v1.py``) and v2 (leave one family
     out, ``lofo.json``) on the same runs of the families v1 never saw."""
@@ -644,6 +706,8 @@ def control_live() -> str:
 
 TABLES: dict[str, Callable[[], str]] = {
     "corpus_outcomes": corpus_outcomes,
+    "forecast_mse_live": forecast_mse_live,
+    "loss_detection": loss_detection,
     "corpus_throughput": corpus_throughput,
     "corpus_throughput_600": lambda: corpus_throughput("corpus/throughput_600_steps.json"),
     "corpus_throughput_600_stack7": lambda: corpus_throughput(

@@ -41,8 +41,9 @@ class ModelIO:
             returned (``(rows, seq, classes)`` is still read at the last position).
         forward: ``forward(model, x) -> out`` replaces the call altogether (then ``inputs`` is
             not used); ``out`` is read as above or by ``outputs``.
-        loss_fn: per-sample loss ``(logits (rows, C), targets (rows,)) -> (rows,)``;
-            cross-entropy by default.
+        loss_fn: per-sample loss ``(logits (rows, C), targets (rows,)) -> (rows,)`` that the
+            run minimizes. Default: the agent finds cross-entropy or MSE on one-hot targets
+            from the training loss the loop reports (:mod:`grokwatch.losses`).
 
     Example:
         A sequence-first model that returns ``(logits, state)``, read at its last position

@@ -40,6 +40,7 @@ from grokwatch.destinations import Target, default_db_path, open_transport
 from grokwatch.detector import DEFAULT, RunDetector
 from grokwatch.events import EventRules
 from grokwatch.exceptions import ConfigError
+from grokwatch.losses import LossChoice, LossSource, candidate_means, match_means
 from grokwatch.options import Layers, Limits, whole
 from grokwatch.policy import RunPolicy
 from grokwatch.probes import Layout, Probe, ProbeContext, ProbeResult, resolve, run_probe
@@ -68,6 +69,14 @@ LOG_INTERVAL = 60.0
 _AUTO: Any = object()
 #: Below every step the agent accepts: the last step before the first call.
 _NO_STEP = -(2**62) - 1
+
+
+def _scalar(loss: torch.Tensor | float) -> float:
+    """A reported loss as a float (NaN if it is not one number); a device sync, once a run."""
+    try:
+        return loss.detach().item() if isinstance(loss, torch.Tensor) else float(loss)
+    except (TypeError, ValueError, RuntimeError):
+        return float("nan")
 
 
 class Agent:
@@ -100,7 +109,8 @@ class Agent:
         rules: :class:`~grokwatch.events.EventRules` thresholds.
         modulus: p for modular-arithmetic models (embedding rows are residues; Fourier probe).
         io: :class:`~grokwatch.adapters.ModelIO` adapters for models with unusual inputs or
-            outputs, and the per-sample loss.
+            outputs, and the per-sample loss (not named: found at the first evaluation from the
+            reported training loss, :mod:`grokwatch.losses`; see :attr:`loss`).
         layers: :class:`~grokwatch.options.Layers` naming the layers probes read.
         limits: :class:`~grokwatch.options.Limits` on what is kept and measured.
         seed: seed of the agent's private generators.
@@ -194,6 +204,18 @@ class Agent:
         self.probes: list[Probe] = resolve(probes)
         self.modulus = modulus
         self.loss_fn = io.loss_fn or cross_entropy_per_sample
+        self.loss = (
+            LossChoice("named", LossSource.NAMED, "measuring the loss named in ModelIO")
+            if io.loss_fn is not None
+            else LossChoice.fallback(LossSource.PENDING, "cross-entropy until the first evaluation")
+        )
+        """The loss the probes measure and why (:mod:`grokwatch.losses`): unless
+        ``io.loss_fn`` names it, chosen at the first evaluation from the reported loss."""
+        self._loss_check: dict[str, dict[str, float]] | None = None
+        """Each candidate loss's mean on each probe set at the first evaluation, while the
+        loss reported at the next step (on the same weights) may still settle the choice."""
+        self._checked: tuple[int, dict[str, float], frozenset[str]] | None = None
+        """That evaluation (step, its values as kept in the history, keys the loop gave)."""
         self.budget = budget
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._seed = seed
@@ -388,6 +410,8 @@ class Agent:
             self._charge_spill_over(step, entered)
         if loss is not None:
             self._keep_loss(step, loss)
+        if self._checked is not None:
+            self._settle_loss(step, loss)
         if step >= schedule.next_due:
             before = entered - self._left if last == step - 1 else None
             values = {k: float(v) for k, v in given.items() if v is not None}
@@ -454,19 +478,19 @@ class Agent:
         probe_seconds = 0.0
         if plan.calibrate is not None:
             probe_seconds += self._calibrate(step, plan.calibrate, one_off=plan.first)
-        values, seconds = self._run_probes(step, plan.probes, snapshot, plan=plan)
+        reported = given.get("train_loss", self._loss_values[-1] if self._loss_values else None)
+        values, seconds = self._run_probes(
+            step, plan.probes, snapshot, plan=plan, reported=reported
+        )
         probe_seconds += seconds
         if self._loss_values:
             values["train_loss_step"] = self._loss_values[-1]
         values.update(given)
         values["agent_probe_errors"] = float(sum(self.probe_errors.values()))
         values["agent_overhead_ratio"] = schedule.ratio()
-        self.decision = self.detector.observe(step, values)
-        remote = self.transport.remote_decision()
-        if remote is not None:
-            self.decision = remote
-        self.history.append((step, values))
-        self.transport.submit(Record("points", self.run_id, points=[(step, values)]))
+        self._observe(step, values)
+        if self._loss_check is not None and self._checked is None:
+            self._checked = (step, values, frozenset(given))  # settled at the next call
         new_event = self._new_event()
         if snapshot or new_event:
             if not snapshot:
@@ -477,6 +501,15 @@ class Agent:
         self.measure_seconds += elapsed
         schedule.evaluated(elapsed - probe_seconds, first=plan.first)
         return True
+
+    def _observe(self, step: int, values: dict[str, float]) -> None:
+        """Hand an evaluation to the detector, the history and the transport."""
+        self.decision = self.detector.observe(step, values)
+        remote = self.transport.remote_decision()
+        if remote is not None:
+            self.decision = remote
+        self.history.append((step, values))
+        self.transport.submit(Record("points", self.run_id, points=[(step, values)]))
 
     def _snapshot_probes(self) -> list[Probe]:
         """Extra snapshots (events, close) rerun only the probes that produce arrays (and,
@@ -537,12 +570,21 @@ class Agent:
         return seconds
 
     def _run_probes(
-        self, step: int, probes: list[Probe], snapshot: bool, *, plan: Plan | None = None
+        self,
+        step: int,
+        probes: list[Probe],
+        snapshot: bool,
+        *,
+        plan: Plan | None = None,
+        reported: float | None = None,
     ) -> tuple[dict[str, float], float]:
         """Run ``probes``; only a scheduled run (with its ``plan``) moves their next due steps.
+        At the first scheduled run, the loss is chosen from the ``reported`` training loss.
 
         Returns the values and the seconds spent in the probes."""
         ctx = self._context(step, snapshot)
+        if plan is not None and self.loss.source is LossSource.PENDING:
+            self._choose_loss(ctx, reported)
         values: dict[str, float] = {}
         arrays: dict[str, np.ndarray] = {}
         total = 0.0
@@ -564,6 +606,82 @@ class Agent:
         if snapshot and arrays:
             self._keep_snapshot(step, arrays)
         return values, total
+
+    def _choose_loss(self, ctx: ProbeContext, reported: float | None) -> None:
+        """Measure the loss the reported one matches (:mod:`grokwatch.losses`). Unless it
+        matched closely, the loss reported at the next step, on these weights, settles the
+        choice (:meth:`_settle_loss`)."""
+        step = ctx.step
+        try:
+            if ctx.train is None:
+                choice = LossChoice.fallback(
+                    LossSource.NO_TRAIN_DATA,
+                    "no train data to compare the reported loss with: measuring cross-entropy",
+                    step,
+                )
+            elif reported is None:
+                choice = LossChoice.fallback(
+                    LossSource.NOT_REPORTED,
+                    "the loop reported no training loss by the first evaluation: measuring "
+                    "cross-entropy (pass loss= to step, or name the loss: ModelIO(loss_fn=...))",
+                    step,
+                )
+            else:
+                check = {"train": candidate_means(ctx.capture("train").logits, ctx.train.targets)}
+                choice = match_means(float(reported), check["train"], step=step)
+                if not choice.settled:  # the loss reported next, on these weights, decides
+                    if ctx.test is not None:
+                        check["test"] = candidate_means(
+                            ctx.capture("test").logits, ctx.test.targets
+                        )
+                    self._loss_check = check
+        except Exception as exc:  # e.g. the forward pass failed: the loss probe reports it
+            self._loss_check = None
+            choice = LossChoice.fallback(
+                LossSource.NO_MATCH,
+                f"could not compare the reported loss ({type(exc).__name__}: {exc}): "
+                "measuring cross-entropy",
+                step,
+            )
+        self.loss = choice
+        self.loss_fn = ctx.loss_fn = choice.loss_fn
+        if self._loss_check is None:
+            log.info("grokwatch: %s", choice.message)
+
+    def _settle_loss(self, step: int, loss: torch.Tensor | float | None) -> None:
+        """Settle the loss with the loss reported at the step after the first evaluation (the
+        loss of the weights it measured). If the choice changes, that evaluation's losses are
+        corrected in the history and the detector is rebuilt on it (what was already sent to
+        the transport keeps the first guess)."""
+        started = self._clock()
+        checked_step, values, given = self._checked  # type: ignore[misc]
+        check = self._loss_check or {}
+        self._checked = self._loss_check = None
+        guess = self.loss
+        if loss is not None and step == checked_step + 1 and check.get("train"):
+            exact = match_means(_scalar(loss), check["train"], step=checked_step)
+            if exact.source is LossSource.MATCHED or exact.nearest != guess.name:
+                self.loss = exact
+        self.loss_fn = self.loss.loss_fn
+        log.info("grokwatch: %s", self.loss.message)
+        if self.loss.name != guess.name:
+            for split, means in check.items():
+                key = f"{split}_loss"
+                if key in values and key not in given and self.loss.name in means:
+                    values[key] = means[self.loss.name]
+            old = self.detector
+            self.detector = RunDetector(
+                old.rules,
+                budget=old.budget,
+                forecaster=old.forecaster,
+                min_confidence=old.min_confidence,
+                policy=old.policy,
+            )
+            self.decision = self.detector.update_many(list(self.history))
+        # the first evaluation's own work, finished one call late: a one-off cost
+        seconds = self._clock() - started
+        self._schedule.one_off += seconds
+        self.measure_seconds += seconds
 
     def _account(self, step: int, result: ProbeResult) -> None:
         """Count a probe failure, log it (rate-limited), switch the probe off if it persists."""
@@ -650,6 +768,9 @@ class Agent:
                 "probe_errors": dict(self.probe_errors),
                 "probe_runs": dict(self.probe_runs),
                 "probes_disabled": dict(self.disabled),
+                "loss": self.loss.name,
+                "loss_source": self.loss.source.value,
+                "loss_message": self.loss.message,
             }
         )
         return out
@@ -672,6 +793,8 @@ class Agent:
             return
         entered = self._schedule.enter()
         try:
+            if self._checked is not None:
+                self._settle_loss(self._last_step, None)
             last = self._last_step
             probes = self._snapshot_probes()
             if (
