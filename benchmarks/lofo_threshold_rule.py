@@ -15,6 +15,12 @@ the same runs with the same settings (read from the run's ``lofo.json``):
 
 Nothing here sees a held-out family before its threshold is fixed: each fold's threshold
 comes from its training families' out-of-fold forecasts, as in the run itself.
+
+Without ``--rule`` the fold models keep their own thresholds: the committed run scored again
+with the current code (e.g. its *agent defaults* view after a change to the agent's schedule):
+
+    nice -n 19 python -m benchmarks.lofo_threshold_rule --from benchmarks/results/forecast \\
+        --out benchmarks/results/forecast
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from grokwatch.forecast.transfer import THRESHOLD_RULES, threshold_from_report
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rule", choices=THRESHOLD_RULES, required=True)
+    ap.add_argument("--rule", choices=THRESHOLD_RULES, help="default: the thresholds as fitted")
     ap.add_argument("--from", dest="source", required=True, help="OUT of the committed run")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -39,6 +45,9 @@ def main() -> None:
     models = []
     for path in sorted((source / "lofo" / "models").glob("*.npz")):
         model = load(path)
+        models.append(model)
+        if args.rule is None:
+            continue
         report = dict(model.fit_report_)
         model.alert_threshold_ = threshold_from_report(report, args.rule)
         model.fit_report_ = {
@@ -48,7 +57,6 @@ def main() -> None:
         }
         print(f"{path.stem}: alert threshold {report['alert_threshold']:.3f} -> "
               f"{model.alert_threshold_:.3f} ({args.rule})")  # fmt: skip
-        models.append(model)
     evaluate_lofo(
         settings["corpora"],
         out=args.out,
@@ -61,7 +69,7 @@ def main() -> None:
         C_grid=settings["C_grid"],
         params=settings["params"],
         measures=settings["measures"],
-        transfer={**settings["transfer"], "threshold_rule": args.rule},
+        transfer={**settings["transfer"], **({"threshold_rule": args.rule} if args.rule else {})},
         budget_samples=settings["budget_samples"],
         cap=settings["cap_per_family"],
         seed=settings["seed"],

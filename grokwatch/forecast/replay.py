@@ -128,12 +128,12 @@ BASELINE_MEASURES = (
 DEFAULT_GRID = "default"
 """``cadence`` of :func:`replay` for the agent's default settings (:func:`thin`)."""
 
-EVALUATION_COST = {"transformer": 0.93}
+EVALUATION_COST = {"transformer": 0.90}
 """One evaluation's core cost in training steps, by family, as measured by
 ``benchmarks/overhead.py`` (``benchmarks/results/overhead.json``,
-``core_evaluation_steps``: 0.93 for the transformer, 1.80 for the MLP); every other family
+``core_evaluation_steps``: 0.90 for the transformer, 1.46 for the MLP); every other family
 of the corpus is an MLP: :data:`MLP_EVALUATION_COST`."""
-MLP_EVALUATION_COST = 1.80
+MLP_EVALUATION_COST = 1.46
 
 
 @functools.lru_cache(maxsize=512)
