@@ -18,8 +18,8 @@ forecaster reads (``loss_accuracy``; forecaster v2 reads only loss and accuracy)
 recorded evaluations are replayed through fresh detectors on two schedules:
 
 - ``defaults``: the steps the capped agent evaluates at its defaults
-  (:func:`grokwatch.schedule.planned_steps` at the MLP's measured evaluation cost,
-  :data:`grokwatch.forecast.replay.MLP_EVALUATION_COST`: the *agent defaults* view of the
+  (:func:`grokwatch.schedule.planned_steps` at the MLP's measured costs,
+  :data:`grokwatch.forecast.replay.MLP_COSTS`: the *agent defaults* view of the
   leave-one-family-out evaluation; the planned steps are grid steps, so they are read exactly);
 - ``grid``: every step of the default grid (the agent without its overhead cap).
 
@@ -60,7 +60,7 @@ from grokwatch import Agent, ModelIO
 from grokwatch.detector import RunDetector
 from grokwatch.events import outcome
 from grokwatch.forecast.io import load as load_model
-from grokwatch.forecast.replay import MLP_EVALUATION_COST
+from grokwatch.forecast.replay import MLP_COSTS
 from grokwatch.probes.base import cross_entropy_per_sample
 from grokwatch.schedule import planned_steps
 
@@ -172,7 +172,11 @@ def train_one(config: dict[str, Any], fold_model: Any) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - t0, 1),
         "agents": {},
     }
-    planned = set(planned_steps(cfg.steps, MLP_EVALUATION_COST))
+    planned = set(
+        planned_steps(
+            cfg.steps, MLP_COSTS.evaluation, one_off=MLP_COSTS.one_off, call_cost=MLP_COSTS.call
+        )
+    )
     for name, agent in made.items():
         points = list(agent.history)
         entry: dict[str, Any] = {
@@ -286,7 +290,7 @@ def main() -> None:
                 **{k: v for k, v in vars(args).items() if k != "out"},
                 "fold_model": str(FOLD_MODEL),
                 "torch_threads": 1,
-                "evaluation_cost": MLP_EVALUATION_COST,
+                "agent_costs": MLP_COSTS._asdict(),
             },
             "runs": rows,
         }

@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -25,11 +25,12 @@ from grokwatch.forecast.forecaster import GrokForecaster
 from grokwatch.forecast.online import Context, assemble
 
 __all__ = [
+    "AGENT_COSTS",
     "DEFAULT_GRID",
-    "EVALUATION_COST",
-    "MLP_EVALUATION_COST",
+    "MLP_COSTS",
     "NEGATIVE",
     "POSITIVE",
+    "AgentCosts",
     "Replay",
     "StoredRun",
     "architecture_family",
@@ -128,19 +129,34 @@ BASELINE_MEASURES = (
 DEFAULT_GRID = "default"
 """``cadence`` of :func:`replay` for the agent's default settings (:func:`thin`)."""
 
-EVALUATION_COST = {"transformer": 0.90}
-"""One evaluation's core cost in training steps, by family, as measured by
-``benchmarks/overhead.py`` (``benchmarks/results/overhead.json``,
-``core_evaluation_steps``: 0.90 for the transformer, 1.49 for the MLP); every other family
-of the corpus is an MLP: :data:`MLP_EVALUATION_COST`."""
-MLP_EVALUATION_COST = 1.49
+
+class AgentCosts(NamedTuple):
+    """What the agent's work costs, in training steps of the run: one evaluation's core
+    (probes and the evaluation's own work), the first evaluation (a one-off, which also warms
+    up), and a call that only records the loss."""
+
+    evaluation: float
+    one_off: float
+    call: float
+
+
+AGENT_COSTS = {"transformer": AgentCosts(0.90, 0.84, 0.00065)}
+"""The agent's costs by family, as ``benchmarks/overhead.py`` measured them at the defaults
+(``benchmarks/results/overhead.json``: ``core_evaluation_steps``, ``one_off_seconds`` and
+``bookkeeping_us_per_call`` over ``train_step_ms``); every other family of the corpus is an
+MLP: :data:`MLP_COSTS`. With these, :func:`grokwatch.schedule.planned_steps` gives the live
+agent's number of evaluations (MLP 8 planned against 7 measured, transformer 20 against 20);
+without the calls and the one-off it would plan 13 on the MLP."""
+MLP_COSTS = AgentCosts(1.49, 1.90, 0.0027)
 
 
 @functools.lru_cache(maxsize=512)
-def _planned(budget: int, evaluation_cost: float) -> tuple[int, ...]:
+def _planned(budget: int, costs: AgentCosts) -> tuple[int, ...]:
     from grokwatch.schedule import planned_steps
 
-    return tuple(planned_steps(budget, evaluation_cost))
+    return tuple(
+        planned_steps(budget, costs.evaluation, one_off=costs.one_off, call_cost=costs.call)
+    )
 
 
 def thin(
@@ -148,19 +164,19 @@ def thin(
     cadence: int | str,
     *,
     budget: int | None = None,
-    evaluation_cost: float = MLP_EVALUATION_COST,
+    costs: AgentCosts = MLP_COSTS,
 ) -> np.ndarray:
     """Indices of the evaluations an agent with ``every=cadence`` would have made (the first
     evaluation and every multiple of ``cadence``). With ``cadence="default"``, those of the
     agent at its default settings: the default grid thinned by the 1 % overhead cap
-    (:func:`grokwatch.schedule.planned_steps` for a run of ``budget`` steps whose evaluation
-    costs ``evaluation_cost`` training steps; without a budget, the last step), each planned
+    (:func:`grokwatch.schedule.planned_steps` for a run of ``budget`` steps where the agent's
+    work ``costs`` what :class:`AgentCosts` says; without a budget, the last step), each planned
     step read at the newest step of the run at or before it (what the agent would have seen
     then: a corpus evaluated every 50 steps has no step 110)."""
     first = np.arange(steps.size) == 0
     if cadence == DEFAULT_GRID:
         horizon = int(budget) if budget else int(steps[-1]) if steps.size else 0
-        planned = np.asarray(_planned(horizon, float(evaluation_cost)), dtype=float)
+        planned = np.asarray(_planned(horizon, AgentCosts(*map(float, costs))), dtype=float)
         at = np.searchsorted(steps, planned, side="right") - 1
         keep = np.zeros(steps.size, dtype=bool)
         keep[at[at >= 0]] = True
@@ -185,13 +201,13 @@ def raw_measures(run: StoredRun, idx: np.ndarray) -> dict[str, np.ndarray]:
 
 def evaluations(run: StoredRun, cadence: int | str | None) -> np.ndarray:
     """Indices of ``run``'s evaluations a replay at ``cadence`` keeps (:func:`thin`; all
-    of them for ``None``), with the run's budget and its family's evaluation cost."""
+    of them for ``None``), with the run's budget and its family's :data:`AGENT_COSTS`."""
     steps = np.asarray(run.steps)
     if cadence is None:
         return np.arange(steps.size)
     budget = run.labels.get("budget") or run.config.get("steps")
-    cost = EVALUATION_COST.get(architecture_family(run), MLP_EVALUATION_COST)
-    return thin(steps, cadence, budget=int(budget) if budget else None, evaluation_cost=cost)
+    costs = AGENT_COSTS.get(architecture_family(run), MLP_COSTS)
+    return thin(steps, cadence, budget=int(budget) if budget else None, costs=costs)
 
 
 def replay(

@@ -14,6 +14,7 @@ from grokwatch.forecast import io as model_io
 from grokwatch.forecast.evaluate import forecast_signal
 from grokwatch.forecast.replay import (
     NEGATIVE,
+    AgentCosts,
     architecture_family,
     choose_alert_threshold,
     replay,
@@ -89,7 +90,7 @@ def test_agent_defaults_replay_the_capped_schedule_on_the_corpus_grid():
     from grokwatch.schedule import planned_steps
 
     steps = np.array([1, *range(50, 12001, 50)])
-    kept = steps[thin(steps, "default", budget=3000, evaluation_cost=1.8)]
+    kept = steps[thin(steps, "default", budget=3000, costs=AgentCosts(1.8, 1.8, 0.0))]
     planned = planned_steps(3000, 1.8)
     assert planned[:3] == [0, 140, 270]  # the capped agent's own steps (issue 18)
     # each planned step read at the newest corpus step at or before it, and nothing else
@@ -98,8 +99,8 @@ def test_agent_defaults_replay_the_capped_schedule_on_the_corpus_grid():
     assert kept[1:4].tolist() == [100, 250, 400]
     assert len(kept) < len(steps[thin(steps, 50)]) / 3  # the cap thins the 50-step grid
     # a cheaper evaluation (the transformer's) buys more evaluations; no budget: the record's
-    cheap = thin(steps, "default", budget=12000, evaluation_cost=0.93)
-    assert len(cheap) > len(thin(steps, "default", budget=12000, evaluation_cost=1.8))
+    cheap = thin(steps, "default", budget=12000, costs=AgentCosts(0.93, 0.93, 0.0))
+    assert len(cheap) > len(thin(steps, "default", budget=12000, costs=AgentCosts(1.8, 1.8, 0.0)))
     assert thin(steps, "default").tolist() == thin(steps, "default", budget=12000).tolist()
     with pytest.raises(ValueError, match="cadence"):
         thin(steps, "weekly")
