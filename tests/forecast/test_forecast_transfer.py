@@ -86,6 +86,26 @@ def test_family_weights_make_families_equal():
     assert family_weights([]).size == 0
 
 
+def test_the_replayed_agent_costs_are_the_measured_ones():
+    # the agent-defaults view plans with the costs benchmarks/overhead.py measured; a new
+    # measurement (or a change to the agent's margin) must be carried into replay.AGENT_COSTS
+    import json
+    from pathlib import Path
+
+    from grokwatch.forecast.replay import AGENT_COSTS, MLP_COSTS
+
+    path = Path(__file__).parents[2] / "benchmarks" / "results" / "overhead.json"
+    models = json.loads(path.read_text())["models"]
+    for name, costs in (("mlp", MLP_COSTS), ("transformer", AGENT_COSTS["transformer"])):
+        m = models[name]
+        measured = (
+            m["core_evaluation_steps"],
+            m["one_off_seconds"] * 1000 / m["train_step_ms"],
+            m["bookkeeping_us_per_call"] / 1000 / m["train_step_ms"],
+        )
+        assert costs == pytest.approx(measured, rel=0.05), name
+
+
 def test_agent_defaults_replay_the_capped_schedule_on_the_corpus_grid():
     from grokwatch.schedule import planned_steps
 
