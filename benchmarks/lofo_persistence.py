@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from grokwatch.forecast.commands import _json_safe, _load_corpus, sample_families
-from grokwatch.forecast.evaluate import Signal, family_refs, metrics
+from grokwatch.forecast.evaluate import Signal, family_refs, metrics, run_max
 from grokwatch.forecast.features import FEATURE_NAMES
 from grokwatch.forecast.forecaster import GrokForecaster
 from grokwatch.forecast.io import load
@@ -73,16 +72,6 @@ def persistent(score: np.ndarray, k: int) -> np.ndarray:
     for i in range(k - 1, score.size):
         out[i] = score[i - k + 1 : i + 1].min()
     return out
-
-
-def eligible_max(r: Replay, score: np.ndarray) -> float:
-    """Largest score before ``t_grok`` and within the budget (the shipped rule's window)."""
-    keep = np.ones(r.steps.size, bool)
-    if r.t_grok is not None:
-        keep &= r.steps < r.t_grok
-    if r.budget is not None:
-        keep &= r.steps <= r.budget
-    return float(score[keep].max()) if keep.any() else -math.inf
 
 
 def replays(settings: dict[str, Any]) -> tuple[list[Replay], list[Replay]]:
@@ -155,7 +144,7 @@ def main() -> None:
         negatives = [r for r in fold.train if r.outcome in NEGATIVE]
         thresholds = {
             k: choose_alert_threshold(
-                [eligible_max(r, persistent(oof[r.run_id], k)) for r in negatives], far
+                [run_max(r, persistent(oof[r.run_id], k)) for r in negatives], far
             )
             for k in (1, args.k)
         }
