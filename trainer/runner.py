@@ -14,7 +14,6 @@ curve after the jump for a forecaster to see it, without paying for a flat line 
 from __future__ import annotations
 
 import dataclasses
-import math
 import platform
 import time
 import traceback
@@ -180,9 +179,12 @@ def history_arrays(
     points = list(history)
     columns = tuple(sorted({k for _, v in points for k in v}))
     index = {c: j for j, c in enumerate(columns)}
-    values = np.full((len(points), len(columns)), np.nan, dtype=np.float32)
+    wide = np.full((len(points), len(columns)), np.nan)
     for i, (_, v) in enumerate(points):
         for key, x in v.items():
-            values[i, index[key]] = x if math.isfinite(x) else np.nan
+            wide[i, index[key]] = x
+    with np.errstate(over="ignore"):
+        values = wide.astype(np.float32)  # a finite float64 beyond 3.4e38 becomes inf here
+    values[~np.isfinite(values)] = np.nan
     steps = np.array([s for s, _ in points], dtype=np.int64)
     return steps, columns, values

@@ -114,6 +114,14 @@ def test_history_arrays_nan_policy() -> None:
     assert np.isnan(values[1, 1]) and np.isnan(values[1, 2])
 
 
+def test_history_arrays_a_value_beyond_float32_is_nan_not_inf() -> None:
+    # finite as a Python float, inf once cast to the corpus's float32 (3 committed runs held
+    # such infs of loss_spectral_energy before the cast was checked)
+    _, _, values = history_arrays([(1, {"a": 1e39, "b": -1e39, "c": 3e38})])
+    assert np.isnan(values[0, 0]) and np.isnan(values[0, 1])
+    assert values[0, 2] == np.float32(3e38)
+
+
 def _fail_on_p7(t: RunTask) -> RunResult:
     if t.config["p"] == 7:
         raise RuntimeError("worker lost")
