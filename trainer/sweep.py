@@ -38,7 +38,10 @@ from trainer.executors import InlineExecutor, RayExecutor, local_executor
 from trainer.heap import keep_heap
 from trainer.runner import RunResult, StopAfterGeneralization, history_arrays, run_one
 from trainer.spec import RunTask, SpecError, SweepSpec, load_spec
-from trainer.stacked import run_stack
+from trainer.stacked import run_stack, run_stack_probes_per_run
+
+#: How a stacked sweep's agents run their probes (`sweep(probes=)`, `--probes`).
+PROBES = ("batched", "per-run")
 
 # The sweep's parts live in their own modules; these names stay importable from here.
 __all__ = [
@@ -60,6 +63,7 @@ def sweep(
     fn: Callable[[RunTask], RunResult] = run_one,
     stack: int = 1,
     order: str = "turns",
+    probes: str = "batched",
 ) -> SweepReport:
     """Run every task of `specs` not yet in `out`; write each result as it arrives.
 
@@ -67,8 +71,14 @@ def sweep(
     pool (and shuts it down at the end). `limit` trains at most that many pending runs (a
     pilot). `fn` is the unit of work (tests pass a failing one). `stack` > 1 trains up to that
     many runs of one shape at once (`trainer.stacked`; corpus v2), 1 one run at a time (v1).
-    `order` is the order stacks start in (`trainer.execution.plan_stacks`).
+    `order` is the order stacks start in (`trainer.execution.plan_stacks`). `probes`
+    (stacks only): "batched" computes the agents' three costliest probes for the whole stack
+    at once (`trainer.stacked_probes`: training bitwise the same, those probes' columns within
+    rounding), "per-run" lets every agent measure its own model, as corpus v2 was trained (the
+    command then gives its committed runs bit for bit).
     """
+    if probes not in PROBES:
+        raise ValueError(f"probes must be one of {PROBES}, got {probes!r}")
     out = Path(out)
     tasks: list[RunTask] = []
     for spec in specs:
@@ -77,6 +87,7 @@ def sweep(
     return execute(
         tasks, out, executor=executor, workers=workers, retry_failed=retry_failed,
         limit=limit, progress=progress, fn=fn, stack=stack, order=order,
+        stack_fn=run_stack if probes == "batched" else run_stack_probes_per_run,
     )  # fmt: skip
 
 
@@ -108,6 +119,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--order", choices=ORDERS, default="turns",
                         help="stacks start with families taking turns, or longest first "
                              "(balances the workers; the runs are the same)")  # fmt: skip
+    parser.add_argument("--probes", choices=PROBES, default="batched",
+                        help="with --stack: the costliest probes for the whole stack at once, "
+                             "or each run's agent alone (how corpus v2 was trained: its runs "
+                             "bit for bit)")  # fmt: skip
     parser.add_argument(
         "--check-memorization",
         type=int,
@@ -172,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> SweepReport | None:
             progress=not args.quiet,
             stack=args.stack,
             order=args.order,
+            probes=args.probes,
         )
     except KeyboardInterrupt:
         done = len(corpus_io.finished_ids(args.out))

@@ -348,3 +348,31 @@ def test_a_resumed_sweep_writes_the_runs_an_uninterrupted_one_writes(tmp_path) -
     for j, column in enumerate(old.columns):
         if j != timing:
             assert np.array_equal(new.values[:, j], old.values[:, j], equal_nan=True), column
+
+
+def test_a_per_run_probes_sweep_writes_each_agent_alone_bit_for_bit(tmp_path) -> None:
+    """`--probes per-run` (how corpus v2 was trained): every column of the written runs is
+    the one `run_stack_probes_per_run` gives for the plan's stack."""
+    from trainer.corpus import read_run, run_path
+    from trainer.executors import InlineExecutor
+    from trainer.spec import SweepSpec
+    from trainer.stacked import run_stack_probes_per_run
+    from trainer.sweep import sweep
+
+    spec = SweepSpec.from_dict({
+        "name": "tiny-probes", "family": "mlp", "role": "train", "sampler": "grid", "every": 30,
+        "budget": 60, "space": {"p": 31, "frac": [0.55, 0.9], "lr": 1e-2, "d_emb": 16,
+                                 "d_hidden": 32},
+    })  # fmt: skip
+    sweep([spec], tmp_path / "per-run", executor=InlineExecutor(), progress=False, stack=4,
+          probes="per-run")  # fmt: skip
+    tasks = spec.tasks()
+    expected = {r.task.run_id: r for r in run_stack_probes_per_run(tasks, rows=stack_rows(tasks))}
+    for run_id, want in expected.items():
+        got = read_run(run_path(tmp_path / "per-run", run_id))
+        assert got.columns == want.columns and np.array_equal(got.steps, want.steps)
+        for j, column in enumerate(want.columns):
+            if column != "agent_overhead_ratio":
+                assert np.array_equal(got.values[:, j], want.values[:, j], equal_nan=True), column
+    with pytest.raises(ValueError, match="probes"):
+        sweep([spec], tmp_path / "x", executor=InlineExecutor(), progress=False, probes="fast")
