@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from trainer import corpus as corpus_io
-from trainer.execution import execute
-from trainer.spec import RunTask
+from trainer.execution import execute, plan_stacks, stack_rows
+from trainer.spec import RunTask, SweepSpec
+from trainer.stacked import run_stack_probes_per_run
 
 
 def check_memorization(
@@ -30,7 +31,9 @@ def check_memorization(
 
     The runs are trained again from scratch with the larger budget: training is deterministic
     on a CPU, so the first B steps repeat exactly (checked: the same t_mem), and the runs land
-    in `DIR/checks/memorization/` (a corpus of its own) with `report.json` beside them.
+    in `DIR/checks/memorization/` (a corpus of its own) with `report.json` beside them. In a
+    v2 corpus each run is padded to the rows of its stack in the corpus's plan (its float
+    rounding depends on them) and its agent measures alone, as the corpus was trained.
     """
     from trainer.summary import CHECK_DIR
 
@@ -60,8 +63,14 @@ def check_memorization(
         )
         for r in sample
     ]
+    padding = None
+    if stack > 1:
+        planned = [t for entry in source.manifest["specs"].values()
+                   for t in SweepSpec.from_dict(entry).tasks()]  # fmt: skip
+        padded = {t.run_id: stack_rows(s) for s in plan_stacks(planned, stack) for t in s}
+        padding = {t.run_id: padded[t.run_id.rsplit("-x", 1)[0]] for t in tasks}
     execute(tasks, out, executor=executor, workers=workers, progress=progress, stack=stack,
-            version=source.version)  # fmt: skip
+            version=source.version, stack_fn=run_stack_probes_per_run, rows=padding)  # fmt: skip
     by_id = {r.run_id: r for r in sample}
     later, ratios, same, rows = 0, [], 0, []
     for run in corpus_io.load(out):

@@ -11,7 +11,7 @@ import dataclasses
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,10 +145,14 @@ def execute(
     version: int | None = None,
     order: str = "turns",
     stack_fn: Callable[..., list[RunResult]] = run_stack,
+    rows: Mapping[str, int] | None = None,
 ) -> SweepReport:
     """The loop of `sweep` over tasks whose specs are already in `out`'s manifest. `order`:
     see :func:`plan_stacks`; `stack_fn(tasks, rows=)` trains one stack (a picklable top-level
-    function, :func:`trainer.stacked.run_stack`); the stacks are :func:`pending_stacks`."""
+    function, :func:`trainer.stacked.run_stack`); the stacks are :func:`pending_stacks`.
+    `rows` (stacked only) gives the rows each run pads to, by run id, when they were set by
+    another plan than `tasks`' own (the slow-grokker check continues corpus runs): each run
+    then trains on its own, bit for bit as in the stack it was planned in."""
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -166,11 +170,13 @@ def execute(
         report.wall_time = time.perf_counter() - started
         return report
 
-    units: list[tuple[list[RunTask], int]] = (
-        pending_stacks(tasks, pending, stack, order=order)
-        if stack > 1
-        else [([task], 0) for task in pending]
-    )
+    units: list[tuple[list[RunTask], int]]
+    if stack > 1 and rows is not None:
+        units = [([task], rows[task.run_id]) for task in pending]
+    elif stack > 1:
+        units = pending_stacks(tasks, pending, stack, order=order)
+    else:
+        units = [([task], 0) for task in pending]
     own = executor is None
     if own:
         executor = local_executor(min(workers or cpu_quota(), len(units)))

@@ -187,20 +187,36 @@ def test_the_slow_grokker_check_of_a_v2_corpus_is_a_v2_corpus_trained_stacked(tm
     from trainer.summary import CHECK_DIR
     from trainer.sweep import sweep
 
-    # wd = 0 and a high lr: these tiny runs memorize and stay memorized
+    # wd = 0 and a high lr: these tiny runs memorize and stay memorized; their training sets
+    # differ in size, so the stack pads all but the largest
     spec = SweepSpec.from_dict({
-        "name": "tiny-mem", "family": "mlp", "role": "train", "n_runs": 3, "every": 25,
-        "budget": 50, "space": {"p": 7, "frac": 0.5, "lr": 3e-2, "wd": 0.0, "d_emb": 8,
-                                 "d_hidden": 16},
+        "name": "tiny-mem", "family": "mlp", "role": "train", "n_runs": 4, "every": 25,
+        "budget": 50, "space": {"p": 11, "frac": {"uniform": [0.4, 0.9]}, "lr": 3e-2,
+                                 "wd": 0.0, "d_emb": 8, "d_hidden": 16},
     })  # fmt: skip
-    sweep([spec], tmp_path, executor=InlineExecutor(), progress=False, stack=4)
-    memorized = [r for r in corpus.load(tmp_path) if r.outcome == "memorization"]
-    assert memorized, "the tiny spec should memorize"
+    sweep([spec], tmp_path, executor=InlineExecutor(), progress=False, stack=4,
+          probes="per-run")  # fmt: skip
+    source = {r.run_id: r for r in corpus.load(tmp_path)}
+    memorized = [r for r in source.values() if r.outcome == "memorization"]
+    assert len(memorized) >= 2, "the tiny spec should memorize"
+    largest = max(r.meta["padded_rows"] for r in memorized)
+    assert any(r.meta["padded_rows"] == largest for r in memorized)
     report = check_memorization(tmp_path, 2, factor=2, executor=InlineExecutor(), progress=False)
-    assert report["checked"] == min(2, len(memorized))
+    assert report["checked"] == 2 and report["same_prefix"] == 2
     checked = corpus.load(tmp_path / CHECK_DIR, version=2)
     assert len(checked) == report["checked"]
     assert all(r.labels["budget"] == 100 for r in checked)
+    # each continued run repeats its corpus run bit for bit, padded as the corpus's plan padded
+    # it (not as the check's own runs would be stacked together)
+    for run in checked:
+        original = source[run.run_id.rsplit("-x", 1)[0]]
+        assert run.meta["padded_rows"] == original.meta["padded_rows"]
+        n = len(original.steps) - 1  # the last row is the budget's end, not a scheduled one
+        assert np.array_equal(run.steps[:n], original.steps[:n])
+        for j, column in enumerate(original.columns):
+            if column != "agent_overhead_ratio":
+                got = run.values[:n, run.columns.index(column)]
+                assert np.array_equal(got, original.values[:n, j], equal_nan=True), column
 
 
 def _vmap_whole_loss(template: torch.nn.Module, loss_fn: Any) -> Any:
