@@ -17,6 +17,13 @@ only later.
 
     python -m benchmarks.corpus_reproduce --steps 100 \\
         --json benchmarks/results/corpus/reproduce.json
+
+A prefix cannot show a difference that starts later (a probe that first runs after step 100,
+a schedule that changed), so `--stacks N` trains a seeded sample of N stacks per family and
+`--steps` larger than every budget trains each run whole, as the sweep did:
+
+    python -m benchmarks.corpus_reproduce --steps 100000 --stacks 1 \\
+        --json benchmarks/results/corpus/reproduce_whole.json
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -90,6 +98,17 @@ def check_stack(tasks: list[RunTask], rows: int, steps: int, corpus: str) -> lis
     return rows_out
 
 
+def sample_stacks(
+    units: list[tuple[list[RunTask], int]], n: int, seed: int = 0
+) -> list[tuple[list[RunTask], int]]:
+    """`n` stacks of each family, drawn with a fixed seed, in plan order."""
+    chosen: set[int] = set()
+    for family in sorted({s[0].family for s, _ in units}):
+        mine = [i for i, (s, _) in enumerate(units) if s[0].family == family]
+        chosen.update(random.Random(f"{seed}-{family}").sample(mine, min(n, len(mine))))
+    return [u for i, u in enumerate(units) if i in chosen]
+
+
 def summarize(runs: list[dict[str, Any]], corpus: Path = CORPUS) -> dict[str, dict[str, Any]]:
     """Per family: runs, how many are equal and how many differ (by the step they first
     differ at), and the worker-hours the differing ones took in the committed sweep (their
@@ -118,6 +137,12 @@ def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--family", action="append", default=[], help="only these (repeat)")
+    parser.add_argument(
+        "--stacks",
+        type=int,
+        default=None,
+        help="a seeded sample of N stacks per family (default: every stack)",
+    )
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -125,6 +150,8 @@ def main() -> dict[str, Any]:
     tasks = [t for path in specs for t in load_spec(path).tasks()]
     units = [(s, rows) for s, rows in pending_stacks(tasks, tasks, 16)
              if not args.family or s[0].family in args.family]  # fmt: skip
+    if args.stacks is not None:
+        units = sample_stacks(units, args.stacks)
     started = time.perf_counter()
     executor = local_executor(min(args.workers or cpu_quota(), len(units)))
     try:
@@ -135,6 +162,7 @@ def main() -> dict[str, Any]:
         executor.shutdown()
     report = {
         "steps": args.steps,
+        "whole_runs": args.steps >= max(t.budget for s, _ in units for t in s),
         "stacks": len(units),
         "wall_s": time.perf_counter() - started,
         "families": summarize(runs),

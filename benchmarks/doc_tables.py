@@ -614,11 +614,11 @@ def corpus_probe_tolerance() -> str:
     return table(head, rows)
 
 
-def corpus_reproduce() -> str:
+def corpus_reproduce(name: str = "reproduce") -> str:
     """Committed v2 runs against the regenerate command's plan (``corpus_reproduce.py``)."""
-    data = _json("corpus/reproduce.json")
-    steps = data["steps"]
-    head = ("family", "runs", f"first {steps} steps bitwise the committed run", "differ",
+    data = _json(f"corpus/{name}.json")
+    steps = "whole run" if data.get("whole_runs") else f"first {data['steps']} steps"
+    head = ("family", "runs", f"{steps} bitwise the committed run", "differ",
             "first different at step", "worker-hours of the differing runs")  # fmt: skip
     rows = []
     for family, f in data["families"].items():
@@ -715,6 +715,7 @@ TABLES: dict[str, Callable[[], str]] = {
     ),
     "corpus_probe_tolerance": corpus_probe_tolerance,
     "corpus_reproduce": corpus_reproduce,
+    "corpus_reproduce_whole": lambda: corpus_reproduce("reproduce_whole"),
     "corpus_stacked_step": corpus_stacked_step,
     "control_live": control_live,
     "overhead": overhead,
