@@ -634,6 +634,20 @@ def corpus_reproduce(name: str = "reproduce") -> str:
     return table(head, rows)
 
 
+def corpus_slow_grokkers() -> str:
+    """The slow-grokker check of corpus v2, by family (``python -m trainer.sweep --out
+    trainer/data/corpus --check-memorization 12 --factor 3``: its ``report.json``)."""
+    path = ROOT / "trainer/data/corpus/checks/memorization/report.json"
+    data = json.loads(path.read_text())
+    factor = data["factor"]
+    rows = []
+    for family in sorted({r["run_id"].split("-")[0] for r in data["runs"]}):
+        mine = [r for r in data["runs"] if r["run_id"].split("-")[0] == family]
+        later = sorted(r["t_grok"] / r["budget"] for r in mine if r["t_grok"] is not None)
+        rows.append((f"`{family}`", len(mine), len(later), ", ".join(f"{x:.2f}" for x in later)))
+    return table(("family", "checked", f"generalized within {factor} B", "at (× B)"), rows)
+
+
 def corpus_stacked_step() -> str:
     """One stacked MLP training step, vmap vs hand-written bmm (``benchmarks/stacked_step.py``)."""
     data = _json("corpus/stacked_step.json")
@@ -717,6 +731,7 @@ TABLES: dict[str, Callable[[], str]] = {
     ),
     "corpus_probe_tolerance": corpus_probe_tolerance,
     "corpus_reproduce": corpus_reproduce,
+    "corpus_slow_grokkers": corpus_slow_grokkers,
     "corpus_reproduce_whole": lambda: corpus_reproduce("reproduce_whole"),
     "corpus_stacked_step": corpus_stacked_step,
     "control_live": control_live,
