@@ -53,7 +53,9 @@ CORPUS = ROOT / "trainer/data/corpus"
 TIMING_COLUMNS = frozenset({"agent_overhead_ratio"})
 
 
-def first_difference(result: RunResult, corpus: Path) -> tuple[int | None, list[str], list[str]]:
+def first_difference(
+    result: RunResult, corpus: Path, whole: bool = False
+) -> tuple[int | None, list[str], list[str]]:
     """Compare `result` with its committed run over the columns both have: the first step at
     which one differs and the columns that differ there (None, []: bitwise equal), and the
     columns the committed file lacks (runs written before the agent recorded its own
@@ -61,7 +63,12 @@ def first_difference(result: RunResult, corpus: Path) -> tuple[int | None, list[
     old = read_run(run_path(corpus, result.task.run_id))
     n = len(result.steps)
     lacks = sorted(set(result.columns) - set(old.columns))
-    if not np.array_equal(result.steps, old.steps[:n]) or set(old.columns) - set(result.columns):
+    longer = whole and len(old.steps) != n  # a whole run must end where the committed one did
+    if (
+        longer
+        or not np.array_equal(result.steps, old.steps[:n])
+        or set(old.columns) - set(result.columns)
+    ):
         return int(result.steps[0]), ["steps or columns"], lacks
     at: dict[str, int] = {}
     for column in old.columns:
@@ -86,7 +93,8 @@ def check_stack(tasks: list[RunTask], rows: int, steps: int, corpus: str) -> lis
     for result in run_stack_probes_per_run(short, rows=rows):
         if result.status != "ok":
             raise RuntimeError(f"{result.task.run_id} failed: {result.error}")
-        step, columns, lacks = first_difference(result, Path(corpus))
+        whole = steps >= result.task.budget
+        step, columns, lacks = first_difference(result, Path(corpus), whole=whole)
         rows_out.append({
             "run_id": result.task.run_id,
             "family": result.task.family,
@@ -146,6 +154,8 @@ def main() -> dict[str, Any]:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.stacks is not None and args.stacks < 1:
+        parser.error(f"--stacks must be >= 1, got {args.stacks}")
     specs = sorted((ROOT / "trainer/specs/v2").glob("*.json"))
     tasks = [t for path in specs for t in load_spec(path).tasks()]
     units = [(s, rows) for s, rows in pending_stacks(tasks, tasks, 16)

@@ -625,12 +625,12 @@ def corpus_reproduce(name: str = "reproduce") -> str:
     for family, f in data["families"].items():
         at = ", ".join(f"{s}: {n}" for s, n in f["first_difference_steps"].items())
         rows.append((f"`{family}`", f["runs"], f["identical"], f["identical_but_older_columns"],
-                     f["differing"], at or "–", f"{f['differing_worker_hours']:.2f}"))  # fmt: skip
+                     f["differing"], at or "–", f"{f['differing_worker_hours']:.3f}"))  # fmt: skip
     keys = ("runs", "identical", "identical_but_older_columns", "differing",
             "differing_worker_hours")  # fmt: skip
     total = {k: sum(f[k] for f in data["families"].values()) for k in keys}
     rows.append(("all", total["runs"], total["identical"], total["identical_but_older_columns"],
-                 total["differing"], "", f"{total['differing_worker_hours']:.2f}"))  # fmt: skip
+                 total["differing"], "", f"{total['differing_worker_hours']:.3f}"))  # fmt: skip
     return table(head, rows)
 
 
@@ -644,8 +644,11 @@ def corpus_slow_grokkers() -> str:
     for family in sorted({r["run_id"].split("-")[0] for r in data["runs"]}):
         mine = [r for r in data["runs"] if r["run_id"].split("-")[0] == family]
         later = sorted(r["t_grok"] / r["budget"] for r in mine if r["t_grok"] is not None)
-        rows.append((f"`{family}`", len(mine), len(later), ", ".join(f"{x:.2f}" for x in later)))
-    return table(("family", "checked", f"generalized within {factor} B", "at (× B)"), rows)
+        budgets = ", ".join(f"{r['budget']:,}".replace(",", " ") for r in mine)
+        rows.append((f"`{family}`", len(mine), len(later), ", ".join(f"{x:.2f}" for x in later),
+                     budgets))  # fmt: skip
+    head = ("family", "checked", f"generalized within {factor} B", "at (× B)", "budgets B")
+    return table(head, rows)
 
 
 def corpus_stacked_step() -> str:

@@ -63,18 +63,15 @@ def check_memorization(
         )
         for r in sample
     ]
-    padding = None
-    if stack > 1:
-        planned = [t for entry in source.manifest["specs"].values()
-                   for t in SweepSpec.from_dict(entry).tasks()]  # fmt: skip
-        padded = {t.run_id: stack_rows(s) for s in plan_stacks(planned, stack) for t in s}
-        padding = {t.run_id: padded[t.run_id.rsplit("-x", 1)[0]] for t in tasks}
+    by_id = {f"{r.run_id}-x{factor}": r for r in sample}  # check run -> the corpus run
+    padding = _padded_rows(source, sample, stack) if stack > 1 else None
+    if padding is not None:
+        padding = {check_id: padding[r.run_id] for check_id, r in by_id.items()}
     execute(tasks, out, executor=executor, workers=workers, progress=progress, stack=stack,
             version=source.version, stack_fn=run_stack_probes_per_run, rows=padding)  # fmt: skip
-    by_id = {r.run_id: r for r in sample}
     later, ratios, same, rows = 0, [], 0, []
     for run in corpus_io.load(out):
-        original = by_id.get(run.run_id.rsplit("-x", 1)[0])
+        original = by_id.get(run.run_id)
         if original is None:
             continue
         budget = int(original.labels["budget"])
@@ -101,3 +98,18 @@ def check_memorization(
     }
     corpus_io.atomic_write(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
     return report
+
+
+def _padded_rows(source: corpus_io.Corpus, runs: list[Any], stack: int) -> dict[str, int]:
+    """The rows each of `runs` was padded to in `source`: its file's `meta.padded_rows` (written
+    since the plan fixes the padding), else its stack's in the plan of `source`'s specs."""
+    rows = {r.run_id: int(r.meta["padded_rows"]) for r in runs if "padded_rows" in r.meta}
+    if len(rows) < len(runs):
+        planned = [t for entry in source.manifest["specs"].values()
+                   for t in SweepSpec.from_dict(entry).tasks()]  # fmt: skip
+        plan = {t.run_id: stack_rows(s) for s in plan_stacks(planned, stack) for t in s}
+        unplanned = sorted(r.run_id for r in runs if r.run_id not in rows | plan)
+        if unplanned:
+            raise ValueError(f"runs no spec of the manifest draws: {unplanned}")
+        rows.update({r.run_id: plan[r.run_id] for r in runs if r.run_id not in rows})
+    return rows

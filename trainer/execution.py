@@ -171,7 +171,12 @@ def execute(
         return report
 
     units: list[tuple[list[RunTask], int]]
-    if stack > 1 and rows is not None:
+    if rows is not None:
+        if stack <= 1:
+            raise ValueError("rows= pads stacked runs; it needs stack > 1")
+        missing = sorted(t.run_id for t in pending if t.run_id not in rows)
+        if missing:
+            raise ValueError(f"rows= lacks the runs {missing}")
         units = [([task], rows[task.run_id]) for task in pending]
     elif stack > 1:
         units = pending_stacks(tasks, pending, stack, order=order)
@@ -183,7 +188,7 @@ def execute(
     bar = tqdm(total=len(pending), unit="run", disable=not progress, dynamic_ncols=True)
     try:
         if stack > 1:
-            futures = {executor.submit(stack_fn, unit, rows=rows): unit for unit, rows in units}
+            futures = {executor.submit(stack_fn, unit, rows=n): unit for unit, n in units}
         else:
             futures = {executor.submit(fn, unit[0]): unit for unit, _ in units}
         for future in cf.as_completed(futures):

@@ -175,7 +175,8 @@ def history_arrays(
     history: Iterable[tuple[int, dict[str, float]]],
 ) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
     """Agent history → steps `(T,)`, sorted column names `(M,)`, values `(T, M)` float32 with
-    NaN where a measure is missing or not finite (the corpus's NaN policy)."""
+    NaN where a measure is missing, not finite, or beyond float32's range (the corpus's NaN
+    policy)."""
     points = list(history)
     columns = tuple(sorted({k for _, v in points for k in v}))
     index = {c: j for j, c in enumerate(columns)}

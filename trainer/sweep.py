@@ -75,7 +75,7 @@ def sweep(
     (stacks only): "batched" computes the agents' three costliest probes for the whole stack
     at once (`trainer.stacked_probes`: training bitwise the same, those probes' columns within
     rounding), "per-run" lets every agent measure its own model, as corpus v2 was trained (the
-    command then gives its committed runs bit for bit).
+    command then gives its committed runs bit for bit as far as checked: docs/corpus.md).
     """
     if probes not in PROBES:
         raise ValueError(f"probes must be one of {PROBES}, got {probes!r}")
@@ -120,9 +120,9 @@ def make_parser() -> argparse.ArgumentParser:
                         help="stacks start with families taking turns, or longest first "
                              "(balances the workers; the runs are the same)")  # fmt: skip
     parser.add_argument("--probes", choices=PROBES, default="batched",
-                        help="with --stack: the costliest probes for the whole stack at once, "
-                             "or each run's agent alone (how corpus v2 was trained: its runs "
-                             "bit for bit)")  # fmt: skip
+                        help="with --stack N > 1: the costliest probes for the whole stack "
+                             "at once, or each run's agent alone (how corpus v2 was trained); "
+                             "one run at a time, every agent measures alone anyway")  # fmt: skip
     parser.add_argument(
         "--check-memorization",
         type=int,

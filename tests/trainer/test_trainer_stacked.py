@@ -179,7 +179,33 @@ def test_a_stacked_sweep_writes_a_v2_corpus_of_every_run_with_all_probes(tmp_pat
         sweep([spec], tmp_path, executor=InlineExecutor(), progress=False, stack=1)
 
 
-def test_the_slow_grokker_check_of_a_v2_corpus_is_a_v2_corpus_trained_stacked(tmp_path) -> None:
+def assert_same_columns(got: Any, want: Any, rows: int | None = None) -> None:
+    """Every column of run `want` (a RunResult or a corpus Run) is bitwise the same in `got`
+    over their first `rows` evaluations (all of them by default), the agent's own timing
+    `agent_overhead_ratio` aside (no rerun repeats a timing)."""
+    n = len(want.steps) if rows is None else rows
+    assert np.array_equal(got.steps[:n], want.steps[:n])
+    for j, column in enumerate(want.columns):
+        if column != "agent_overhead_ratio":
+            new = got.values[:n, list(got.columns).index(column)]
+            assert np.array_equal(new, want.values[:n, j], equal_nan=True), column
+
+
+class Spy:
+    """Calls `fn` and counts the calls: which unit of work a sweep handed its stacks to."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+def test_the_slow_grokker_check_of_a_v2_corpus_is_a_v2_corpus_trained_stacked(
+    tmp_path, monkeypatch
+) -> None:
+    import trainer.checks
     from trainer import corpus
     from trainer.checks import check_memorization
     from trainer.executors import InlineExecutor
@@ -199,24 +225,25 @@ def test_the_slow_grokker_check_of_a_v2_corpus_is_a_v2_corpus_trained_stacked(tm
     source = {r.run_id: r for r in corpus.load(tmp_path)}
     memorized = [r for r in source.values() if r.outcome == "memorization"]
     assert len(memorized) >= 2, "the tiny spec should memorize"
-    largest = max(r.meta["padded_rows"] for r in memorized)
-    assert any(r.meta["padded_rows"] == largest for r in memorized)
+    spy = Spy(trainer.checks.run_stack_probes_per_run)
+    monkeypatch.setattr(trainer.checks, "run_stack_probes_per_run", spy)
     report = check_memorization(tmp_path, 2, factor=2, executor=InlineExecutor(), progress=False)
     assert report["checked"] == 2 and report["same_prefix"] == 2
+    assert spy.calls == 2  # each run on its own, every agent measuring alone
     checked = corpus.load(tmp_path / CHECK_DIR, version=2)
     assert len(checked) == report["checked"]
     assert all(r.labels["budget"] == 100 for r in checked)
     # each continued run repeats its corpus run bit for bit, padded as the corpus's plan padded
     # it (not as the check's own runs would be stacked together)
-    for run in checked:
-        original = source[run.run_id.rsplit("-x", 1)[0]]
+    originals = [source[run.run_id.rsplit("-x", 1)[0]] for run in checked]
+    # the check is only a test of the padding if the checked runs alone pad to fewer rows
+    assert max(train_size(FAMILIES["mlp"].config_cls.from_dict(r.config)) for r in originals) < (
+        max(r.meta["padded_rows"] for r in originals)
+    )
+    for run, original in zip(checked, originals, strict=True):
         assert run.meta["padded_rows"] == original.meta["padded_rows"]
-        n = len(original.steps) - 1  # the last row is the budget's end, not a scheduled one
-        assert np.array_equal(run.steps[:n], original.steps[:n])
-        for j, column in enumerate(original.columns):
-            if column != "agent_overhead_ratio":
-                got = run.values[:n, run.columns.index(column)]
-                assert np.array_equal(got, original.values[:n, j], equal_nan=True), column
+        # the last row is the budget's end, not a scheduled evaluation
+        assert_same_columns(run, original, rows=len(original.steps) - 1)
 
 
 def _vmap_whole_loss(template: torch.nn.Module, loss_fn: Any) -> Any:
@@ -360,15 +387,13 @@ def test_a_resumed_sweep_writes_the_runs_an_uninterrupted_one_writes(tmp_path) -
     new = read_run(run_path(resumed, smallest.run_id))
     assert new.meta["labels"] == old.meta["labels"] and new.columns == old.columns
     assert new.meta["padded_rows"] == old.meta["padded_rows"] == 865  # the run file says so
-    timing = list(old.columns).index("agent_overhead_ratio")
-    for j, column in enumerate(old.columns):
-        if j != timing:
-            assert np.array_equal(new.values[:, j], old.values[:, j], equal_nan=True), column
+    assert_same_columns(new, old)
 
 
-def test_a_per_run_probes_sweep_writes_each_agent_alone_bit_for_bit(tmp_path) -> None:
+def test_a_per_run_probes_sweep_writes_each_agent_alone_bit_for_bit(tmp_path, monkeypatch) -> None:
     """`--probes per-run` (how corpus v2 was trained): every column of the written runs is
     the one `run_stack_probes_per_run` gives for the plan's stack."""
+    import trainer.sweep
     from trainer.corpus import read_run, run_path
     from trainer.executors import InlineExecutor
     from trainer.spec import SweepSpec
@@ -380,15 +405,34 @@ def test_a_per_run_probes_sweep_writes_each_agent_alone_bit_for_bit(tmp_path) ->
         "budget": 60, "space": {"p": 31, "frac": [0.55, 0.9], "lr": 1e-2, "d_emb": 16,
                                  "d_hidden": 32},
     })  # fmt: skip
+    # on runs this small the batched probes round as each agent alone does, so which unit of
+    # work the sweep used is asked of the sweep itself
+    spy = Spy(trainer.sweep.run_stack_probes_per_run)
+    monkeypatch.setattr(trainer.sweep, "run_stack_probes_per_run", spy)
+    sweep([spec], tmp_path / "batched", executor=InlineExecutor(), progress=False, stack=4)
+    assert spy.calls == 0
     sweep([spec], tmp_path / "per-run", executor=InlineExecutor(), progress=False, stack=4,
           probes="per-run")  # fmt: skip
+    assert spy.calls == 1  # the plan's one stack
     tasks = spec.tasks()
     expected = {r.task.run_id: r for r in run_stack_probes_per_run(tasks, rows=stack_rows(tasks))}
     for run_id, want in expected.items():
         got = read_run(run_path(tmp_path / "per-run", run_id))
-        assert got.columns == want.columns and np.array_equal(got.steps, want.steps)
-        for j, column in enumerate(want.columns):
-            if column != "agent_overhead_ratio":
-                assert np.array_equal(got.values[:, j], want.values[:, j], equal_nan=True), column
+        assert got.columns == want.columns
+        assert_same_columns(got, want)
     with pytest.raises(ValueError, match="probes"):
         sweep([spec], tmp_path / "x", executor=InlineExecutor(), progress=False, probes="fast")
+
+
+def test_execute_pads_each_run_as_asked_and_refuses_what_it_cannot(tmp_path) -> None:
+    from trainer.execution import execute
+    from trainer.executors import InlineExecutor
+
+    tasks = [task("mlp", p=23, frac=0.2 + 0.1 * s, seed=s, d_emb=16, d_hidden=32, steps=10)
+             for s in range(2)]  # fmt: skip
+    with pytest.raises(ValueError, match="lacks the runs"):
+        execute(tasks, tmp_path, executor=InlineExecutor(), progress=False, stack=4,
+                rows={tasks[0].run_id: 300})  # fmt: skip
+    with pytest.raises(ValueError, match="stack > 1"):
+        execute(tasks, tmp_path, executor=InlineExecutor(), progress=False, stack=1,
+                rows={t.run_id: 300 for t in tasks})  # fmt: skip
