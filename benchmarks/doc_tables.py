@@ -651,6 +651,23 @@ def corpus_slow_grokkers() -> str:
     return table(head, rows)
 
 
+def lofo_near_miss() -> str:
+    """Held-out negatives by how close they came to 90 % (``benchmarks/lofo_near_miss.py``)."""
+    data = _json("forecast/lofo_near_miss.json")
+    near = data["near"]
+
+    def q(v: list[float] | None) -> str:
+        return "–" if v is None else f"{v[1]:.2f} [{v[0]:.2f}, {v[2]:.2f}]"
+
+    head = ("held-out family", "negatives", "false alarms", f"near misses (test ≥ {near:.2f})",
+            "false alarms that are near misses", "best test accuracy: alarmed",
+            "best test accuracy: quiet")  # fmt: skip
+    rows = [(f"`{f}`", r["n_negative"], r["false_alarms"], r["near_misses"],
+             r["false_alarms_near"], q(r["alarmed_best_test_accuracy"]),
+             q(r["quiet_best_test_accuracy"])) for f, r in data["families"].items()]  # fmt: skip
+    return table(head, rows)
+
+
 def corpus_stacked_step() -> str:
     """One stacked MLP training step, vmap vs hand-written bmm (``benchmarks/stacked_step.py``)."""
     data = _json("corpus/stacked_step.json")
@@ -735,6 +752,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "corpus_probe_tolerance": corpus_probe_tolerance,
     "corpus_reproduce": corpus_reproduce,
     "corpus_slow_grokkers": corpus_slow_grokkers,
+    "lofo_near_miss": lofo_near_miss,
     "corpus_reproduce_whole": lambda: corpus_reproduce("reproduce_whole"),
     "corpus_stacked_step": corpus_stacked_step,
     "control_live": control_live,

@@ -45,7 +45,7 @@ from grokwatch.forecast.replay import (
     replay,
     with_family,
 )
-from grokwatch.forecast.transfer import THRESHOLD_RULES, family_weights, rule_threshold
+from grokwatch.forecast.transfer import NEAR_MISS, THRESHOLD_RULES, family_weights, rule_threshold
 
 __all__ = [
     "BALANCE",
@@ -131,6 +131,16 @@ def alert_scores(forecasts: Sequence[Forecast]) -> np.ndarray:
         [f.p_grok_budget if f.confidence >= MIN_CONFIDENCE else -np.inf for f in forecasts],
         dtype=float,
     )
+
+
+def near_miss(r: Replay) -> bool:
+    """A negative whose test accuracy reached :data:`~.transfer.NEAR_MISS` before its budget
+    (the ``clear`` threshold rule leaves it out of the false-alarm budget)."""
+    acc = np.asarray(r.measures.get("test_accuracy", ()), float)
+    keep = np.isfinite(acc)
+    if r.budget is not None:
+        keep &= r.steps <= r.budget
+    return bool(keep.any() and acc[keep].max() >= NEAR_MISS)
 
 
 def eligible_max(r: Replay, forecasts: Sequence[Forecast]) -> float:
@@ -337,7 +347,7 @@ def fit_replays(
                 continue
             fc = r.forecasts(model)
             oof_forecasts[r.run_id] = fc
-            if r.outcome in NEGATIVE:
+            if r.outcome in NEGATIVE and not (threshold_rule == "clear" and near_miss(r)):
                 neg_max.setdefault(r.family, []).append(eligible_max(r, fc))
             if r.groks and r.t_grok is not None:
                 before = [

@@ -202,3 +202,34 @@ def test_isotonic_map_weighs_every_family_the_same(families):
     assert np.interp(0.5, knots[0], knots[1]) == pytest.approx(
         np.mean(list(share.values())), abs=1e-5
     )
+
+
+def test_clear_rule_leaves_the_near_misses_out_of_the_false_alarm_budget(families):
+    """``clear``: the pooled rule over the negatives whose test accuracy stayed below
+    NEAR_MISS before their budget; the near misses neither set nor count in the threshold."""
+    from grokwatch.forecast.training import near_miss
+    from grokwatch.forecast.transfer import NEAR_MISS
+
+    kw = {"fold_by": "family", "C_grid": (1.0,), "params": FAST, "far": 0.2}
+    _, before = fit_replays(families, **kw)
+    neg = [r for r in families if r.outcome in NEGATIVE]
+    # the negatives that alarm the most become near misses (test accuracy at NEAR_MISS half way);
+    # the forecasts read the features, not these raw measures, so they stay the same
+    top = sorted(neg, key=lambda r: eligible_max(r, before.oof_forecasts[r.run_id]))[-3:]
+    ids = {r.run_id for r in top}
+    runs = []
+    for r in families:
+        if r.run_id in ids:
+            acc = np.array(r.measures["test_accuracy"], float)
+            acc[len(acc) // 2] = NEAR_MISS
+            r = dataclasses.replace(r, measures={**r.measures, "test_accuracy": acc})
+        runs.append(r)
+    assert sorted(r.run_id for r in runs if r.outcome in NEGATIVE and near_miss(r)) == sorted(ids)
+    pooled, rp = fit_replays(runs, **kw)
+    clear, rc = fit_replays(runs, threshold_rule="clear", **kw)
+    kept = [eligible_max(r, rc.oof_forecasts[r.run_id]) for r in runs
+            if r.outcome in NEGATIVE and r.run_id not in ids]  # fmt: skip
+    assert clear.alert_threshold_ == rule_threshold("pooled", {"all": kept}, 0.2)
+    assert clear.alert_threshold_ < pooled.alert_threshold_  # the loudest negatives are out
+    with pytest.raises(ValueError, match="cannot give"):
+        threshold_from_report(rp.to_json() | {"threshold_rule": "median"}, "clear")

@@ -1,0 +1,98 @@
+"""Why a held-out family's negatives alarm: how close they came to the label's 90 %.
+
+A run *groks* when its test accuracy reaches 0.90 within its budget (docs/corpus.md, *Labels*);
+a negative that plateaus at 0.88 is labelled like one that never left chance. This script
+takes the committed leave-one-family-out run (``grokwatch evaluate --lofo``: its settings from
+``lofo.json`` and its fold models from ``lofo/models``), replays the same seeded sample of each
+held-out family through the model fitted without it, and reports, for the family's negatives,
+the largest test accuracy each reached in the window an alert could fire in (before the budget)
+and whether its forecast crossed the calibrated threshold (the evaluation's negatives:
+``memorization`` and ``confusion``). Nothing is fitted or tuned here.
+
+    nice -n 19 python -m benchmarks.lofo_near_miss --from benchmarks/results/forecast \\
+        --json benchmarks/results/forecast/lofo_near_miss.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grokwatch.forecast.commands import _load_corpus, sample_families
+from grokwatch.forecast.evaluate import run_max
+from grokwatch.forecast.io import load
+from grokwatch.forecast.replay import (
+    NEGATIVE,
+    Replay,
+    architecture_family,
+    replay,
+    with_family,
+)
+
+NEAR = 0.8
+"""A negative is a *near miss* when its test accuracy reached this before its budget."""
+
+
+def best_test_accuracy(r: Replay) -> float:
+    """The largest test accuracy in the window :func:`run_max` reads (before ``t_grok``, within
+    the budget); NaN when it never measured one there."""
+    acc = np.asarray(r.measures["test_accuracy"], float)
+    return run_max(r, np.where(np.isnan(acc), -np.inf, acc)) if np.isfinite(acc).any() else np.nan
+
+
+def quartiles(values: list[float]) -> list[float] | None:
+    v = [x for x in values if np.isfinite(x)]
+    return [round(float(q), 3) for q in np.percentile(v, [25, 50, 75])] if v else None
+
+
+def family_report(runs: list[Replay], model: Any) -> dict[str, Any]:
+    threshold = float(model.alert_threshold_)
+    neg = [r for r in runs if r.outcome in NEGATIVE]
+    pos = [r for r in runs if r.outcome == "grokking"]  # counted only
+    alarm, quiet, near = [], [], 0
+    for r in neg:
+        p = np.array([f.p_grok_budget for f in r.forecasts(model)])
+        best = best_test_accuracy(r)
+        near += bool(best >= NEAR)
+        (alarm if run_max(r, p) >= threshold else quiet).append(best)
+    return {
+        "threshold": threshold,
+        "n_negative": len(neg),
+        "false_alarms": len(alarm),
+        "near_misses": near,
+        "false_alarms_near": sum(bool(x >= NEAR) for x in alarm),
+        "alarmed_best_test_accuracy": quartiles(alarm),
+        "quiet_best_test_accuracy": quartiles(quiet),
+        "n_grokking": len(pos),
+    }
+
+
+def main() -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--from", dest="source", type=Path, required=True,
+                        help="the OUT of a committed `grokwatch evaluate --lofo`")  # fmt: skip
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    settings = json.loads((args.source / "lofo.json").read_text())["settings"]
+    runs = [r for c in settings["corpora"] for r in _load_corpus(c, ("train", "eval", "heldout"))]
+    runs = sample_families([r for r in runs if r.labels.get("outcome")],
+                           settings["cap_per_family"], seed=settings["seed"])  # fmt: skip
+    report: dict[str, Any] = {"near": NEAR, "families": {}}
+    for path in sorted((args.source / "lofo" / "models").glob("*.npz")):
+        family = path.stem
+        mine = [with_family(replay(r, cadence=settings["cadence"]), r)
+                for r in runs if architecture_family(r) == family]  # fmt: skip
+        report["families"][family] = family_report(mine, load(path))
+        print(family, report["families"][family], flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
