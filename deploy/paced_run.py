@@ -1,15 +1,17 @@
 """A demonstration run for the alerting stack: a real training run that groks, reporting to a
 detector service through the agent, paced so that Prometheus sees it as a real run.
 
-    GROKWATCH_DETECTOR=http://127.0.0.1:8321 python deploy/paced_run.py --pace 30
+    GROKWATCH_DETECTOR=http://127.0.0.1:8321 python deploy/paced_run.py --pace 60
     python deploy/paced_run.py --detector http://127.0.0.1:8321 --wd 0 --pace-always --policy
 
-The recipe is RESEARCH §3's p = 53, train fraction 0.5, lr 3e-3, weight decay 1 (it groks at
-step ~1100 with seed 0; ``--wd 0`` memorizes and never groks). It evaluates every 100 steps in
-well under a second; real runs evaluate minutes apart, so the run pauses ``--pace`` seconds
-after each evaluation until its test accuracy reaches 0.9 (``--pace-always``: after every
-evaluation). With Prometheus' 15 s scrapes and the 1 min ``for`` of GrokkingPredicted, a pace
-of 30 s lets the alert fire before the run groks.
+The recipe is RESEARCH §3's p = 53, train fraction 0.5, lr 3e-3, weight decay 1, seed 2 (it
+groks at step 1200, and the shipped forecaster alerts at steps 1000 and 1100; ``--wd 0``
+memorizes and never groks). It evaluates every 100 steps in well under a second; real runs
+evaluate minutes apart, so the run pauses ``--pace`` seconds after each evaluation until its
+test accuracy reaches 0.9 (``--pace-always``: after every evaluation). With Prometheus' 15 s
+scrapes and rule evaluations and the 1 min ``for`` of GrokkingPredicted, the alert must stay
+up for up to 90 s: two alerting evaluations paced 60 s apart give it 120 s, so it fires
+before the run groks.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def paced_run(
     pace: float = 30.0,
     pace_always: bool = False,
     labels: Mapping[str, str] | None = None,
-    seed: int = 0,
+    seed: int = 2,
     policy: Any = None,
     on_eval: Callable[[int], None] | None = None,
 ) -> Any:
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-id", default=f"demo-{int(time.time())}")
     parser.add_argument("--wd", type=float, default=1.0, help="weight decay (0: memorizes)")
     parser.add_argument("--steps", type=int, default=3000, help="steps, also the budget")
-    parser.add_argument("--pace", type=float, default=30.0, help="seconds after an evaluation")
+    parser.add_argument("--pace", type=float, default=60.0, help="seconds after an evaluation")
     parser.add_argument("--pace-always", action="store_true")
     parser.add_argument("--experiment", default="demo")
     parser.add_argument("--team", default="ml")

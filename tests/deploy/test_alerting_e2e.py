@@ -19,12 +19,12 @@ Time is compressed ~15x against a deployment, and the test says how:
   ``PACE`` seconds after every evaluation.
 
 The grokking run is the RESEARCH §3 recipe p = 53, train fraction 0.5, lr 3e-3, weight decay 1
-with seed 2 (t_grok = 1200; the shipped forecaster, alert threshold 0.989, alerts at steps
-1000 and 1100, P 0.9915 and 0.9922: two evaluations before it, so the test does not ride on
-one P a hair over the threshold, as seed 0's single alert at step 1000 did); the control is the
-same recipe with weight decay 0, which memorizes and never groks; it opts in to run control
-(``RunPolicy()``), which advises a stop once it is confidently hopeless, and stops it. Both
-run at once, in threads.
+with seed 2, paced_run's default (t_grok = 1200; the shipped forecaster, alert threshold 0.989,
+alerts at steps 1000 and 1100, P 0.9915 and 0.9922: two evaluations before it, so the test does
+not ride on one P a hair over the threshold, as seed 0's single alert at step 1000 did); the
+control is the same recipe with weight decay 0 and seed 0, which memorizes and never groks; it
+opts in to run control (``RunPolicy()``), which advises a stop once it is confidently hopeless,
+and stops it. Both run at once, in threads.
 """
 
 from __future__ import annotations
