@@ -28,13 +28,13 @@ two paddings round alike (``benchmarks/corpus_reproduce.py`` checks every run).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.report_io import write_report
 from trainer.corpus import read_run, run_path
 from trainer.spec import RunTask, load_spec
 from trainer.stacked import run_stack
@@ -184,9 +184,7 @@ def main() -> dict[str, Any]:
             c: max(r["batched_absolute"][c] for r in rows) for c in sorted(BATCHED_COLUMNS)
         },
     }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.json, report)
     return report
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import random
 import time
 from collections import Counter
@@ -39,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.report_io import write_report
 from trainer.corpus import read_run, run_path
 from trainer.cpus import cpu_quota
 from trainer.execution import pending_stacks
@@ -178,9 +178,7 @@ def main() -> dict[str, Any]:
         "families": summarize(runs),
         "runs": sorted(runs, key=lambda r: r["run_id"]),
     }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.json, report)
     return report
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import tempfile
 import time
@@ -49,6 +48,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.report_io import write_report
 from trainer.corpus import read_run, run_path
 from trainer.cpus import cpu_quota
 from trainer.executors import local_executor
@@ -263,9 +263,7 @@ def main() -> dict[str, Any]:
               f"{r['model_steps_per_s']:.0f} | {r['speedup']:.2f} | {r['train_gflops']:.1f} | "
               f"{100 * r['peak_fraction']:.0f} % | {r['probe_seconds']:.1f} |")  # fmt: skip
     print(f"speed-up: {report['speedup']:.2f}× (over {base['side']!r})")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.json, report)
     return report
 
 

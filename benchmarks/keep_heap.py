@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report_io import write_report
+
 CHILD = """
 import hashlib, json, resource, sys, time
 import torch, torch.nn.functional as F
@@ -79,8 +81,7 @@ def main() -> dict[str, Any]:
         print(f"| {s['side']} | {s['ms_per_step']:.2f} | {s['page_faults_per_step']:.0f} | "
               f"{s['weights_sha256'][:12]} |")  # fmt: skip
     print(f"speed-up {report['speedup']:.2f}×, identical weights: {same}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.json, report)
     if not same:
         raise SystemExit("keep_heap changed the weights")
     return report

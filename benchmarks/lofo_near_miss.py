@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.report_io import write_report
 from grokwatch.forecast.commands import _load_corpus, sample_families
 from grokwatch.forecast.evaluate import run_max
 from grokwatch.forecast.io import load
@@ -88,9 +89,7 @@ def main() -> dict[str, Any]:
                 for r in runs if architecture_family(r) == family]  # fmt: skip
         report["families"][family] = family_report(mine, load(path))
         print(family, report["families"][family], flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.json, report)
     return report
 
 

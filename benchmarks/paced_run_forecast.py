@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report_io import write_report
 from grokwatch import Agent
 from trainer.config import RunConfig
 from trainer.train import train
@@ -80,9 +80,7 @@ def main() -> dict[str, Any]:
         report["runs"].append(run)
         print(f"seed {seed}: t_grok {run['t_grok']}, alerts at {run['alert_steps']}, "
               f"last P {run['p_before_t_grok'][-3:]}", flush=True)  # fmt: skip
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.json, report)
     return report
 
 

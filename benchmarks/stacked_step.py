@@ -24,7 +24,6 @@ forward under ``vmap`` and the loss once on all rows, interleaved, each checked 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
 from benchmarks.corpus_throughput import bench_tasks, matmul_peak, step_flops
+from benchmarks.report_io import write_report
 from trainer.families import FAMILIES, build
 from trainer.stacked import _pad, stacked_losses
 
@@ -184,9 +184,7 @@ def main() -> dict[str, Any]:
     print(f"stack of {args.runs} mlp runs: {flops / 1e9:.3f} GFLOP per step = {compute_ms:.1f} ms "
           f"at the matmul peak ({peak:.0f} GFLOP/s); vmap {ms['vmap']:.1f} ms, "
           f"bmm {ms['bmm']:.1f} ms (bmm/vmap {report['bmm_over_vmap']:.2f})")  # fmt: skip
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.json, report)
     return report
 
 
