@@ -33,16 +33,8 @@ from grokwatch.forecast.replay import (
     replay,
     with_family,
 )
-
-NEAR = 0.8
-"""A negative is a *near miss* when its test accuracy reached this before its budget."""
-
-
-def best_test_accuracy(r: Replay) -> float:
-    """The largest test accuracy in the window :func:`run_max` reads (before ``t_grok``, within
-    the budget); NaN when it never measured one there."""
-    acc = np.asarray(r.measures["test_accuracy"], float)
-    return run_max(r, np.where(np.isnan(acc), -np.inf, acc)) if np.isfinite(acc).any() else np.nan
+from grokwatch.forecast.training import best_test_accuracy
+from grokwatch.forecast.transfer import NEAR_MISS
 
 
 def quartiles(values: list[float]) -> list[float] | None:
@@ -58,14 +50,14 @@ def family_report(runs: list[Replay], model: Any) -> dict[str, Any]:
     for r in neg:
         p = np.array([f.p_grok_budget for f in r.forecasts(model)])
         best = best_test_accuracy(r)
-        near += bool(best >= NEAR)
+        near += bool(best >= NEAR_MISS)
         (alarm if run_max(r, p) >= threshold else quiet).append(best)
     return {
         "threshold": threshold,
         "n_negative": len(neg),
         "false_alarms": len(alarm),
         "near_misses": near,
-        "false_alarms_near": sum(bool(x >= NEAR) for x in alarm),
+        "false_alarms_near": sum(bool(x >= NEAR_MISS) for x in alarm),
         "alarmed_best_test_accuracy": quartiles(alarm),
         "quiet_best_test_accuracy": quartiles(quiet),
         "n_grokking": len(pos),
@@ -82,7 +74,7 @@ def main() -> dict[str, Any]:
     runs = [r for c in settings["corpora"] for r in _load_corpus(c, ("train", "eval", "heldout"))]
     runs = sample_families([r for r in runs if r.labels.get("outcome")],
                            settings["cap_per_family"], seed=settings["seed"])  # fmt: skip
-    report: dict[str, Any] = {"near": NEAR, "families": {}}
+    report: dict[str, Any] = {"near": NEAR_MISS, "families": {}}
     for path in sorted((args.source / "lofo" / "models").glob("*.npz")):
         family = path.stem
         mine = [with_family(replay(r, cadence=settings["cadence"]), r)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer import corpus as corpus_io
-from trainer.execution import execute, plan_stacks, stack_rows
+from trainer.execution import execute, pending_stacks
 from trainer.spec import RunTask, SweepSpec
 from trainer.stacked import run_stack_probes_per_run
 
@@ -64,9 +64,10 @@ def check_memorization(
         for r in sample
     ]
     by_id = {f"{r.run_id}-x{factor}": r for r in sample}  # check run -> the corpus run
-    padding = _padded_rows(source, sample, stack) if stack > 1 else None
-    if padding is not None:
-        padding = {check_id: padding[r.run_id] for check_id, r in by_id.items()}
+    padding = None
+    if stack > 1:
+        padded = _padded_rows(source, sample, stack)
+        padding = {check_id: padded[r.run_id] for check_id, r in by_id.items()}
     execute(tasks, out, executor=executor, workers=workers, progress=progress, stack=stack,
             version=source.version, stack_fn=run_stack_probes_per_run, rows=padding)  # fmt: skip
     later, ratios, same, rows = 0, [], 0, []
@@ -107,7 +108,7 @@ def _padded_rows(source: corpus_io.Corpus, runs: list[Any], stack: int) -> dict[
     if len(rows) < len(runs):
         planned = [t for entry in source.manifest["specs"].values()
                    for t in SweepSpec.from_dict(entry).tasks()]  # fmt: skip
-        plan = {t.run_id: stack_rows(s) for s in plan_stacks(planned, stack) for t in s}
+        plan = {t.run_id: n for s, n in pending_stacks(planned, planned, stack) for t in s}
         unplanned = sorted(r.run_id for r in runs if r.run_id not in rows | plan)
         if unplanned:
             raise ValueError(f"runs no spec of the manifest draws: {unplanned}")

@@ -133,14 +133,19 @@ def alert_scores(forecasts: Sequence[Forecast]) -> np.ndarray:
     )
 
 
-def near_miss(r: Replay) -> bool:
-    """A negative whose test accuracy reached :data:`~.transfer.NEAR_MISS` before its budget
-    (the ``clear`` threshold rule leaves it out of the false-alarm budget)."""
+def best_test_accuracy(r: Replay) -> float:
+    """The largest test accuracy ``r`` measured within its budget (``-inf`` if none)."""
     acc = np.asarray(r.measures.get("test_accuracy", ()), float)
     keep = np.isfinite(acc)
     if r.budget is not None:
         keep &= r.steps <= r.budget
-    return bool(keep.any() and acc[keep].max() >= NEAR_MISS)
+    return float(acc[keep].max()) if keep.any() else -math.inf
+
+
+def near_miss(r: Replay) -> bool:
+    """A negative whose test accuracy reached :data:`~.transfer.NEAR_MISS` before its budget
+    (the ``clear`` threshold rule leaves it out of the false-alarm budget)."""
+    return best_test_accuracy(r) >= NEAR_MISS
 
 
 def eligible_max(r: Replay, forecasts: Sequence[Forecast]) -> float:
