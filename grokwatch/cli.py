@@ -309,11 +309,10 @@ def _add_transfer(group: argparse._ActionsContainer) -> None:
     """The transfer rules of ``grokwatch.forecast.transfer`` (``fit`` and ``evaluate --lofo``)."""
     group.add_argument(
         "--threshold-rule",
-        choices=["pooled", "family", "median", "clear", "clear_family", "clear_predictive"],
+        choices=["pooled", "family", "median", "clear"],
         default="pooled",
         help="false-alarm budget over the pooled validation runs, on every family, on the "
-        "median family, or over the negatives whose test accuracy stayed below 0.8: pooled, "
-        "on every family, or a 90%% prediction bound for a new family's own threshold",
+        "median family, or pooled over the negatives whose test accuracy stayed below 0.8",
     )
     group.add_argument(
         "--balance", choices=["run", "family"], default="run", help="weigh runs or families equally"

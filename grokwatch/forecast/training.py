@@ -45,13 +45,7 @@ from grokwatch.forecast.replay import (
     replay,
     with_family,
 )
-from grokwatch.forecast.transfer import (
-    CLEAR_RULES,
-    NEAR_MISS,
-    THRESHOLD_RULES,
-    family_weights,
-    rule_threshold,
-)
+from grokwatch.forecast.transfer import NEAR_MISS, THRESHOLD_RULES, family_weights, rule_threshold
 
 __all__ = [
     "BALANCE",
@@ -358,7 +352,7 @@ def fit_replays(
                 continue
             fc = r.forecasts(model)
             oof_forecasts[r.run_id] = fc
-            if r.outcome in NEGATIVE and not (threshold_rule in CLEAR_RULES and near_miss(r)):
+            if r.outcome in NEGATIVE and not (threshold_rule == "clear" and near_miss(r)):
                 neg_max.setdefault(r.family, []).append(eligible_max(r, fc))
             if r.groks and r.t_grok is not None:
                 before = [

@@ -15,10 +15,6 @@ family while it is held out:
   distribution those estimate, so the median keeps the budget on a new family about half
   the time; the pooled threshold sits near the largest of them (the families whose negative
   runs reach the highest P decide), and the worst-family one at it.
-- **clear negatives** (the ``clear*`` rules): only the negatives that stayed clear of the
-  label (best test accuracy below :data:`NEAR_MISS` before the budget) set the false-alarm
-  budget, pooled (``clear``), on every family (``clear_family``), or as a prediction bound
-  for a new family's own threshold (``clear_predictive``, :func:`predictive_threshold`).
 - **family-balanced weights** (:func:`family_weights`): every family weighs the same in
   fitting, whatever its number of runs.
 """
@@ -29,36 +25,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from grokwatch.forecast.replay import choose_alert_threshold
 
 __all__ = [
-    "CLEAR_RULES",
     "THRESHOLD_RULES",
     "family_threshold",
     "family_weights",
     "median_threshold",
-    "predictive_bound",
-    "predictive_threshold",
     "rule_threshold",
     "threshold_from_report",
 ]
 
-THRESHOLD_RULES = ("pooled", "family", "median", "clear", "clear_family", "clear_predictive")
+THRESHOLD_RULES = ("pooled", "family", "median", "clear")
 """``pooled``: false-alarm budget over all fitting runs; ``family``: on each family;
 ``median``: on the median family; ``clear``: pooled over the negatives that stayed clear of
-the label's 90 % (best test accuracy below :data:`NEAR_MISS` before the budget);
-``clear_family``: on each family's clear negatives; ``clear_predictive``: a
-:data:`PREDICTIVE_LEVEL` prediction bound for a new family's own threshold over its clear
-negatives (:func:`predictive_threshold`)."""
-
-CLEAR_RULES = ("clear", "clear_family", "clear_predictive")
-"""The rules whose false-alarm budget leaves the near misses out (the fit does, and records
-the families' own thresholds over the clear negatives)."""
-
-PREDICTIVE_LEVEL = 0.9
-"""How often a new family's own threshold should lie below :func:`predictive_threshold`."""
+the label's 90 % (best test accuracy below :data:`NEAR_MISS` before the budget)."""
 
 NEAR_MISS = 0.8
 """A negative whose test accuracy reached this before its budget is a near miss of the label
@@ -82,67 +64,33 @@ def median_threshold(negative_max: Mapping[str, Sequence[float]], far: float) ->
     return float(np.median(per)) if per else 0.5
 
 
-def predictive_threshold(
-    negative_max: Mapping[str, Sequence[float]], far: float, level: float = PREDICTIVE_LEVEL
-) -> float:
-    """A one-sided ``level`` normal prediction bound for a new family's own threshold for
-    ``far`` false alarms (:func:`predictive_bound` of the families' own thresholds,
-    :func:`~.replay.choose_alert_threshold`; families without negative runs impose nothing).
-    ``negative_max``: family -> its negative runs' largest alert scores."""
-    return predictive_bound(
-        [choose_alert_threshold(v, far) for v in negative_max.values() if len(v)], level
-    )
-
-
-def predictive_bound(thresholds: Sequence[float], level: float = PREDICTIVE_LEVEL) -> float:
-    """A one-sided ``level`` normal prediction bound for one more family's threshold, from
-    the families' own ``thresholds`` in logit space: ``m + t s sqrt(1 + 1/F)`` with their
-    mean ``m``, sample standard deviation ``s``, ``F`` families and ``t`` the ``level``
-    quantile of Student's t with ``F - 1`` degrees of freedom. With ``F`` families a bound
-    from their ranks alone cannot exceed the largest (:func:`family_threshold`); this one
-    extrapolates their spread. Fewer than two families: the largest (0.5 if none)."""
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level=}")
-    per = np.clip(np.asarray(thresholds, dtype=float), 1e-6, 1 - 1e-6)
-    if per.size < 2:
-        return float(per.max()) if per.size else 0.5
-    z = np.log(per) - np.log1p(-per)
-    n = z.size
-    bound = z.mean() + stats.t.ppf(level, n - 1) * z.std(ddof=1) * np.sqrt(1 + 1 / n)
-    return float(1 / (1 + np.exp(-bound)))
-
-
 def rule_threshold(rule: str, negative_max: Mapping[str, Sequence[float]], far: float) -> float:
     """The alert threshold of ``rule`` (one of :data:`THRESHOLD_RULES`) for ``far``."""
     if rule in ("pooled", "clear"):  # "clear": the caller left the near misses out
         return choose_alert_threshold([v for vs in negative_max.values() for v in vs], far)
-    if rule in ("family", "clear_family"):
+    if rule == "family":
         return family_threshold(negative_max, far)
     if rule == "median":
         return median_threshold(negative_max, far)
-    if rule == "clear_predictive":
-        return predictive_threshold(negative_max, far)
     raise ValueError(f"rule must be one of {THRESHOLD_RULES}, got {rule=!r}")
 
 
 def threshold_from_report(report: Mapping[str, Any], rule: str) -> float:
     """The alert threshold ``rule`` gives a fitted model, from its fit report alone (the
     families' own thresholds it records): the per-family rules need nothing else, the pooled
-    ones only the report of a fit by that rule (the pooled runs' scores are not kept); a
-    ``clear*`` rule needs the report of a ``clear*`` fit and the others of one that is not
-    (the recorded thresholds are over the negatives the fit counted)."""
+    ones only the report of a fit by that rule (the pooled runs' scores are not kept), and
+    the report of a ``clear`` fit gives no other rule (its families' own thresholds leave
+    the near misses out)."""
     if rule not in THRESHOLD_RULES:
         raise ValueError(f"rule must be one of {THRESHOLD_RULES}, got {rule=!r}")
     if rule == report.get("threshold_rule", "pooled"):
         return float(report["alert_threshold"])
     fitted = report.get("threshold_rule", "pooled")
     per = [float(v) for v in (report.get("family_thresholds") or {}).values()]
-    if rule in ("pooled", "clear") or not per or (rule in CLEAR_RULES) != (fitted in CLEAR_RULES):
-        # the families' own thresholds are over the negatives the fitted rule counted
+    if rule in ("pooled", "clear") or not per or fitted == "clear":
+        # a clear fit records the families' own thresholds over their clear negatives only
         raise ValueError(f"the report of a {fitted!r} fit cannot give {rule=!r}")
-    if rule in ("family", "clear_family"):
-        return max(per)
-    return predictive_bound(per) if rule == "clear_predictive" else float(np.median(per))
+    return max(per) if rule == "family" else float(np.median(per))
 
 
 def family_weights(families: Sequence[str]) -> np.ndarray:

@@ -26,8 +26,6 @@ from grokwatch.forecast.transfer import (
     family_threshold,
     family_weights,
     median_threshold,
-    predictive_bound,
-    predictive_threshold,
     rule_threshold,
     threshold_from_report,
 )
@@ -77,29 +75,6 @@ def test_threshold_from_report_gives_what_the_fit_would():
         threshold_from_report({**report, "threshold_rule": "median"}, "pooled")
     with pytest.raises(ValueError, match="rule"):
         threshold_from_report(report, "mean")
-
-
-def _expit(x):
-    return 1 / (1 + np.exp(-x))
-
-
-def test_predictive_bound_is_a_t_prediction_bound_in_logit_space():
-    # logits 1, 2, 3: mean 2, sample sd 1, F = 3, so 2 + t(0.9; 2 df) sqrt(1 + 1/3),
-    # t(0.9; 2 df) = 1.885618 from the tables
-    per = _expit(np.array([1.0, 2.0, 3.0]))
-    assert predictive_bound(per) == pytest.approx(_expit(2 + 1.885618 * np.sqrt(4 / 3)), rel=1e-6)
-    assert predictive_bound(per) > per.max()  # the spread, extrapolated beyond the largest
-    assert predictive_bound(per, level=0.5) == pytest.approx(_expit(2.0))
-    assert predictive_bound([0.9, 0.9, 0.9]) == pytest.approx(0.9)  # no spread, no margin
-    assert predictive_bound([0.7]) == 0.7
-    assert predictive_bound([]) == 0.5
-    with pytest.raises(ValueError, match="level"):
-        predictive_bound(per, level=1.0)
-    neg = {"low": [0.1 + 0.001 * i for i in range(100)], "high": [0.5, 0.6, 0.7, 0.8]}
-    own = [choose_alert_threshold(v, 0.05) for v in neg.values()]
-    assert predictive_threshold(neg, 0.05) == predictive_bound(own)
-    assert rule_threshold("clear_predictive", neg, 0.05) == predictive_bound(own)
-    assert rule_threshold("clear_family", neg, 0.05) == family_threshold(neg, 0.05)
 
 
 def test_family_weights_make_families_equal():
@@ -229,16 +204,17 @@ def test_isotonic_map_weighs_every_family_the_same(families):
     )
 
 
-@pytest.fixture(scope="module")
-def near_misses(families):
-    """The families with their three loudest negatives (out of fold) made near misses: test
-    accuracy at NEAR_MISS half way (the forecasts read the features, not these raw
-    measures, so they stay the same). Returns the runs and the near misses' ids."""
+def test_clear_rule_leaves_the_near_misses_out_of_the_false_alarm_budget(families):
+    """``clear``: the pooled rule over the negatives whose test accuracy stayed below
+    NEAR_MISS before their budget; the near misses neither set nor count in the threshold."""
     from grokwatch.forecast.training import near_miss
     from grokwatch.forecast.transfer import NEAR_MISS
 
-    _, before = fit_replays(families, **CLEAR_KW)
+    kw = {"fold_by": "family", "C_grid": (1.0,), "params": FAST, "far": 0.2}
+    _, before = fit_replays(families, **kw)
     neg = [r for r in families if r.outcome in NEGATIVE]
+    # the negatives that alarm the most become near misses (test accuracy at NEAR_MISS half way);
+    # the forecasts read the features, not these raw measures, so they stay the same
     top = sorted(neg, key=lambda r: eligible_max(r, before.oof_forecasts[r.run_id]))[-3:]
     ids = {r.run_id for r in top}
     runs = []
@@ -249,57 +225,15 @@ def near_misses(families):
             r = dataclasses.replace(r, measures={**r.measures, "test_accuracy": acc})
         runs.append(r)
     assert sorted(r.run_id for r in runs if r.outcome in NEGATIVE and near_miss(r)) == sorted(ids)
-    return runs, ids
-
-
-CLEAR_KW = {"fold_by": "family", "C_grid": (1.0,), "params": FAST, "far": 0.2}
-
-
-def _clear_negatives(runs, ids, report):
-    """Each family's clear negatives' largest eligible alert scores (out of fold)."""
-    out: dict[str, list[float]] = {}
-    for r in runs:
-        if r.outcome in NEGATIVE and r.run_id not in ids:
-            out.setdefault(r.family, []).append(eligible_max(r, report.oof_forecasts[r.run_id]))
-    return out
-
-
-def test_clear_rule_leaves_the_near_misses_out_of_the_false_alarm_budget(near_misses):
-    """``clear``: the pooled rule over the negatives whose test accuracy stayed below
-    NEAR_MISS before their budget; the near misses neither set nor count in the threshold."""
-    runs, ids = near_misses
-    pooled, rp = fit_replays(runs, **CLEAR_KW)
-    clear, rc = fit_replays(runs, threshold_rule="clear", **CLEAR_KW)
-    kept = [v for vs in _clear_negatives(runs, ids, rc).values() for v in vs]
+    pooled, rp = fit_replays(runs, **kw)
+    clear, rc = fit_replays(runs, threshold_rule="clear", **kw)
+    kept = [eligible_max(r, rc.oof_forecasts[r.run_id]) for r in runs
+            if r.outcome in NEGATIVE and r.run_id not in ids]  # fmt: skip
     assert clear.alert_threshold_ == rule_threshold("pooled", {"all": kept}, 0.2)
     assert clear.alert_threshold_ < pooled.alert_threshold_  # the loudest negatives are out
-    with pytest.raises(ValueError, match="cannot give"):
-        threshold_from_report(rp.to_json() | {"threshold_rule": "median"}, "clear")
-
-
-def test_clear_family_and_predictive_rules_keep_the_near_misses_out(near_misses):
-    """``clear_family``: the largest of the families' own thresholds over their clear
-    negatives; ``clear_predictive``: the prediction bound over the same thresholds. A clear
-    fit's report gives both (the re-thresholded fold models of a leave-one-family-out run
-    are the models these fits would give); a pooled fit's report, whose families' own
-    thresholds count the near misses, gives neither."""
-    runs, ids = near_misses
-    _, rp = fit_replays(runs, **CLEAR_KW)
-    _, rc = fit_replays(runs, threshold_rule="clear", **CLEAR_KW)
-    worst, rf = fit_replays(runs, threshold_rule="clear_family", **CLEAR_KW)
-    bound, rb = fit_replays(runs, threshold_rule="clear_predictive", **CLEAR_KW)
-    own = {f: choose_alert_threshold(v, 0.2) for f, v in _clear_negatives(runs, ids, rf).items()}
-    assert rf.family_thresholds == rb.family_thresholds == rc.family_thresholds == own
-    assert own != rp.family_thresholds  # the near misses held some family's threshold up
-    assert worst.alert_threshold_ == max(own.values())
-    assert bound.alert_threshold_ == predictive_bound(list(own.values()))
-    # every family keeps the budget over its clear negatives; pooled keeps it only overall
-    for vs in _clear_negatives(runs, ids, rf).values():
-        assert np.mean(np.array(vs) >= worst.alert_threshold_) <= 0.2
-    assert threshold_from_report(rc.to_json(), "clear_family") == worst.alert_threshold_
-    assert threshold_from_report(rc.to_json(), "clear_predictive") == bound.alert_threshold_
-    assert threshold_from_report(rf.to_json(), "clear_predictive") == bound.alert_threshold_
-    for report, rule in ((rp, "clear_family"), (rp, "clear_predictive"), (rc, "median"),
-                         (rc, "family"), (rf, "clear")):  # fmt: skip
+    for report, rule in ((rp.to_json() | {"threshold_rule": "median"}, "clear"),
+                         (rc.to_json(), "median"), (rc.to_json(), "family")):  # fmt: skip
+        # a clear fit's families' own thresholds leave the near misses out: not the others'
         with pytest.raises(ValueError, match="cannot give"):
-            threshold_from_report(report.to_json(), rule)
+            threshold_from_report(report, rule)
+    assert rc.family_thresholds != rp.family_thresholds
