@@ -4,10 +4,13 @@ A run *groks* when its test accuracy reaches 0.90 within its budget (docs/corpus
 a negative that plateaus at 0.88 is labelled like one that never left chance. This script
 takes the committed leave-one-family-out run (``grokwatch evaluate --lofo``: its settings from
 ``lofo.json`` and its fold models from ``lofo/models``), replays the same seeded sample of each
-held-out family through the model fitted without it, and reports, for the family's negatives,
+held-out family through the model fitted without it (reading only the run's ``--measures``,
+as the evaluation does), and reports, for the family's negatives,
 the largest test accuracy each reached in the window an alert could fire in (before the budget)
-and whether its forecast crossed the calibrated threshold (the evaluation's negatives:
-``memorization`` and ``confusion``). Nothing is fitted or tuned here.
+and whether its forecast crossed the calibrated threshold there, read as the evaluation reads
+it (:func:`grokwatch.forecast.training.alert_scores`: only a forecast confident enough to act
+on may alert; the evaluation's negatives: ``memorization`` and ``confusion``). Nothing is
+fitted or tuned here.
 
     nice -n 19 python -m benchmarks.lofo_near_miss --from benchmarks/results/forecast \\
         --json benchmarks/results/forecast/lofo_near_miss.json
@@ -26,6 +29,7 @@ from benchmarks.report_io import write_report
 from grokwatch.forecast.commands import _load_corpus, sample_families
 from grokwatch.forecast.evaluate import run_max
 from grokwatch.forecast.io import load
+from grokwatch.forecast.lofo import minimal_run
 from grokwatch.forecast.replay import (
     NEGATIVE,
     Replay,
@@ -33,7 +37,7 @@ from grokwatch.forecast.replay import (
     replay,
     with_family,
 )
-from grokwatch.forecast.training import best_test_accuracy
+from grokwatch.forecast.training import alert_scores, best_test_accuracy
 from grokwatch.forecast.transfer import NEAR_MISS
 
 
@@ -48,10 +52,9 @@ def family_report(runs: list[Replay], model: Any) -> dict[str, Any]:
     pos = [r for r in runs if r.outcome == "grokking"]  # counted only
     alarm, quiet, near = [], [], 0
     for r in neg:
-        p = np.array([f.p_grok_budget for f in r.forecasts(model)])
         best = best_test_accuracy(r)
         near += bool(best >= NEAR_MISS)
-        (alarm if run_max(r, p) >= threshold else quiet).append(best)
+        (alarm if run_max(r, alert_scores(r.forecasts(model))) >= threshold else quiet).append(best)
     return {
         "threshold": threshold,
         "n_negative": len(neg),
@@ -74,10 +77,16 @@ def main() -> dict[str, Any]:
     runs = [r for c in settings["corpora"] for r in _load_corpus(c, ("train", "eval", "heldout"))]
     runs = sample_families([r for r in runs if r.labels.get("outcome")],
                            settings["cap_per_family"], seed=settings["seed"])  # fmt: skip
+    measures = settings.get("measures")
+
+    def read(r: Any) -> Any:
+        """The run as the fold model read it: only the measures it was fitted on."""
+        return minimal_run(r, measures) if measures else r
+
     report: dict[str, Any] = {"near": NEAR_MISS, "families": {}}
     for path in sorted((args.source / "lofo" / "models").glob("*.npz")):
         family = path.stem
-        mine = [with_family(replay(r, cadence=settings["cadence"]), r)
+        mine = [with_family(replay(read(r), cadence=settings["cadence"]), r)
                 for r in runs if architecture_family(r) == family]  # fmt: skip
         report["families"][family] = family_report(mine, load(path))
         print(family, report["families"][family], flush=True)
