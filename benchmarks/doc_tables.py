@@ -668,6 +668,35 @@ def lofo_near_miss() -> str:
     return table(head, rows)
 
 
+def lofo_hopeless() -> str:
+    """The hopeless threshold's two rules side by side on the same 300 runs per family
+    (``lofo_ablations/cap300`` and ``cap300_hopeless_strict``): grokking runs called hopeless
+    before ``t_grok``, and the never-grokking runs it calls hopeless and how early."""
+    rules = {}
+    for name in ("cap300", "cap300_hopeless_strict"):
+        data = _json(f"forecast/lofo_ablations/{name}/lofo.json")
+        miss = data["settings"]["hopeless_miss"]
+        rules[f"{miss:.0%}"] = data
+
+    def cells(s: dict[str, Any]) -> str:
+        neg, first = s.get("hopeless_negative"), s.get("hopeless_first_budget")
+        called = f"{s['n_hopeless_grokking']} of {s['n_grokking']}"
+        return f"{called} · {neg:.2f} · {first:.2f}" if neg is not None else called
+
+    head = ["held-out family", "view"]
+    head += [f"at most {m} of a fitting family's grokkers: grokkers called · negatives "
+             "called · first call (× budget)" for m in rules]  # fmt: skip
+    rows = []
+    first = next(iter(rules.values()))
+    for fam in first["families"]:
+        rows.append([f"`{fam}`", "every 50 steps"]
+                    + [cells(d["families"][fam]) for d in rules.values()])  # fmt: skip
+        for view in first.get("views", {}):
+            seen = [cells(d["views"][view]["families"][fam]) for d in rules.values()]
+            rows.append([f"`{fam}`", view, *seen])
+    return table(head, rows)
+
+
 def corpus_stacked_step() -> str:
     """One stacked MLP training step, vmap vs hand-written bmm (``benchmarks/stacked_step.py``)."""
     data = _json("corpus/stacked_step.json")
@@ -753,6 +782,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "corpus_reproduce": corpus_reproduce,
     "corpus_slow_grokkers": corpus_slow_grokkers,
     "lofo_near_miss": lofo_near_miss,
+    "lofo_hopeless": lofo_hopeless,
     "corpus_reproduce_whole": lambda: corpus_reproduce("reproduce_whole"),
     "corpus_stacked_step": corpus_stacked_step,
     "control_live": control_live,

@@ -29,7 +29,7 @@ from grokwatch.forecast.replay import (
     replay,
     with_family,
 )
-from grokwatch.forecast.training import fit_corpus
+from grokwatch.forecast.training import HOPELESS_MISS, fit_corpus
 
 __all__ = ["evaluate_corpus", "evaluate_lofo", "fit_model", "pick_timelines"]
 
@@ -361,6 +361,7 @@ def evaluate_lofo(
         "params": dict(params or {}),
         "measures": None if measures is None else list(measures),
         "transfer": dict(transfer or {}),
+        "hopeless_miss": HOPELESS_MISS,
         "budget_samples": budget_samples,
         "cap_per_family": cap,
         "seed": seed,

@@ -33,7 +33,7 @@ from grokwatch.decision import Forecast
 from grokwatch.forecast.calibration import forecast_rows, reliability
 from grokwatch.forecast.evaluate import OURS, evaluate
 from grokwatch.forecast.forecaster import GrokForecaster
-from grokwatch.forecast.replay import POSITIVE, Replay, StoredRun
+from grokwatch.forecast.replay import NEGATIVE, POSITIVE, Replay, StoredRun
 
 __all__ = [
     "GOALS",
@@ -149,7 +149,9 @@ def forecasts_of(model: GrokForecaster, runs: Sequence[Replay]) -> dict[str, lis
 def _hopeless(
     runs: Sequence[Replay], forecasts: Mapping[str, Sequence[Forecast]]
 ) -> dict[str, Any]:
-    """Grokking runs ever called hopeless before ``t_grok``, and before ``t_mem``."""
+    """Grokking runs ever called hopeless before ``t_grok``, and before ``t_mem``; and what
+    the call is worth: the runs that never grok (memorization, confusion) called hopeless
+    within their budget, and how early (first call over the budget, median)."""
     pos = [r for r in runs if r.outcome in POSITIVE and r.t_grok is not None]
     ever, early = [], []
     for r in pos:
@@ -157,11 +159,23 @@ def _hopeless(
         before = [s for s in called if s < (r.t_grok or 0)]
         ever.append(bool(before))
         early.append(any(r.t_mem is None or s < r.t_mem for s in before))
+    first: list[float] = []  # each called negative's first call, over its budget
+    neg = [r for r in runs if r.outcome in NEGATIVE]
+    for r in neg:
+        called = [
+            int(s)
+            for s, f in zip(r.steps, forecasts[r.run_id], strict=True)
+            if f.hopeless and (r.budget is None or s <= r.budget)
+        ]
+        if called:
+            first.append(called[0] / r.budget if r.budget else math.nan)
     n = len(pos)
     return {
         "hopeless_grokking": float(np.mean(ever)) if n else math.nan,
         "hopeless_before_memorized": float(np.mean(early)) if n else math.nan,
         "n_hopeless_grokking": int(sum(ever)),
+        "hopeless_negative": len(first) / len(neg) if neg else math.nan,
+        "hopeless_first_budget": float(np.nanmedian(first)) if first else math.nan,
     }
 
 

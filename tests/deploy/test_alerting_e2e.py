@@ -405,7 +405,7 @@ def test_the_memorizing_control_never_fires_it(outcome: dict[str, Any]) -> None:
         if n["labels"]["alertname"] == "GrokkingPredicted" and n["labels"]["run_id"] == CONTROL
     ]
     # GrokkingHopeless follows the forecast's own hopeless flag. Forecaster v2 sets it with
-    # care (P <= 0.005: at most 5 % of every family's grokking runs are ever called hopeless),
+    # care (P <= 0.0003: no grokking run of any fitting family was ever called hopeless),
     # and run control stops at its own calibrated threshold (0.032 at 50 steps, 0.046 at
     # 250), usually before the forecast would call the control hopeless. The alert is
     # delivered exactly when the flag was exported.

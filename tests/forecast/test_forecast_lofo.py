@@ -297,3 +297,33 @@ def test_evaluate_lofo_on_some_measures_only(runs, tmp_path):
         for d in result["details"].values()
     ]
     assert max(abs(a - 0.5) for a in weight_norm) > 0.1, weight_norm
+
+
+def test_hopeless_summary_counts_grokkers_and_what_the_calls_save(replays):
+    """The grokkers called hopeless before t_grok, and the never-grokking runs called hopeless
+    within their budget with their first call as a share of the budget."""
+    from grokwatch.forecast.lofo import _hopeless
+
+    base, _ = replays
+    model, _ = fit_replays(base, folds=2, C_grid=(1.0,), params=FAST)
+    model.alert_threshold_ = 1.0
+    model.hopeless_threshold_ = 0.0  # never hopeless (P <= 0 only when spent)
+    none = _hopeless(base, forecasts_of(model, base))
+    assert none["n_hopeless_grokking"] == 0 and none["hopeless_grokking"] == 0.0
+    model.hopeless_threshold_ = 1.0  # hopeless wherever the phase allows it
+    fc = forecasts_of(model, base)
+    every = _hopeless(base, fc)
+    neg = [r for r in base if r.outcome in ("memorization", "confusion")]
+    pos = [r for r in base if r.outcome == "grokking" and r.t_grok is not None]
+    assert neg and pos
+
+    def calls(r, before):
+        return [s for s, f in zip(r.steps, fc[r.run_id], strict=True) if f.hopeless and before(s)]
+
+    ever = [bool(calls(r, lambda s, r=r: s < r.t_grok)) for r in pos]
+    assert every["hopeless_grokking"] == pytest.approx(np.mean(ever))
+    called = [calls(r, lambda s, r=r: s <= r.budget) for r in neg]
+    assert every["hopeless_negative"] == pytest.approx(np.mean([bool(c) for c in called]))
+    firsts = [c[0] / r.budget for c, r in zip(called, neg, strict=True) if c]
+    assert every["hopeless_first_budget"] == pytest.approx(float(np.median(firsts)))
+    assert 0.0 < every["hopeless_first_budget"] <= 1.0

@@ -215,3 +215,21 @@ def test_budget_augmentation_relabels_with_smaller_budgets(corpus):
     steps = np.tile(r.steps[r.steps < r.t_grok], 3)
     budgets = steps * np.exp(X[rows, b])
     np.testing.assert_array_equal(y[rows], (r.t_grok <= budgets + 1e-6).astype(int))
+
+
+def test_hopeless_threshold_at_the_default_sits_under_every_grokkers_lowest_p():
+    """The default miss (0): no grokking run of a fitting family is ever called hopeless; a
+    miss of 1/4 lets the lowest of four runs be called (its own P is at the threshold's
+    strict upper side), and the threshold never passes the alert threshold."""
+    from grokwatch.forecast.training import fit_replays, hopeless_threshold
+
+    lowest = [0.30, 0.02, 0.10, math.inf]  # the inf run: never eligible before t_grok
+    default = hopeless_threshold(lowest, 0.0, alert=0.9)
+    assert default < 0.02 and default == np.nextafter(0.02, -np.inf)
+    assert all(default < v for v in lowest)
+    assert hopeless_threshold(lowest, 0.25, alert=0.9) == np.nextafter(0.10, -np.inf)
+    assert hopeless_threshold(lowest, 0.25, alert=0.05) == 0.05
+    assert hopeless_threshold([math.inf], 0.0, alert=0.9) == 0.0
+    import inspect
+
+    assert inspect.signature(fit_replays).parameters["hopeless_miss"].default == 0.0
