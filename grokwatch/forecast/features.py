@@ -21,9 +21,7 @@ NaN policy. A measure that is missing at a step (not computed, not finite, not a
 no embedding) does not move its series; a feature whose inputs were never seen is NaN, and
 :class:`~grokwatch.forecast.forecaster.GrokForecaster` imputes NaN features with the training
 medians and lowers the forecast's confidence (``FeatureState.missing`` names the measures).
-Non-finite inputs are counted in ``non_finite``; they never raise. A finite value beyond
-float32's range (:data:`LARGEST`) counts as non-finite too, as the corpus stores it (NaN): the
-slopes and spreads of values near float64's largest would overflow.
+Non-finite inputs are counted in ``non_finite``; they never raise.
 
 Bump :data:`SCHEMA_VERSION` whenever a feature's definition or the order of
 :data:`FEATURE_NAMES` changes: a saved model records both and refuses to load against a
@@ -178,10 +176,6 @@ INPUT_MEASURES = frozenset(INPUT_COLUMNS)
 """Every key of an evaluation's values that :meth:`FeatureState.update` reads."""
 
 _M = len(_MEASURES)
-
-LARGEST = float(np.finfo(np.float32).max)
-"""The largest magnitude a measure may have to be read (float32's; beyond it: not finite)."""
-
 _COL = {name: j for j, name in enumerate(INPUT_COLUMNS)}
 _ALIASES = ((_COL["train_loss"], _COL["train_loss_step"]),
             (_COL["circuit_complexity_mean"], _COL["circuit_complexity"]))  # fmt: skip
@@ -414,7 +408,7 @@ class FeatureState:
         for j, alias in _ALIASES:
             use = gone[:, j] & ~absent[:, alias]
             x[use, j], gone[use, j] = rows[use, alias], False
-        finite = np.abs(x) <= LARGEST  # False for NaN and inf too
+        finite = np.isfinite(x)
         bad = (~gone & ~finite).sum(axis=1)
         self.non_finite += int(bad.sum())
         self.last_non_finite = int(bad[-1])

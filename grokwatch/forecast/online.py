@@ -29,9 +29,11 @@ Confidence and reasons (:class:`~grokwatch.ForecastReason`), in the order they m
 A forecast *alerts* when P(grok within budget) is at least the model's alert threshold and
 the confidence is at least :data:`MIN_CONFIDENCE`; it is *hopeless* when P is at most the
 hopeless threshold with that confidence, and the run has
-memorized (or stalled, or spent its budget): while it is still memorizing it is never called
-hopeless. After ``t_grok`` the forecast is certain (``GENERALIZED``); past the budget without
-grokking, P(grok within budget) is 0 (``BUDGET_EXHAUSTED``). Bad input never raises.
+memorized (or stalled, or spent its budget): while it is still memorizing, or generalizing
+(phase ``grokking``: its test accuracy is rising), it is never called hopeless
+(:data:`NEVER_HOPELESS`). After ``t_grok`` the forecast is certain (``GENERALIZED``); past
+the budget without grokking, P(grok within budget) is 0 (``BUDGET_EXHAUSTED``). Bad input
+never raises.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from grokwatch.forecast.features import (
 __all__ = [
     "FULL_POINTS",
     "MIN_CONFIDENCE",
+    "NEVER_HOPELESS",
     "ConstantForecaster",
     "Context",
     "FittedModel",
@@ -70,6 +73,11 @@ FULL_POINTS = 4
 """Evaluations needed before the trend features count fully."""
 MIN_CONFIDENCE = 0.5
 """Confidence a forecast needs before it may alert or call a run hopeless."""
+NEVER_HOPELESS = (Phase.MEMORIZING, Phase.GROKKING)
+"""Phases in which a run within its budget is never called hopeless: before it has memorized
+nothing yet tells a run that will generalize from one that will not, and while its test
+accuracy rises it is visibly generalizing (a held-out transformer was called hopeless at
+P = 0.0 in this phase, 900 steps before it grokked)."""
 
 
 Point = tuple[int, Mapping[str, float]]
@@ -236,9 +244,9 @@ def assemble(model: FittedModel, x: np.ndarray, ctx: Context) -> Forecast:
     confidence = min(max(confidence, 0.0), 1.0)
     sure = confidence >= MIN_CONFIDENCE
     alert = sure and p_budget >= model.alert_threshold_
-    # before a run has memorized, nothing yet tells a run that will generalize from one that
-    # will not: hopeless needs a memorized, stalled or spent run
-    can_tell = ctx.phase is not Phase.MEMORIZING or p_budget == 0.0
+    # hopeless needs a spent run, or one that has memorized and is not generalizing
+    spent = ctx.budget is not None and ctx.step > ctx.budget
+    can_tell = spent or ctx.phase not in NEVER_HOPELESS
     hopeless = sure and can_tell and p_budget <= model.hopeless_threshold_
     reason = reasons[0][0] if reasons else ForecastReason.OK
     message = f"P(grok within budget)={p_budget:.2f}"

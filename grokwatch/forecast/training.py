@@ -365,7 +365,9 @@ def fit_replays(
                     for s, fo in zip(r.steps, fc, strict=True)
                     if s < r.t_grok
                     and fo.confidence >= MIN_CONFIDENCE
-                    and fo.phase is not Phase.MEMORIZING  # never hopeless then (online)
+                    # every point after memorizing, the grokking phase's too (online the
+                    # flag is never raised there: the threshold errs on the safe side)
+                    and fo.phase is not Phase.MEMORIZING
                 ]
                 pos_min.setdefault(r.family, []).append(min(before) if before else math.inf)
     per_family = {f: choose_alert_threshold(v, far) for f, v in sorted(neg_max.items())}

@@ -241,26 +241,31 @@ def test_evaluate_lofo_command_writes_the_json(runs, tmp_path):
         evaluate_lofo([corpus], out=None, fold_models=[saved["alpha"]], say=lambda _: None)
 
 
-def test_a_run_is_never_called_hopeless_before_it_memorized(replays):
+def test_a_run_is_never_called_hopeless_while_memorizing_or_generalizing(replays):
     """With every probability under the hopeless threshold, the forecasts of the memorizing
-    phase still say "not hopeless"; from memorization on they may."""
+    phase, and of the grokking phase (test accuracy rising), still say "not hopeless"; the
+    others from memorization on do."""
+    from grokwatch.decision import Phase
+
     base, _ = replays
     model, _ = fit_replays(base, folds=2, C_grid=(1.0,), params=FAST)
     model.hopeless_threshold_ = 1.0
     model.alert_threshold_ = 1.0
+    early, rising, late = [], [], []
     for r in base[:6]:
-        fc = r.forecasts(model)
         assert r.t_mem is not None
-        early = [
-            f for s, f in zip(r.steps, fc, strict=True) if s < r.t_mem and f.confidence >= 0.5
-        ]  # confident and under the threshold: only the phase keeps them from hopeless
-        late = [
-            f
-            for s, f in zip(r.steps, fc, strict=True)
-            if s >= r.t_mem and f.confidence >= 0.5 and (r.t_grok is None or s < r.t_grok)
-        ]
-        assert early and not any(f.hopeless for f in early)
-        assert late and all(f.hopeless for f in late)
+        for s, f in zip(r.steps, r.forecasts(model), strict=True):
+            if f.confidence < 0.5 or (r.t_grok is not None and s >= r.t_grok):
+                continue  # confident and under the threshold: only the phase decides
+            if s < r.t_mem:
+                early.append(f)
+            elif f.phase is Phase.GROKKING:
+                rising.append(f)
+            else:
+                late.append(f)
+    assert early and not any(f.hopeless for f in early)
+    assert rising and not any(f.hopeless for f in rising)
+    assert late and all(f.hopeless for f in late)
 
 
 def test_evaluate_lofo_on_some_measures_only(runs, tmp_path):
