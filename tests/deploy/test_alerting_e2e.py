@@ -30,7 +30,6 @@ and stops it. Both run at once, in threads.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -45,6 +44,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from _scripts import load_script
 from _serve import wait_ready
 from _tools import DEPLOY, ROOT, free_port, tool
 
@@ -143,11 +143,7 @@ class Prometheus:
 
 
 def load_paced_run() -> Any:
-    spec = importlib.util.spec_from_file_location("paced_run", DEPLOY / "paced_run.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.paced_run
+    return load_script(DEPLOY / "paced_run.py").paced_run
 
 
 class Run:

@@ -4,23 +4,19 @@ Prometheus in test_alerting_e2e.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from types import ModuleType
 
 import yaml
+from _scripts import load_script
 from _tools import DEPLOY
 
 GRAFANA = DEPLOY / "grafana"
 
 
 def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("grokwatch_dashboard", GRAFANA / "dashboard.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(GRAFANA / "dashboard.py", "grokwatch_dashboard")
 
 
 def board() -> dict:

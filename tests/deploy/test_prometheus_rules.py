@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 
 import yaml
+from _scripts import load_script
 from _tools import DEPLOY, tool
 
 RULES = DEPLOY / "prometheus" / "grokwatch-rules.yml"
@@ -64,14 +65,7 @@ def test_per_run_alerts_route_by_experiment_and_team() -> None:
 
 
 def test_the_rules_table_in_the_docs_is_the_scripts_output() -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "rules_table", DEPLOY / "prometheus" / "rules_table.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(DEPLOY / "prometheus" / "rules_table.py")
     page = (DEPLOY.parent / "docs" / "monitoring.md").read_text()
     between = page.split("<!-- rules table -->\n", 1)[1].split("<!-- end rules table -->", 1)[0]
     assert between == module.table(), "run python deploy/prometheus/rules_table.py"

@@ -4,21 +4,14 @@ confident forecast at or above the threshold, before the budget)."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "lofo_near_miss.py"
+from _scripts import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("lofo_near_miss_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/lofo_near_miss.py", "lofo_near_miss_benchmark")
 
 
 @dataclasses.dataclass
