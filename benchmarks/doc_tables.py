@@ -680,20 +680,18 @@ def lofo_hopeless() -> str:
     data = {k: _json(f"forecast/lofo_ablations/{d}/lofo.json") for k, d in rules.items()}
 
     def cells(s: dict[str, Any]) -> str:
-        neg, first = s.get("hopeless_negative"), s.get("hopeless_first_budget")
-        called = f"{s['n_hopeless_grokking']} of {s['n_grokking']}"
-        return f"{called} · {neg:.2f} · {first:.2f}" if neg is not None else called
+        return (f"{s['n_hopeless_grokking']} of {s['n_grokking']} · "
+                f"{s['hopeless_negative']:.2f} · {s['hopeless_first_budget']:.2f}")  # fmt: skip
 
-    head = ["held-out family", "view", *data]
-    rows = []
     first = next(iter(data.values()))
-    for fam in first["families"]:
-        rows.append([f"`{fam}`", "every 50 steps"]
-                    + [cells(d["families"][fam]) for d in data.values()])  # fmt: skip
-        for view in first.get("views", {}):
-            seen = [cells(d["views"][view]["families"][fam]) for d in data.values()]
-            rows.append([f"`{fam}`", view, *seen])
-    return table(head, rows)
+    views = {"every 50 steps": lambda d: d}
+    views.update({v: lambda d, v=v: d["views"][v] for v in first.get("views", {})})
+    rows = [
+        [f"`{fam}`", view, *(cells(of(d)["families"][fam]) for d in data.values())]
+        for fam in first["families"]
+        for view, of in views.items()
+    ]
+    return table(["held-out family", "view", *data], rows)
 
 
 def corpus_stacked_step() -> str:

@@ -152,23 +152,22 @@ def _hopeless(
     """Grokking runs ever called hopeless before ``t_grok``, and before ``t_mem``; and what
     the call is worth: the runs that never grok (memorization, confusion) called hopeless
     within their budget, and how early (first call over the budget, median)."""
+
+    def calls(r: Replay) -> list[int]:
+        return [int(s) for s, f in zip(r.steps, forecasts[r.run_id], strict=True) if f.hopeless]
+
     pos = [r for r in runs if r.outcome in POSITIVE and r.t_grok is not None]
     ever, early = [], []
     for r in pos:
-        called = [int(s) for s, f in zip(r.steps, forecasts[r.run_id], strict=True) if f.hopeless]
-        before = [s for s in called if s < (r.t_grok or 0)]
+        before = [s for s in calls(r) if s < (r.t_grok or 0)]
         ever.append(bool(before))
         early.append(any(r.t_mem is None or s < r.t_mem for s in before))
     first: list[float] = []  # each called negative's first call, over its budget
     neg = [r for r in runs if r.outcome in NEGATIVE]
     for r in neg:
-        called = [
-            int(s)
-            for s, f in zip(r.steps, forecasts[r.run_id], strict=True)
-            if f.hopeless and (r.budget is None or s <= r.budget)
-        ]
-        if called:
-            first.append(called[0] / r.budget if r.budget else math.nan)
+        within = [s for s in calls(r) if r.budget is None or s <= r.budget]
+        if within:
+            first.append(within[0] / r.budget if r.budget else math.nan)
     n = len(pos)
     return {
         "hopeless_grokking": float(np.mean(ever)) if n else math.nan,

@@ -212,7 +212,8 @@ def assemble(model: FittedModel, x: np.ndarray, ctx: Context) -> Forecast:
     if ctx.phase is Phase.DIVERGED:
         confidence *= 0.2
         reasons.append((ForecastReason.DIVERGED, "training loss is not finite"))
-    if ctx.budget is not None and ctx.step > ctx.budget:
+    spent = ctx.budget is not None and ctx.step > ctx.budget
+    if spent:
         p_budget, p_h = 0.0, 0.0
         reasons.append((ForecastReason.BUDGET_EXHAUSTED, f"past the budget of {ctx.budget}"))
     if ctx.non_finite:
@@ -245,7 +246,6 @@ def assemble(model: FittedModel, x: np.ndarray, ctx: Context) -> Forecast:
     sure = confidence >= MIN_CONFIDENCE
     alert = sure and p_budget >= model.alert_threshold_
     # hopeless needs a spent run, or one that has memorized and is not generalizing
-    spent = ctx.budget is not None and ctx.step > ctx.budget
     can_tell = spent or ctx.phase not in NEVER_HOPELESS
     hopeless = sure and can_tell and p_budget <= model.hopeless_threshold_
     reason = reasons[0][0] if reasons else ForecastReason.OK

@@ -3,6 +3,7 @@ the ``fit`` / ``evaluate`` commands, on seeded synthetic runs."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 
@@ -19,7 +20,13 @@ from grokwatch.forecast import io as model_io
 from grokwatch.forecast.baselines import BASELINES
 from grokwatch.forecast.evaluate import OURS, alert_step, auroc, evaluate, format_table
 from grokwatch.forecast.replay import choose_alert_threshold, config_group, replay
-from grokwatch.forecast.training import _folds, fit_corpus, training_rows
+from grokwatch.forecast.training import (
+    _folds,
+    fit_corpus,
+    fit_replays,
+    hopeless_threshold,
+    training_rows,
+)
 
 
 @pytest.fixture(scope="module")
@@ -221,8 +228,6 @@ def test_hopeless_threshold_at_the_default_sits_under_every_grokkers_lowest_p():
     """The default miss (0): no grokking run of a fitting family is ever called hopeless; a
     miss of 1/4 lets the lowest of four runs be called (its own P is at the threshold's
     strict upper side), and the threshold never passes the alert threshold."""
-    from grokwatch.forecast.training import fit_replays, hopeless_threshold
-
     lowest = [0.30, 0.02, 0.10, math.inf]  # the inf run: never eligible before t_grok
     default = hopeless_threshold(lowest, 0.0, alert=0.9)
     assert default < 0.02 and default == np.nextafter(0.02, -np.inf)
@@ -230,6 +235,4 @@ def test_hopeless_threshold_at_the_default_sits_under_every_grokkers_lowest_p():
     assert hopeless_threshold(lowest, 0.25, alert=0.9) == np.nextafter(0.10, -np.inf)
     assert hopeless_threshold(lowest, 0.25, alert=0.05) == 0.05
     assert hopeless_threshold([math.inf], 0.0, alert=0.9) == 0.0
-    import inspect
-
     assert inspect.signature(fit_replays).parameters["hopeless_miss"].default == 0.0
