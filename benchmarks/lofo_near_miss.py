@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,28 +68,32 @@ def family_report(runs: list[Replay], model: Any) -> dict[str, Any]:
     }
 
 
+def held_out(source: Path) -> Iterator[tuple[str, Any, list[Replay]]]:
+    """Each held-out family of the committed LOFO run in ``source``: its fold model and its runs
+    of the run's seeded sample, replayed as the fold model read them (only the measures it was
+    fitted on, at the run's cadence)."""
+    settings = json.loads((source / "lofo.json").read_text())["settings"]
+    runs = [r for c in settings["corpora"] for r in _load_corpus(c, ("train", "eval", "heldout"))]
+    runs = sample_families([r for r in runs if r.labels.get("outcome")],
+                           settings["cap_per_family"], seed=settings["seed"])  # fmt: skip
+    measures = settings.get("measures")
+    for path in sorted((source / "lofo" / "models").glob("*.npz")):
+        family = path.stem
+        mine = [with_family(replay(minimal_run(r, measures) if measures else r,
+                                   cadence=settings["cadence"]), r)
+                for r in runs if architecture_family(r) == family]  # fmt: skip
+        yield family, load(path), mine
+
+
 def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--from", dest="source", type=Path, required=True,
                         help="the OUT of a committed `grokwatch evaluate --lofo`")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    settings = json.loads((args.source / "lofo.json").read_text())["settings"]
-    runs = [r for c in settings["corpora"] for r in _load_corpus(c, ("train", "eval", "heldout"))]
-    runs = sample_families([r for r in runs if r.labels.get("outcome")],
-                           settings["cap_per_family"], seed=settings["seed"])  # fmt: skip
-    measures = settings.get("measures")
-
-    def read(r: Any) -> Any:
-        """The run as the fold model read it: only the measures it was fitted on."""
-        return minimal_run(r, measures) if measures else r
-
     report: dict[str, Any] = {"near": NEAR_MISS, "families": {}}
-    for path in sorted((args.source / "lofo" / "models").glob("*.npz")):
-        family = path.stem
-        mine = [with_family(replay(read(r), cadence=settings["cadence"]), r)
-                for r in runs if architecture_family(r) == family]  # fmt: skip
-        report["families"][family] = family_report(mine, load(path))
+    for family, model, mine in held_out(args.source):
+        report["families"][family] = family_report(mine, model)
         print(family, report["families"][family], flush=True)
     write_report(args.json, report)
     return report
