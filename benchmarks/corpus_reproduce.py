@@ -89,11 +89,12 @@ def check_stack(tasks: list[RunTask], rows: int, steps: int, corpus: str) -> lis
     """Train `tasks` (one stack of the plan, padded to `rows`) for `steps` steps; compare."""
     short = [dataclasses.replace(t, config={**t.config, "steps": min(steps, t.budget)})
              for t in tasks]  # fmt: skip
+    budgets = {t.run_id: t.budget for t in tasks}  # the run's own, not the shortened task's
     rows_out = []
     for result in run_stack_probes_per_run(short, rows=rows):
         if result.status != "ok":
             raise RuntimeError(f"{result.task.run_id} failed: {result.error}")
-        whole = steps >= result.task.budget
+        whole = steps >= budgets[result.task.run_id]
         step, columns, lacks = first_difference(result, Path(corpus), whole=whole)
         rows_out.append({
             "run_id": result.task.run_id,
