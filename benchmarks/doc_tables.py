@@ -716,11 +716,26 @@ def corpus_stacked_step() -> str:
     per_family = table(("family", "runs × rows", "GFLOP per step", "at the matmul peak",
                         "whole loss under vmap", "forward under vmap (corpus path)",
                         "gain", "bitwise equal"), rows)  # fmt: skip
-    return (
+    text = (
         table(head, [row])
-        + "\n\nOne step on all training rows, the first stack of every family:\n\n"
-        + per_family
+        + "\n\nOne step on all training rows, the first stack of every family (the model's own "
+        "forward on both sides):\n\n" + per_family
     )
+    if data.get("stacked_form"):
+        head_forms = ("layers", "d_model", "heads", "LayerNorm", "runs × rows", "own forward",
+                      "stacked form (corpus path)", "gain", "losses differ (relative)")  # fmt: skip
+        forms = [(f"{f['shape']['n_layers']}", f"{f['shape']['d_model']}",
+                  f"{f['shape']['n_heads']}", "yes" if f["layernorm"] else "no",
+                  f"{f['runs']} × {f['rows_per_run']}",
+                  *(f"{v:.1f} ms" for v in f["ms_per_step"].values()), f"{f['gain']:.2f}×",
+                  f"{f['loss_max_rel_diff']:.1e}")
+                 for f in data["stacked_form"]]  # fmt: skip
+        text += (
+            "\n\nThe transformer's stacks of the throughput benchmark, one step on all training "
+            "rows, the model's own forward against its stacked form (what a stack trains):\n\n"
+            + table(head_forms, forms)
+        )
+    return text
 
 
 def control_live() -> str:

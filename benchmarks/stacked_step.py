@@ -16,7 +16,13 @@ Then, for the first stack of every family (``families`` in the JSON), the corpus
 before and after the loss moved out of ``vmap`` (``trainer.stacked.stacked_losses``): the whole
 per-run loss under ``vmap`` (cross-entropy then runs as a Python decomposition) against the
 forward under ``vmap`` and the loss once on all rows, interleaved, each checked bitwise equal
-(losses and gradients) to the other first.
+(losses and gradients) to the other first (both with the model's own forward).
+
+Last, for the transformer's stacks of the throughput benchmark (``stacked_form`` in the JSON):
+the corpus path's step with the model's own forward against its stacked form
+(``trainer.families.Transformer.stacked_forward``, what a stack trains since grokwatch
+corpus v2's transformer runs were trained again), interleaved, the losses first compared
+(largest relative difference: the two round differently).
 
     python -m benchmarks.stacked_step --json benchmarks/results/corpus/stacked_step.json
 """
@@ -36,18 +42,19 @@ from torch.func import functional_call, stack_module_state, vmap
 from benchmarks.corpus_throughput import bench_tasks, matmul_peak, step_flops
 from benchmarks.report_io import write_report
 from trainer.families import FAMILIES, build
-from trainer.stacked import _pad, stacked_losses
+from trainer.stacked import _pad, for_stacking, stacked_losses
 
 Params = dict[str, torch.Tensor]
 
 
 def stacked_family(
-    family: str, runs: int
+    family: str, runs: int, index: int = 0
 ) -> tuple[Any, Params, torch.Tensor, torch.Tensor, torch.Tensor, Any]:
-    """The family's first stack: (template model, stacked params, x (R, N, ...), y (R, N),
-    row weights (R, N), per-row loss), padded as the corpus path pads it."""
+    """The family's stack number `index` in the throughput benchmark: (template model, stacked
+    params, x (R, N, ...), y (R, N), row weights (R, N), per-row loss), padded as the corpus path
+    pads it."""
     models, datas = [], []
-    for task in bench_tasks([family], runs, 1):
+    for task in bench_tasks([family], runs, 1, stacks=index + 1)[index * runs :]:
         config = FAMILIES[family].config_cls.from_dict(task.config)
         torch.manual_seed(config.seed)
         model, data, loss_fn = build(config)
@@ -119,6 +126,34 @@ def family_step(family: str, runs: int, steps: int, repeats: int, peak: float) -
     }
 
 
+def stacked_form_step(runs: int, steps: int, repeats: int, index: int) -> dict[str, Any]:
+    """One full-batch step of the transformer's stack `index`, its own forward against its
+    stacked form, interleaved (the rows of a mini-batch stack are all its training rows here)."""
+    template, params, x, y, w, loss_fn = stacked_family("transformer", runs, index)
+    sides = {"own forward": stacked_losses(template, loss_fn),
+             "stacked form (ours)": stacked_losses(for_stacking(template), loss_fn)}  # fmt: skip
+    own, ours = (loss(params, x, y, w).detach() for loss in sides.values())
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    for _ in range(repeats):
+        for name, loss in sides.items():
+            times[name].append(time_step(loss, params, (x, y, w), steps))
+    ms = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "runs": runs,
+        "rows_per_run": int(x.shape[1]),
+        "shape": {
+            "n_layers": len(template.early) + 1,
+            "n_heads": template.n_heads,
+            "d_model": int(template.pos.weight.shape[1]),
+        },
+        "layernorm": not isinstance(template.ln1, torch.nn.Identity),
+        "loss_max_rel_diff": ((ours - own).abs() / own.abs()).max().item(),
+        "ms_per_step": ms,
+        "ms_per_step_all": times,
+        "gain": ms["own forward"] / ms["stacked form (ours)"],
+    }
+
+
 def time_step(loss: Any, params: Params, args: tuple[torch.Tensor, ...], steps: int) -> float:
     """Milliseconds per forward + backward of the whole stack."""
     t0 = time.perf_counter()
@@ -135,6 +170,9 @@ def main() -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=50, help="steps per timing")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--families", default="mlp,onehot,perm,transformer,digits,parity")
+    parser.add_argument("--transformer-stacks", type=int, default=2,
+                        help="the transformer's stacks of the throughput benchmark to time "
+                        "with its own forward and its stacked form")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -180,6 +218,14 @@ def main() -> dict[str, Any]:
         print(f"{family}: {row['runs']} × {row['rows_per_run']} rows, "
               f"{row['compute_bound_ms']:.1f} ms at the matmul peak; "
               + ", ".join(f"{k} {v:.1f} ms" for k, v in row["ms_per_step"].items()))  # fmt: skip
+    report["stacked_form"] = []
+    for index in range(args.transformer_stacks):
+        row = stacked_form_step(args.runs, max(args.steps // 5, 5), args.repeats, index)
+        report["stacked_form"].append(row)
+        times = ", ".join(f"{k} {v:.1f} ms" for k, v in row["ms_per_step"].items())
+        diff = row["loss_max_rel_diff"]
+        print(f"transformer stack {index} ({row['shape']}, layernorm {row['layernorm']}): "
+              f"{times}, gain {row['gain']:.2f}×, losses within {diff:.1e}")  # fmt: skip
     ms = report["ms_per_step"]
     print(f"stack of {args.runs} mlp runs: {flops / 1e9:.3f} GFLOP per step = {compute_ms:.1f} ms "
           f"at the matmul peak ({peak:.0f} GFLOP/s); vmap {ms['vmap']:.1f} ms, "

@@ -141,6 +141,21 @@ class Block(nn.Module):
         resid = resid + self.attn_out(att.transpose(1, 2).reshape(n, t, d))  # (N, 3, d)
         return resid + self.mlp_out(self.act(self.mlp_in(self.ln2(resid))))  # (N, 3, d)
 
+    def stacked_forward(self, resid: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` written for a stack of runs (:meth:`Transformer.stacked_forward`)."""
+        n, t, d = resid.shape
+        dh = d // self.n_heads
+        w = self.qkv.weight
+        normed = self.ln1(resid)  # (N, 3, d)
+        # q, k, v: (N, 3, h, dh) each
+        q, k, v = (F.linear(normed, w[i * d : (i + 1) * d]).view(n, t, self.n_heads, dh)
+                   for i in range(3))  # fmt: skip
+        scores = torch.stack([(q * k[:, j : j + 1]).sum(-1) for j in range(t)], 2) / math.sqrt(dh)
+        a = scores.softmax(2)  # (N, 3 queries, 3 keys, h)
+        att = sum(a[:, :, j, :, None] * v[:, None, j] for j in range(t))  # (N, 3, h, dh)
+        resid = resid + self.attn_out(att.reshape(n, t, d))  # (N, 3, d)
+        return resid + self.mlp_out(self.act(self.mlp_in(self.ln2(resid))))  # (N, 3, d)
+
 
 class Transformer(nn.Module):
     """One or two attention layers, each with a ReLU MLP, over the tokens [a, b, =]; logits
@@ -203,6 +218,36 @@ class Transformer(nn.Module):
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(d_head)  # (N, h, 1, 3)
         att = scores.softmax(dim=-1) @ v  # (N, h, 1, dh)
         z = resid[:, -1] + self.attn_out(att.reshape(n, -1))  # (N, d)
+        z = z + self.mlp_out(self.act(self.mlp_in(self.ln2(z))))  # (N, d)
+        return self.out(self.ln_f(z))  # (N, p)
+
+    def stacked_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The same function as :meth:`forward`, written for `vmap` over a stack of runs
+        (`trainer.stacked`, which swaps it in for the stack's forward).
+
+        Under `vmap` the attention's `bmm`s become batches of thousands of 3×3 and 3×dh
+        products, which run at ~1 GFLOP/s; here the three keys are products and sums over the
+        head dimension, and q, k and v are three projections instead of one `chunk`-ed one
+        (whose backward is a `cat`): `benchmarks/stacked_step.py` times both (docs/corpus.md,
+        *The transformer's stacked form*). The float rounding differs from :meth:`forward`'s,
+        so a run trained in a stack equals the same run trained alone within a tolerance
+        (`tests/trainer/test_trainer_stacked.py`), not bit for bit.
+        """
+        n = x.shape[0]
+        eq = torch.full((n, 1), self.p, dtype=x.dtype, device=x.device)
+        resid = self.embed(torch.cat([x, eq], dim=1)) + self.pos.weight  # (N, 3, d)
+        for block in self.early:
+            resid = block.stacked_forward(resid)  # (N, 3, d)
+        normed = self.ln1(resid)  # (N, 3, d)
+        d = normed.shape[-1]
+        dh = d // self.n_heads
+        w = self.qkv.weight
+        q = F.linear(normed[:, -1], w[:d]).view(n, self.n_heads, dh)  # (N, h, dh): "=" only
+        k = F.linear(normed, w[d : 2 * d]).view(n, 3, self.n_heads, dh)  # (N, 3, h, dh)
+        v = F.linear(normed, w[2 * d :]).view(n, 3, self.n_heads, dh)  # (N, 3, h, dh)
+        scores = (q[:, None] * k).sum(-1) / math.sqrt(dh)  # (N, 3 keys, h)
+        att = (scores.softmax(1)[..., None] * v).sum(1)  # (N, h, dh)
+        z = resid[:, -1] + self.attn_out(att.reshape(n, d))  # (N, d)
         z = z + self.mlp_out(self.act(self.mlp_in(self.ln2(z))))  # (N, d)
         return self.out(self.ln_f(z))  # (N, p)
 

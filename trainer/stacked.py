@@ -22,7 +22,9 @@ them) and decides as usual; a run leaves the stack when its budget is spent or i
 settled (`trainer.runner.settled`), and the stack shrinks to the runs still going.
 
 Equal to training each run alone within float rounding (the padded mean and the batched
-update round differently): `tests/trainer/test_trainer_stacked.py` compares final weights.
+update round differently, and a model with a `stacked_forward`, the transformer, runs that form
+of its forward in a stack: :func:`for_stacking`): `tests/trainer/test_trainer_stacked.py`
+compares final weights.
 Besides the run itself, one thing sets a full-batch run's rounding: the number of rows its
 stack pads the training sets to. The output bias's gradient is a sum over all rows, padded ones
 included; each adds 0, but how the sum is grouped follows its length, so the same run rounds
@@ -158,7 +160,7 @@ def train_stack(
             weight[i, : m.n_train] = 1.0 / m.n_train  # each run's loss: its own mean
         batch = getattr(members[0].config, "batch_size", 0)
 
-        losses_of = stacked_losses(template, loss_fn)
+        losses_of = stacked_losses(for_stacking(template), loss_fn)
         step = 0
         while members:
             step += 1
@@ -244,6 +246,19 @@ def stacked_losses(
         return (rows * w).sum(1)  # (R,)
 
     return losses
+
+
+def for_stacking(template: nn.Module) -> nn.Module:
+    """`template`, or a copy of it whose modules with a `stacked_forward` run it as their
+    forward: the form of the model written for `vmap` over a stack (same function, other
+    rounding)."""
+    if not any(hasattr(m, "stacked_forward") for m in template.modules()):
+        return template
+    template = copy.deepcopy(template)
+    for m in template.modules():
+        if hasattr(m, "stacked_forward"):
+            m.forward = m.stacked_forward  # type: ignore[method-assign]
+    return template
 
 
 @torch.no_grad()
