@@ -77,7 +77,8 @@ NEVER_HOPELESS = (Phase.MEMORIZING, Phase.GROKKING)
 """Phases in which a run within its budget is never called hopeless: before it has memorized
 nothing yet tells a run that will generalize from one that will not, and while its test
 accuracy rises it is visibly generalizing (a held-out transformer was called hopeless at
-P < 1e-8 in this phase, 850-950 steps before it grokked: ``benchmarks/lofo_hopeless_calls.py``)."""
+P < 1e-8 in this phase, 850-950 steps before it grokked: ``benchmarks/lofo_hopeless_calls.py``
+on the leave-one-family-out run of grokwatch 51c6a42)."""
 
 
 Point = tuple[int, Mapping[str, float]]
