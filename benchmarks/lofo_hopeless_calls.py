@@ -14,22 +14,16 @@ the phase kept it down (:data:`~grokwatch.forecast.online.NEVER_HOPELESS`). Noth
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
-from benchmarks.lofo_near_miss import held_out
+from benchmarks.lofo_near_miss import held_out, lofo_args
 from benchmarks.report_io import write_report
 from grokwatch.decision import Phase
 from grokwatch.forecast.online import MIN_CONFIDENCE
 
 
 def main() -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--from", dest="source", type=Path, required=True,
-                        help="the OUT of a committed `grokwatch evaluate --lofo`")  # fmt: skip
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = lofo_args(__doc__)
     report: dict[str, Any] = {"families": {}}
     for family, model, runs in held_out(args.source):
         threshold = float(model.hopeless_threshold_)

@@ -85,12 +85,18 @@ def held_out(source: Path) -> Iterator[tuple[str, Any, list[Replay]]]:
         yield family, load(path), mine
 
 
-def main() -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def lofo_args(doc: str) -> argparse.Namespace:
+    """The command line of a script that reads a committed LOFO run (:func:`held_out`):
+    ``--from`` its OUT, ``--json`` where the report goes; `doc` is the script's docstring."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--from", dest="source", type=Path, required=True,
                         help="the OUT of a committed `grokwatch evaluate --lofo`")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> dict[str, Any]:
+    args = lofo_args(__doc__)
     report: dict[str, Any] = {"near": NEAR_MISS, "families": {}}
     for family, model, mine in held_out(args.source):
         report["families"][family] = family_report(mine, model)
