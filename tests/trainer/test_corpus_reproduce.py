@@ -9,8 +9,11 @@ task's budget is its prefix), so every run of the corpus read "differing at step
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
 from benchmarks.corpus_reproduce import check_stack
 from trainer.corpus import read_run, run_path, write_run
@@ -25,20 +28,27 @@ SPEC = SweepSpec.from_dict({
 })  # fmt: skip
 
 
-def test_the_check_finds_the_sweeps_own_runs_equal_over_a_prefix_and_whole(tmp_path) -> None:
-    sweep([SPEC], tmp_path, executor=InlineExecutor(), progress=False, stack=4, probes="per-run")
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any], int]:
+    """The tiny corpus as the sweep writes it, and its one stack with the rows it pads to."""
+    out = tmp_path_factory.mktemp("corpus")
+    sweep([SPEC], out, executor=InlineExecutor(), progress=False, stack=4, probes="per-run")
     ((stack, rows),) = pending_stacks(SPEC.tasks(), SPEC.tasks(), 4)
+    return out, stack, rows
+
+
+def test_the_check_finds_the_sweeps_own_runs_equal_over_a_prefix_and_whole(written) -> None:
+    corpus, stack, rows = written
     for steps in (60, 10_000):  # a prefix, then whole runs
-        rows_out = check_stack(stack, rows, steps, str(tmp_path))
+        rows_out = check_stack(stack, rows, steps, str(corpus))
         assert len(rows_out) == 2
         assert all(r["first_difference"] is None for r in rows_out), rows_out
 
 
-def test_the_check_finds_a_run_that_differs_and_where(tmp_path) -> None:
-    sweep([SPEC], tmp_path, executor=InlineExecutor(), progress=False, stack=4, probes="per-run")
-    ((stack, rows),) = pending_stacks(SPEC.tasks(), SPEC.tasks(), 4)
+def test_the_check_finds_a_run_that_differs_and_where(written, tmp_path) -> None:
+    corpus, stack, rows = written
     changed = tmp_path / "changed"
-    shutil.copytree(tmp_path, changed, ignore=shutil.ignore_patterns("changed"))
+    shutil.copytree(corpus, changed)
     path = run_path(changed, stack[0].run_id)
     run = read_run(path)
     values = run.values.copy()
@@ -49,4 +59,4 @@ def test_the_check_finds_a_run_that_differs_and_where(tmp_path) -> None:
     assert rows_out[stack[0].run_id]["first_difference"] == int(run.steps[2])
     assert rows_out[stack[0].run_id]["columns"] == ["test_loss"]
     assert rows_out[stack[1].run_id]["first_difference"] is None
-    assert np.array_equal(read_run(run_path(tmp_path, stack[0].run_id)).steps, run.steps)
+    assert np.array_equal(read_run(run_path(corpus, stack[0].run_id)).steps, run.steps)
