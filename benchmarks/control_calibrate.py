@@ -78,9 +78,7 @@ def main() -> None:
         C_grid=(shipped.C,),
         budget_samples=int(report.get("budget_samples", 2)),
         seed=seed,
-        threshold_rule=report.get("threshold_rule", "pooled"),
-        balance=report.get("balance", "run"),
-        params={k: params[k] for k in ("classifier", "n_trees", "learning_rate", "monotone")},
+        params={k: params[k] for k in ("classifier", "n_trees", "learning_rate")},
     )
     same = math.isclose(model.alert_threshold_, shipped.alert_threshold_, rel_tol=1e-9)
     same &= math.isclose(model.hopeless_threshold_, shipped.hopeless_threshold_, rel_tol=1e-9)

@@ -18,6 +18,7 @@ import argparse
 import importlib.util
 import itertools
 import json
+import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -338,17 +339,71 @@ def forecast_v1_vs_v2() -> str:
     return table(("held-out family: v1 → v2", *(h for _, h in keys)), rows)
 
 
+def _c(v: Any, fmt: str = "{:.2f}") -> str:
+    return "—" if v is None or not math.isfinite(float(v)) else fmt.format(v)
+
+
 def forecast_transfer(view: str = "native") -> str:
-    """Leave-one-family-out ablations of the transfer rules (``forecast_transfer.py``):
-    recall / FAR at the threshold fixed on the other families, per variant and rule."""
-    module = _sibling("forecast_transfer")
-    return str(module.format_rules(_json("forecast/transfer/transfer.json"), view))
+    """Session 2's leave-one-family-out ablations of the transfer rules (the record
+    ``forecast/transfer/transfer.json``; its script, ``benchmarks/forecast_transfer.py``, is
+    in commit 110b577): recall / FAR at the threshold fixed on the other families, per fit
+    variant and rule."""
+    data = _json("forecast/transfer/transfer.json")
+    variants = data["variants"]
+    fams = sorted({f for v in variants.values() for f in v["families"]})
+    head = ["fit variant", "alert rule", *fams, "macro recall / FAR", "macro recall at FAR ≤ 5 %",
+            "families with recall ≥ 0.9 at FAR ≤ 0.05"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name, v in variants.items():
+        macro = v["macro"].get(view, {})
+        for rule in [k for k in macro if "_k" in k]:
+            cells = []
+            for f in fams:
+                e = v["families"].get(f, {}).get("views", {}).get(view, {}).get(rule)
+                cells.append(f"{_c(e['recall'])} / {_c(e['far'])}" if e else "—")
+            m = macro[rule]
+            threshold, k = rule.split("_k")
+            label = f"{'worst-family' if threshold == 'family' else 'pooled'} threshold, k = {k}"
+            lines.append(
+                f"| {name} | {label} | " + " | ".join(cells) + f" | {_c(m['recall'])} / "
+                f"{_c(m['far'])} | {_c(m['recall_far05'])} | "
+                f"{m['families_meeting_recall_goal']} of {len(fams)} |"
+            )
+    return "\n".join(lines)
 
 
 def forecast_transfer_calibration(view: str = "native") -> str:
-    """ECE and interval coverage of the same ablations (``forecast_transfer.py``)."""
-    module = _sibling("forecast_transfer")
-    return str(module.format_calibration(_json("forecast/transfer/transfer.json"), view))
+    """ECE (raw / isotonic / isotonic with families weighing the same) and 80 % interval
+    coverage of the same ablations (the record ``forecast/transfer/transfer.json``)."""
+    data = _json("forecast/transfer/transfer.json")
+    variants = data["variants"]
+    fams = sorted({f for v in variants.values() for f in v["families"]})
+    head = ["fit variant", "measure", *fams, "macro"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name, v in variants.items():
+        macro = v["macro"].get(view, {})
+
+        def entry(f: str, v: Any = v) -> Any:
+            return v["families"].get(f, {}).get("views", {}).get(view, {})
+
+        for key, label in (("ece_raw", "ECE raw"), ("ece_isotonic", "ECE isotonic"),
+                           ("ece_isotonic_balanced", "ECE isotonic, families equal")):  # fmt: skip
+            cells = [_c(entry(f).get(key), "{:.3f}") for f in fams]
+            lines.append(f"| {name} | {label} | " + " | ".join(cells) + f" | "
+                         f"{_c(macro.get(key), '{:.3f}')} |")  # fmt: skip
+        for key, label in (("interval_pooled", "coverage, residuals pooled"),
+                           ("interval_balanced", "coverage, families equal"),
+                           ("interval_hazard", "coverage, hazard model"),
+                           ("interval", "coverage, the forecaster's (hazard)")):  # fmt: skip
+            if key not in macro:
+                continue
+            cells = [_c((entry(f).get(key) or {}).get("coverage")) for f in fams]
+            m = macro.get(key) or {}
+            lines.append(
+                f"| {name} | {label} | " + " | ".join(cells) + f" | {_c(m.get('coverage'))} "
+                f"({m.get('families_in_band', 0)} of {len(fams)} in 0.7–0.9) |"
+            )
+    return "\n".join(lines)
 
 
 def seed_claims() -> str:
@@ -358,6 +413,8 @@ def seed_claims() -> str:
 
 
 def _variant(settings: dict[str, Any]) -> str:
+    """A committed run's settings in words (its ``monotone`` and ``threshold_rule``: options
+    removed after 110b577, which the records of their ablations keep)."""
     params = dict(settings.get("params", {}))
     monotone = params.pop("monotone", None)
     extra = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,20 @@ from grokwatch.forecast.replay import (
     replay,
     with_family,
 )
-from grokwatch.forecast.training import alert_scores, best_test_accuracy
-from grokwatch.forecast.transfer import NEAR_MISS
+from grokwatch.forecast.training import alert_scores
+
+NEAR_MISS = 0.8
+"""A negative whose test accuracy reached this before its budget is a near miss of the label
+(``t_grok``: 0.9)."""
+
+
+def best_test_accuracy(r: Replay) -> float:
+    """The largest test accuracy ``r`` measured within its budget (``-inf`` if none)."""
+    acc = np.asarray(r.measures.get("test_accuracy", ()), float)
+    keep = np.isfinite(acc)
+    if r.budget is not None:
+        keep &= r.steps <= r.budget
+    return float(acc[keep].max()) if keep.any() else -math.inf
 
 
 def quartiles(values: list[float]) -> list[float] | None:

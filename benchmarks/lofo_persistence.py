@@ -102,7 +102,7 @@ def main() -> None:
     settings = committed["settings"]
     if settings["C_grid"] != [1.0] or settings["fold_by"] != "family":
         raise SystemExit("this reconstruction covers C_grid [1.0] and folds by family only")
-    if settings["transfer"].get("balance", "run") != "run":
+    if (settings.get("transfer") or {}).get("balance", "run") != "run":  # runs before 110b577
         raise SystemExit("this reconstruction covers balance 'run' only")
     models = {p.stem: load(p) for p in sorted((args.source / "lofo" / "models").glob("*.npz"))}
     base, extra = replays(settings)

@@ -274,10 +274,8 @@ def _fit(args: argparse.Namespace) -> int:
         fold_by=args.fold_by,
         calibrate=args.calibrate,
         measures=_names(args.measures),
-        transfer=_transfer(args),
         n_trees=args.trees,
         learning_rate=args.learning_rate,
-        monotone=args.monotone,
         budget_samples=args.budget_samples,
         cap=args.cap or None,
         seed=args.seed,
@@ -289,41 +287,10 @@ def _names(text: str | None) -> list[str] | None:
     return [m for m in text.split(",") if m] if text else None
 
 
-def _transfer(args: argparse.Namespace) -> dict[str, object]:
-    return {
-        "threshold_rule": args.threshold_rule,
-        "balance": args.balance,
-    }
-
-
-def _tree_params(args: argparse.Namespace) -> dict[str, object]:
-    from grokwatch.forecast.forecaster import MONOTONE
-
-    params: dict[str, object] = {"n_trees": args.trees, "learning_rate": args.learning_rate}
-    if args.monotone:
-        params["monotone"] = dict(MONOTONE)
-    return params
-
-
-def _add_transfer(group: argparse._ActionsContainer) -> None:
-    """The transfer rules of ``grokwatch.forecast.transfer`` (``fit`` and ``evaluate --lofo``)."""
-    group.add_argument(
-        "--threshold-rule",
-        choices=["pooled", "family", "median", "clear"],
-        default="pooled",
-        help="false-alarm budget over the pooled validation runs, on every family, on the "
-        "median family, or pooled over the negatives whose test accuracy stayed below 0.8",
-    )
-    group.add_argument(
-        "--balance", choices=["run", "family"], default="run", help="weigh runs or families equally"
-    )
+def _add_measures(group: argparse._ActionsContainer) -> None:
+    """``--measures`` (``fit`` and ``evaluate --lofo``)."""
     group.add_argument(
         "--measures", default=None, help="fit (and judge) on these measures only, comma-sep."
-    )
-    group.add_argument(
-        "--monotone",
-        action="store_true",
-        help="trees monotone in the features whose direction the label fixes (MONOTONE)",
     )
 
 
@@ -345,9 +312,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             calibrate=args.calibrate,
             C_grid=_floats(args.C),
             measures=_names(args.measures),
-            transfer=_transfer(args),
             cap=args.cap or None,
-            params=_tree_params(args),
+            params={"n_trees": args.trees, "learning_rate": args.learning_rate},
             cadences=_ints(args.cadences),
             budget_samples=args.budget_samples,
             shipped=model,
@@ -475,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--learning-rate", type=float, default=0.05, help="boosting step (0.05)")
     fit.add_argument("--budget-samples", type=int, default=2, help="budget augmentation (2)")
     fit.add_argument("--cap", type=int, default=0, help="runs per family at most (0: all)")
-    _add_transfer(fit)
+    _add_measures(fit)
     fit.set_defaults(func=_fit)
 
     ev = sub.add_parser(
@@ -522,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     lofo.add_argument("--learning-rate", type=float, default=0.05, help="boosting step (0.05)")
     lofo.add_argument("--cadences", default="250,500", help="extra cadences to fit on")
     lofo.add_argument("--budget-samples", type=int, default=2, help="budget augmentation (2)")
-    _add_transfer(lofo)
+    _add_measures(lofo)
     ev.set_defaults(func=_evaluate)
     return parser
 

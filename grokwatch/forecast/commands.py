@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from grokwatch.forecast.evaluate import evaluate, format_table
-from grokwatch.forecast.forecaster import MONOTONE, GrokForecaster
+from grokwatch.forecast.forecaster import GrokForecaster
 from grokwatch.forecast.replay import (
     DEFAULT_GRID,
     NEGATIVE,
@@ -58,22 +58,18 @@ def fit_model(
     fold_by: str = "config",
     calibrate: str = "none",
     measures: Sequence[str] | None = None,
-    transfer: dict[str, Any] | None = None,
     n_trees: int = 200,
     learning_rate: float = 0.05,
-    monotone: bool = False,
     budget_samples: int = 2,
     cap: int | None = None,
     seed: int = 0,
     say: Say = print,
 ) -> tuple[GrokForecaster, dict[str, Any]]:
     """Fit on the ``split`` runs of ``corpus`` (one directory or several, comma-separated;
-    comma-separated splits: all of them) and save the model to ``out``; ``fold_by``,
-    ``calibrate`` and the ``transfer`` rules (``threshold_rule``, ``balance``,
-    ``interval``) as in :func:`~.training.fit_replays`; ``measures``: fit on these measures
+    comma-separated splits: all of them) and save the model to ``out``; ``fold_by`` and
+    ``calibrate`` as in :func:`~.training.fit_replays`; ``measures``: fit on these measures
     of every run only; ``cap``: at most this many runs of each family (a seeded sample,
-    :func:`sample_families`); ``monotone``: trees monotone in the features of
-    :data:`~.forecaster.MONOTONE`."""
+    :func:`sample_families`)."""
     from grokwatch.forecast.io import save
     from grokwatch.forecast.lofo import minimal_run
 
@@ -95,14 +91,8 @@ def fit_model(
         extra_cadences=cadences,
         seed=seed,
         budget_samples=budget_samples,
-        params={
-            "classifier": classifier,
-            "n_trees": n_trees,
-            "learning_rate": learning_rate,
-            **({"monotone": dict(MONOTONE)} if monotone else {}),
-        },
+        params={"classifier": classifier, "n_trees": n_trees, "learning_rate": learning_rate},
         log=say,
-        **(transfer or {}),
     )
     info = {**report.to_json(), "corpus": str(corpus), "split": split, "seed": seed}
     info["measures"] = None if measures is None else list(measures)
@@ -268,7 +258,6 @@ def evaluate_lofo(
     C_grid: Sequence[float] = (1.0,),
     params: dict[str, Any] | None = None,
     measures: Sequence[str] | None = None,
-    transfer: dict[str, Any] | None = None,
     budget_samples: int = 2,
     cap: int | None = None,
     shipped: GrokForecaster | None = None,
@@ -285,8 +274,7 @@ def evaluate_lofo(
     given (by default 500 steps, the agent's default cadence); ``measures``: fit and
     evaluate on these measures of every run only (e.g. :data:`.lofo.MINIMAL_MEASURES`: the
     features that exist for every family); ``shipped`` (a fitted
-    model) is also scored on the families it was not fitted on; ``transfer``: the rules of
-    :mod:`.transfer` (keyword arguments of :func:`~.training.fit_replays`); ``cap``: at most
+    model) is also scored on the families it was not fitted on; ``cap``: at most
     this many runs of each family (a seeded sample). Runs are held out by
     :func:`~.replay.architecture_family`; the held-out runs are also judged at the agent's
     default settings (view :data:`AGENT_DEFAULTS`: the evaluations of the default grid that
@@ -336,7 +324,7 @@ def evaluate_lofo(
     ]
     fit: Callable[[Sequence[Replay], Sequence[Replay]], GrokForecaster] = partial(
         _fit_fold, folds=folds, fold_by=fold_by, calibrate=calibrate, far=far, C_grid=C_grid,
-        params=params, seed=seed, say=say, budget_samples=budget_samples, **(transfer or {}),
+        params=params, seed=seed, say=say, budget_samples=budget_samples,
     )  # fmt: skip
     if fold_models is not None:
         fit = partial(_saved_fold, list(fold_models))
@@ -360,7 +348,6 @@ def evaluate_lofo(
         "C_grid": list(C_grid),
         "params": dict(params or {}),
         "measures": None if measures is None else list(measures),
-        "transfer": dict(transfer or {}),
         "hopeless_miss": HOPELESS_MISS,
         "budget_samples": budget_samples,
         "cap_per_family": cap,

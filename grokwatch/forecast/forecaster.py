@@ -49,23 +49,10 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from grokwatch.events import EventRules, EventTracker
 from grokwatch.forecast import hazard
-from grokwatch.forecast.features import FEATURE_NAMES
 from grokwatch.forecast.online import GrokRunForecaster, RowPrediction
 from grokwatch.forecast.trees import TreeEnsemble, fit_trees
 
-__all__ = ["DEFAULT_HORIZON", "MONOTONE", "GrokForecaster", "weighted_quantile"]
-
-MONOTONE: Mapping[str, int] = {
-    "log_budget_over_t": 1,
-    "projected_grok_margin": -1,
-    "test_accuracy": 1,
-    "test_rise_since_mem": 1,
-    "test_accuracy_since_mem": 1,
-}
-"""Directions fixed by what the label asks ("test accuracy reaches 0.9 within the budget"),
-all else equal: more budget left, a higher test accuracy or a larger rise of it make
-grokking within the budget no less likely; more evaluations' worth of the current climb
-still needed beyond the budget (``projected_grok_margin``) makes it no more likely."""
+__all__ = ["DEFAULT_HORIZON", "GrokForecaster", "weighted_quantile"]
 
 DEFAULT_HORIZON = 1000
 """H, in steps, of ``p_grok_horizon``: P(t_grok within the next 1000 steps). 1000 steps is
@@ -110,11 +97,6 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         ``"gam"`` (the logistic regression on the spline basis) or ``"trees"`` (gradient-boosted
         trees, :mod:`.trees`, with ``n_trees``, ``learning_rate``, ``max_depth``,
         ``min_samples_leaf`` and an L2 leaf penalty of ``1 / C``).
-    monotone:
-        ``{feature name: +1 or -1}``: P(grok within budget) may only rise (+1) or fall (-1)
-        with these features of :data:`~grokwatch.forecast.features.FEATURE_NAMES` (trees
-        only; the hazard model is left free). :data:`MONOTONE` holds the directions the
-        label itself fixes. ``None``: no constraint.
     """
 
     def __init__(
@@ -133,7 +115,6 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         min_samples_leaf: int = 50,
         time_bins: int = hazard.TIME_BINS,
         time_bin_width: float = hazard.TIME_BIN_WIDTH,
-        monotone: Mapping[str, int] | None = None,
     ) -> None:
         self.C = C
         self.knots = knots
@@ -148,18 +129,14 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.min_samples_leaf = min_samples_leaf
         self.time_bins = time_bins
         self.time_bin_width = time_bin_width
-        self.monotone = monotone
 
-    def _fit_trees(
-        self, X: np.ndarray, y: np.ndarray, w: np.ndarray, monotone: np.ndarray | None = None
-    ) -> TreeEnsemble:
+    def _fit_trees(self, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> TreeEnsemble:
         """Boosted trees with this model's settings: the classifier and the hazard model share
-        them (``monotone``: a direction per column, the classifier's only)."""
+        them."""
         return fit_trees(
             X,
             y,
             w,
-            monotone=monotone,
             max_iter=self.n_trees,
             learning_rate=self.learning_rate,
             max_depth=self.max_depth,
@@ -218,7 +195,7 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             y01 = (y == self.classes_[-1]).astype(int)
             if self.classes_.size < 2:
                 raise ValueError("y has only one class; need runs that grok and runs that do not")
-            self.trees_ = self._fit_trees(X, y01, w, self._monotone_columns(X.shape[1]))
+            self.trees_ = self._fit_trees(X, y01, w)
             self.coef_ = np.zeros(B.shape[1])
             self.intercept_ = 0.0
             self.n_iter_ = self.n_trees
@@ -252,20 +229,6 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.calibration_ = np.zeros((2, 0))
         return self
 
-    def _monotone_columns(self, n_features: int) -> np.ndarray | None:
-        """:attr:`monotone` as a direction per column of the feature rows."""
-        if not self.monotone:
-            return None
-        if n_features != len(FEATURE_NAMES):
-            raise ValueError(
-                f"monotone names features of the grokwatch schema ({len(FEATURE_NAMES)} "
-                f"columns); X has {n_features}"
-            )
-        out = np.zeros(n_features, dtype=np.int8)
-        for name, sign in self.monotone.items():
-            out[FEATURE_NAMES.index(name)] = sign
-        return out
-
     def _check_params(self) -> None:
         if not (isinstance(self.C, int | float) and self.C > 0):
             raise ValueError(f"C must be > 0, got C={self.C!r}")
@@ -279,17 +242,6 @@ class GrokForecaster(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             raise ValueError(f"time_bins must be an int >= 2, got {self.time_bins=!r}")
         if not (isinstance(self.time_bin_width, int | float) and self.time_bin_width > 0):
             raise ValueError(f"time_bin_width must be > 0, got {self.time_bin_width=!r}")
-        if self.monotone:
-            bad = {
-                k: v for k, v in self.monotone.items() if k not in FEATURE_NAMES or v not in (-1, 1)
-            }
-            if bad:
-                raise ValueError(
-                    f"monotone maps feature names to +1 or -1, got {bad!r} (features: "
-                    "grokwatch.forecast.features.FEATURE_NAMES)"
-                )
-            if self.classifier != "trees":
-                raise ValueError(f"monotone needs classifier='trees', got {self.classifier=!r}")
         if self.classifier not in ("gam", "trees"):
             raise ValueError(f"classifier must be 'gam' or 'trees', got {self.classifier=!r}")
         for name in ("n_trees", "max_depth", "min_samples_leaf"):

@@ -140,7 +140,9 @@ def load(path: str | Path) -> GrokForecaster:
     missing = [k for k in (*(a.rstrip("_") for a in _ARRAYS), "calibration") if k not in arrays]
     if missing or "params" not in meta or "scalars" not in meta:
         raise SchemaError(f"{path}: incomplete forecaster file (missing {missing or 'meta'})")
-    model = GrokForecaster(**meta["params"])
+    # "monotone" (a constraint on fitting the trees, removed after 110b577) is in the params of
+    # files saved before; the trees it shaped predict without it
+    model = GrokForecaster(**{k: v for k, v in meta["params"].items() if k != "monotone"})
     for key in _ARRAYS:
         setattr(model, key, arrays[key.rstrip("_")])
     model.calibration_ = arrays["calibration"]

@@ -45,10 +45,9 @@ from grokwatch.forecast.replay import (
     replay,
     with_family,
 )
-from grokwatch.forecast.transfer import NEAR_MISS, THRESHOLD_RULES, family_weights, rule_threshold
+from grokwatch.forecast.transfer import family_weights
 
 __all__ = [
-    "BALANCE",
     "FOLD_BY",
     "FitReport",
     "alert_scores",
@@ -133,21 +132,6 @@ def alert_scores(forecasts: Sequence[Forecast]) -> np.ndarray:
     )
 
 
-def best_test_accuracy(r: Replay) -> float:
-    """The largest test accuracy ``r`` measured within its budget (``-inf`` if none)."""
-    acc = np.asarray(r.measures.get("test_accuracy", ()), float)
-    keep = np.isfinite(acc)
-    if r.budget is not None:
-        keep &= r.steps <= r.budget
-    return float(acc[keep].max()) if keep.any() else -math.inf
-
-
-def near_miss(r: Replay) -> bool:
-    """A negative whose test accuracy reached :data:`~.transfer.NEAR_MISS` before its budget
-    (the ``clear`` threshold rule leaves it out of the false-alarm budget)."""
-    return best_test_accuracy(r) >= NEAR_MISS
-
-
 def eligible_max(r: Replay, forecasts: Sequence[Forecast]) -> float:
     """Largest alert score (:func:`alert_scores`) before ``t_grok`` and within the budget."""
     score = alert_scores(forecasts)
@@ -173,8 +157,6 @@ class FitReport:
     hopeless_threshold: float
     oof: dict[str, float]
     fold_by: str = "config"
-    threshold_rule: str = "pooled"
-    balance: str = "run"
     family_thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
     """Each fitting family's own threshold for the false-alarm budget (out of fold)."""
     family_hopeless: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -227,9 +209,6 @@ HOPELESS_MISS = 0.0
 ``t_grok``: none. At 0.05 (before session 7) 15 of 622 held-out grokking runs were called
 hopeless at 300 runs per family; at 0, none (``lofo_ablations/cap300_hopeless_strict``)."""
 
-BALANCE = ("run", "family")
-"""How :func:`fit_replays` weighs runs: each run 1, or each family the same in total."""
-
 
 def fit_replays(
     base: Sequence[Replay],
@@ -244,8 +223,6 @@ def fit_replays(
     seed: int = 0,
     params: Mapping[str, Any] | None = None,
     calibrate: str = "none",
-    threshold_rule: str = "pooled",
-    balance: str = "run",
     log: Any = None,
 ) -> tuple[GrokForecaster, FitReport]:
     """Steps 3-5 of the module docstring on runs already replayed: ``base`` at each run's
@@ -266,21 +243,10 @@ def fit_replays(
 
     The hopeless threshold keeps the share of grokking runs called hopeless within
     ``hopeless_miss`` on *every* fitting family (the pooled rule let one family -- the
-    transformer, held out -- have 41 % of its grokking runs called hopeless).
-
-    The transfer rules of :mod:`.transfer`: ``threshold_rule="family"`` keeps the false-alarm
-    budget on every fitting family, ``"median"`` on the median one (``"pooled"``: over all
-    their runs); ``balance="family"``
-    weighs every family the same in fitting."""
+    transformer, held out -- have 41 % of its grokking runs called hopeless)."""
     say = log or (lambda *a: None)
     if fold_by not in FOLD_BY:
         raise ValueError(f"fold_by must be one of {FOLD_BY}, got {fold_by=!r}")
-    if threshold_rule not in THRESHOLD_RULES:
-        raise ValueError(
-            f"threshold_rule must be one of {THRESHOLD_RULES}, got {threshold_rule=!r}"
-        )
-    if balance not in BALANCE:
-        raise ValueError(f"balance must be one of {BALANCE}, got {balance=!r}")
     if calibrate not in ("none", "isotonic"):
         raise ValueError(f"calibrate must be 'none' or 'isotonic', got {calibrate=!r}")
     if not base:
@@ -304,12 +270,7 @@ def fit_replays(
     }
 
     def rows(replays: Sequence[Replay], augment: bool = True) -> tuple[np.ndarray, ...]:
-        X, y, w, t, ri = training_rows(
-            replays, budget_samples=budget_samples if augment else 0, seed=seed
-        )
-        if balance == "family" and augment and ri.size:
-            w = w * family_weights([r.family for r in replays])[ri]
-        return X, y, w, t, ri
+        return training_rows(replays, budget_samples=budget_samples if augment else 0, seed=seed)
 
     time_features = [i for i, n in enumerate(FEATURE_NAMES) if n not in BUDGET_FEATURES]
     settings = {"time_features": time_features, **(params or {})}
@@ -357,7 +318,7 @@ def fit_replays(
                 continue
             fc = r.forecasts(model)
             oof_forecasts[r.run_id] = fc
-            if r.outcome in NEGATIVE and not (threshold_rule == "clear" and near_miss(r)):
+            if r.outcome in NEGATIVE:
                 neg_max.setdefault(r.family, []).append(eligible_max(r, fc))
             if r.groks and r.t_grok is not None:
                 before = [
@@ -371,7 +332,7 @@ def fit_replays(
                 ]
                 pos_min.setdefault(r.family, []).append(min(before) if before else math.inf)
     per_family = {f: choose_alert_threshold(v, far) for f, v in sorted(neg_max.items())}
-    alert = rule_threshold(threshold_rule, neg_max, far)
+    alert = choose_alert_threshold([v for vs in neg_max.values() for v in vs], far)
     per_family_hopeless = {
         f: hopeless_threshold(v, hopeless_miss, alert) for f, v in sorted(pos_min.items())
     }
@@ -397,8 +358,6 @@ def fit_replays(
         hopeless_threshold=hopeless,
         oof=oof,
         fold_by=fold_by,
-        threshold_rule=threshold_rule,
-        balance=balance,
         family_thresholds=per_family,
         family_hopeless=per_family_hopeless,
         oof_forecasts=oof_forecasts,

@@ -99,12 +99,10 @@ def fit_trees(
     l2_regularization: float,
     regression: bool = False,
     random_state: int = 0,
-    monotone: np.ndarray | None = None,
 ) -> TreeEnsemble:
     """Fit ``HistGradientBoostingClassifier`` on binary ``y`` (0/1) -- or, with
     ``regression=True``, ``HistGradientBoostingRegressor`` (squared error) on real ``y`` --
-    and export its trees (``decision`` then gives log-odds, or the prediction).
-    ``monotone``: -1, 0 or +1 per column of ``X`` (scikit-learn's ``monotonic_cst``)."""
+    and export its trees (``decision`` then gives log-odds, or the prediction)."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     kind = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
@@ -127,8 +125,6 @@ def fit_trees(
     used = np.flatnonzero(~nan.all(axis=0) & ((hi > lo) | nan.any(axis=0)))
     if used.size == 0:  # nothing to split on: trees of one leaf
         used = np.array([0])
-    if monotone is not None:
-        clf.set_params(monotonic_cst=np.asarray(monotone, dtype=np.int8)[used].tolist())
     clf.fit(np.nan_to_num(X[:, used], nan=0.0) if nan[:, used].all() else X[:, used], y,
             sample_weight=w)  # fmt: skip
     trees = [p[0].nodes for p in clf._predictors]

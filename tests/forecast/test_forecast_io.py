@@ -70,6 +70,21 @@ def _rewrite_meta(path, change):
     path.write_bytes(buf.getvalue())
 
 
+def test_a_file_saved_with_the_removed_monotone_setting_still_loads(tmp_path, fitted):
+    """Files saved before 110b577 (the shipped model, the committed fold models) carry the
+    removed fitting setting ``monotone`` in their params; it is dropped, the trees predict as
+    saved."""
+    _, X = fitted
+    y = (X[:, 0] > 0).astype(int)
+    est = GrokForecaster(n_trees=20, min_samples_leaf=5).fit(X, y)
+    for value in (None, {"test_accuracy": 1}):
+        path = model_io.save(est, tmp_path / "m.npz")
+        _rewrite_meta(path, lambda m, v=value: m["params"].update(monotone=v))
+        back = model_io.load(path)
+        assert "monotone" not in back.get_params()
+        np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+
+
 def test_a_model_of_another_feature_schema_is_refused_clearly(tmp_path, fitted):
     est, _ = fitted
     path = model_io.save(est, tmp_path / "m.npz")

@@ -1,0 +1,54 @@
+"""A committed leave-one-family-out run scored again with the current code, without refitting.
+
+The fold models of a committed run (``grokwatch evaluate --lofo`` writes them to
+``OUT/lofo/models``) keep their own thresholds and are scored on the same runs with the same
+settings (read from the run's ``lofo.json``): e.g. its *agent defaults* view after a change
+to the agent's schedule or costs.
+
+    nice -n 19 python -m benchmarks.lofo_rescore --from benchmarks/results/forecast \\
+        --out benchmarks/results/forecast
+
+Until 110b577 this script was ``benchmarks/lofo_threshold_rule.py``, whose ``--rule`` also
+re-thresholded the fold models by a removed threshold rule (the ``median_threshold``
+ablation); run that from a checkout of commit 110b577.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from grokwatch.forecast.commands import evaluate_lofo
+from grokwatch.forecast.io import load
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--from", dest="source", required=True, help="OUT of the committed run")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    source = Path(args.source)
+    settings = json.loads((source / "lofo.json").read_text())["settings"]
+    models = [load(path) for path in sorted((source / "lofo" / "models").glob("*.npz"))]
+    evaluate_lofo(
+        settings["corpora"],
+        out=args.out,
+        cadence=settings["cadence"],
+        cadences=settings["fit_cadences"],
+        folds=settings["folds"],
+        fold_by=settings["fold_by"],
+        calibrate=settings["calibrate"],
+        far=settings["far"],
+        C_grid=settings["C_grid"],
+        params=settings["params"],
+        measures=settings["measures"],
+        budget_samples=settings["budget_samples"],
+        cap=settings["cap_per_family"],
+        seed=settings["seed"],
+        fold_models=models,
+    )
+
+
+if __name__ == "__main__":
+    main()
