@@ -725,6 +725,38 @@ def lofo_near_miss() -> str:
     return table(head, rows)
 
 
+def lofo_interval() -> str:
+    """Where along the plateau the 80 % interval holds on the held-out families
+    (``benchmarks/lofo_interval.py`` on the committed run), then the same coverage for every
+    interval ablation with a ``lofo_interval.json`` of its own."""
+    data = _json("forecast/lofo_interval.json")
+    thirds = next(iter(data["families"].values()))["thirds"]
+
+    def third(t: dict[str, Any]) -> str:
+        return f"{t['covered']:.2f} ({t['early']:.2f} / {t['late']:.2f})"
+
+    head = ("held-out family", "grokking runs", "at mid-plateau", "every evaluation",
+            *(f"{name}: covered (early / late)" for name in thirds))  # fmt: skip
+    rows = [(f"`{f}`", r["n_grokking"], f"{r['mid_plateau']:.2f}", f"{r['every_evaluation']:.2f}",
+             *(third(r["thirds"][name]) for name in thirds))
+            for f, r in data["families"].items()]  # fmt: skip
+    variants = {"the time model's central 80 % (as fitted)": data}
+    for path in sorted((RESULTS / "forecast" / "lofo_ablations").glob("*/lofo_interval.json")):
+        variants[path.parent.name] = json.loads(path.read_text())
+    fams = list(data["families"])
+
+    def both(r: dict[str, Any]) -> str:
+        return f"{r['mid_plateau']:.2f} / {r['every_evaluation']:.2f}"
+
+    cells = [(name, *(both(v["families"][f]) for f in fams)) for name, v in variants.items()]
+    return "\n\n".join(
+        (
+            table(head, rows),
+            table(("interval (mid-plateau / every evaluation)", *(f"`{f}`" for f in fams)), cells),
+        )
+    )
+
+
 def lofo_hopeless() -> str:
     """The hopeless rules before and after session 7 side by side on the same 300 runs per
     family (``lofo_ablations/cap300`` and ``cap300_hopeless_strict``), each cell: grokking
@@ -852,6 +884,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "corpus_slow_grokkers": corpus_slow_grokkers,
     "lofo_near_miss": lofo_near_miss,
     "lofo_hopeless": lofo_hopeless,
+    "lofo_interval": lofo_interval,
     "corpus_reproduce_whole": lambda: corpus_reproduce("reproduce_whole"),
     "corpus_stacked_step": corpus_stacked_step,
     "control_live": control_live,

@@ -1,0 +1,63 @@
+"""benchmarks/lofo_interval.py: the interval's coverage along the plateau, read as the
+evaluation reads it at mid-plateau."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from _scripts import load_script
+
+
+def _module():
+    return load_script("benchmarks/lofo_interval.py", "lofo_interval_benchmark")
+
+
+@dataclasses.dataclass
+class _Run:
+    """What family_report reads of a replayed run: a grokking run memorizing at 100 and
+    grokking at 700 (gap 600), an evaluation every 100 steps, its intervals given."""
+
+    run_id: str
+    intervals: list[tuple[float, float]]
+    outcome: str = "grokking"
+    t_mem: int = 100
+    t_grok: int = 700
+
+    @property
+    def gap(self) -> int:
+        return self.t_grok - self.t_mem
+
+    @property
+    def steps(self) -> np.ndarray:
+        return np.arange(1, len(self.intervals) + 1) * 100
+
+    def forecasts(self, model: object) -> list[SimpleNamespace]:
+        return [SimpleNamespace(t_grok=(lo + hi) / 2, t_grok_low=lo, t_grok_high=hi)
+                for lo, hi in self.intervals]  # fmt: skip
+
+
+def test_coverage_by_position_in_the_plateau_and_at_mid_plateau():
+    # evaluations at 100..800; the plateau's are 100..600 (t_mem <= t < t_grok = 700):
+    # positions 0, 1/6, 2/6 | 3/6, 4/6 | 5/6
+    early, late, hit = (200.0, 600.0), (800.0, 900.0), (500.0, 900.0)
+    a = _Run("a", [early, early, hit, hit, late, late, hit, hit])
+    b = _Run("b", [hit] * 8)
+    negative = _Run("c", [early] * 8, outcome="memorization")
+    report = _module().family_report([a, b, negative], SimpleNamespace())
+    assert report["n_grokking"] == 2
+    # a: 2 of its 6 plateau evaluations hold t_grok; b: all 6
+    assert report["every_evaluation"] == pytest.approx(np.mean([2 / 6, 1.0]), abs=1e-3)
+    first = report["thirds"]["first third"]  # a: early, early; b: hit, hit
+    assert first["covered"] == pytest.approx(0.5) and first["early"] == pytest.approx(0.5)
+    second = report["thirds"]["second third"]  # a: hit, hit
+    assert second["covered"] == pytest.approx(1.0) and second["late"] == pytest.approx(0.0)
+    last = report["thirds"]["last third"]  # a: late, late (positions 4/6, 5/6)
+    assert last["covered"] == pytest.approx(0.5) and last["late"] == pytest.approx(0.5)
+    # mid-plateau (t_mem + gap / 2 = 400: the evaluation at 400) as grokwatch's evaluation
+    # reads it: a holds t_grok there, b too
+    assert report["mid_plateau"] == pytest.approx(1.0)
+    a.intervals[3] = late
+    assert _module().family_report([a, b], SimpleNamespace())["mid_plateau"] == 0.5
