@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.lofo_near_miss import held_out, lofo_args
-from benchmarks.report_io import write_report
+from benchmarks.lofo_near_miss import report_families
 from grokwatch.decision import Forecast
 from grokwatch.forecast.evaluate import _time_error
 from grokwatch.forecast.replay import POSITIVE, Replay
@@ -65,6 +64,7 @@ def family_report(runs: Sequence[Replay], model: Any) -> dict[str, Any]:
                     parts[name][key].append(float(np.mean([row[j] for row in mine])))
     mid = _time_error(pos, forecasts)["t_grok_interval_coverage"]
     return {
+        "nominal": float(model.interval),
         "n_grokking": len(pos),
         "mid_plateau": round(float(mid), 3),
         "every_evaluation": _mean(every),
@@ -76,14 +76,7 @@ def family_report(runs: Sequence[Replay], model: Any) -> dict[str, Any]:
 
 
 def main() -> dict[str, Any]:
-    args = lofo_args(__doc__)
-    report: dict[str, Any] = {"nominal": None, "families": {}}
-    for family, model, mine in held_out(args.source):
-        report["nominal"] = float(model.interval)
-        report["families"][family] = family_report(mine, model)
-        print(family, report["families"][family], flush=True)
-    write_report(args.json, report)
-    return report
+    return report_families(__doc__, family_report)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,14 +108,23 @@ def lofo_args(doc: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> dict[str, Any]:
-    args = lofo_args(__doc__)
-    report: dict[str, Any] = {"near": NEAR_MISS, "families": {}}
+def report_families(
+    doc: str, family_report: Callable[[list[Replay], Any], dict[str, Any]], **head: Any
+) -> dict[str, Any]:
+    """The main of a script that reads a committed LOFO run: ``family_report(runs, model)``
+    for every held-out family (:func:`held_out`) under ``"families"``, beside ``head``,
+    printed and written to ``--json``."""
+    args = lofo_args(doc)
+    report: dict[str, Any] = {**head, "families": {}}
     for family, model, mine in held_out(args.source):
         report["families"][family] = family_report(mine, model)
         print(family, report["families"][family], flush=True)
     write_report(args.json, report)
     return report
+
+
+def main() -> dict[str, Any]:
+    return report_families(__doc__, family_report, near=NEAR_MISS)
 
 
 if __name__ == "__main__":

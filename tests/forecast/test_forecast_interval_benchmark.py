@@ -46,7 +46,7 @@ def test_coverage_by_position_in_the_plateau_and_at_mid_plateau():
     a = _Run("a", [early, early, hit, hit, late, late, hit, hit])
     b = _Run("b", [hit] * 8)
     negative = _Run("c", [early] * 8, outcome="memorization")
-    report = _module().family_report([a, b, negative], SimpleNamespace())
+    report = _module().family_report([a, b, negative], SimpleNamespace(interval=0.8))
     assert report["n_grokking"] == 2
     # a: 2 of its 6 plateau evaluations hold t_grok; b: all 6
     assert report["every_evaluation"] == pytest.approx(np.mean([2 / 6, 1.0]), abs=1e-3)
@@ -60,4 +60,4 @@ def test_coverage_by_position_in_the_plateau_and_at_mid_plateau():
     # reads it: a holds t_grok there, b too
     assert report["mid_plateau"] == pytest.approx(1.0)
     a.intervals[3] = late
-    assert _module().family_report([a, b], SimpleNamespace())["mid_plateau"] == 0.5
+    assert _module().family_report([a, b], SimpleNamespace(interval=0.8))["mid_plateau"] == 0.5
