@@ -16,32 +16,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.lofo_near_miss import held_out, lofo_args
-from benchmarks.report_io import write_report
+from benchmarks.lofo_near_miss import report_families
 from grokwatch.decision import Phase
 from grokwatch.forecast.online import MIN_CONFIDENCE
+from grokwatch.forecast.replay import Replay
+
+
+def family_report(runs: list[Replay], model: Any) -> dict[str, Any]:
+    """The hopeless threshold of ``model`` and every forecast of the module docstring."""
+    threshold = float(model.hopeless_threshold_)
+    under = []
+    for r in runs:
+        if r.outcome != "grokking" or r.t_grok is None:
+            continue
+        for s, f in zip(r.steps, r.forecasts(model), strict=True):
+            if (s < r.t_grok and f.confidence >= MIN_CONFIDENCE
+                    and f.phase is not Phase.MEMORIZING
+                    and f.p_grok_budget <= threshold):  # fmt: skip
+                under.append({"run_id": r.run_id, "step": int(s), "t_grok": r.t_grok,
+                              "p_grok_budget": f.p_grok_budget, "phase": f.phase.value,
+                              "hopeless": f.hopeless})  # fmt: skip
+    return {"hopeless_threshold": threshold, "under": under}
 
 
 def main() -> dict[str, Any]:
-    args = lofo_args(__doc__)
-    report: dict[str, Any] = {"families": {}}
-    for family, model, runs in held_out(args.source):
-        threshold = float(model.hopeless_threshold_)
-        under = []
-        for r in runs:
-            if r.outcome != "grokking" or r.t_grok is None:
-                continue
-            for s, f in zip(r.steps, r.forecasts(model), strict=True):
-                if (s < r.t_grok and f.confidence >= MIN_CONFIDENCE
-                        and f.phase is not Phase.MEMORIZING
-                        and f.p_grok_budget <= threshold):  # fmt: skip
-                    under.append({"run_id": r.run_id, "step": int(s), "t_grok": r.t_grok,
-                                  "p_grok_budget": f.p_grok_budget, "phase": f.phase.value,
-                                  "hopeless": f.hopeless})  # fmt: skip
-        report["families"][family] = {"hopeless_threshold": threshold, "under": under}
-        print(family, threshold, under, flush=True)
-    write_report(args.json, report)
-    return report
+    return report_families(__doc__, family_report)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ THIRDS = ("first third", "second third", "last third")
 
 
 def _mean(values: Sequence[float]) -> float:
-    return round(float(np.mean(values)), 3) if len(values) else math.nan
+    return float(np.mean(values)) if len(values) else math.nan
 
 
 def family_report(runs: Sequence[Replay], model: Any) -> dict[str, Any]:
@@ -47,7 +47,7 @@ def family_report(runs: Sequence[Replay], model: Any) -> dict[str, Any]:
         k: {"covered": [], "early": [], "late": []} for k in THIRDS
     }
     for r in pos:
-        t_grok, t_mem, gap = float(r.t_grok or 0), float(r.t_mem or 0), float(r.gap or 1)
+        t_grok, t_mem, gap = float(r.t_grok), float(r.t_mem), float(r.gap)  # none is None here
         rows = []  # (position in the plateau, covered, ends before t_grok, starts after it)
         for s, f in zip(r.steps, forecasts[r.run_id], strict=True):
             if not (t_mem <= s < t_grok) or f.t_grok_low is None or f.t_grok_high is None:
@@ -66,7 +66,7 @@ def family_report(runs: Sequence[Replay], model: Any) -> dict[str, Any]:
     return {
         "nominal": float(model.interval),
         "n_grokking": len(pos),
-        "mid_plateau": round(float(mid), 3),
+        "mid_plateau": float(mid),
         "every_evaluation": _mean(every),
         "thirds": {
             name: {key: _mean(v) for key, v in part.items()} | {"n_runs": len(part["covered"])}
