@@ -16,6 +16,7 @@ and must not write to them: attaching it must not change a single weight of the 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol
@@ -28,6 +29,9 @@ from grokwatch import Agent, Decision
 from trainer.config import RunConfig
 from trainer.model import MLP
 from trainer.tasks import Dataset, make_dataset
+
+_SEEDED_INIT = threading.Lock()
+"""Held from seeding the global torch generator to the model's last initial weight."""
 
 # RESEARCH.md §1: the project's definitions of memorization and grokking.
 MEM_THRESHOLD = 0.99  # t_mem: first evaluation with train accuracy >= 0.99
@@ -176,26 +180,31 @@ def train(
 ) -> TrainResult:
     """Train one model as `config` says; return its final weights and evaluation history.
 
-    The run owns the global torch seed: `torch.manual_seed(config.seed)` comes first, so the
-    same config gives the same weights. `callback(record)` is called at every evaluation (to
-    print or log); `agent_factory` builds the watcher (see the module docstring). The loop
-    evaluates every `eval_every` steps whether or not an agent is attached — one forward pass
-    over all pairs, under 1 % of the training time — so results look the same either way.
+    The run owns the global torch seed: `torch.manual_seed(config.seed)` right before the
+    model is built, under a lock shared by every `train` of the process, so the same config
+    gives the same weights, also when runs train at once in threads. `callback(record)` is
+    called at every evaluation (to print or log); `agent_factory` builds the watcher (see the
+    module docstring). The loop evaluates every `eval_every` steps whether or not an agent is
+    attached — one forward pass over all pairs, under 1 % of the training time — so results
+    look the same either way.
     """
     t0 = time.perf_counter()
     old_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)  # process-wide: restored in the finally below
     try:
-        torch.manual_seed(config.seed)
         device = resolve_device(config.device)
 
-        # data: the split comes from data_seed on a private generator, not from the seed above
+        # data: the split comes from data_seed on a private generator, not from the seed below
         data = make_dataset(config.p, config.op, config.frac, data_seed=config.data_seed)
         data = data.to(device)
 
-        # model and optimizer
-        model = build_model(config).to(device)
+        # model and optimizer: seeding and initializing hold the lock, since the global torch
+        # generator is the process's (runs trained at once in threads, as the alerting test
+        # does, would otherwise initialize from each other's seeds)
+        with _SEEDED_INIT:
+            torch.manual_seed(config.seed)
+            model = build_model(config).to(device)
         optimizer = build_optimizer(model, config)
         grokfast = None
         if config.optimizer == "grokfast":

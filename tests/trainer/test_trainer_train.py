@@ -62,6 +62,45 @@ def test_same_config_same_weights_whatever_the_global_rng() -> None:
     assert not same_weights(a.state_dict, c.state_dict)
 
 
+def test_runs_trained_at_once_in_threads_keep_their_own_initial_weights(monkeypatch) -> None:
+    """The global torch generator is the process's: a run in another thread that seeds it while
+    this run initializes must not change this run's weights (the alerting test trains two runs
+    at once in threads). The first run's model is built slowly, so that without the lock the
+    second run's seeding and initialization would land in the middle of it."""
+    import importlib
+    import threading
+    import time
+
+    training = importlib.import_module("trainer.train")  # the module (trainer.train is train)
+
+    alone = {seed: train(dataclasses.replace(SMALL, seed=seed)) for seed in (0, 1)}
+    real = training.build_model
+    started = threading.Event()
+
+    def slow_build(config: RunConfig) -> MLP:
+        if config.seed == 0:
+            started.set()
+            time.sleep(0.3)  # seeded, not yet initialized: the other thread runs meanwhile
+        return real(config)
+
+    monkeypatch.setattr(training, "build_model", slow_build)
+    results: dict[int, TrainResult] = {}
+
+    def run(seed: int) -> None:
+        results[seed] = train(dataclasses.replace(SMALL, seed=seed))
+
+    first = threading.Thread(target=run, args=(0,))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=run, args=(1,))
+    second.start()
+    first.join(30)
+    second.join(30)
+    for seed in (0, 1):
+        for name, value in alone[seed].state_dict.items():
+            assert torch.equal(results[seed].state_dict[name], value), (seed, name)
+
+
 def test_history_steps_and_callback() -> None:
     seen: list[EvalRecord] = []
     result = train(dataclasses.replace(SMALL, steps=25), callback=seen.append)
