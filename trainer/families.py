@@ -40,7 +40,7 @@ from trainer.datasets import parity_dataset, permutation_dataset
 from trainer.families_v2 import ParityConfig, ParityMLP, PermConfig
 from trainer.model import MLP
 from trainer.tasks import OPS, Dataset, is_prime, make_dataset, n_train_examples
-from trainer.train import AgentFactory, EvalRecord, build_model, first_step, train
+from trainer.train import AgentFactory, EvalRecord, build_model, first_step, seeded, train
 
 # -- configuration ---------------------------------------------------------------------------
 
@@ -407,8 +407,8 @@ def train_family(config: Any, *, agent_factory: AgentFactory | None = None) -> F
     from trainer.optim import make_optimizer
 
     t0 = time.perf_counter()
-    torch.manual_seed(config.seed)
-    model, data, loss_fn = build(config)
+    with seeded(config.seed):
+        model, data, loss_fn = build(config)
     optimizer, grokfast = make_optimizer(model, config)
     gen = minibatch_generator(config)
     history = [_evaluate(model, data, loss_fn, 0)]

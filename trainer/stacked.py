@@ -51,6 +51,7 @@ from trainer.optim import StackedOptimizer
 from trainer.runner import RunResult, failed, finished, settled
 from trainer.spec import RunTask
 from trainer.stacked_probes import StackProbes
+from trainer.train import seeded
 
 # Config fields that are numbers a stack may mix: everything else must be equal.
 PER_RUN = frozenset({
@@ -82,8 +83,8 @@ def _member(task: RunTask, device: torch.device) -> tuple[_Member, Any]:
     family = FAMILIES[task.family]
     config = family.config_cls.from_dict(dict(task.config))
     family.check(config)
-    torch.manual_seed(config.seed)  # the same draws as the one-at-a-time path
-    model, data, loss_fn = build(config)
+    with seeded(config.seed):  # the same draws as the one-at-a-time path
+        model, data, loss_fn = build(config)
     model, data = model.to(device), data.to(device)
     agent = Agent(
         model,

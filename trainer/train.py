@@ -15,10 +15,11 @@ and must not write to them: attaching it must not change a single weight of the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, Protocol
 
 import torch
@@ -32,6 +33,17 @@ from trainer.tasks import Dataset, make_dataset
 
 _SEEDED_INIT = threading.Lock()
 """Held from seeding the global torch generator to the model's last initial weight."""
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """The global torch generator seeded with `seed` for what the block builds, under a lock
+    that every run of the process takes: the generator is the process's, and runs built at once
+    in threads (the alerting test trains two) would otherwise draw from each other's seeds."""
+    with _SEEDED_INIT:
+        torch.manual_seed(seed)
+        yield
+
 
 # RESEARCH.md §1: the project's definitions of memorization and grokking.
 MEM_THRESHOLD = 0.99  # t_mem: first evaluation with train accuracy >= 0.99
@@ -181,12 +193,12 @@ def train(
     """Train one model as `config` says; return its final weights and evaluation history.
 
     The run owns the global torch seed: `torch.manual_seed(config.seed)` right before the
-    model is built, under a lock shared by every `train` of the process, so the same config
-    gives the same weights, also when runs train at once in threads. `callback(record)` is
-    called at every evaluation (to print or log); `agent_factory` builds the watcher (see the
-    module docstring). The loop evaluates every `eval_every` steps whether or not an agent is
-    attached — one forward pass over all pairs, under 1 % of the training time — so results
-    look the same either way.
+    model is built, under a lock shared by every run of the process (:func:`seeded`), so the
+    same config gives the same weights, also when runs train at once in threads.
+    `callback(record)` is called at every evaluation (to print or log); `agent_factory` builds
+    the watcher (see the module docstring). The loop evaluates every `eval_every` steps whether
+    or not an agent is attached — one forward pass over all pairs, under 1 % of the training
+    time — so results look the same either way.
     """
     t0 = time.perf_counter()
     old_threads = torch.get_num_threads()
@@ -199,11 +211,8 @@ def train(
         data = make_dataset(config.p, config.op, config.frac, data_seed=config.data_seed)
         data = data.to(device)
 
-        # model and optimizer: seeding and initializing hold the lock, since the global torch
-        # generator is the process's (runs trained at once in threads, as the alerting test
-        # does, would otherwise initialize from each other's seeds)
-        with _SEEDED_INIT:
-            torch.manual_seed(config.seed)
+        # model and optimizer
+        with seeded(config.seed):
             model = build_model(config).to(device)
         optimizer = build_optimizer(model, config)
         grokfast = None
