@@ -353,7 +353,7 @@ def forecast_transfer(view: str = "native") -> str:
     fams = sorted({f for v in variants.values() for f in v["families"]})
     head = ["fit variant", "alert rule", *fams, "macro recall / FAR", "macro recall at FAR ≤ 5 %",
             "families with recall ≥ 0.9 at FAR ≤ 0.05"]  # fmt: skip
-    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    rows = []
     for name, v in variants.items():
         macro = v["macro"].get(view, {})
         for rule in [k for k in macro if "_k" in k]:
@@ -364,12 +364,10 @@ def forecast_transfer(view: str = "native") -> str:
             m = macro[rule]
             threshold, k = rule.split("_k")
             label = f"{'worst-family' if threshold == 'family' else 'pooled'} threshold, k = {k}"
-            lines.append(
-                f"| {name} | {label} | " + " | ".join(cells) + f" | {_c(m['recall'])} / "
-                f"{_c(m['far'])} | {_c(m['recall_far05'])} | "
-                f"{m['families_meeting_recall_goal']} of {len(fams)} |"
-            )
-    return "\n".join(lines)
+            rows.append((name, label, *cells, f"{_c(m['recall'])} / {_c(m['far'])}",
+                         _c(m["recall_far05"]),
+                         f"{m['families_meeting_recall_goal']} of {len(fams)}"))  # fmt: skip
+    return table(head, rows)
 
 
 def forecast_transfer_calibration(view: str = "native") -> str:
@@ -379,7 +377,7 @@ def forecast_transfer_calibration(view: str = "native") -> str:
     variants = data["variants"]
     fams = sorted({f for v in variants.values() for f in v["families"]})
     head = ["fit variant", "measure", *fams, "macro"]
-    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    rows = []
     for name, v in variants.items():
         macro = v["macro"].get(view, {})
 
@@ -389,8 +387,7 @@ def forecast_transfer_calibration(view: str = "native") -> str:
         for key, label in (("ece_raw", "ECE raw"), ("ece_isotonic", "ECE isotonic"),
                            ("ece_isotonic_balanced", "ECE isotonic, families equal")):  # fmt: skip
             cells = [_c(entry(f).get(key), "{:.3f}") for f in fams]
-            lines.append(f"| {name} | {label} | " + " | ".join(cells) + f" | "
-                         f"{_c(macro.get(key), '{:.3f}')} |")  # fmt: skip
+            rows.append((name, label, *cells, _c(macro.get(key), "{:.3f}")))
         for key, label in (("interval_pooled", "coverage, residuals pooled"),
                            ("interval_balanced", "coverage, families equal"),
                            ("interval_hazard", "coverage, hazard model"),
@@ -399,11 +396,9 @@ def forecast_transfer_calibration(view: str = "native") -> str:
                 continue
             cells = [_c((entry(f).get(key) or {}).get("coverage")) for f in fams]
             m = macro.get(key) or {}
-            lines.append(
-                f"| {name} | {label} | " + " | ".join(cells) + f" | {_c(m.get('coverage'))} "
-                f"({m.get('families_in_band', 0)} of {len(fams)} in 0.7–0.9) |"
-            )
-    return "\n".join(lines)
+            band = f"{m.get('families_in_band', 0)} of {len(fams)} in 0.7–0.9"
+            rows.append((name, label, *cells, f"{_c(m.get('coverage'))} ({band})"))
+    return table(head, rows)
 
 
 def seed_claims() -> str:

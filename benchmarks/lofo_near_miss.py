@@ -98,23 +98,18 @@ def held_out(source: Path) -> Iterator[tuple[str, Any, list[Replay]]]:
         yield family, load(path), mine
 
 
-def lofo_args(doc: str) -> argparse.Namespace:
-    """The command line of a script that reads a committed LOFO run (:func:`held_out`):
-    ``--from`` its OUT, ``--json`` where the report goes; `doc` is the script's docstring."""
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    parser.add_argument("--from", dest="source", type=Path, required=True,
-                        help="the OUT of a committed `grokwatch evaluate --lofo`")  # fmt: skip
-    parser.add_argument("--json", type=Path, default=None)
-    return parser.parse_args()
-
-
 def report_families(
     doc: str, family_report: Callable[[list[Replay], Any], dict[str, Any]], **head: Any
 ) -> dict[str, Any]:
     """The main of a script that reads a committed LOFO run: ``family_report(runs, model)``
     for every held-out family (:func:`held_out`) under ``"families"``, beside ``head``,
-    printed and written to ``--json``."""
-    args = lofo_args(doc)
+    printed and written to ``--json``; the command line: ``--from`` the run's OUT, ``--json``
+    where the report goes (``doc``, the script's docstring, describes it)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--from", dest="source", type=Path, required=True,
+                        help="the OUT of a committed `grokwatch evaluate --lofo`")  # fmt: skip
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
     report: dict[str, Any] = {**head, "families": {}}
     for family, model, mine in held_out(args.source):
         report["families"][family] = family_report(mine, model)
