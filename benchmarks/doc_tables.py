@@ -224,6 +224,41 @@ def forecast_groups() -> str:
     return "\n\n".join(parts)
 
 
+def forecast_recipe() -> str:
+    """The shipped model's recipe (``grokwatch.forecast.training.RECIPE``), each setting with
+    its option of ``grokwatch fit`` (read from the parser) and the shipped model's fit report."""
+    import dataclasses
+
+    from grokwatch.cli import build_parser
+    from grokwatch.forecast.io import load_default
+    from grokwatch.forecast.training import RECIPE
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {a.dest: a.option_strings[0] for a in sub.choices["fit"]._actions if a.option_strings}
+    model = load_default()
+    report = {**model.fit_report_, **model.get_params()}
+    report.setdefault("cap", report.get("cap_per_family"))
+    if "C_grid" not in report:  # reports before the grid was recorded: the C chosen
+        report["C_grid"] = f"{report['C']} (the C chosen)"
+
+    def show(v: Any) -> str:
+        if v is None:
+            return "all"
+        if isinstance(v, list | tuple):
+            return ", ".join(str(x) for x in v)
+        return str(v)
+
+    rows = []
+    for field in dataclasses.fields(RECIPE):
+        shipped = show(report[field.name]) if field.name in report else "not recorded"
+        if field.name == "folds" and RECIPE.fold_by == "family":
+            shipped += " (one a family)"
+        rows.append(
+            (field.name, f"`{flags[field.name]}`", show(getattr(RECIPE, field.name)), shipped)
+        )
+    return table(("setting", "option", "recipe (the default)", "shipped model"), rows)
+
+
 def forecast_lofo() -> str:
     """Leave one family out (``grokwatch evaluate --lofo``): headline, goals, baselines,
     the default cadence, minimal users, the shipped model (``forecast/lofo.json``)."""
@@ -890,6 +925,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "store_records": store_records,
     "forecast_update_cost": forecast_update_cost,
     "forecast_groups": forecast_groups,
+    "forecast_recipe": forecast_recipe,
     "forecast_lofo": forecast_lofo,
     "forecast_lofo_ablations": forecast_lofo_ablations,
     "forecast_v1_vs_v2": forecast_v1_vs_v2,

@@ -1,10 +1,11 @@
 """Ablations of the forecaster: which design choices matter, on the training family's
 out-of-fold forecasts and on the evaluation-only families.
 
-Every variant is fitted exactly as ``grokwatch fit`` does (grouped 5-fold CV on the ``train``
-split, thresholds on validation runs, one C) and then evaluated like ``grokwatch evaluate``:
+Every variant is fitted as ``grokwatch fit`` fitted forecaster v1 (grouped 5-fold CV by
+configuration on the ``train`` split, raw probabilities, thresholds on validation runs, one C)
+and then evaluated like ``grokwatch evaluate``:
 
-- ``shipped``: the defaults (boosted trees, tree time model, budget augmentation, cadences
+- ``shipped``: v1's defaults (boosted trees, tree time model, budget augmentation, cadences
   50/250/500);
 - ``gam``: logistic regression on the spline basis + ridge time model instead of trees;
 - ``no_augmentation``: without the smaller-budget copies of each row;
@@ -76,11 +77,14 @@ def main() -> dict[str, Any]:
         v = VARIANTS[name]
         training.replay = blanking(v["blank"]) if "blank" in v else original
         t0 = time.perf_counter()
-        model, report = training.fit_corpus(
+        model, report = training.fit_corpus(  # forecaster v1's settings, not today's recipe
             train,
+            extra_cadences=(250, 500),
+            fold_by="config",
+            calibrate="none",
             C_grid=(v.get("C", args.C),),
             budget_samples=v.get("budget_samples", 2),
-            params=v.get("params"),
+            params=v.get("params", {}),
         )
         runs = [training.replay(r) for r in evals if r.labels.get("outcome")]
         calib = [training.replay(r) for r in train if r.labels.get("outcome")]

@@ -259,38 +259,105 @@ def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
 
+def _measures(text: str) -> list[str] | None:
+    """``--measures``: names, comma-separated; ``all``: every measure of a run (``None``)."""
+    return None if text == "all" else [m for m in text.split(",") if m]
+
+
+def _cap(text: str) -> int | None:
+    """``--cap``: runs per family at most; 0: all (``None``)."""
+    return int(text) or None
+
+
+RECIPE_OPTIONS = (
+    "split",
+    "folds",
+    "far",
+    "C_grid",
+    "classifier",
+    "cadences",
+    "fold_by",
+    "calibrate",
+    "measures",
+    "n_trees",
+    "learning_rate",
+    "budget_samples",
+    "cap",
+    "seed",
+)
+"""Options of ``fit`` and ``evaluate --lofo`` whose default is the shipped model's recipe
+(``grokwatch.forecast.training.RECIPE``). The parser leaves out the ones not given
+(``argparse.SUPPRESS``), so the function called fills them from the recipe: its values are
+written in one place, and ``--help`` stays free of the forecaster's imports."""
+BY_RECIPE = "default: the recipe"
+
+
+def _recipe_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe options given on the command line, as keyword arguments."""
+    return {k: v for k, v in vars(args).items() if k in RECIPE_OPTIONS}
+
+
 def _fit(args: argparse.Namespace) -> int:
     from grokwatch.forecast.commands import fit_model
 
-    fit_model(
-        args.corpus,
-        args.out,
-        split=args.split,
-        folds=args.folds,
-        far=args.far,
-        C_grid=_floats(args.C),
-        classifier=args.classifier,
-        cadences=_ints(args.cadences),
-        fold_by=args.fold_by,
-        calibrate=args.calibrate,
-        measures=_names(args.measures),
-        n_trees=args.trees,
-        learning_rate=args.learning_rate,
-        budget_samples=args.budget_samples,
-        cap=args.cap or None,
-        seed=args.seed,
-    )
+    fit_model(args.corpus, args.out, **_recipe_options(args))
     return 0
 
 
-def _names(text: str | None) -> list[str] | None:
-    return [m for m in text.split(",") if m] if text else None
-
-
-def _add_measures(group: argparse._ActionsContainer) -> None:
-    """``--measures`` (``fit`` and ``evaluate --lofo``)."""
+def _add_recipe_options(group: argparse._ActionsContainer) -> None:
+    """The options of ``fit`` and ``evaluate --lofo`` whose defaults are the recipe's."""
+    quiet = argparse.SUPPRESS
     group.add_argument(
-        "--measures", default=None, help="fit (and judge) on these measures only, comma-sep."
+        "--fold-by",
+        choices=["config", "family"],
+        default=quiet,
+        help=f"inner CV groups: one fold a family, or folds of configurations ({BY_RECIPE})",
+    )
+    group.add_argument(
+        "--calibrate",
+        choices=["isotonic", "none"],
+        default=quiet,
+        help=f"isotonic map of P fitted on the out-of-fold forecasts ({BY_RECIPE})",
+    )
+    group.add_argument(
+        "--folds", type=int, default=quiet, help=f"CV folds by configuration ({BY_RECIPE})"
+    )
+    group.add_argument(
+        "--C",
+        dest="C_grid",
+        metavar="C",
+        type=_floats,
+        default=quiet,
+        help=f"inverse penalties ({BY_RECIPE})",
+    )
+    group.add_argument(
+        "--trees",
+        dest="n_trees",
+        metavar="N",
+        type=int,
+        default=quiet,
+        help=f"boosted trees ({BY_RECIPE})",
+    )
+    group.add_argument(
+        "--learning-rate", type=float, default=quiet, help=f"boosting step ({BY_RECIPE})"
+    )
+    group.add_argument(
+        "--cadences", type=_ints, default=quiet, help=f"extra cadences to fit on ({BY_RECIPE})"
+    )
+    group.add_argument(
+        "--budget-samples", type=int, default=quiet, help=f"budget augmentation ({BY_RECIPE})"
+    )
+    group.add_argument(
+        "--cap",
+        type=_cap,
+        default=quiet,
+        help=f"runs per family at most, a seeded sample; 0: all ({BY_RECIPE})",
+    )
+    group.add_argument(
+        "--measures",
+        type=_measures,
+        default=quiet,
+        help=f"fit (and judge) on these measures only, comma-sep.; 'all': every one ({BY_RECIPE})",
     )
 
 
@@ -299,26 +366,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     from grokwatch.forecast.commands import evaluate_corpus, evaluate_lofo
     from grokwatch.forecast.forecaster import GrokForecaster
 
-    model = None if args.lofo and args.model == "none" else resolve_forecaster(args.model)
+    name = args.model or ("none" if args.lofo else "default")
+    model = None if args.lofo and name == "none" else resolve_forecaster(name)
     if model is not None and not isinstance(model, GrokForecaster):
-        raise ValueError(f"--model must name a GrokForecaster file, got {args.model!r}")
+        raise ValueError(f"--model must name a GrokForecaster file, got {name!r}")
     if args.lofo:
+        from grokwatch.forecast.training import RECIPE
+
+        options = _recipe_options(args)
+        trees: dict[str, Any] = {
+            k: options.pop(k) for k in ("n_trees", "learning_rate") if k in options
+        }
         evaluate_lofo(
             [c for c in args.corpus.split(",") if c],
             out=args.out,
             cadence=args.cadence,
-            folds=args.folds,
-            fold_by=args.fold_by,
-            calibrate=args.calibrate,
-            C_grid=_floats(args.C),
-            measures=_names(args.measures),
-            cap=args.cap or None,
-            params={"n_trees": args.trees, "learning_rate": args.learning_rate},
-            cadences=_ints(args.cadences),
-            budget_samples=args.budget_samples,
+            params={**RECIPE.params, **trees},
             shipped=model,
             plots=not args.no_plots,
             name="lofo" if args.cadence is None else f"lofo_cadence{args.cadence}",
+            **options,
         )
         return 0
     if model is None:
@@ -327,7 +394,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.corpus,
         model=model,
         out=args.out,
-        splits=[s for s in args.split.split(",") if s],
+        splits=[s for s in args.eval_split.split(",") if s],
         calibration_split=args.calibration_split,
         cadence=args.cadence,
         timelines=args.timelines,
@@ -413,48 +480,61 @@ def build_parser() -> argparse.ArgumentParser:
     sync.set_defaults(func=_sync)
 
     fit = sub.add_parser(
-        "fit", help="fit the grokking forecaster on a corpus (grouped CV, validation thresholds)"
+        "fit",
+        help="fit the grokking forecaster on a corpus; by default the shipped model's recipe",
+        description="Fit the grokking forecaster (grouped CV, validation thresholds). Every "
+        "option left out takes the shipped model's recipe (grokwatch.forecast.training.RECIPE), "
+        "so `grokwatch fit --corpus trainer/data/corpus_v1,trainer/data/corpus --out M.npz` "
+        "fits the shipped model again; the options are for ablations.",
     )
-    fit.add_argument("--corpus", required=True, help="corpus directory (trainer/data/corpus)")
+    fit.add_argument(
+        "--corpus", required=True, help="corpus directories, comma-sep. (trainer/data/corpus)"
+    )
     fit.add_argument("--out", required=True, help="model file to write (.npz)")
     fit.add_argument(
-        "--split", default="train", help="corpus split(s) to fit on, comma-sep. (default train)"
-    )
-    fit.add_argument("--folds", type=int, default=5, help="grouped CV folds (default 5)")
-    fit.add_argument("--far", type=float, default=0.05, help="validation false-alarm budget")
-    fit.add_argument("--C", default="0.3,1,3", help="inverse penalties to try, comma-sep.")
-    fit.add_argument(
-        "--classifier", choices=["trees", "gam"], default="trees", help="P(grok) model"
-    )
-    fit.add_argument("--cadences", default="250,500", help="extra evaluation cadences to train on")
-    fit.add_argument(
-        "--fold-by", choices=["config", "family"], default="config", help="inner CV groups"
+        "--split",
+        default=argparse.SUPPRESS,
+        help=f"corpus splits to fit on, comma-sep. ({BY_RECIPE})",
     )
     fit.add_argument(
-        "--calibrate",
-        choices=["none", "isotonic"],
-        default="none",
-        help="isotonic map of P fitted on the out-of-fold forecasts",
+        "--far",
+        type=float,
+        default=argparse.SUPPRESS,
+        help=f"validation false-alarm budget ({BY_RECIPE})",
     )
-    fit.add_argument("--seed", type=int, default=0, help="fold assignment seed")
-    fit.add_argument("--trees", type=int, default=200, help="boosted trees (default 200)")
-    fit.add_argument("--learning-rate", type=float, default=0.05, help="boosting step (0.05)")
-    fit.add_argument("--budget-samples", type=int, default=2, help="budget augmentation (2)")
-    fit.add_argument("--cap", type=int, default=0, help="runs per family at most (0: all)")
-    _add_measures(fit)
+    fit.add_argument(
+        "--classifier",
+        choices=["trees", "gam"],
+        default=argparse.SUPPRESS,
+        help=f"P(grok) model ({BY_RECIPE})",
+    )
+    fit.add_argument(
+        "--seed", type=int, default=argparse.SUPPRESS, help=f"sample and fold seed ({BY_RECIPE})"
+    )
+    _add_recipe_options(fit)
     fit.set_defaults(func=_fit)
 
     ev = sub.add_parser(
-        "evaluate", help="evaluate the forecaster and the published baselines on held-out runs"
+        "evaluate",
+        help="evaluate the forecaster and the published baselines on runs it was not fitted on",
+        description="Evaluate a model on corpus runs it was not fitted on (runs it was fitted "
+        "on are refused: the numbers would be in-sample), or, with --lofo, fit with the shipped "
+        "model's recipe on all families but one and judge the family held out, for each.",
     )
     ev.add_argument("--corpus", required=True, help="corpus directory")
     ev.add_argument(
         "--model",
-        default="default",
-        help="model file (default: the shipped one; with --lofo, 'none': score no other model)",
+        default=None,
+        help="model file, or 'default': the shipped one (the default without --lofo); with "
+        "--lofo also scored on the families it never saw ('none', the default: no model)",
     )
     ev.add_argument("--out", default=None, help="directory for evaluation.json and figures")
-    ev.add_argument("--split", default="eval,heldout", help="splits to evaluate, comma-sep.")
+    ev.add_argument(
+        "--split",
+        dest="eval_split",
+        default="eval,heldout",
+        help="splits to evaluate, comma-sep.; none of their runs may be in the model's fit",
+    )
     ev.add_argument(
         "--calibration-split", default="train", help="runs that set baseline thresholds"
     )
@@ -469,26 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
         "list several directories, comma-separated; --model is scored on the families it "
         "never saw, side by side)",
     )
-    lofo.add_argument("--folds", type=int, default=5, help="grouped CV folds within training")
-    lofo.add_argument(
-        "--fold-by",
-        choices=["config", "family"],
-        default="family",
-        help="group the inner CV by family (default) or by configuration",
-    )
-    lofo.add_argument(
-        "--calibrate",
-        choices=["isotonic", "none"],
-        default="isotonic",
-        help="map P through an isotonic fit on the inner out-of-fold forecasts",
-    )
-    lofo.add_argument("--C", default="1", help="inverse penalties to try, comma-sep.")
-    lofo.add_argument("--cap", type=int, default=0, help="runs per family at most (0: all)")
-    lofo.add_argument("--trees", type=int, default=200, help="boosted trees (default 200)")
-    lofo.add_argument("--learning-rate", type=float, default=0.05, help="boosting step (0.05)")
-    lofo.add_argument("--cadences", default="250,500", help="extra cadences to fit on")
-    lofo.add_argument("--budget-samples", type=int, default=2, help="budget augmentation (2)")
-    _add_measures(lofo)
+    _add_recipe_options(lofo)
     ev.set_defaults(func=_evaluate)
     return parser
 

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,9 @@ from grokwatch.forecast.replay import (
     replay,
     with_family,
 )
-from grokwatch.forecast.training import HOPELESS_MISS, fit_corpus
+from grokwatch.forecast.training import HOPELESS_MISS, RECIPE, fit_corpus
 
-__all__ = ["evaluate_corpus", "evaluate_lofo", "fit_model", "pick_timelines"]
+__all__ = ["evaluate_corpus", "evaluate_lofo", "fit_model", "fitting_runs", "pick_timelines"]
 
 Say = Callable[[str], None]
 
@@ -49,27 +49,29 @@ def fit_model(
     corpus: str | Path,
     out: str | Path,
     *,
-    split: str = "train",
-    folds: int = 5,
-    far: float = 0.05,
-    C_grid: Sequence[float] = (0.3, 1.0, 3.0),
-    classifier: str = "trees",
-    cadences: Sequence[int] = (250, 500),
-    fold_by: str = "config",
-    calibrate: str = "none",
-    measures: Sequence[str] | None = None,
-    n_trees: int = 200,
-    learning_rate: float = 0.05,
-    budget_samples: int = 2,
-    cap: int | None = None,
-    seed: int = 0,
+    split: str = RECIPE.split,
+    folds: int = RECIPE.folds,
+    far: float = RECIPE.far,
+    C_grid: Sequence[float] = RECIPE.C_grid,
+    classifier: str = RECIPE.classifier,
+    cadences: Sequence[int] = RECIPE.cadences,
+    fold_by: str = RECIPE.fold_by,
+    calibrate: str = RECIPE.calibrate,
+    measures: Sequence[str] | None = RECIPE.measures,
+    n_trees: int = RECIPE.n_trees,
+    learning_rate: float = RECIPE.learning_rate,
+    budget_samples: int = RECIPE.budget_samples,
+    cap: int | None = RECIPE.cap,
+    seed: int = RECIPE.seed,
     say: Say = print,
 ) -> tuple[GrokForecaster, dict[str, Any]]:
     """Fit on the ``split`` runs of ``corpus`` (one directory or several, comma-separated;
-    comma-separated splits: all of them) and save the model to ``out``; ``fold_by`` and
-    ``calibrate`` as in :func:`~.training.fit_replays`; ``measures``: fit on these measures
-    of every run only; ``cap``: at most this many runs of each family (a seeded sample,
-    :func:`sample_families`)."""
+    comma-separated splits: all of them) and save the model to ``out``. Every default is
+    :data:`~.training.RECIPE`'s, so ``fit_model(corpus, out)`` on the corpora of the shipped
+    model fits it again. ``fold_by`` and ``calibrate`` as in :func:`~.training.fit_replays`;
+    ``measures``: fit on these measures of every run only (``None``: all of them); ``cap``: at
+    most this many runs of each family (a seeded sample, :func:`sample_families`; ``None``:
+    all)."""
     from grokwatch.forecast.io import save
     from grokwatch.forecast.lofo import minimal_run
 
@@ -96,6 +98,8 @@ def fit_model(
     )
     info = {**report.to_json(), "corpus": str(corpus), "split": split, "seed": seed}
     info["measures"] = None if measures is None else list(measures)
+    info["C_grid"] = list(C_grid)
+    info["far"] = far
     info["families"] = sorted({architecture_family(r) for r in runs})
     info["calibrate"] = calibrate
     info["cap_per_family"] = cap
@@ -155,7 +159,17 @@ def evaluate_corpus(
     plots: bool = True,
     say: Say = print,
 ) -> dict[str, Any]:
-    """Replay, evaluate, print the tables, write JSON and figures (see :mod:`.evaluate`)."""
+    """Replay, evaluate, print the tables, write JSON and figures (see :mod:`.evaluate`).
+
+    Raises :class:`~grokwatch.exceptions.ConfigError` when runs of ``splits`` are runs
+    ``model`` was fitted on (:func:`fitting_runs`): the numbers would be in-sample. The
+    shipped model is fitted on every split of its corpora, so it is judged on families it
+    never saw with :func:`evaluate_lofo` instead."""
+    evaluated = {
+        split: [r for r in _load_corpus(corpus, split) if r.labels.get("outcome")]
+        for split in splits
+    }
+    _refuse_in_sample(model, corpus, evaluated)
     calib_runs = list(_load_corpus(corpus, calibration_split))
     calib = [replay(r, cadence=cadence) for r in calib_runs if r.labels.get("outcome")]
     say(f"calibration: {len(calib)} {calibration_split} runs")
@@ -172,11 +186,7 @@ def evaluate_corpus(
     out_dir = None if out is None else Path(out)
     text: list[str] = []
     for split in splits:
-        runs = [
-            _group_name(replay(r, cadence=cadence))
-            for r in _load_corpus(corpus, split)
-            if r.labels.get("outcome")
-        ]
+        runs = [_group_name(replay(r, cadence=cadence)) for r in evaluated[split]]
         if not runs:
             say(f"no {split} runs in {corpus}")
             continue
@@ -214,6 +224,69 @@ def evaluate_corpus(
     return results
 
 
+def fitting_runs(report: Mapping[str, Any], corpus: str | Path) -> tuple[set[str], bool] | None:
+    """The ids of the runs of ``corpus`` that a model with the fit report ``report`` (its
+    ``fit_report_``, as :func:`fit_model` saves it) was fitted on, and whether that set is
+    exact; ``None`` when the report names no corpus (nothing to tell by).
+
+    The fit is retraced from the report: the labelled runs of its ``split`` in its
+    ``corpus`` directories (a recorded directory that does not exist from here stands for
+    ``corpus`` when their names agree), of its ``families``, sampled as :func:`fit_model`
+    samples them (``cap_per_family``, ``seed``). When that does not give its ``n_runs`` runs
+    (the corpus changed, or a directory was not found), every run of those splits and
+    families counts, and the set is not exact."""
+    dirs = [Path(c) for c in str(report.get("corpus") or "").split(",") if c]
+    if not dirs:
+        return None
+    target = Path(corpus)
+    found = [d if d.is_dir() else target for d in dirs if d.is_dir() or d.name == target.name]
+    if not any(d.resolve() == target.resolve() for d in found):
+        return set(), True
+    splits = [s for s in str(report.get("split") or "train").split(",") if s]
+    runs = [r for d in found for r in _load_corpus(d, splits) if r.labels.get("outcome")]
+    families = report.get("families")
+    if families is not None:
+        runs = [r for r in runs if architecture_family(r) in families]
+    sample = sample_families(runs, report.get("cap_per_family"), int(report.get("seed") or 0))
+    if len(found) == len(dirs) and len(sample) == report.get("n_runs"):
+        return {r.run_id for r in sample}, True
+    return {r.run_id for r in runs}, False
+
+
+def _refuse_in_sample(
+    model: GrokForecaster, corpus: str | Path, evaluated: Mapping[str, Sequence[Any]]
+) -> None:
+    """Raise when runs of ``evaluated`` (split -> runs of ``corpus``) fitted ``model``."""
+    from grokwatch.exceptions import ConfigError
+
+    report = getattr(model, "fit_report_", None) or {}
+    fit_splits = {s for s in str(report.get("split") or "train").split(",") if s}
+    if not fit_splits & set(evaluated):
+        return
+    fitted = fitting_runs(report, corpus)
+    if fitted is None:
+        return
+    ids, exact = fitted
+    n_runs = sum(len(runs) for runs in evaluated.values())
+    overlap = [r.run_id for runs in evaluated.values() for r in runs if r.run_id in ids]
+    if not overlap:
+        return
+    how = (
+        ""
+        if exact
+        else " (its sample could not be retraced from this corpus, so every run of its splits "
+        "and families counts)"
+    )
+    raise ConfigError(
+        f"{len(overlap)} of the {n_runs} runs to evaluate ({','.join(evaluated)} of {corpus}) "
+        f"are runs the model was fitted on{how}: its fit report says corpus "
+        f"{report.get('corpus')}, split {report.get('split') or 'train'}, "
+        f"{report.get('n_runs')} runs, so the numbers would be in-sample. Judge it on families "
+        "it never saw with `grokwatch evaluate --lofo`, or evaluate a model fitted without "
+        "these runs (e.g. `grokwatch fit --split train`) or other splits (--split)"
+    )
+
+
 def _claims_text(claims: dict[str, Any]) -> str:
     mc = claims["mc_dropout_peak_before_t_grok"]
     se = claims["spectral_entropy_below_0.609"]
@@ -249,31 +322,33 @@ def evaluate_lofo(
     *,
     out: str | Path | None,
     cadence: int | None = None,
-    cadences: Sequence[int] = (250, 500),
+    cadences: Sequence[int] = RECIPE.cadences,
     view_cadences: Sequence[int] = (500,),
-    folds: int = 5,
-    fold_by: str = "family",
-    calibrate: str = "isotonic",
-    far: float = 0.05,
-    C_grid: Sequence[float] = (1.0,),
+    folds: int = RECIPE.folds,
+    fold_by: str = RECIPE.fold_by,
+    calibrate: str = RECIPE.calibrate,
+    far: float = RECIPE.far,
+    C_grid: Sequence[float] = RECIPE.C_grid,
     params: dict[str, Any] | None = None,
-    measures: Sequence[str] | None = None,
-    budget_samples: int = 2,
-    cap: int | None = None,
+    measures: Sequence[str] | None = RECIPE.measures,
+    budget_samples: int = RECIPE.budget_samples,
+    cap: int | None = RECIPE.cap,
     shipped: GrokForecaster | None = None,
     plots: bool = True,
     name: str = "lofo",
-    seed: int = 0,
+    seed: int = RECIPE.seed,
     fold_models: Sequence[GrokForecaster] | None = None,
     say: Say = print,
 ) -> dict[str, Any]:
     """``grokwatch evaluate --lofo``: leave one family out over the runs of ``corpora`` (one
-    or more corpus directories; a family may span several), see :mod:`.lofo`. ``cadence``
+    or more corpus directories; a family may span several), see :mod:`.lofo`, each fold
+    fitted with the settings of :data:`~.training.RECIPE` unless told otherwise (``params``:
+    the :class:`GrokForecaster` hyperparameters, ``None``: ``RECIPE.params``). ``cadence``
     thins the evaluated runs (fitting always uses every cadence); ``view_cadences`` (each
     one of ``cadences``) are evaluated too, with the same models, when ``cadence`` is not
     given (by default 500 steps, the agent's default cadence); ``measures``: fit and
-    evaluate on these measures of every run only (e.g. :data:`.lofo.MINIMAL_MEASURES`: the
-    features that exist for every family); ``shipped`` (a fitted
+    evaluate on these measures of every run only (``None``: all of them; the recipe's are
+    :data:`.lofo.MINIMAL_MEASURES`, the ones every family has); ``shipped`` (a fitted
     model) is also scored on the families it was not fitted on; ``cap``: at most
     this many runs of each family (a seeded sample). Runs are held out by
     :func:`~.replay.architecture_family`; the held-out runs are also judged at the agent's
@@ -287,13 +362,14 @@ def evaluate_lofo(
 
     from grokwatch.forecast.lofo import format_lofo, lofo_folds, minimal_run, run_lofo, summary_line
 
+    params = RECIPE.params if params is None else params
     origin = {}  # run id -> the corpus directory it came from
     runs = []
     for c in corpora:
         for r in _load_corpus(c, ("train", "eval", "heldout")):
             origin[r.run_id] = str(Path(c))
             runs.append(r)
-    runs = sample_families([r for r in runs if r.labels.get("outcome")], cap)
+    runs = sample_families([r for r in runs if r.labels.get("outcome")], cap, seed)
     if not runs:
         raise ValueError(f"no labelled runs in {', '.join(map(str, corpora))}")
     t0 = time.perf_counter()
@@ -346,7 +422,7 @@ def evaluate_lofo(
         "calibrate": calibrate,
         "far": far,
         "C_grid": list(C_grid),
-        "params": dict(params or {}),
+        "params": dict(params),
         "measures": None if measures is None else list(measures),
         "hopeless_miss": HOPELESS_MISS,
         "budget_samples": budget_samples,

@@ -6,8 +6,8 @@ Runs are replayed by :mod:`grokwatch.forecast.replay`. :func:`fit_corpus` is wha
 1. runs are grouped by configuration (the resolved config without its seeds), so seeds of
    one configuration never sit on both sides of a split (:func:`config_group`);
 2. every training run is replayed at its own cadence and at ``extra_cadences`` (by default
-   250 and 500 steps, the agent's default) so the model sees coarse histories too; a run and
-   its thinned copies always share a fold;
+   the recipe's, 500 steps) so the model sees coarse histories too; a run and its thinned
+   copies always share a fold;
 3. rows: every evaluation before ``t_grok`` (after it the question is settled), ``y`` = the run
    reaches ``t_grok`` within its budget, weights so that each run counts once, each row also
    repeated with ``budget_samples`` smaller budgets (:func:`training_rows`: the corpus picks
@@ -21,6 +21,10 @@ Runs are replayed by :mod:`grokwatch.forecast.replay`. :func:`fit_corpus` is wha
    the fold models need no time model;
 5. the model -- with its time model, the hazard model of :mod:`.hazard` -- is refitted on
    all rows and given those thresholds.
+
+:data:`RECIPE` is how the shipped model is fitted: every default of ``grokwatch fit``, of
+``grokwatch evaluate --lofo`` and of the options of :func:`fit_corpus` and :func:`fit_replays`
+that it names comes from it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from grokwatch.decision import Forecast, Phase
 from grokwatch.forecast.evaluate import family_refs, forecast_signal, metrics
 from grokwatch.forecast.features import FEATURE_NAMES
 from grokwatch.forecast.forecaster import GrokForecaster
+from grokwatch.forecast.lofo import MINIMAL_MEASURES
 from grokwatch.forecast.online import MIN_CONFIDENCE
 from grokwatch.forecast.replay import (
     NEGATIVE,
@@ -49,7 +54,10 @@ from grokwatch.forecast.transfer import family_weights
 
 __all__ = [
     "FOLD_BY",
+    "RECIPE",
+    "SHIPPED_CAP",
     "FitReport",
+    "Recipe",
     "alert_scores",
     "eligible_max",
     "fit_corpus",
@@ -61,6 +69,62 @@ BUDGET_FEATURES = ("log_budget_over_t", "projected_grok_margin")
 """The features that depend on the budget (re-drawn by budget augmentation)."""
 _LOG_BUDGET_OVER_T = FEATURE_NAMES.index("log_budget_over_t")
 _GROK_MARGIN = FEATURE_NAMES.index("projected_grok_margin")
+
+
+SHIPPED_CAP: int | None = 300
+"""Runs of each family the shipped model is fitted on at most (a seeded sample); ``None``: every
+labelled run."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How the shipped model is fitted, the one place its settings are written down.
+
+    ``grokwatch fit`` (:func:`~.commands.fit_model`) with no options but ``--corpus`` and
+    ``--out`` fits with these settings, ``grokwatch evaluate --lofo``
+    (:func:`~.commands.evaluate_lofo`) holds families out under them, and :func:`fit_corpus`
+    and :func:`fit_replays` default to the ones they take. Every field is also an option of
+    those commands, for ablations. A test checks the shipped model's fit report against
+    :data:`RECIPE`.
+    """
+
+    split: str = "train,eval,heldout"
+    """Corpus splits fitted on, comma-separated."""
+    measures: tuple[str, ...] | None = MINIMAL_MEASURES
+    """The measures of every run the model reads (``None``: all of them)."""
+    fold_by: str = "family"
+    """Inner cross-validation groups, one of :data:`FOLD_BY`."""
+    calibrate: str = "isotonic"
+    """``"isotonic"``: P mapped through an isotonic fit on the out-of-fold forecasts."""
+    C_grid: tuple[float, ...] = (1.0,)
+    """Inverse penalties tried by cross-validation."""
+    classifier: str = "trees"
+    n_trees: int = 100
+    learning_rate: float = 0.1
+    cadences: tuple[int, ...] = (500,)
+    """Extra evaluation cadences every run is also replayed at."""
+    budget_samples: int = 1
+    """Smaller budgets drawn for each row (:func:`training_rows`)."""
+    cap: int | None = SHIPPED_CAP
+    """Runs of each family at most (a seeded sample); ``None``: all."""
+    folds: int = 5
+    """Folds when grouped by configuration (by family: one a family)."""
+    far: float = 0.05
+    """Validation false-alarm budget of the alert threshold."""
+    seed: int = 0
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The :class:`GrokForecaster` hyperparameters of the recipe."""
+        return {
+            "classifier": self.classifier,
+            "n_trees": self.n_trees,
+            "learning_rate": self.learning_rate,
+        }
+
+
+RECIPE = Recipe()
+"""The shipped model's recipe (docs/forecaster.md, "Commands")."""
 
 
 def training_rows(
@@ -187,7 +251,7 @@ def _folds(groups: Sequence[str], k: int, seed: int) -> list[np.ndarray]:
 def fit_corpus(
     runs: Iterable[StoredRun],
     *,
-    extra_cadences: Sequence[int] = (250, 500),
+    extra_cadences: Sequence[int] = RECIPE.cadences,
     log: Any = None,
     **options: Any,
 ) -> tuple[GrokForecaster, FitReport]:
@@ -214,20 +278,21 @@ def fit_replays(
     base: Sequence[Replay],
     extra: Sequence[Replay] = (),
     *,
-    folds: int = 5,
-    fold_by: str = "config",
-    far: float = 0.05,
+    folds: int = RECIPE.folds,
+    fold_by: str = RECIPE.fold_by,
+    far: float = RECIPE.far,
     hopeless_miss: float = HOPELESS_MISS,
-    C_grid: Sequence[float] = (0.3, 1.0, 3.0),
-    budget_samples: int = 2,
-    seed: int = 0,
+    C_grid: Sequence[float] = RECIPE.C_grid,
+    budget_samples: int = RECIPE.budget_samples,
+    seed: int = RECIPE.seed,
     params: Mapping[str, Any] | None = None,
-    calibrate: str = "none",
+    calibrate: str = RECIPE.calibrate,
     log: Any = None,
 ) -> tuple[GrokForecaster, FitReport]:
     """Steps 3-5 of the module docstring on runs already replayed: ``base`` at each run's
     own cadence, ``extra`` the thinned copies (same run ids; they share the run's fold and
-    the run's weight of 1).
+    the run's weight of 1). The defaults are :data:`RECIPE`'s; ``params`` are the
+    :class:`GrokForecaster` hyperparameters (``None``: ``RECIPE.params``).
 
     ``fold_by="config"`` draws ``folds`` folds grouped by configuration; ``"family"`` makes
     one fold per run family (leave one family out inside the training runs: the thresholds
@@ -273,7 +338,7 @@ def fit_replays(
         return training_rows(replays, budget_samples=budget_samples if augment else 0, seed=seed)
 
     time_features = [i for i, n in enumerate(FEATURE_NAMES) if n not in BUDGET_FEATURES]
-    settings = {"time_features": time_features, **(params or {})}
+    settings = {"time_features": time_features, **(RECIPE.params if params is None else params)}
 
     everything = [*base, *extra]
     scale = len(base) / len(everything)  # a run and its thinned copies weigh 1 together

@@ -25,7 +25,7 @@ from grokwatch.forecast.lofo import (
     run_lofo,
 )
 from grokwatch.forecast.replay import replay
-from grokwatch.forecast.training import fit_replays
+from grokwatch.forecast.training import RECIPE, fit_replays
 
 FAST = {"classifier": "gam", "n_trees": 10}
 """Fits in milliseconds: the splitting does not depend on the model."""
@@ -191,7 +191,7 @@ def test_isotonic_calibration_lowers_the_ece_of_a_miscalibrated_forecaster(runs,
     base = [replay(r) for r in runs if r.family in ("alpha", "beta") and r.split == "train"]
     test = [replay(r) for r in make_corpus(24, seed=9, family="alpha")]
     few = {"n_trees": 15}
-    raw, _ = fit_replays(base, folds=2, C_grid=(1.0,), params=few)
+    raw, _ = fit_replays(base, folds=2, C_grid=(1.0,), params=few, calibrate="none")
     cal, _ = fit_replays(base, folds=2, C_grid=(1.0,), params=few, calibrate="isotonic")
     ece_raw = reliability(*forecast_rows(test, forecasts_of(raw, test))).ece
     ece_cal = reliability(*forecast_rows(test, forecasts_of(cal, test))).ece
@@ -222,8 +222,16 @@ def test_evaluate_lofo_command_writes_the_json(runs, tmp_path):
     assert set(data["families"]) == {"alpha", "beta"}
     for fam in data["families"].values():
         assert {"recall", "far", "lead_gap", "auroc25", "coverage", "ece"} <= set(fam)
-    assert data["settings"]["fold_by"] == "family"
-    assert "shipped" in data  # the shipped model, scored on the families it never saw
+    settings = data["settings"]  # by default the shipped model's recipe, and no other model
+    assert {k: settings[k] for k in ("fold_by", "calibrate", "budget_samples")} == {
+        "fold_by": RECIPE.fold_by,
+        "calibrate": RECIPE.calibrate,
+        "budget_samples": RECIPE.budget_samples,
+    }
+    assert (settings["C_grid"], settings["fit_cadences"]) == ([*RECIPE.C_grid], [*RECIPE.cadences])
+    assert (settings["params"], settings["cap_per_family"]) == (RECIPE.params, RECIPE.cap)
+    measures = None if RECIPE.measures is None else list(RECIPE.measures)
+    assert settings["measures"] == measures and "shipped" not in data
     assert (out / "lofo.md").read_text().startswith("| held-out family |")
     # the saved fold models, each fitted without its family, give the same numbers again
     # without refitting; a model of other training runs is refused
@@ -232,11 +240,18 @@ def test_evaluate_lofo_command_writes_the_json(runs, tmp_path):
     saved = {f: model_io.load(out / "lofo" / "models" / f"{f}.npz") for f in ("alpha", "beta")}
     assert saved["alpha"].fit_report_["families"] == ["beta"]
     again = evaluate_lofo(
-        [corpus], out=None, folds=2, fold_models=list(saved.values()), say=lambda _: None
+        [corpus],
+        out=None,
+        folds=2,
+        fold_models=list(saved.values()),
+        shipped=model_io.load_default(),
+        say=lambda _: None,
     )
     for f in ("alpha", "beta"):
         for key in ("threshold", "recall", "far", "auroc25", "ece"):
             assert again["families"][f][key] == pytest.approx(data["families"][f][key])
+    # the shipped model, scored on the families it never saw
+    assert set(again["shipped"]["families"]) == {"alpha", "beta"}
     with pytest.raises(ValueError, match="no saved fold model"):
         evaluate_lofo([corpus], out=None, fold_models=[saved["alpha"]], say=lambda _: None)
 

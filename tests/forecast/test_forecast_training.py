@@ -156,6 +156,12 @@ def test_fit_and_evaluate_commands_write_a_model_json_and_figures(tmp_path):
                 str(root),
                 "--out",
                 str(model),
+                "--split",
+                "train",
+                "--fold-by",
+                "config",
+                "--measures",
+                "all",
                 "--folds",
                 "3",
                 "--C",
@@ -169,7 +175,10 @@ def test_fit_and_evaluate_commands_write_a_model_json_and_figures(tmp_path):
         == 0
     )
     fitted_model = model_io.load(model)
-    assert fitted_model.fit_report_["n_runs"] == 24
+    report = fitted_model.fit_report_
+    assert report["n_runs"] == 24
+    assert (report["split"], report["fold_by"], report["measures"]) == ("train", "config", None)
+    assert (report["C_grid"], report["cadences"]) == ([0.1], [250])
     out = tmp_path / "ev"
     assert (
         main(
@@ -198,6 +207,57 @@ def test_fit_and_evaluate_commands_write_a_model_json_and_figures(tmp_path):
     for path in timelines:
         assert_is_a_plot(path)
     assert not math.isnan(res["model"]["alert_threshold"])
+
+
+def _write_corpus(root, runs):
+    from trainer.corpus import write_run
+
+    root.mkdir()
+    (root / "corpus.json").write_text(
+        json.dumps({"format": "grokwatch-corpus", "version": 1, "specs": {}, "holdout": {}})
+    )
+    for r in runs:
+        write_run(root, r.meta, r.steps, r.columns, r.values)
+    return root
+
+
+def test_evaluate_refuses_runs_the_model_was_fitted_on(fitted, tmp_path, monkeypatch, capsys):
+    """The runs of a fit are retraced from the model's fit report (corpus, split, families,
+    cap and seed; every run of those splits when the sample cannot be retraced), and
+    ``evaluate`` refuses to judge a model on any of them; no fitting needed."""
+    from grokwatch.exceptions import ConfigError
+    from grokwatch.forecast.commands import evaluate_corpus, fitting_runs, sample_families
+    from grokwatch.forecast.forecaster import GrokForecaster
+    from trainer.corpus import load
+
+    train = make_corpus(12, seed=2)
+    evals = [*make_corpus(6, seed=3, split="eval"), *make_corpus(6, seed=4, split="heldout")]
+    root = _write_corpus(tmp_path / "corpus", [*train, *evals])
+    monkeypatch.chdir(tmp_path)  # the report names the corpus as given: relative
+    capped = sample_families(list(load(root, split=["train", "eval"])), 5, seed=0)
+    fit = {"corpus": "corpus", "split": "train,eval", "families": ["synth"], "seed": 0}
+    exact = {**fit, "cap_per_family": 5, "n_runs": 5}
+    ids, is_exact = fitting_runs(exact, root)
+    assert is_exact and ids == {r.run_id for r in capped}
+    ids, is_exact = fitting_runs({**exact, "n_runs": 7}, root)  # not the corpus it was fitted on
+    assert not is_exact and len(ids) == 18
+    assert fitting_runs({**exact, "corpus": "elsewhere/other"}, root) == (set(), True)
+    assert fitting_runs({"n_runs": 5}, root) is None  # nothing recorded: nothing to tell by
+
+    model = GrokForecaster()
+    model.fit_report_ = {**fit, "cap_per_family": None, "n_runs": 18}
+    with pytest.raises(ConfigError, match=r"6 of the 12 runs to evaluate .* --lofo"):
+        evaluate_corpus(root, model=model, out=None, splits=("eval", "heldout"))
+    model_io.save(fitted[0], tmp_path / "m.npz", report=model.fit_report_)
+    args = ["evaluate", "--corpus", "corpus", "--model", "m.npz", "--split", "eval,heldout"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "6 of the 12 runs" in err and "in-sample" in err and "--lofo" in err
+    # fitted on train only: the evaluated runs are held out, and nothing is retraced
+    assert fitting_runs({**fit, "split": "train", "n_runs": 12}, root) == (
+        {r.run_id for r in train},
+        True,
+    )
 
 
 def test_budget_augmentation_relabels_with_smaller_budgets(corpus):
@@ -236,3 +296,57 @@ def test_hopeless_threshold_at_the_default_sits_under_every_grokkers_lowest_p():
     assert hopeless_threshold(lowest, 0.25, alert=0.05) == 0.05
     assert hopeless_threshold([math.inf], 0.0, alert=0.9) == 0.0
     assert inspect.signature(fit_replays).parameters["hopeless_miss"].default == 0.0
+
+
+def test_the_shipped_model_was_fitted_with_the_recipe():
+    """The defaults of ``grokwatch fit`` (:data:`RECIPE`) and the shipped model cannot drift
+    apart: its fit report and hyperparameters agree with the recipe (no fitting), and the
+    documented command that fits it names nothing but the corpus and the file. The C grid
+    and the false-alarm budget are in the reports of models fitted since they were recorded;
+    before, only the chosen C is, and it must lie in the grid."""
+    import re
+    from pathlib import Path
+
+    from grokwatch.forecast.io import load_default
+    from grokwatch.forecast.training import RECIPE
+
+    model = load_default()
+    report = model.fit_report_
+    measures = report["measures"]
+    assert {
+        "split": report["split"],
+        "measures": None if measures is None else tuple(measures),
+        "fold_by": report["fold_by"],
+        "calibrate": report["calibrate"],
+        "cadences": tuple(report["cadences"]),
+        "budget_samples": report["budget_samples"],
+        "cap": report["cap_per_family"],
+        "seed": report["seed"],
+        **{k: model.get_params()[k] for k in RECIPE.params},
+    } == {
+        "split": RECIPE.split,
+        "measures": RECIPE.measures,
+        "fold_by": RECIPE.fold_by,
+        "calibrate": RECIPE.calibrate,
+        "cadences": RECIPE.cadences,
+        "budget_samples": RECIPE.budget_samples,
+        "cap": RECIPE.cap,
+        "seed": RECIPE.seed,
+        **RECIPE.params,
+    }
+    assert report["C"] == model.C and report["C"] in RECIPE.C_grid
+    assert report.get("C_grid", list(RECIPE.C_grid)) == list(RECIPE.C_grid)
+    assert report.get("far", RECIPE.far) == RECIPE.far
+    if RECIPE.fold_by == "family":
+        assert report["folds"] == len(report["families"])
+    if RECIPE.cap is not None:
+        assert report["n_runs"] <= RECIPE.cap * len(report["families"])
+    docs = (Path(__file__).parents[2] / "docs" / "forecaster.md").read_text()
+    command = re.search(r"^grokwatch fit ((?:.*\\\n)*.*)$", docs, re.MULTILINE)
+    assert command is not None
+    assert command[1].replace("\\\n", " ").split() == [
+        "--corpus",
+        report["corpus"],
+        "--out",
+        "grokwatch/forecast/model/grokforecaster.npz",
+    ]
