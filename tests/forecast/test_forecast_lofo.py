@@ -206,14 +206,19 @@ def test_isotonic_calibration_lowers_the_ece_of_a_miscalibrated_forecaster(runs,
     np.testing.assert_allclose(back.predict_proba(X), cal.predict_proba(X))
 
 
-def test_evaluate_lofo_command_writes_the_json(runs, tmp_path):
+def _write_corpus(runs, directory):
+    """``runs`` (but family gamma) as a corpus directory, for the command."""
     from trainer.corpus import register_spec, write_run
 
-    corpus = tmp_path / "corpus"
-    register_spec(corpus, {"name": "synth"}, "train")
+    register_spec(directory, {"name": "synth"}, "train")
     for r in runs:
         if r.family != "gamma":
-            write_run(corpus, dict(r.meta), r.steps, r.columns, r.values)
+            write_run(directory, dict(r.meta), r.steps, r.columns, r.values)
+    return directory
+
+
+def test_evaluate_lofo_command_writes_the_json(runs, tmp_path):
+    corpus = _write_corpus(runs, tmp_path / "corpus")
     out = tmp_path / "out"
     args = ["--corpus", str(corpus), "--out", str(out), "--folds", "2", "--no-plots"]
     code = main(["evaluate", "--lofo", *args])
@@ -256,6 +261,72 @@ def test_evaluate_lofo_command_writes_the_json(runs, tmp_path):
         evaluate_lofo([corpus], out=None, fold_models=[saved["alpha"]], say=lambda _: None)
 
 
+def test_evaluate_lofo_never_lets_a_held_out_run_reach_fitting_or_calibration(
+    runs, tmp_path, monkeypatch
+):
+    """The command that writes ``lofo.json`` rebuilds the folds (its own cadences), adds
+    views (cadence 500, the agent's defaults) and can reuse saved fold models: spying on
+    what :func:`run_lofo` receives from it, no held-out run id or family reaches a fit
+    (train or thinned extra), a model fitted on it, or a calibration set -- in the headline
+    evaluation and in every view, with models fitted now and with saved ones."""
+    from grokwatch.forecast import commands, lofo
+    from grokwatch.forecast.replay import DEFAULT_GRID
+
+    corpus = _write_corpus(runs, tmp_path / "corpus")
+    family_of = {r.run_id: r.family for r in runs}
+    real_run_lofo = lofo.run_lofo
+    fits: list[tuple[set[str], set[str], set[str]]] = []  # families, run ids, model's families
+    evals: list[tuple[set[str], set[str], set[str], set[str], object]] = []
+
+    def spying_run_lofo(folds, *, fit, views=None, **kwargs):
+        def spy_fit(train, extra):
+            model = fit(train, extra)
+            ids = {r.run_id for r in (*train, *extra)}
+            fitted_on = set(model.fit_report_["families"])
+            fits.append(({family_of[i] for i in ids}, ids, fitted_on))
+            return model
+
+        def spy_evaluate(model, test, calibration):
+            evals.append(
+                (
+                    {family_of[r.run_id] for r in test},
+                    {family_of[r.run_id] for r in calibration},
+                    {r.run_id for r in calibration},
+                    set(model.fit_report_["families"]),
+                    {r.cadence for r in test},
+                )
+            )
+            return evaluate(model, test, calibration)
+
+        return real_run_lofo(folds, fit=spy_fit, evaluate_fold=spy_evaluate, views=views, **kwargs)
+
+    monkeypatch.setattr(lofo, "run_lofo", spying_run_lofo)
+
+    def check(result):
+        assert set(result["views"]) == {"cadence 500", commands.AGENT_DEFAULTS}
+        assert len(fits) == 2 and len(evals) == 2 * 3  # per fold: the headline and two views
+        for (fit_fams, fit_ids, fitted_on), fam in zip(fits, ("alpha", "beta"), strict=True):
+            held = {i for i, f in family_of.items() if f == fam}
+            assert fam not in fit_fams | fitted_on and not held & fit_ids
+        cadences = set()
+        for test_fams, cal_fams, cal_ids, fitted_on, cadence in evals:
+            (fam,) = test_fams  # one held-out family a call
+            held = {i for i, f in family_of.items() if f == fam}
+            assert fam not in cal_fams | fitted_on and not held & cal_ids
+            cadences |= cadence
+        assert cadences == {None, 500, DEFAULT_GRID}  # the views were judged too
+
+    result = commands.evaluate_lofo([corpus], out=None, folds=2, params=FAST, say=lambda _: None)
+    check(result)
+    # saved fold models (``_saved_fold``): each fold gets the one fitted without its family,
+    # here handed over in the order that would leak if only the run count were matched
+    fits.clear()
+    evals.clear()
+    saved = [result["models"]["beta"], result["models"]["alpha"]]
+    assert saved[0].fit_report_["n_runs"] == saved[1].fit_report_["n_runs"]
+    check(commands.evaluate_lofo([corpus], out=None, fold_models=saved, say=lambda _: None))
+
+
 def test_a_run_is_never_called_hopeless_while_memorizing_or_generalizing(replays):
     """With every probability under the hopeless threshold, the forecasts of the memorizing
     phase, and of the grokking phase (test accuracy rising), still say "not hopeless"; the
@@ -288,13 +359,8 @@ def test_evaluate_lofo_on_some_measures_only(runs, tmp_path):
     features of the other measures carry no weight in any fold model."""
     from grokwatch.forecast.commands import evaluate_lofo
     from grokwatch.forecast.features import FEATURE_NAMES
-    from trainer.corpus import register_spec, write_run
 
-    corpus = tmp_path / "corpus"
-    register_spec(corpus, {"name": "synth"}, "train")
-    for r in runs:
-        if r.family != "gamma":
-            write_run(corpus, dict(r.meta), r.steps, r.columns, r.values)
+    corpus = _write_corpus(runs, tmp_path / "corpus")
     result = evaluate_lofo(
         [corpus],
         out=None,
