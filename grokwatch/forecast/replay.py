@@ -145,7 +145,7 @@ AGENT_COSTS = {"transformer": AgentCosts(0.90, 0.84, 0.00065)}
 (``benchmarks/results/overhead.json``: ``core_evaluation_steps``, ``one_off_seconds`` and
 ``bookkeeping_us_per_call`` over ``train_step_ms``); every other family of the corpus is an
 MLP: :data:`MLP_COSTS`. With these, :func:`grokwatch.schedule.planned_steps` gives the live
-agent's number of evaluations (MLP 8 planned against 7 measured, transformer 20 against 20);
+agent's number of evaluations (MLP 7 planned against 7 measured, transformer 20 against 20);
 without the calls and the one-off it would plan 13 on the MLP."""
 MLP_COSTS = AgentCosts(1.49, 1.90, 0.0027)
 
