@@ -7,6 +7,7 @@ holds a marker ``<!-- table: NAME -->`` and the MkDocs hook (``docs/hooks.py``) 
     python benchmarks/doc_tables.py            # every table
     python benchmarks/doc_tables.py overhead   # one of them
     python benchmarks/doc_tables.py --list     # their names
+    python benchmarks/doc_tables.py --lofo-md benchmarks/results/forecast/lofo.json  # its .md
 
 A table whose JSON is missing renders as a one-line note naming the file, so a benchmark that is
 removed or not yet run never breaks the build.
@@ -262,9 +263,23 @@ def forecast_recipe() -> str:
 def forecast_lofo() -> str:
     """Leave one family out (``grokwatch evaluate --lofo``): headline, goals, baselines,
     the default cadence, minimal users, the shipped model (``forecast/lofo.json``)."""
+    return lofo_markdown(RESULTS / "forecast" / "lofo.json")
+
+
+def lofo_markdown(path: Path) -> str:
+    """The tables of a ``lofo.json`` at ``path``, as ``grokwatch evaluate --lofo`` writes them
+    to the ``lofo.md`` beside it (read from the JSON alone: no fold is fitted or scored)."""
     from grokwatch.forecast.lofo import format_lofo
 
-    return str(format_lofo(_json("forecast/lofo.json")))
+    return str(format_lofo(json.loads(Path(path).read_text())))
+
+
+def write_lofo_markdown(path: Path) -> Path:
+    """The ``.md`` beside the ``lofo.json`` at ``path`` written again from the JSON (after a
+    change to how :func:`~grokwatch.forecast.lofo.format_lofo` renders); returns its path."""
+    out = Path(path).with_suffix(".md")
+    out.write_text(lofo_markdown(path) + "\n")
+    return out
 
 
 def forecast_lofo_ablations() -> str:
@@ -961,9 +976,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="tables to print (default: all)")
     parser.add_argument("--list", action="store_true", help="list the table names")
+    parser.add_argument(
+        "--lofo-md",
+        nargs="+",
+        type=Path,
+        metavar="LOFO_JSON",
+        help="write the .md beside each lofo.json again from the JSON (no LOFO is run)",
+    )
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(sorted(TABLES)))
+        return
+    if args.lofo_md:
+        for path in args.lofo_md:
+            print(f"wrote {write_lofo_markdown(path)}")
         return
     for name in args.names or list(TABLES):
         print(f"## {name}\n\n{render(name)}\n")

@@ -390,37 +390,67 @@ def _headline(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _mean(values: Iterable[Any]) -> float:
+    """The mean of the finite ``values`` (NaN when there are none)."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def _baselines(result: Mapping[str, Any]) -> list[str]:
+    """Lines of a table: ours against every baseline at FAR <= 5 % on each held-out family
+    (the FAR our threshold reaches beside it), then the macro average over the families (a
+    baseline's: over the families that have it); none when ``result`` holds no baselines."""
+    fams: Mapping[str, Any] = result["families"]
+    names = sorted({b for s in fams.values() for b in s.get("baselines_far05", {})})
+    if not names:
+        return []
+    lines = [
+        "",
+        "Recall and median lead over all grokking runs (× gap, misses count 0), every "
+        "signal at its own threshold with FAR ≤ 5 % on the held-out family (the FAR "
+        "grokwatch's threshold reaches beside it):",
+        "",
+        "| held-out family | **grokwatch** | FAR | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 3) + "|",
+    ]
+
+    def row(name: str, ours: Mapping[str, Any], base: Mapping[str, Any]) -> str:
+        cells = [f"{_f(ours.get('recall_far05'))} / {_f(ours.get('lead_gap_all_far05'))}"]
+        cells.append(_f(ours.get("far_far05")))
+        cells += [
+            f"{_f(base[n]['recall'])} / {_f(base[n]['lead_gap_all'])}" if n in base else "—"
+            for n in names
+        ]
+        return f"| {name} | " + " | ".join(cells) + " |"
+
+    for name, s in fams.items():
+        lines.append(row(name, s, s.get("baselines_far05", {})))
+    macro = result.get("macro") or {}
+    if macro:
+        base = {}
+        for n in names:
+            have = [s["baselines_far05"][n] for s in fams.values() if n in s["baselines_far05"]]
+            base[n] = {k: _mean(b[k] for b in have) for k in ("recall", "lead_gap_all")}
+        lines.append(row("**macro average**", macro, base))
+    return lines
+
+
 def format_lofo(result: Mapping[str, Any]) -> str:
     """The leave-one-family-out tables (markdown) of a :func:`run_lofo` result or of the
-    ``lofo.json`` written from it: headline, goals, baselines at FAR <= 5 %, minimal users and,
-    when present, the shipped model on the families it never saw."""
+    ``lofo.json`` written from it: headline, goals, baselines at FAR <= 5 % (with the macro
+    average), the same headline and baselines for every view, minimal users and, when
+    present, the shipped model on the families it never saw."""
     fams: Mapping[str, Any] = result["families"]
     lines = [_headline(result)]
     lines += ["", "| held-out family | " + " | ".join(GOALS) + " |"]
     lines.append("|---" * (len(GOALS) + 1) + "|")
     for name, s in fams.items():
         lines.append(f"| {name} | " + " | ".join(_f(s["goals"][g]) for g in GOALS) + " |")
-    names = sorted({b for s in fams.values() for b in s.get("baselines_far05", {})})
-    if names:
-        lines += [
-            "",
-            "Recall and median lead over all grokking runs (× gap, misses count 0), every "
-            "signal at its own threshold with FAR ≤ 5 % on the held-out family:",
-            "",
-            "| held-out family | **grokwatch** | " + " | ".join(names) + " |",
-            "|---" * (len(names) + 2) + "|",
-        ]
-        for name, s in fams.items():
-            b = s["baselines_far05"]
-            row = [f"{_f(s['recall_far05'])} / {_f(s['lead_gap_all_far05'])}"]
-            row += [
-                f"{_f(b[n]['recall'])} / {_f(b[n]['lead_gap_all'])}" if n in b else "—"
-                for n in names
-            ]
-            lines.append(f"| {name} | " + " | ".join(row) + " |")
+    lines += _baselines(result)
     for view, entry in (result.get("views") or {}).items():
         lines += ["", f"Every held-out run thinned ({view}), the same models:", ""]
         lines.append(_headline(entry))
+        lines += _baselines(entry)
     minimal = {n: s["minimal"] for n, s in fams.items() if s.get("minimal")}
     if minimal:
         keys = ("recall", "far", "recall_far05", "lead_gap", "auroc25", "ece", "mean_confidence")

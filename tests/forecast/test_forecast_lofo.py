@@ -17,10 +17,12 @@ from grokwatch.forecast import io as model_io
 from grokwatch.forecast.calibration import forecast_rows, reliability
 from grokwatch.forecast.evaluate import evaluate
 from grokwatch.forecast.lofo import (
+    GOALS,
     MINIMAL_MEASURES,
     forecasts_of,
     format_lofo,
     lofo_folds,
+    macro_average,
     minimal_run,
     run_lofo,
 )
@@ -131,6 +133,69 @@ def test_lofo_result_has_every_headline_and_a_table(runs, replays):
     text = format_lofo(res)
     assert "| alpha |" in text and "macro average" in text and "Minimal users" in text
     assert "thinned (cadence 250)" in text
+
+
+def _summary(recall, lead, far, baselines):
+    """A family's entry of ``lofo.json``, as far as the baseline table reads it."""
+    keys = ("n_runs", "n_grokking", "n_negative", "threshold", "recall", "far", "ece")
+    out = {k: 1.0 for k in keys} | {"goals": dict.fromkeys(GOALS, True)}
+    out |= {"recall_far05": recall, "lead_gap_all_far05": lead, "far_far05": far}
+    out["baselines_far05"] = {
+        n: {"recall": r, "lead_gap_all": g, "far": 0.04} for n, (r, g) in baselines.items()
+    }
+    return out
+
+
+def _baseline_rows(text, caption_at):
+    """The rows of the baseline table after the ``caption_at``-th caption, by first cell."""
+    block = text.split("every signal at its own threshold")[caption_at].split("\n\n")[1]
+    rows = [line.strip("|").split(" | ") for line in block.splitlines()[2:]]
+    return {r[0].strip(): [c.strip() for c in r[1:]] for r in rows}
+
+
+def test_baseline_tables_have_our_far_a_macro_row_and_one_for_every_view():
+    """Rendered from the JSON alone: our recall / lead and the FAR our threshold reaches,
+    every baseline's recall / lead, the macro average (a baseline's over the families that
+    have it), and the same table for each view that holds baselines."""
+    fams = {
+        "a": _summary(0.8, 0.4, 0.03, {"norm": (0.2, 0.0), "rise": (0.6, 0.1)}),
+        "b": _summary(0.6, 0.2, 0.05, {"norm": (0.4, 0.2)}),  # no "rise" on b
+    }
+    view = {"c": _summary(0.5, 0.1, 0.04, {"norm": (0.1, 0.0)})}
+    without = {"c": {k: v for k, v in view["c"].items() if k != "baselines_far05"}}
+    result = {
+        "families": fams,
+        "macro": macro_average(fams),
+        "views": {
+            "cadence 500": {"families": view, "macro": macro_average(view)},
+            "no baselines": {"families": without, "macro": macro_average(without)},
+        },
+    }
+    text = format_lofo(result)
+    assert text.count("every signal at its own threshold") == 2  # the view without: none
+    assert "| held-out family | **grokwatch** | FAR | norm | rise |" in text
+    rows = _baseline_rows(text, 1)
+    assert rows["a"] == ["0.80 / 0.40", "0.03", "0.20 / 0.00", "0.60 / 0.10"]
+    assert rows["b"] == ["0.60 / 0.20", "0.05", "0.40 / 0.20", "—"]
+    assert rows["**macro average**"] == ["0.70 / 0.30", "0.04", "0.30 / 0.10", "0.60 / 0.10"]
+    view_rows = _baseline_rows(text.split("thinned (cadence 500)")[1], 1)
+    assert view_rows["c"] == ["0.50 / 0.10", "0.04", "0.10 / 0.00"]
+    assert view_rows["**macro average**"] == view_rows["c"]
+
+
+def test_the_committed_lofo_md_is_the_render_of_the_committed_lofo_json(tmp_path):
+    """``doc_tables.py --lofo-md`` writes a ``lofo.md`` from its JSON alone (no LOFO run),
+    and the committed one is that render."""
+    from _scripts import ROOT, load_script
+
+    doc_tables = load_script("benchmarks/doc_tables.py")
+    committed = ROOT / "benchmarks" / "results" / "forecast" / "lofo.json"
+    copy = tmp_path / "lofo.json"
+    copy.write_text(committed.read_text())
+    written = doc_tables.write_lofo_markdown(copy)
+    assert written == tmp_path / "lofo.md"
+    assert written.read_text() == format_lofo(json.loads(copy.read_text())) + "\n"
+    assert written.read_text() == committed.with_suffix(".md").read_text()
 
 
 def test_minimal_run_keeps_only_loss_and_accuracy(runs):
