@@ -37,6 +37,7 @@ from grokwatch.forecast.replay import NEGATIVE, POSITIVE, Replay, StoredRun
 
 __all__ = [
     "GOALS",
+    "MINIMAL_KEYS",
     "MINIMAL_MEASURES",
     "LofoFold",
     "family_summary",
@@ -319,6 +320,22 @@ def run_lofo(
     }
 
 
+MINIMAL_KEYS = (
+    "recall",
+    "far",
+    "recall_far05",
+    "lead_gap",
+    "auroc10",
+    "auroc25",
+    "auroc50",
+    "coverage",
+    "ece",
+    "hopeless_grokking",
+    "mean_confidence",
+)
+"""The minimal users' numbers (:func:`minimal_summary`), as their table shows them."""
+
+
 def minimal_summary(model: GrokForecaster, runs: Sequence[Replay]) -> dict[str, Any]:
     """Our forecast alone on minimal replays (baselines need the measures they lack)."""
     if not runs:
@@ -327,10 +344,8 @@ def minimal_summary(model: GrokForecaster, runs: Sequence[Replay]) -> dict[str, 
     forecasts = forecasts_of(model, runs)
     full = family_summary(runs, forecasts, result)
     conf = [f.confidence for fc in forecasts.values() for f in fc]
-    keep = ("recall", "far", "lead_gap", "lead_gap_all", "recall_far05", "auroc25", "ece")
-    out = {k: full[k] for k in keep}
+    out = {k: full[k] for k in (*MINIMAL_KEYS, "lead_gap_all") if k != "mean_confidence"}
     out["mean_confidence"] = float(np.mean(conf)) if conf else math.nan
-    out["hopeless_grokking"] = full["hopeless_grokking"]
     return out
 
 
@@ -435,6 +450,39 @@ def _baselines(result: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _minimal(fams: Mapping[str, Any]) -> list[str]:
+    """Lines of the minimal users' table (the :data:`MINIMAL_KEYS` a ``lofo.json`` has);
+    one sentence instead when every number it shares with the headline table is the same
+    there (a model that reads only loss and accuracy), with the mean confidence."""
+    minimal = {n: s["minimal"] for n, s in fams.items() if s.get("minimal")}
+    if not minimal:
+        return []
+    keys = [k for k in MINIMAL_KEYS if any(k in m for m in minimal.values())]
+
+    def cell(s: Mapping[str, Any], k: str) -> str:
+        return _f(s.get(k), "{:.3f}" if k == "ece" else "{:.2f}")
+
+    label = dict(HEADLINE) | {"mean_confidence": "mean confidence"}
+    shared = [k for k in keys if k != "mean_confidence"]
+    if all(cell(m, k) == cell(fams[n], k) for n, m in minimal.items() for k in shared):
+        confidence = ", ".join(f"{n} {cell(m, 'mean_confidence')}" for n, m in minimal.items())
+        return [
+            "",
+            "Minimal users (only train/test loss and accuracy reported), same models: every "
+            f"number they share with the headline table ({', '.join(label[k] for k in shared)}) "
+            "is the same there, cell for cell: the models read nothing else. Mean confidence: "
+            f"{confidence}.",
+        ]
+    return [
+        "",
+        "Minimal users (only train/test loss and accuracy reported), same models:",
+        "",
+        "| held-out family | " + " | ".join(label[k] for k in keys) + " |",
+        "|---" * (len(keys) + 1) + "|",
+        *(f"| {n} | " + " | ".join(cell(m, k) for k in keys) + " |" for n, m in minimal.items()),
+    ]
+
+
 def format_lofo(result: Mapping[str, Any]) -> str:
     """The leave-one-family-out tables (markdown) of a :func:`run_lofo` result or of the
     ``lofo.json`` written from it: headline, goals, baselines at FAR <= 5 % (with the macro
@@ -451,19 +499,7 @@ def format_lofo(result: Mapping[str, Any]) -> str:
         lines += ["", f"Every held-out run thinned ({view}), the same models:", ""]
         lines.append(_headline(entry))
         lines += _baselines(entry)
-    minimal = {n: s["minimal"] for n, s in fams.items() if s.get("minimal")}
-    if minimal:
-        keys = ("recall", "far", "recall_far05", "lead_gap", "auroc25", "ece", "mean_confidence")
-        lines += [
-            "",
-            "Minimal users (only train/test loss and accuracy reported), same models:",
-            "",
-            "| held-out family | " + " | ".join(keys) + " |",
-            "|---" * (len(keys) + 1) + "|",
-        ]
-        for name, m in minimal.items():
-            cells = [_f(m.get(k), "{:.3f}" if k == "ece" else "{:.2f}") for k in keys]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += _minimal(fams)
     shipped = result.get("shipped") or {}
     if shipped.get("families"):
         keys = ("recall", "far", "recall_far05", "lead_gap", "auroc25", "coverage", "ece")

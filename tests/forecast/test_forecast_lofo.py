@@ -183,6 +183,23 @@ def test_baseline_tables_have_our_far_a_macro_row_and_one_for_every_view():
     assert view_rows["**macro average**"] == view_rows["c"]
 
 
+def test_minimal_users_get_a_sentence_when_their_numbers_are_the_headlines():
+    """A model that reads only loss and accuracy gives minimal users the headline numbers:
+    one sentence says so (with the mean confidence); otherwise a table of the numbers the
+    JSON has (an older ``lofo.json`` has no coverage: no column is made up for it)."""
+    fams = {"a": _summary(0.8, 0.4, 0.03, {}) | {"lead_gap": 0.5, "coverage": 0.8}}
+    same = {k: fams["a"][k] for k in ("recall", "far", "recall_far05", "ece")}
+    fams["a"]["minimal"] = same | {"mean_confidence": 0.9}
+    text = format_lofo({"families": fams})
+    assert "Minimal users" in text and "cell for cell" in text and "a 0.90" in text
+    assert "mean confidence |" not in text  # no table
+    fams["a"]["minimal"] = same | {"recall": 0.7, "coverage": 0.6, "mean_confidence": 0.9}
+    text = format_lofo({"families": fams})
+    assert "cell for cell" not in text
+    assert "| held-out family | recall | FAR | recall at FAR ≤ 5 % | 80 % coverage | ECE | " in text
+    assert "| a | 0.70 | 1.00 | 0.80 | 0.60 | 1.000 | 0.90 |" in text
+
+
 def test_the_committed_lofo_md_is_the_render_of_the_committed_lofo_json(tmp_path):
     """``doc_tables.py --lofo-md`` writes a ``lofo.md`` from its JSON alone (no LOFO run),
     and the committed one is that render."""

@@ -109,6 +109,31 @@ def test_bad_input_lowers_confidence_with_a_reason_and_never_raises(values, reas
         assert d.reason is Reason.NO_FORECASTER
 
 
+def test_a_loss_only_loop_gets_lowered_confidence_and_loss_and_accuracy_the_full_forecast():
+    """The shipped model reads only loss and accuracy: a loop reporting those four gets the
+    forecast of a loop reporting everything, at the same confidence (the reason still names
+    the absent weight norm, at 0 % of the model's weight). A loop reporting only its losses
+    gets a lowered confidence, a MISSING_MEASURES reason and the accuracies named."""
+    run = make_run(0, groks=True)
+    minimal = ("train_accuracy", "test_accuracy", "train_loss", "test_loss")
+
+    def last(keep):
+        det = RunDetector(budget=run.labels["budget"])
+        for step, values in points(run, 30):
+            d = det.observe(step, {k: v for k, v in values.items() if keep is None or k in keep})
+        return d.forecast
+
+    full, small, loss = last(None), last(minimal), last(("train_loss", "test_loss"))
+    assert full.reason is ForecastReason.OK and full.confidence == 1.0
+    assert small.confidence == full.confidence
+    assert small.p_grok_budget == pytest.approx(full.p_grok_budget)
+    assert small.reason is ForecastReason.MISSING_MEASURES and small.missing == ("weight_norm",)
+    assert "0% of model weight" in small.message
+    assert loss.reason is ForecastReason.MISSING_MEASURES
+    assert {"train_accuracy", "test_accuracy"} <= set(loss.missing)
+    assert loss.confidence < 0.9 * full.confidence and "train_accuracy" in loss.message
+
+
 def test_unknown_budget_and_missing_embeddings_are_stated():
     run = make_run(3, groks=True)
     det = RunDetector(budget=None)
