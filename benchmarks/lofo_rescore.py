@@ -17,23 +17,30 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from grokwatch.forecast.commands import evaluate_lofo
+from grokwatch.forecast.forecaster import GrokForecaster
 from grokwatch.forecast.io import load
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--from", dest="source", required=True, help="OUT of the committed run")
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args()
-    source = Path(args.source)
+def rescore(
+    source: str | Path,
+    out: str | Path,
+    adjust: Callable[[GrokForecaster], None] | None = None,
+) -> dict[str, Any]:
+    """The run in ``source`` scored again into ``out`` with its fold models, each first
+    passed to ``adjust`` (e.g. an ablation that re-thresholds them)."""
+    source = Path(source)
     settings = json.loads((source / "lofo.json").read_text())["settings"]
     models = [load(path) for path in sorted((source / "lofo" / "models").glob("*.npz"))]
-    evaluate_lofo(
+    for model in models if adjust is not None else ():
+        adjust(model)
+    return evaluate_lofo(
         settings["corpora"],
-        out=args.out,
+        out=out,
         cadence=settings["cadence"],
         cadences=settings["fit_cadences"],
         folds=settings["folds"],
@@ -48,6 +55,14 @@ def main() -> None:
         seed=settings["seed"],
         fold_models=models,
     )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--from", dest="source", required=True, help="OUT of the committed run")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    rescore(args.source, args.out)
 
 
 if __name__ == "__main__":
