@@ -287,6 +287,7 @@ def fit_replays(
     seed: int = RECIPE.seed,
     params: Mapping[str, Any] | None = None,
     calibrate: str = RECIPE.calibrate,
+    family_weight: Mapping[str, float] | None = None,
     log: Any = None,
 ) -> tuple[GrokForecaster, FitReport]:
     """Steps 3-5 of the module docstring on runs already replayed: ``base`` at each run's
@@ -308,7 +309,11 @@ def fit_replays(
 
     The hopeless threshold keeps the share of grokking runs called hopeless within
     ``hopeless_miss`` on *every* fitting family (the pooled rule let one family -- the
-    transformer, held out -- have 41 % of its grokking runs called hopeless)."""
+    transformer, held out -- have 41 % of its grokking runs called hopeless).
+
+    ``family_weight`` (family -> factor, 1 for a family not named) multiplies the weight of
+    each family's rows in fitting the fold models and the model, not in scoring them: the hook
+    of ablations that weigh families unequally (``benchmarks/lofo_group_robust.py``)."""
     say = log or (lambda *a: None)
     if fold_by not in FOLD_BY:
         raise ValueError(f"fold_by must be one of {FOLD_BY}, got {fold_by=!r}")
@@ -316,6 +321,10 @@ def fit_replays(
         raise ValueError(f"calibrate must be 'none' or 'isotonic', got {calibrate=!r}")
     if not base:
         raise ValueError("no labelled runs to fit on")
+    if family_weight is not None and not all(
+        math.isfinite(v) and v >= 0 for v in family_weight.values()
+    ):
+        raise ValueError(f"family_weight must be finite and >= 0, got {family_weight=}")
     groups = [r.group for r in base]
     families = sorted({r.family for r in base})
     if fold_by == "family" and len(families) < 2:
@@ -337,6 +346,12 @@ def fit_replays(
     def rows(replays: Sequence[Replay], augment: bool = True) -> tuple[np.ndarray, ...]:
         return training_rows(replays, budget_samples=budget_samples if augment else 0, seed=seed)
 
+    def fitting_rows(replays: Sequence[Replay]) -> tuple[np.ndarray, ...]:
+        X, y, w, t, ri = rows(replays)
+        if family_weight is not None and ri.size:
+            w = w * np.array([family_weight.get(r.family, 1.0) for r in replays])[ri]
+        return X, y, w, t, ri
+
     time_features = [i for i, n in enumerate(FEATURE_NAMES) if n not in BUDGET_FEATURES]
     settings = {"time_features": time_features, **(RECIPE.params if params is None else params)}
 
@@ -351,7 +366,7 @@ def fit_replays(
         for f in range(k):
             train = [r for r in everything if fold_of_run[r.run_id] != f]
             val = [r for r in base if fold_of_run[r.run_id] == f]
-            X, y, w, _, _ = rows(train)
+            X, y, w, _, _ = fitting_rows(train)
             model = GrokForecaster(C=C, **settings).fit(X, y, sample_weight=w * scale)
             oof_models[C].append(model)
             Xv, yv, wv, _, _ = rows(val, augment=False)
@@ -405,7 +420,7 @@ def fit_replays(
     hopeless = min(per_family_hopeless.values(), default=0.0)
     oof = _oof_summary(base, oof_forecasts, alert)
     say(f"alert threshold {alert:.3f} (validation FAR <= {far}), hopeless {hopeless:.3f}")
-    X, y, w, t, _ = rows(everything)
+    X, y, w, t, _ = fitting_rows(everything)
     model = GrokForecaster(C=best_C, **settings).fit(
         X, y, sample_weight=w * scale, log_time_to_grok=t
     )

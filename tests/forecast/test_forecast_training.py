@@ -350,3 +350,17 @@ def test_the_shipped_model_was_fitted_with_the_recipe():
         "--out",
         "grokwatch/forecast/model/grokforecaster.npz",
     ]
+
+
+def test_family_weight_of_one_changes_nothing_and_other_weights_change_the_fit():
+    runs = make_corpus(12, seed=1, family="alpha") + make_corpus(12, seed=2, family="beta")
+    base, extra = [replay(r) for r in runs], [replay(r, cadence=250) for r in runs]
+    options = {"fold_by": "family", "C_grid": (1.0,), "params": {"n_trees": 10}}
+    plain, _ = fit_replays(base, extra, **options)
+    ones, _ = fit_replays(base, extra, family_weight={"alpha": 1.0}, **options)
+    X = np.concatenate([r.X for r in base])
+    np.testing.assert_array_equal(ones.predict_proba(X), plain.predict_proba(X))
+    heavy, _ = fit_replays(base, extra, family_weight={"alpha": 3.0}, **options)
+    assert not np.allclose(heavy.predict_proba(X), plain.predict_proba(X))
+    with pytest.raises(ValueError, match="family_weight"):
+        fit_replays(base, extra, family_weight={"alpha": -1.0}, **options)
