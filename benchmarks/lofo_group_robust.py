@@ -2,7 +2,7 @@
 
 With folds by family, once ``C`` is chosen each fitting family weighs its out-of-fold log loss
 over the families' mean (:func:`family_log_loss`: how badly a model of the other families
-forecasts it; :func:`family_weights`), and the fold models and the model are fitted again with
+forecasts it; :func:`loss_weights`), and the fold models and the model are fitted again with
 those weights (``fit_replays(family_weight=...)``), so the thresholds and the isotonic map
 come from the reweighted fold models. Every held-out family is then judged as ``grokwatch
 evaluate --lofo`` judges it (:mod:`benchmarks.lofo_variant`); each fold model's fit report
@@ -44,7 +44,7 @@ def family_log_loss(report: FitReport) -> dict[str, float]:
     return out
 
 
-def family_weights(losses: Mapping[str, float]) -> dict[str, float]:
+def loss_weights(losses: Mapping[str, float]) -> dict[str, float]:
     """Each family's loss over the families' mean (they average 1)."""
     mean = float(np.mean(list(losses.values())))
     return {fam: loss / mean for fam, loss in losses.items()}
@@ -53,12 +53,12 @@ def family_weights(losses: Mapping[str, float]) -> dict[str, float]:
 def fit_group_robust(
     train: Sequence[Replay], extra: Sequence[Replay], options: Mapping[str, Any], say: Say
 ) -> tuple[GrokForecaster, FitReport, dict[str, Any]]:
-    """The fold's model: fitted once, its families weighed by :func:`family_weights` of that
+    """The fold's model: fitted once, its families weighed by :func:`loss_weights` of that
     fit's out-of-fold losses, fitted again with them at the ``C`` that fit chose (whose
     out-of-fold loss the report keeps; the refit's is ``cv_log_loss_reweighted``)."""
     _, first = fit_replays(train, extra, log=say, **options)
     losses = family_log_loss(first)
-    weights = family_weights(losses)
+    weights = loss_weights(losses)
     say("group-robust family weights: " + ", ".join(f"{f} {w:.2f}" for f, w in weights.items()))
     again = {**options, "C_grid": (first.C,)}  # C stays the one the unweighted fit chose
     model, report = fit_replays(train, extra, family_weight=weights, log=say, **again)

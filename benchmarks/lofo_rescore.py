@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from grokwatch.forecast.commands import evaluate_lofo
+from grokwatch.forecast.commands import _json_safe, evaluate_lofo
 from grokwatch.forecast.forecaster import GrokForecaster
 from grokwatch.forecast.io import load
 
@@ -30,15 +30,17 @@ def rescore(
     source: str | Path,
     out: str | Path,
     adjust: Callable[[GrokForecaster], None] | None = None,
+    variant: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run in ``source`` scored again into ``out`` with its fold models, each first
-    passed to ``adjust`` (e.g. an ablation that re-thresholds them)."""
+    passed to ``adjust`` (e.g. an ablation that re-thresholds them, named by ``variant`` in
+    the settings of ``out/lofo.json``: :func:`mark_variant`)."""
     source = Path(source)
     settings = json.loads((source / "lofo.json").read_text())["settings"]
     models = [load(path) for path in sorted((source / "lofo" / "models").glob("*.npz"))]
     for model in models if adjust is not None else ():
         adjust(model)
-    return evaluate_lofo(
+    result = evaluate_lofo(
         settings["corpora"],
         out=out,
         cadence=settings["cadence"],
@@ -55,6 +57,19 @@ def rescore(
         seed=settings["seed"],
         fold_models=models,
     )
+    if variant is not None:
+        mark_variant(out, result, variant)
+    return result
+
+
+def mark_variant(out: str | Path, result: dict[str, Any], variant: Mapping[str, Any]) -> None:
+    """Name the ablation that made ``result``: ``variant`` goes into its settings, and into
+    those of the ``out/lofo.json`` that ``evaluate_lofo`` wrote."""
+    result["settings"]["variant"] = dict(variant)
+    path = Path(out) / "lofo.json"
+    saved = json.loads(path.read_text())
+    saved["settings"] = result["settings"]
+    path.write_text(json.dumps(_json_safe(saved), indent=1) + "\n")
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ report's ``family_thresholds``: each family's smallest threshold with FAR <= 5 %
 fold), and the run is scored again with nothing refitted (:func:`benchmarks.lofo_rescore.rescore`).
 
     nice -n 19 python -m benchmarks.lofo_trimmed_threshold --from benchmarks/results/forecast \\
-        --out benchmarks/results/forecast/lofo_ablations/trimmed_threshold
+        --out /tmp/trimmed  # lofo.json, lofo.md to lofo_ablations/trimmed_threshold
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def main() -> None:
     ap.add_argument("--from", dest="source", required=True, help="OUT of the committed run")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    rescore(args.source, args.out, second_highest)
+    variant = {"name": "trimmed_threshold", "script": "benchmarks/lofo_trimmed_threshold.py"}
+    rescore(args.source, args.out, second_highest, variant)
 
 
 if __name__ == "__main__":

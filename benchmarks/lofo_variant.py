@@ -7,23 +7,25 @@ the variant adds to the report. :func:`run` replays the runs as ``evaluate_lofo`
 (:func:`benchmarks.lofo_persistence.replays`), fits every held-out family's model with the
 variant, then scores them with :func:`~grokwatch.forecast.commands.evaluate_lofo` itself
 (``fold_models``: the same runs, views and tables as ``grokwatch evaluate --lofo --out OUT``),
-and adds the variant to ``OUT/lofo.json``'s settings. Its flags are the command's; the defaults
-are the settings of the session-9 ablation records (``lofo_ablations/group_robust`` and
-``conformal_interval*``: ``--cap 100 --trees 100 --learning-rate 0.1 --cadences 500
---budget-samples 1 --model none``, loss and accuracy only, folds by family, isotonic map).
+and adds the variant to ``OUT/lofo.json``'s settings. Its flags are the command's, except that
+``--measures ''`` means every measure (the command's ``all``); the defaults (``--cap 100``,
+not the recipe's 300) are the settings of the session-9 ablation records
+(``lofo_ablations/group_robust`` and ``conformal_interval*``: ``--cap 100 --trees 100
+--learning-rate 0.1 --cadences 500 --budget-samples 1 --model none``, loss and accuracy only,
+folds by family, isotonic map).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks.lofo_persistence import replays
-from grokwatch.forecast.commands import _json_safe, evaluate_lofo
+from benchmarks.lofo_rescore import mark_variant
+from grokwatch.forecast.commands import evaluate_lofo
 from grokwatch.forecast.forecaster import GrokForecaster
 from grokwatch.forecast.lofo import MINIMAL_MEASURES, lofo_folds
 from grokwatch.forecast.replay import Replay
@@ -84,10 +86,6 @@ def run(args: argparse.Namespace, fit: Fit, variant: Mapping[str, Any], say: Say
         measures=measures, cap=settings["cap_per_family"], plots=False, fold_models=models,
         say=say,
     )  # fmt: skip
-    result["settings"]["variant"] = dict(variant)
     result["settings"]["seconds"] = round(time.perf_counter() - t0, 1)
-    path = Path(args.out) / "lofo.json"
-    saved = json.loads(path.read_text())
-    saved["settings"] = result["settings"]
-    path.write_text(json.dumps(_json_safe(saved), indent=1) + "\n")
+    mark_variant(args.out, result, variant)
     return result

@@ -261,12 +261,21 @@ def _ints(text: str) -> list[int]:
 
 def _measures(text: str) -> list[str] | None:
     """``--measures``: names, comma-separated; ``all``: every measure of a run (``None``)."""
-    return None if text == "all" else [m for m in text.split(",") if m]
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"name at least one measure, or 'all' (got {text!r})")
+    return None if names == ["all"] else names
 
 
 def _cap(text: str) -> int | None:
     """``--cap``: runs per family at most; 0: all (``None``)."""
-    return int(text) or None
+    try:
+        cap = int(text)
+    except ValueError:
+        cap = -1
+    if cap < 0:
+        raise argparse.ArgumentTypeError(f"runs per family: an integer >= 0 (got {text!r})")
+    return cap or None
 
 
 RECIPE_OPTIONS = (
@@ -532,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--split",
         dest="eval_split",
+        metavar="SPLITS",
         default="eval,heldout",
         help="splits to evaluate, comma-sep.; none of their runs may be in the model's fit",
     )

@@ -227,7 +227,9 @@ def evaluate_corpus(
 def fitting_runs(report: Mapping[str, Any], corpus: str | Path) -> tuple[set[str], bool] | None:
     """The ids of the runs of ``corpus`` that a model with the fit report ``report`` (its
     ``fit_report_``, as :func:`fit_model` saves it) was fitted on, and whether that set is
-    exact; ``None`` when the report names no corpus (nothing to tell by).
+    exact; ``None`` when the report names neither a corpus nor families (nothing to tell by).
+    A fold model of :func:`evaluate_lofo` names only its families (it was fitted on every
+    split of its corpora): every run of those families in ``corpus`` counts.
 
     The fit is retraced from the report: the labelled runs of its ``split`` in its
     ``corpus`` directories (a recorded directory that does not exist from here stands for
@@ -236,15 +238,18 @@ def fitting_runs(report: Mapping[str, Any], corpus: str | Path) -> tuple[set[str
     (the corpus changed, or a directory was not found), every run of those splits and
     families counts, and the set is not exact."""
     dirs = [Path(c) for c in str(report.get("corpus") or "").split(",") if c]
+    families = report.get("families")
     if not dirs:
-        return None
+        if not families:
+            return None
+        runs = _load_corpus(corpus, ("train", "eval", "heldout"))
+        return {r.run_id for r in runs if architecture_family(r) in families}, False
     target = Path(corpus)
     found = [d if d.is_dir() else target for d in dirs if d.is_dir() or d.name == target.name]
     if not any(d.resolve() == target.resolve() for d in found):
         return set(), True
     splits = [s for s in str(report.get("split") or "train").split(",") if s]
     runs = [r for d in found for r in _load_corpus(d, splits) if r.labels.get("outcome")]
-    families = report.get("families")
     if families is not None:
         runs = [r for r in runs if architecture_family(r) in families]
     sample = sample_families(runs, report.get("cap_per_family"), int(report.get("seed") or 0))
@@ -260,7 +265,9 @@ def _refuse_in_sample(
     from grokwatch.exceptions import ConfigError
 
     report = getattr(model, "fit_report_", None) or {}
-    fit_splits = {s for s in str(report.get("split") or "train").split(",") if s}
+    fold_model = not report.get("corpus") and bool(report.get("families"))
+    split = report.get("split") or ("train,eval,heldout" if fold_model else "train")
+    fit_splits = {s for s in str(split).split(",") if s}
     if not fit_splits & set(evaluated):
         return
     fitted = fitting_runs(report, corpus)
@@ -274,13 +281,15 @@ def _refuse_in_sample(
     how = (
         ""
         if exact
+        else " (its report names only its families, so every run of them counts)"
+        if fold_model
         else " (its sample could not be retraced from this corpus, so every run of its splits "
         "and families counts)"
     )
     raise ConfigError(
         f"{len(overlap)} of the {n_runs} runs to evaluate ({','.join(evaluated)} of {corpus}) "
         f"are runs the model was fitted on{how}: its fit report says corpus "
-        f"{report.get('corpus')}, split {report.get('split') or 'train'}, "
+        f"{report.get('corpus')}, split {split}, families {report.get('families')}, "
         f"{report.get('n_runs')} runs, so the numbers would be in-sample. Judge it on families "
         "it never saw with `grokwatch evaluate --lofo`, or evaluate a model fitted without "
         "these runs (e.g. `grokwatch fit --split train`) or other splits (--split)"

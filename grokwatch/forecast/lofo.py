@@ -444,7 +444,7 @@ def _baselines(result: Mapping[str, Any]) -> list[str]:
     if macro:
         base = {}
         for n in names:
-            have = [s["baselines_far05"][n] for s in fams.values() if n in s["baselines_far05"]]
+            have = [b[n] for s in fams.values() if n in (b := s.get("baselines_far05", {}))]
             base[n] = {k: _mean(b[k] for b in have) for k in ("recall", "lead_gap_all")}
         lines.append(row("**macro average**", macro, base))
     return lines

@@ -495,3 +495,22 @@ def test_hopeless_summary_counts_grokkers_and_what_the_calls_save(replays):
     firsts = [c[0] / r.budget for c, r in zip(called, neg, strict=True) if c]
     assert every["hopeless_first_budget"] == pytest.approx(float(np.median(firsts)))
     assert 0.0 < every["hopeless_first_budget"] <= 1.0
+
+
+def test_the_baseline_table_takes_a_family_without_baselines():
+    """A held-out family with no baseline numbers gets dashes, and the macro row averages each
+    baseline over the families that have it."""
+    from grokwatch.forecast.lofo import _baselines
+
+    ours = {"recall_far05": 0.9, "lead_gap_all_far05": 0.5, "far_far05": 0.04}
+    result = {
+        "families": {
+            "a": {**ours, "baselines_far05": {"norm": {"recall": 0.4, "lead_gap_all": 0.2}}},
+            "b": dict(ours),
+        },
+        "macro": ours,
+    }
+    lines = _baselines(result)
+    assert lines[-3].startswith("| a | 0.90 / 0.50 | 0.04 | 0.40 / 0.20 |")
+    assert lines[-2] == "| b | 0.90 / 0.50 | 0.04 | — |"
+    assert lines[-1].startswith("| **macro average** |") and "0.40 / 0.20" in lines[-1]
