@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from grokwatch.decision import Phase
-from grokwatch.forecast.commands import _load_corpus, sample_families
+from grokwatch.forecast.commands import fit_sample
 from grokwatch.forecast.io import load_default
 from grokwatch.forecast.lofo import minimal_run
 from grokwatch.forecast.online import MIN_CONFIDENCE
@@ -55,12 +55,9 @@ def main() -> None:
     shipped = load_default()
     report = shipped.fit_report_
     params = shipped.get_params()
-    splits = [x for x in str(report.get("split", "train")).split(",") if x]
     corpora = args.corpus or str(report["corpus"])
-    runs = [r for c in corpora.split(",") if c for r in _load_corpus(c, splits)]
+    _, runs = fit_sample(report, [c for c in corpora.split(",") if c])
     seed = int(report.get("seed", 0))
-    runs = sample_families([r for r in runs if r.labels.get("outcome")],
-                           report.get("cap_per_family"), seed)  # fmt: skip
     if report.get("measures") is not None:
         runs = [minimal_run(r, report["measures"]) for r in runs]
     if len(runs) != report.get("n_runs"):

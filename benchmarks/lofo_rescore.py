@@ -72,12 +72,18 @@ def mark_variant(out: str | Path, result: dict[str, Any], variant: Mapping[str, 
     path.write_text(json.dumps(_json_safe(saved), indent=1) + "\n")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(
+    adjust: Callable[[GrokForecaster], None] | None = None,
+    variant: Mapping[str, Any] | None = None,
+    doc: str = __doc__,
+) -> None:
+    """The command line (``--from``, ``--out``) of :func:`rescore`, also for an ablation's
+    script (``doc``, its docstring, describes it)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--from", dest="source", required=True, help="OUT of the committed run")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    rescore(args.source, args.out)
+    rescore(args.source, args.out, adjust, variant)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,7 @@ fold), and the run is scored again with nothing refitted (:func:`benchmarks.lofo
 
 from __future__ import annotations
 
-import argparse
-
-from benchmarks.lofo_rescore import rescore
+from benchmarks.lofo_rescore import main as rescore_main
 from grokwatch.forecast.forecaster import GrokForecaster
 
 
@@ -29,12 +27,8 @@ def second_highest(model: GrokForecaster) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--from", dest="source", required=True, help="OUT of the committed run")
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args()
     variant = {"name": "trimmed_threshold", "script": "benchmarks/lofo_trimmed_threshold.py"}
-    rescore(args.source, args.out, second_highest, variant)
+    rescore_main(second_highest, variant, __doc__)
 
 
 if __name__ == "__main__":

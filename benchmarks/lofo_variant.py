@@ -25,7 +25,7 @@ from typing import Any
 
 from benchmarks.lofo_persistence import replays
 from benchmarks.lofo_rescore import mark_variant
-from grokwatch.forecast.commands import evaluate_lofo
+from grokwatch.forecast.commands import evaluate_lofo, fit_report
 from grokwatch.forecast.forecaster import GrokForecaster
 from grokwatch.forecast.lofo import MINIMAL_MEASURES, lofo_folds
 from grokwatch.forecast.replay import Replay
@@ -73,12 +73,7 @@ def run(args: argparse.Namespace, fit: Fit, variant: Mapping[str, Any], say: Say
         say(f"-- fitting without {fold.family} ({len(fold.train)} runs)")
         t1 = time.perf_counter()
         model, report, added = fit(fold.train, fold.extra, options, say)
-        model.fit_report_ = {
-            **report.to_json(),
-            **added,
-            "families": sorted({r.family for r in fold.train}),
-            "fit_seconds": round(time.perf_counter() - t1, 1),
-        }
+        model.fit_report_ = fit_report(report, fold.train, time.perf_counter() - t1, **added)
         models.append(model)
     result = evaluate_lofo(
         corpora, out=args.out, cadences=cadences,

@@ -29,9 +29,17 @@ from grokwatch.forecast.replay import (
     replay,
     with_family,
 )
-from grokwatch.forecast.training import HOPELESS_MISS, RECIPE, fit_corpus
+from grokwatch.forecast.training import HOPELESS_MISS, RECIPE, FitReport, fit_corpus
 
-__all__ = ["evaluate_corpus", "evaluate_lofo", "fit_model", "fitting_runs", "pick_timelines"]
+__all__ = [
+    "evaluate_corpus",
+    "evaluate_lofo",
+    "fit_model",
+    "fit_report",
+    "fit_sample",
+    "fitting_runs",
+    "pick_timelines",
+]
 
 Say = Callable[[str], None]
 
@@ -248,14 +256,24 @@ def fitting_runs(report: Mapping[str, Any], corpus: str | Path) -> tuple[set[str
     found = [d if d.is_dir() else target for d in dirs if d.is_dir() or d.name == target.name]
     if not any(d.resolve() == target.resolve() for d in found):
         return set(), True
-    splits = [s for s in str(report.get("split") or "train").split(",") if s]
-    runs = [r for d in found for r in _load_corpus(d, splits) if r.labels.get("outcome")]
-    if families is not None:
-        runs = [r for r in runs if architecture_family(r) in families]
-    sample = sample_families(runs, report.get("cap_per_family"), int(report.get("seed") or 0))
+    runs, sample = fit_sample(report, found)
     if len(found) == len(dirs) and len(sample) == report.get("n_runs"):
         return {r.run_id for r in sample}, True
     return {r.run_id for r in runs}, False
+
+
+def fit_sample(
+    report: Mapping[str, Any], directories: Sequence[str | Path]
+) -> tuple[list[Any], list[Any]]:
+    """The fit of a fit report (``fit_report_``, as :func:`fit_model` saves it) drawn again
+    from ``directories``: every labelled run of its ``split`` and ``families`` there, and the
+    sample of them :func:`fit_model` fits on (``cap_per_family``, ``seed``)."""
+    splits = [s for s in str(report.get("split") or "train").split(",") if s]
+    runs = [r for d in directories for r in _load_corpus(d, splits) if r.labels.get("outcome")]
+    families = report.get("families")
+    if families is not None:
+        runs = [r for r in runs if architecture_family(r) in families]
+    return runs, sample_families(runs, report.get("cap_per_family"), int(report.get("seed") or 0))
 
 
 def _refuse_in_sample(
@@ -516,12 +534,22 @@ def _fit_fold(
 
     t0 = time.perf_counter()
     model, report = fit_replays(train, extra, log=say, **options)
-    model.fit_report_ = {
-        **report.to_json(),
-        "families": sorted({r.family for r in train}),
-        "fit_seconds": round(time.perf_counter() - t0, 1),
-    }
+    model.fit_report_ = fit_report(report, train, time.perf_counter() - t0)
     return model
+
+
+def fit_report(
+    report: FitReport, train: Sequence[Replay], seconds: float, **added: Any
+) -> dict[str, Any]:
+    """What a fold model of :func:`evaluate_lofo` keeps as its ``fit_report_``: ``report``
+    (with what an ablation ``added``), the families it was fitted on (:func:`_saved_fold` finds
+    it by them) and how long the fit took."""
+    return {
+        **report.to_json(),
+        **added,
+        "families": sorted({r.family for r in train}),
+        "fit_seconds": round(seconds, 1),
+    }
 
 
 def _saved_fold(
