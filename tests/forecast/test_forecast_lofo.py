@@ -200,13 +200,20 @@ def test_minimal_users_get_a_sentence_when_their_numbers_are_the_headlines():
     assert "| a | 0.70 | 1.00 | 0.80 | 0.60 | 1.000 | 0.90 |" in text
 
 
-def test_the_committed_lofo_md_is_the_render_of_the_committed_lofo_json(tmp_path):
+def _committed_lofo_records() -> list:
+    from _scripts import ROOT
+
+    forecast = ROOT / "benchmarks" / "results" / "forecast"
+    return [forecast / "lofo.json", *sorted(forecast.glob("lofo_ablations/*/lofo.json"))]
+
+
+@pytest.mark.parametrize("committed", _committed_lofo_records(), ids=lambda p: p.parent.name)
+def test_the_committed_lofo_md_is_the_render_of_the_committed_lofo_json(tmp_path, committed):
     """``doc_tables.py --lofo-md`` writes a ``lofo.md`` from its JSON alone (no LOFO run),
-    and the committed one is that render."""
-    from _scripts import ROOT, load_script
+    and every committed one (the headline's and each ablation's) is that render."""
+    from _scripts import load_script
 
     doc_tables = load_script("benchmarks/doc_tables.py")
-    committed = ROOT / "benchmarks" / "results" / "forecast" / "lofo.json"
     copy = tmp_path / "lofo.json"
     copy.write_text(committed.read_text())
     written = doc_tables.write_lofo_markdown(copy)
