@@ -1,6 +1,7 @@
 """The ablation scripts that run leave one family out with a variant of the fit
-(benchmarks/lofo_group_robust.py, benchmarks/lofo_conformal_interval.py and their runner
-benchmarks/lofo_variant.py), on a small synthetic corpus of three families."""
+(benchmarks/lofo_group_robust.py, benchmarks/lofo_conformal_interval.py, their runner
+benchmarks/lofo_variant.py, and benchmarks/lofo_default_grid.py), on a small synthetic corpus
+of three families."""
 
 from __future__ import annotations
 
@@ -186,3 +187,36 @@ def test_the_runner_writes_the_lofo_record_with_the_variant(runs, tmp_path):
         )
         saved = model_io.load(out / "lofo" / "models" / f"{fam}.npz")
         assert saved.fit_report_["family_weights"] == report["family_weights"]
+
+
+def test_default_grid_fits_also_on_the_agents_default_schedule(runs, tmp_path, monkeypatch):
+    """benchmarks/lofo_default_grid.py: the command's leave one family out with the agent's
+    default schedule among the fit's cadences (each fold fits on more rows than with 500
+    alone), the variant named in the record."""
+    from trainer.corpus import register_spec, write_run
+
+    corpus = tmp_path / "corpus"
+    register_spec(corpus, {"name": "synth"}, "train")
+    for r in runs:
+        write_run(corpus, dict(r.meta), r.steps, r.columns, r.values)
+    mod = load_script("benchmarks/lofo_default_grid.py", "lofo_default_grid_benchmark")
+    monkeypatch.setattr("builtins.print", _quiet)
+    rows = {}
+    for cadences in ("500,default", "500"):
+        out = tmp_path / cadences.replace(",", "-")
+        argv = ["lofo_default_grid", "--corpus", str(corpus), "--measures", "", "--cap", "0",
+                "--trees", "10", "--out", str(out)]  # fmt: skip
+        if cadences == "500":
+            argv += ["--cadences", "500"]
+        monkeypatch.setattr("sys.argv", argv)
+        mod.main()
+        data = json.loads((out / "lofo.json").read_text())
+        assert data["settings"]["fit_cadences"] == [500, "default"][: cadences.count(",") + 1]
+        assert data["settings"]["variant"] == mod.VARIANT
+        assert set(data["views"]) == {"cadence 500", "agent defaults"}
+        rows[cadences] = {
+            fam: data["details"][fam]["model"]["fit_report"]["n_rows"] for fam in data["families"]
+        }
+    assert set(rows["500"]) == {"alpha", "beta", "gamma"}
+    for fam, n in rows["500"].items():
+        assert rows["500,default"][fam] > n
