@@ -330,6 +330,8 @@ def test_the_shipped_model_was_fitted_with_the_recipe():
         "budget_samples": report["budget_samples"],
         "cap": report["cap_per_family"],
         "seed": report["seed"],
+        "C_grid": tuple(report["C_grid"]),
+        "far": report["far"],
         **{k: model.get_params()[k] for k in RECIPE.params},
     } == {
         "split": RECIPE.split,
@@ -340,6 +342,8 @@ def test_the_shipped_model_was_fitted_with_the_recipe():
         "budget_samples": RECIPE.budget_samples,
         "cap": RECIPE.cap,
         "seed": RECIPE.seed,
+        "C_grid": RECIPE.C_grid,
+        "far": RECIPE.far,
         **RECIPE.params,
     }
     assert report["C"] == model.C and report["C"] in RECIPE.C_grid
