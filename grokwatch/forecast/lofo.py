@@ -12,7 +12,10 @@ lead, AUROC, ``t_grok`` error, interval coverage, every baseline), plus
   ``t_grok``, and before they had even memorized;
 - **minimal users**: the same model on F's runs reduced to what a loop reporting only loss
   and accuracy sends (:data:`MINIMAL_MEASURES`; confidence drops, the quality is reported
-  apart).
+  apart);
+- **how sure each goal cell is**: 95 % bootstrap intervals over F's runs of the numbers the
+  goals read, and whether the sample decides each goal (:func:`goal_intervals`,
+  :func:`goals_decided`).
 
 Runs of a split named in ``holdout_splits`` (the corpus's held-out ops/moduli, ``heldout``)
 are never fitted on; they are evaluated with their family, and reported as their own group
@@ -31,11 +34,19 @@ import numpy as np
 
 from grokwatch.decision import Forecast
 from grokwatch.forecast.calibration import forecast_rows, reliability
-from grokwatch.forecast.evaluate import OURS, evaluate
+from grokwatch.forecast.evaluate import (
+    OURS,
+    evaluate,
+    family_refs,
+    forecast_signal,
+    matched_threshold,
+    metrics,
+)
 from grokwatch.forecast.forecaster import GrokForecaster
 from grokwatch.forecast.replay import NEGATIVE, POSITIVE, Replay, StoredRun
 
 __all__ = [
+    "BOOTSTRAP_DRAWS",
     "GOALS",
     "MINIMAL_KEYS",
     "MINIMAL_MEASURES",
@@ -44,6 +55,8 @@ __all__ = [
     "forecasts_of",
     "format_ablations",
     "format_lofo",
+    "goal_intervals",
+    "goals_decided",
     "lofo_folds",
     "macro_average",
     "minimal_run",
@@ -64,6 +77,11 @@ GOALS: Mapping[str, str] = {
     "ahead": "recall and lead (misses count 0) above every baseline's at FAR <= 5 %",
 }
 """The issue's goals, checked on every held-out family (:func:`family_summary`)."""
+
+BOOTSTRAP_DRAWS = 1000
+"""Resamples of a held-out family's runs behind each 95 % interval (:func:`goal_intervals`)."""
+INTERVAL_KEYS = ("recall", "far", "recall_far05", "lead_gap", "auroc25", "coverage", "ece")
+"""The numbers the goals read, each given a bootstrap interval."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,6 +263,83 @@ def family_summary(
     return out
 
 
+def goal_intervals(
+    runs: Sequence[Replay],
+    forecasts: Mapping[str, list[Forecast]],
+    threshold: float,
+    *,
+    draws: int = BOOTSTRAP_DRAWS,
+    seed: int = 0,
+) -> dict[str, list[float] | None]:
+    """95 % percentile intervals of the numbers the goals read (:data:`INTERVAL_KEYS`) on one
+    held-out family: its runs are drawn again with replacement ``draws`` times, the grokking
+    runs and the negatives each to their own count (the rest, e.g. runs that generalize
+    without a plateau, too), and each number is computed again on every draw exactly as
+    :func:`family_summary` computes it, at the same ``threshold`` (the one fixed before the
+    family was seen; recall at FAR <= 5 % picks its own on each draw). Nothing is refitted:
+    the intervals show how much the numbers move with the sample of runs, not with the fit.
+    ``None`` for a number that is undefined on too many draws (fewer than 95 % finite)."""
+    rng = np.random.default_rng(seed)
+    sig = forecast_signal(forecasts, threshold)
+    strata = [
+        [r for r in runs if r.outcome in POSITIVE],
+        [r for r in runs if r.outcome in NEGATIVE],
+        [r for r in runs if r.outcome not in POSITIVE + NEGATIVE],
+    ]
+    values: dict[str, list[float]] = {k: [] for k in INTERVAL_KEYS}
+    for _ in range(draws):
+        sample = [g[i] for g in strata if g for i in rng.integers(0, len(g), len(g))]
+        refs = family_refs(sample)
+        at = metrics(sample, sig, threshold, refs)
+        matched = metrics(sample, sig, matched_threshold(sample, sig), refs)
+        p, y, w = forecast_rows(sample, forecasts)
+        drawn = {
+            "recall": at["recall"],
+            "far": at["false_alarm_rate"],
+            "recall_far05": matched["recall"],
+            "lead_gap": at["median_lead_fraction"],
+            "auroc25": at["auroc_25"],
+            "coverage": at.get("t_grok_interval_coverage", math.nan),
+            "ece": reliability(p, y, w).ece if p.size else math.nan,
+        }
+        for k, v in drawn.items():
+            values[k].append(float(v))
+    out: dict[str, list[float] | None] = {}
+    for k, vals in values.items():
+        v = np.asarray(vals)
+        v = v[np.isfinite(v)]
+        enough = v.size >= 0.95 * draws
+        out[k] = [float(q) for q in np.percentile(v, [2.5, 97.5])] if enough else None
+    return out
+
+
+GOAL_REGIONS: Mapping[str, Mapping[str, tuple[float, float]]] = {
+    "recall": {"recall": (0.9, math.inf), "far": (-math.inf, 0.05)},
+    "lead_gap": {"lead_gap": (0.5, math.inf)},
+    "auroc25": {"auroc25": (0.95, math.inf)},
+    "coverage": {"coverage": (0.7, 0.9)},
+    "ece": {"ece": (-math.inf, 0.05)},
+}
+"""Where each goal's numbers must lie (``ahead`` compares with the baselines: no interval)."""
+
+
+def goals_decided(intervals: Mapping[str, Sequence[float] | None]) -> dict[str, bool | None]:
+    """For each goal of :data:`GOAL_REGIONS`, whether the family's sample decides it: every
+    number the goal reads has its 95 % interval wholly inside its region (met whatever the
+    draw), or one of them wholly outside it (not met whatever the draw). ``False``: the
+    interval reaches across the goal's line; ``None``: a number without an interval."""
+    out: dict[str, bool | None] = {}
+    for goal, region in GOAL_REGIONS.items():
+        spans = {k: span for k in region if (span := intervals.get(k)) is not None}
+        if len(spans) < len(region):
+            out[goal] = None
+            continue
+        inside = all(spans[k][0] >= a and spans[k][1] <= b for k, (a, b) in region.items())
+        outside = any(spans[k][1] < a or spans[k][0] > b for k, (a, b) in region.items())
+        out[goal] = inside or outside
+    return out
+
+
 def macro_average(families: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     """Mean over families of every numeric headline (NaN-free entries only)."""
     keys = [
@@ -290,6 +385,8 @@ def run_lofo(
         result = evaluate_fold(model, test, fold.train)
         forecasts = forecasts_of(model, test)
         summary = family_summary(test, forecasts, result)
+        summary["intervals"] = goal_intervals(test, forecasts, summary["threshold"])
+        summary["goals_decided"] = goals_decided(summary["intervals"])
         if minimal is not None:
             small = [rename(minimal[r.run_id]) for r in fold.test if r.run_id in minimal]
             summary["minimal"] = minimal_summary(model, small)
@@ -483,6 +580,34 @@ def _minimal(fams: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _intervals(fams: Mapping[str, Any]) -> list[str]:
+    """Lines of the 95 % intervals' table (:func:`goal_intervals`), with what the ``?`` of
+    the goals' table means; none for a ``lofo.json`` written before the intervals were."""
+    if not any(s.get("intervals") for s in fams.values()):
+        return []
+    label = dict(HEADLINE)
+
+    def cell(span: Sequence[float] | None, k: str) -> str:
+        fmt = "{:.3f}" if k == "ece" else "{:.2f}"
+        return "—" if span is None else f"[{fmt.format(span[0])}, {fmt.format(span[1])}]"
+
+    return [
+        "",
+        f"`?`: the sample does not decide the cell. Its runs drawn again {BOOTSTRAP_DRAWS} times "
+        "(grokking runs and negatives each to their own count, the same models and threshold), "
+        "the 95 % interval of a number the goal reads reaches across the goal's line:",
+        "",
+        "| held-out family | " + " | ".join(label[k] for k in INTERVAL_KEYS) + " |",
+        "|---" * (len(INTERVAL_KEYS) + 1) + "|",
+        *(
+            f"| {name} | "
+            + " | ".join(cell((s.get("intervals") or {}).get(k), k) for k in INTERVAL_KEYS)
+            + " |"
+            for name, s in fams.items()
+        ),
+    ]
+
+
 def format_lofo(result: Mapping[str, Any]) -> str:
     """The leave-one-family-out tables (markdown) of a :func:`run_lofo` result or of the
     ``lofo.json`` written from it: headline, goals, baselines at FAR <= 5 % (with the macro
@@ -493,7 +618,10 @@ def format_lofo(result: Mapping[str, Any]) -> str:
     lines += ["", "| held-out family | " + " | ".join(GOALS) + " |"]
     lines.append("|---" * (len(GOALS) + 1) + "|")
     for name, s in fams.items():
-        lines.append(f"| {name} | " + " | ".join(_f(s["goals"][g]) for g in GOALS) + " |")
+        decided = s.get("goals_decided") or {}
+        cells = [_f(s["goals"][g]) + ("?" if decided.get(g) is False else "") for g in GOALS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += _intervals(fams)
     lines += _baselines(result)
     for view, entry in (result.get("views") or {}).items():
         lines += ["", f"Every held-out run thinned ({view}), the same models:", ""]

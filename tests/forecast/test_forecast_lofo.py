@@ -18,9 +18,13 @@ from grokwatch.forecast.calibration import forecast_rows, reliability
 from grokwatch.forecast.evaluate import evaluate
 from grokwatch.forecast.lofo import (
     GOALS,
+    INTERVAL_KEYS,
     MINIMAL_MEASURES,
+    family_summary,
     forecasts_of,
     format_lofo,
+    goal_intervals,
+    goals_decided,
     lofo_folds,
     macro_average,
     minimal_run,
@@ -133,6 +137,84 @@ def test_lofo_result_has_every_headline_and_a_table(runs, replays):
     text = format_lofo(res)
     assert "| alpha |" in text and "macro average" in text and "Minimal users" in text
     assert "thinned (cadence 250)" in text
+    for fam in ("alpha", "beta"):  # the main view's numbers have their intervals
+        s = res["families"][fam]
+        assert set(s["intervals"]) == set(INTERVAL_KEYS)
+        assert set(s["goals_decided"]) == set(GOALS) - {"ahead"}
+    assert "the sample does not decide the cell" in text
+    assert "intervals" not in res["views"]["cadence 250"]["families"]["alpha"]
+
+
+def _family_forecasts(replays, family="alpha"):
+    base, extra = replays
+    fold = next(f for f in lofo_folds(base, extra) if f.family == family)
+    model = fit_replays(fold.train, fold.extra, folds=2, C_grid=(1.0,), params=FAST)[0]
+    return list(fold.test), forecasts_of(model, fold.test), model
+
+
+def test_goal_intervals_resample_runs_within_their_outcome_and_are_seeded(replays, monkeypatch):
+    import grokwatch.forecast.lofo as lofo
+
+    runs, forecasts, model = _family_forecasts(replays)
+    pos = sum(r.outcome == "grokking" for r in runs)
+    neg = sum(r.outcome in ("memorization", "confusion") for r in runs)
+    assert pos and neg
+    seen = []
+    real = lofo.metrics
+
+    def spy(sample, sig, threshold, refs):
+        seen.append((len(sample), sum(r.outcome == "grokking" for r in sample)))
+        return real(sample, sig, threshold, refs)
+
+    monkeypatch.setattr(lofo, "metrics", spy)
+    first = goal_intervals(runs, forecasts, model.alert_threshold_, draws=50, seed=3)
+    assert len(seen) == 2 * 50  # at the threshold and at FAR <= 5 %, on every draw
+    assert set(seen) == {(len(runs), pos)}  # each draw keeps the counts of each outcome
+    assert goal_intervals(runs, forecasts, model.alert_threshold_, draws=50, seed=3) == first
+    assert goal_intervals(runs, forecasts, model.alert_threshold_, draws=50, seed=4) != first
+    for key, span in first.items():
+        if span is not None:
+            assert span[0] <= span[1], key
+
+
+def test_goal_intervals_of_identical_runs_are_the_point_numbers(replays):
+    """Every grokking run a copy of one, every negative of one: no draw differs from the
+    sample, so each interval is the number family_summary gives, twice."""
+    runs, forecasts, model = _family_forecasts(replays)
+    one_pos = next(r for r in runs if r.outcome == "grokking")
+    one_neg = next(r for r in runs if r.outcome in ("memorization", "confusion"))
+    same = [one_pos] * 5 + [one_neg] * 4
+    result = evaluate(model, same, [])
+    point = family_summary(same, forecasts, result)
+    spans = goal_intervals(same, forecasts, model.alert_threshold_, draws=20)
+    for key, span in spans.items():
+        if span is None:
+            assert not np.isfinite(point[key]), key
+        else:
+            assert span == pytest.approx([point[key], point[key]]), key
+
+
+def test_goals_decided_reads_whether_an_interval_crosses_the_goal_line():
+    clear = {"recall": [0.92, 0.97], "far": [0.0, 0.03], "lead_gap": [0.1, 0.3],
+             "auroc25": [0.90, 0.97], "coverage": [0.75, 0.85], "ece": None}  # fmt: skip
+    decided = goals_decided(clear)
+    assert decided == {
+        "recall": True,  # both numbers wholly inside: met whatever the draw
+        "lead_gap": True,  # wholly below 0.5: not met whatever the draw
+        "auroc25": False,  # reaches across 0.95
+        "coverage": True,
+        "ece": None,  # no interval
+    }
+    assert goals_decided(clear | {"far": [0.02, 0.08]})["recall"] is False
+    assert goals_decided(clear | {"recall": [0.5, 0.8], "far": [0.02, 0.08]})["recall"] is True
+    assert goals_decided(clear | {"coverage": [0.85, 0.95]})["coverage"] is False
+    assert goals_decided(clear | {"coverage": [0.91, 0.99]})["coverage"] is True
+    family = {"n_runs": 3, "n_grokking": 1, "n_negative": 2, "threshold": 0.9}
+    family |= {"goals": dict.fromkeys(GOALS, False) | {"recall": True}}
+    text = format_lofo({"families": {"a": family | {"goals_decided": decided, "intervals": clear}}})
+    row = next(line for line in text.splitlines() if line.startswith("| a | met"))
+    assert row.split(" | ")[1:4] == ["met", "**not met**", "**not met**?"]
+    assert "| a | [0.92, 0.97] | [0.00, 0.03] |" in text and "| — |" in text
 
 
 def _summary(recall, lead, far, baselines):
