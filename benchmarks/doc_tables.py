@@ -282,6 +282,33 @@ def write_lofo_markdown(path: Path) -> Path:
     return out
 
 
+def lofo_paired() -> str:
+    """Each ablation against the headline run for run (``benchmarks/lofo_paired.py``: every
+    ``forecast/lofo_ablations/*/paired.json``): the difference of each number the goals read
+    with its 95 % interval, in bold where the interval leaves out 0."""
+    from grokwatch.forecast.lofo import INTERVAL_KEYS
+
+    names = {"recall": "recall", "far": "FAR", "recall_far05": "recall at FAR ≤ 5 %",
+             "lead_gap": "lead (× gap)", "auroc25": "AUROC 25 %", "coverage": "coverage",
+             "ece": "ECE"}  # fmt: skip
+
+    def cell(e: dict[str, Any], k: str) -> str:
+        if e["difference"] is None or e["interval"] is None:
+            return "—"
+        digits = 3 if k == "ece" else 2
+        lo, hi = e["interval"]
+        text = f"{e['difference']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+        return f"**{text}**" if e["decided"] else text
+
+    rows = []
+    for path in sorted((RESULTS / "forecast" / "lofo_ablations").glob("*/paired.json")):
+        data = json.loads(path.read_text())
+        entries = [*data["families"].items(), ("**macro**", data["macro"])]
+        for fam, entry in entries:
+            rows.append((path.parent.name, fam, *(cell(entry[k], k) for k in INTERVAL_KEYS)))
+    return table(("ablation", "held-out family", *(names[k] for k in INTERVAL_KEYS)), rows)
+
+
 def forecast_lofo_ablations() -> str:
     """The method's variants side by side on the leave-one-family-out evaluation: the
     committed ``forecast/lofo.json`` and every ``forecast/lofo_ablations/*/lofo.json``."""
@@ -943,6 +970,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "forecast_recipe": forecast_recipe,
     "forecast_lofo": forecast_lofo,
     "forecast_lofo_ablations": forecast_lofo_ablations,
+    "lofo_paired": lofo_paired,
     "forecast_v1_vs_v2": forecast_v1_vs_v2,
     "forecast_transfer": forecast_transfer,
     "forecast_transfer_grid": lambda: forecast_transfer("default_grid"),

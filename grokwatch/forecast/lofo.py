@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,11 +56,14 @@ __all__ = [
     "format_ablations",
     "format_lofo",
     "goal_intervals",
+    "goal_numbers",
     "goals_decided",
     "lofo_folds",
     "macro_average",
     "minimal_run",
     "minimal_summary",
+    "outcome_draws",
+    "percentile_interval",
     "run_lofo",
     "summary_line",
 ]
@@ -263,6 +266,51 @@ def family_summary(
     return out
 
 
+def outcome_draws(runs: Sequence[Replay], draws: int, seed: int = 0) -> Iterator[list[Replay]]:
+    """``draws`` samples of ``runs`` drawn with replacement, the grokking runs and the
+    negatives each to their own count (the rest, e.g. runs that generalize without a plateau,
+    too), from a generator seeded with ``seed``."""
+    rng = np.random.default_rng(seed)
+    strata = [
+        [r for r in runs if r.outcome in POSITIVE],
+        [r for r in runs if r.outcome in NEGATIVE],
+        [r for r in runs if r.outcome not in POSITIVE + NEGATIVE],
+    ]
+    for _ in range(draws):
+        yield [g[i] for g in strata if g for i in rng.integers(0, len(g), len(g))]
+
+
+def goal_numbers(
+    runs: Sequence[Replay], forecasts: Mapping[str, list[Forecast]], threshold: float
+) -> dict[str, float]:
+    """The numbers the goals read (:data:`INTERVAL_KEYS`) on ``runs``, computed as
+    :func:`family_summary` computes them, at ``threshold`` (recall at FAR <= 5 % at its own)."""
+    sig = forecast_signal(forecasts, threshold)
+    refs = family_refs(runs)
+    at = metrics(runs, sig, threshold, refs)
+    matched = metrics(runs, sig, matched_threshold(runs, sig), refs)
+    p, y, w = forecast_rows(runs, forecasts)
+    return {
+        "recall": float(at["recall"]),
+        "far": float(at["false_alarm_rate"]),
+        "recall_far05": float(matched["recall"]),
+        "lead_gap": float(at["median_lead_fraction"]),
+        "auroc25": float(at["auroc_25"]),
+        "coverage": float(at.get("t_grok_interval_coverage", math.nan)),
+        "ece": reliability(p, y, w).ece if p.size else math.nan,
+    }
+
+
+def percentile_interval(values: Sequence[float], draws: int) -> list[float] | None:
+    """The 95 % percentile interval of the finite ``values`` of ``draws`` draws; ``None``
+    when fewer than 95 % of the draws gave a finite value."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size < 0.95 * draws:
+        return None
+    return [float(q) for q in np.percentile(v, [2.5, 97.5])]
+
+
 def goal_intervals(
     runs: Sequence[Replay],
     forecasts: Mapping[str, list[Forecast]],
@@ -272,45 +320,16 @@ def goal_intervals(
     seed: int = 0,
 ) -> dict[str, list[float] | None]:
     """95 % percentile intervals of the numbers the goals read (:data:`INTERVAL_KEYS`) on one
-    held-out family: its runs are drawn again with replacement ``draws`` times, the grokking
-    runs and the negatives each to their own count (the rest, e.g. runs that generalize
-    without a plateau, too), and each number is computed again on every draw exactly as
-    :func:`family_summary` computes it, at the same ``threshold`` (the one fixed before the
-    family was seen; recall at FAR <= 5 % picks its own on each draw). Nothing is refitted:
-    the intervals show how much the numbers move with the sample of runs, not with the fit.
+    held-out family: its runs are drawn again ``draws`` times (:func:`outcome_draws`) and
+    each number is computed again on every draw (:func:`goal_numbers`), at the same
+    ``threshold`` (the one fixed before the family was seen). Nothing is refitted: the
+    intervals show how much the numbers move with the sample of runs, not with the fit.
     ``None`` for a number that is undefined on too many draws (fewer than 95 % finite)."""
-    rng = np.random.default_rng(seed)
-    sig = forecast_signal(forecasts, threshold)
-    strata = [
-        [r for r in runs if r.outcome in POSITIVE],
-        [r for r in runs if r.outcome in NEGATIVE],
-        [r for r in runs if r.outcome not in POSITIVE + NEGATIVE],
-    ]
     values: dict[str, list[float]] = {k: [] for k in INTERVAL_KEYS}
-    for _ in range(draws):
-        sample = [g[i] for g in strata if g for i in rng.integers(0, len(g), len(g))]
-        refs = family_refs(sample)
-        at = metrics(sample, sig, threshold, refs)
-        matched = metrics(sample, sig, matched_threshold(sample, sig), refs)
-        p, y, w = forecast_rows(sample, forecasts)
-        drawn = {
-            "recall": at["recall"],
-            "far": at["false_alarm_rate"],
-            "recall_far05": matched["recall"],
-            "lead_gap": at["median_lead_fraction"],
-            "auroc25": at["auroc_25"],
-            "coverage": at.get("t_grok_interval_coverage", math.nan),
-            "ece": reliability(p, y, w).ece if p.size else math.nan,
-        }
-        for k, v in drawn.items():
-            values[k].append(float(v))
-    out: dict[str, list[float] | None] = {}
-    for k, vals in values.items():
-        v = np.asarray(vals)
-        v = v[np.isfinite(v)]
-        enough = v.size >= 0.95 * draws
-        out[k] = [float(q) for q in np.percentile(v, [2.5, 97.5])] if enough else None
-    return out
+    for sample in outcome_draws(runs, draws, seed):
+        for k, v in goal_numbers(sample, forecasts, threshold).items():
+            values[k].append(v)
+    return {k: percentile_interval(vals, draws) for k, vals in values.items()}
 
 
 GOAL_REGIONS: Mapping[str, Mapping[str, tuple[float, float]]] = {

@@ -1,7 +1,7 @@
 """The ablation scripts that run leave one family out with a variant of the fit
 (benchmarks/lofo_group_robust.py, benchmarks/lofo_conformal_interval.py, their runner
-benchmarks/lofo_variant.py, and benchmarks/lofo_default_grid.py), on a small synthetic corpus
-of three families."""
+benchmarks/lofo_variant.py, benchmarks/lofo_default_grid.py) and the paired comparison of two
+records (benchmarks/lofo_paired.py), on a small synthetic corpus of three families."""
 
 from __future__ import annotations
 
@@ -220,3 +220,54 @@ def test_default_grid_fits_also_on_the_agents_default_schedule(runs, tmp_path, m
     assert set(rows["500"]) == {"alpha", "beta", "gamma"}
     for fam, n in rows["500"].items():
         assert rows["500,default"][fam] > n
+
+
+def test_paired_comparison_of_two_records_of_the_same_runs(runs, tmp_path):
+    """benchmarks/lofo_paired.py: a record against itself differs by nothing, whatever the
+    draw; against another fit of the same runs the differences are the records' own, each with
+    an interval; records of other runs, or fold models that do not give their record, are
+    refused."""
+    import shutil
+
+    from grokwatch.cli import main as cli
+    from trainer.corpus import register_spec, write_run
+
+    corpus = tmp_path / "corpus"
+    register_spec(corpus, {"name": "synth"}, "train")
+    for r in runs:
+        write_run(corpus, dict(r.meta), r.steps, r.columns, r.values)
+    mod = load_script("benchmarks/lofo_paired.py", "lofo_paired_benchmark")
+    common = ["evaluate", "--lofo", "--corpus", str(corpus), "--no-plots", "--model", "none"]
+    for name, trees in (("a", "10"), ("b", "30")):
+        assert cli([*common, "--trees", trees, "--out", str(tmp_path / name)]) == 0
+    same = mod.compare(tmp_path / "a", tmp_path / "a", draws=40)
+    for entry in [*same["families"].values(), same["macro"]]:
+        for k, e in entry.items():
+            assert e["difference"] in (0.0, None), k
+            assert e["interval"] in ([0.0, 0.0], None) and e["decided"] in (False, None), k
+    other = mod.compare(tmp_path / "a", tmp_path / "b", draws=40)
+    a = json.loads((tmp_path / "a" / "lofo.json").read_text())
+    b = json.loads((tmp_path / "b" / "lofo.json").read_text())
+    assert set(other["families"]) == {"alpha", "beta", "gamma"}
+    moved = 0
+    for fam, entry in other["families"].items():
+        for k, e in entry.items():
+            if e["difference"] is None:
+                continue
+            assert e["difference"] == pytest.approx(b["families"][fam][k] - a["families"][fam][k])
+            moved += e["difference"] != 0
+            if e["interval"] is not None:
+                lo, hi = e["interval"]
+                assert lo <= hi and e["decided"] == (lo > 0 or hi < 0)
+    assert moved  # the two fits differ somewhere
+    # records of other runs
+    settings = dict(b["settings"], seed=1)
+    (tmp_path / "b" / "lofo.json").write_text(json.dumps(b | {"settings": settings}))
+    with pytest.raises(SystemExit, match="seed"):
+        mod.compare(tmp_path / "a", tmp_path / "b", draws=5)
+    # a record whose fold models are not the ones that made it
+    (tmp_path / "b" / "lofo.json").write_text(json.dumps(b))
+    shutil.copytree(tmp_path / "b" / "lofo" / "models", tmp_path / "a" / "lofo" / "models",
+                    dirs_exist_ok=True)  # fmt: skip
+    with pytest.raises(SystemExit, match="in its record"):
+        mod.compare(tmp_path / "a", tmp_path / "b", draws=5)

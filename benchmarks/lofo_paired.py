@@ -1,0 +1,142 @@
+"""An ablation against the headline, run for run: which differences are more than the sample.
+
+Two leave-one-family-out records of the same runs (the same corpora, cap and seed; each with
+its fold models in ``DIR/lofo/models``) are compared on every held-out family's runs at their
+own cadence: each fold model forecasts the runs (reading its own record's measures), the
+numbers the goals read are computed for both (:func:`grokwatch.forecast.lofo.goal_numbers`,
+as the records compute them; checked against both records), and the family's runs are drawn
+again ``--draws`` times (:func:`~grokwatch.forecast.lofo.outcome_draws`), the same draw for
+both, so that each difference gets a 95 % interval of its own. A difference is *decided* when
+its interval leaves out 0. The macro row is the mean over families, draw by draw. Nothing is
+fitted: the fold models are the records' own.
+
+    nice -n 19 python -m benchmarks.lofo_paired \\
+        --variant benchmarks/results/forecast/lofo_ablations/default_grid \\
+        --json benchmarks/results/forecast/lofo_ablations/default_grid/paired.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.report_io import write_report
+from grokwatch.forecast.commands import _json_safe, _load_corpus, sample_families
+from grokwatch.forecast.io import load
+from grokwatch.forecast.lofo import (
+    BOOTSTRAP_DRAWS,
+    INTERVAL_KEYS,
+    forecasts_of,
+    goal_numbers,
+    minimal_run,
+    outcome_draws,
+    percentile_interval,
+)
+from grokwatch.forecast.replay import Replay, replay, with_family
+
+BASE = Path("benchmarks/results/forecast")
+SAME = ("corpora", "cap_per_family", "seed", "cadence")
+"""Settings two records must share to be compared run for run."""
+
+
+def held_out_runs(settings: dict[str, Any]) -> dict[str, list[Replay]]:
+    """Each family's runs of a record, at their own cadence, reduced to its measures."""
+    runs = [
+        r
+        for c in settings["corpora"]
+        for r in _load_corpus(c, ("train", "eval", "heldout"))
+        if r.labels.get("outcome")
+    ]
+    runs = sample_families(runs, settings["cap_per_family"], settings["seed"])
+    measures = settings["measures"]
+    out: dict[str, list[Replay]] = {}
+    for r in runs:
+        rep = with_family(replay(r if measures is None else minimal_run(r, measures)), r)
+        out.setdefault(rep.family, []).append(rep)
+    return out
+
+
+def compare(base: Path, variant: Path, draws: int = BOOTSTRAP_DRAWS) -> dict[str, Any]:
+    """The paired comparison of the module docstring (JSON-ready)."""
+    records = {name: json.loads((d / "lofo.json").read_text()) for name, d in
+               (("base", base), ("variant", variant))}  # fmt: skip
+    a, b = records["base"]["settings"], records["variant"]["settings"]
+    differ = [k for k in SAME if a.get(k) != b.get(k)]
+    if differ:
+        raise SystemExit(f"the records are not of the same runs: {', '.join(differ)} differ")
+    runs = {name: held_out_runs(rec["settings"]) for name, rec in records.items()}
+    families: dict[str, Any] = {}
+    diffs_by_family: dict[str, dict[str, list[float]]] = {}
+    for fam in records["base"]["families"]:
+        forecasts, thresholds = {}, {}
+        for name, d in (("base", base), ("variant", variant)):
+            model = load(d / "lofo" / "models" / f"{fam}.npz")
+            forecasts[name] = forecasts_of(model, runs[name][fam])
+            thresholds[name] = model.alert_threshold_
+            point = goal_numbers(runs[name][fam], forecasts[name], thresholds[name])
+            for k in INTERVAL_KEYS:  # the same runs and forecasts as the record's
+                want = records[name]["families"][fam][k]
+                if not math.isclose(point[k], want, rel_tol=1e-9, abs_tol=1e-12) and not (
+                    math.isnan(point[k]) and want is None
+                ):
+                    raise SystemExit(f"{name} {fam} {k}: {point[k]} here, {want} in its record")
+        by_id = {name: {r.run_id: r for r in runs[name][fam]} for name in runs}
+        if set(by_id["base"]) != set(by_id["variant"]):
+            raise SystemExit(f"{fam}: the records hold different runs")
+        diffs: dict[str, list[float]] = {k: [] for k in INTERVAL_KEYS}
+        for sample in outcome_draws(runs["base"][fam], draws):
+            ours = {name: [by_id[name][r.run_id] for r in sample] for name in runs}
+            x = goal_numbers(ours["base"], forecasts["base"], thresholds["base"])
+            y = goal_numbers(ours["variant"], forecasts["variant"], thresholds["variant"])
+            for k in INTERVAL_KEYS:
+                diffs[k].append(y[k] - x[k])
+        diffs_by_family[fam] = diffs
+        was, now = records["base"]["families"][fam], records["variant"]["families"][fam]
+        families[fam] = {k: _entry(was[k], now[k], diffs[k], draws) for k in INTERVAL_KEYS}
+    macro = {}
+    for k in INTERVAL_KEYS:
+        per_draw = np.nanmean([diffs_by_family[f][k] for f in families], axis=0)
+        was, now = records["base"]["macro"], records["variant"]["macro"]
+        macro[k] = _entry(was.get(k), now.get(k), per_draw.tolist(), draws)
+    return {
+        "base": str(base),
+        "variant": str(variant),
+        "draws": draws,
+        "families": families,
+        "macro": macro,
+    }
+
+
+def _entry(x: float | None, y: float | None, diffs: list[float], draws: int) -> dict[str, Any]:
+    span = percentile_interval(diffs, draws)
+    return {
+        "base": x,
+        "variant": y,
+        "difference": None if x is None or y is None else y - x,
+        "interval": span,
+        "decided": None if span is None else bool(span[0] > 0 or span[1] < 0),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", type=Path, default=BASE, help="the headline's OUT (default)")
+    ap.add_argument("--variant", type=Path, required=True, help="the ablation's OUT")
+    ap.add_argument("--draws", type=int, default=BOOTSTRAP_DRAWS)
+    ap.add_argument("--json", type=Path, required=True)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    result = compare(args.base, args.variant, args.draws)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    write_report(args.json, _json_safe(result))
+    print(f"wrote {args.json} in {result['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
