@@ -48,6 +48,8 @@ from grokwatch.forecast.replay import NEGATIVE, POSITIVE, Replay, StoredRun
 __all__ = [
     "BOOTSTRAP_DRAWS",
     "GOALS",
+    "GOAL_REGIONS",
+    "INTERVAL_KEYS",
     "MINIMAL_KEYS",
     "MINIMAL_MEASURES",
     "LofoFold",
