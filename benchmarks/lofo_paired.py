@@ -10,6 +10,10 @@ both, so that each difference gets a 95 % interval of its own. A difference is *
 its interval leaves out 0. The macro row is the mean over families, draw by draw. Nothing is
 fitted: the fold models are the records' own.
 
+``--outside DIR`` compares only the runs that the record in ``DIR`` does not hold (e.g. a rule
+judged on the headline's 100 runs per family, checked on the other runs of a 300-run record:
+runs it was not judged on); the records' own numbers are then not checked, being over all runs.
+
     nice -n 19 python -m benchmarks.lofo_paired \\
         --variant benchmarks/results/forecast/lofo_ablations/default_grid \\
         --json benchmarks/results/forecast/lofo_ablations/default_grid/paired.json
@@ -62,7 +66,9 @@ def held_out_runs(settings: dict[str, Any]) -> dict[str, list[Replay]]:
     return out
 
 
-def compare(base: Path, variant: Path, draws: int = BOOTSTRAP_DRAWS) -> dict[str, Any]:
+def compare(
+    base: Path, variant: Path, draws: int = BOOTSTRAP_DRAWS, outside: Path | None = None
+) -> dict[str, Any]:
     """The paired comparison of the module docstring (JSON-ready)."""
     records = {name: json.loads((d / "lofo.json").read_text()) for name, d in
                (("base", base), ("variant", variant))}  # fmt: skip
@@ -71,16 +77,22 @@ def compare(base: Path, variant: Path, draws: int = BOOTSTRAP_DRAWS) -> dict[str
     if differ:
         raise SystemExit(f"the records are not of the same runs: {', '.join(differ)} differ")
     runs = {name: held_out_runs(rec["settings"]) for name, rec in records.items()}
+    if outside is not None:
+        seen = json.loads((outside / "lofo.json").read_text())["settings"]
+        known = {r.run_id for rs in held_out_runs(seen).values() for r in rs}
+        runs = {n: {f: [r for r in rs if r.run_id not in known] for f, rs in by_family.items()}
+                for n, by_family in runs.items()}  # fmt: skip
     families: dict[str, Any] = {}
     diffs_by_family: dict[str, dict[str, list[float]]] = {}
     for fam in records["base"]["families"]:
-        forecasts, thresholds = {}, {}
+        forecasts, thresholds, points = {}, {}, {}
         for name, d in (("base", base), ("variant", variant)):
             model = load(d / "lofo" / "models" / f"{fam}.npz")
             forecasts[name] = forecasts_of(model, runs[name][fam])
             thresholds[name] = model.alert_threshold_
             point = goal_numbers(runs[name][fam], forecasts[name], thresholds[name])
-            for k in INTERVAL_KEYS:  # the same runs and forecasts as the record's
+            points[name] = point
+            for k in INTERVAL_KEYS if outside is None else ():  # the record's runs and forecasts
                 want = records[name]["families"][fam][k]
                 if not math.isclose(point[k], want, rel_tol=1e-9, abs_tol=1e-12) and not (
                     math.isnan(point[k]) and want is None
@@ -97,20 +109,28 @@ def compare(base: Path, variant: Path, draws: int = BOOTSTRAP_DRAWS) -> dict[str
             for k in INTERVAL_KEYS:
                 diffs[k].append(y[k] - x[k])
         diffs_by_family[fam] = diffs
-        was, now = records["base"]["families"][fam], records["variant"]["families"][fam]
-        families[fam] = {k: _entry(was[k], now[k], diffs[k], draws) for k in INTERVAL_KEYS}
+        was, now = points["base"], points["variant"]
+        families[fam] = {k: _entry(_finite(was[k]), _finite(now[k]), diffs[k], draws)
+                         for k in INTERVAL_KEYS}  # fmt: skip
     macro = {}
     for k in INTERVAL_KEYS:
         per_draw = np.nanmean([diffs_by_family[f][k] for f in families], axis=0)
-        was, now = records["base"]["macro"], records["variant"]["macro"]
-        macro[k] = _entry(was.get(k), now.get(k), per_draw.tolist(), draws)
-    return {
-        "base": str(base),
-        "variant": str(variant),
-        "draws": draws,
-        "families": families,
-        "macro": macro,
-    }
+        was, now = (_mean(f[k]["base"] for f in families.values()),
+                    _mean(f[k]["variant"] for f in families.values()))  # fmt: skip
+        macro[k] = _entry(was, now, per_draw.tolist(), draws)
+    out: dict[str, Any] = {"base": str(base), "variant": str(variant)}
+    if outside is not None:
+        out |= {"outside": str(outside), "n_runs": {f: len(runs["base"][f]) for f in families}}
+    return out | {"draws": draws, "families": families, "macro": macro}
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _mean(values: Any) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
 
 
 def _entry(x: float | None, y: float | None, diffs: list[float], draws: int) -> dict[str, Any]:
@@ -129,10 +149,11 @@ def main() -> None:
     ap.add_argument("--base", type=Path, default=BASE, help="the headline's OUT (default)")
     ap.add_argument("--variant", type=Path, required=True, help="the ablation's OUT")
     ap.add_argument("--draws", type=int, default=BOOTSTRAP_DRAWS)
+    ap.add_argument("--outside", type=Path, help="only the runs this record does not hold")
     ap.add_argument("--json", type=Path, required=True)
     args = ap.parse_args()
     t0 = time.perf_counter()
-    result = compare(args.base, args.variant, args.draws)
+    result = compare(args.base, args.variant, args.draws, args.outside)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     write_report(args.json, _json_safe(result))
     print(f"wrote {args.json} in {result['seconds']} s")

@@ -260,6 +260,14 @@ def test_paired_comparison_of_two_records_of_the_same_runs(runs, tmp_path):
                 lo, hi = e["interval"]
                 assert lo <= hi and e["decided"] == (lo > 0 or hi < 0)
     assert moved  # the two fits differ somewhere
+    # only the runs a smaller sample of the same corpus does not hold
+    assert cli([*common, "--trees", "10", "--cap", "6", "--out", str(tmp_path / "small")]) == 0
+    small = json.loads((tmp_path / "small" / "lofo.json").read_text())
+    held = {f: s["n_runs"] for f, s in small["families"].items()}
+    rest = mod.compare(tmp_path / "a", tmp_path / "b", draws=20, outside=tmp_path / "small")
+    assert rest["outside"] == str(tmp_path / "small")
+    assert rest["n_runs"] == {f: a["families"][f]["n_runs"] - held[f] for f in held}
+    assert all(n > 0 for n in rest["n_runs"].values())
     # records of other runs
     settings = dict(b["settings"], seed=1)
     (tmp_path / "b" / "lofo.json").write_text(json.dumps(b | {"settings": settings}))
