@@ -81,14 +81,20 @@ def family_report(runs: list[Replay], model: Any) -> dict[str, Any]:
     }
 
 
+def sampled_runs(settings: dict[str, Any]) -> list[Any]:
+    """The labelled runs of a committed LOFO run (its ``lofo.json`` ``settings``): its seeded
+    sample of its corpora, not replayed."""
+    runs = [r for c in settings["corpora"] for r in _load_corpus(c, ("train", "eval", "heldout"))]
+    return sample_families([r for r in runs if r.labels.get("outcome")],
+                           settings["cap_per_family"], seed=settings["seed"])  # fmt: skip
+
+
 def held_out(source: Path) -> Iterator[tuple[str, Any, list[Replay]]]:
     """Each held-out family of the committed LOFO run in ``source``: its fold model and its runs
     of the run's seeded sample, replayed as the fold model read them (only the measures it was
     fitted on, at the run's cadence)."""
     settings = json.loads((source / "lofo.json").read_text())["settings"]
-    runs = [r for c in settings["corpora"] for r in _load_corpus(c, ("train", "eval", "heldout"))]
-    runs = sample_families([r for r in runs if r.labels.get("outcome")],
-                           settings["cap_per_family"], seed=settings["seed"])  # fmt: skip
+    runs = sampled_runs(settings)
     measures = settings.get("measures")
     for path in sorted((source / "lofo" / "models").glob("*.npz")):
         family = path.stem

@@ -30,40 +30,21 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.lofo_near_miss import held_out, sampled_runs
 from benchmarks.report_io import write_report
-from grokwatch.forecast.commands import _json_safe, _load_corpus, sample_families
-from grokwatch.forecast.io import load
+from grokwatch.forecast.commands import _json_safe
 from grokwatch.forecast.lofo import (
     BOOTSTRAP_DRAWS,
     INTERVAL_KEYS,
     forecasts_of,
     goal_numbers,
-    minimal_run,
     outcome_draws,
     percentile_interval,
 )
-from grokwatch.forecast.replay import Replay, replay, with_family
 
 BASE = Path("benchmarks/results/forecast")
 SAME = ("corpora", "cap_per_family", "seed", "cadence")
 """Settings two records must share to be compared run for run."""
-
-
-def held_out_runs(settings: dict[str, Any]) -> dict[str, list[Replay]]:
-    """Each family's runs of a record, at their own cadence, reduced to its measures."""
-    runs = [
-        r
-        for c in settings["corpora"]
-        for r in _load_corpus(c, ("train", "eval", "heldout"))
-        if r.labels.get("outcome")
-    ]
-    runs = sample_families(runs, settings["cap_per_family"], settings["seed"])
-    measures = settings["measures"]
-    out: dict[str, list[Replay]] = {}
-    for r in runs:
-        rep = with_family(replay(r if measures is None else minimal_run(r, measures)), r)
-        out.setdefault(rep.family, []).append(rep)
-    return out
 
 
 def compare(
@@ -76,21 +57,26 @@ def compare(
     differ = [k for k in SAME if a.get(k) != b.get(k)]
     if differ:
         raise SystemExit(f"the records are not of the same runs: {', '.join(differ)} differ")
-    runs = {name: held_out_runs(rec["settings"]) for name, rec in records.items()}
+    known: set[str] = set()  # the runs of the record --outside names: left out
     if outside is not None:
         seen = json.loads((outside / "lofo.json").read_text())["settings"]
-        known = {r.run_id for rs in held_out_runs(seen).values() for r in rs}
-        runs = {n: {f: [r for r in rs if r.run_id not in known] for f, rs in by_family.items()}
-                for n, by_family in runs.items()}  # fmt: skip
+        known = {r.run_id for r in sampled_runs(seen)}
     families: dict[str, Any] = {}
+    n_runs: dict[str, int] = {}
     diffs_by_family: dict[str, dict[str, list[float]]] = {}
-    for fam in records["base"]["families"]:
+    for (fam, model_a, runs_a), (fam_b, model_b, runs_b) in zip(
+        held_out(base), held_out(variant), strict=True
+    ):
+        if fam != fam_b:
+            raise SystemExit(f"the records hold other families: {fam} against {fam_b}")
+        runs = {"base": [r for r in runs_a if r.run_id not in known],
+                "variant": [r for r in runs_b if r.run_id not in known]}  # fmt: skip
+        n_runs[fam] = len(runs["base"])
         forecasts, thresholds, points = {}, {}, {}
-        for name, d in (("base", base), ("variant", variant)):
-            model = load(d / "lofo" / "models" / f"{fam}.npz")
-            forecasts[name] = forecasts_of(model, runs[name][fam])
+        for name, model in (("base", model_a), ("variant", model_b)):
+            forecasts[name] = forecasts_of(model, runs[name])
             thresholds[name] = model.alert_threshold_
-            point = goal_numbers(runs[name][fam], forecasts[name], thresholds[name])
+            point = goal_numbers(runs[name], forecasts[name], thresholds[name])
             points[name] = point
             for k in INTERVAL_KEYS if outside is None else ():  # the record's runs and forecasts
                 want = records[name]["families"][fam][k]
@@ -98,11 +84,11 @@ def compare(
                     math.isnan(point[k]) and want is None
                 ):
                     raise SystemExit(f"{name} {fam} {k}: {point[k]} here, {want} in its record")
-        by_id = {name: {r.run_id: r for r in runs[name][fam]} for name in runs}
+        by_id = {name: {r.run_id: r for r in runs[name]} for name in runs}
         if set(by_id["base"]) != set(by_id["variant"]):
             raise SystemExit(f"{fam}: the records hold different runs")
         diffs: dict[str, list[float]] = {k: [] for k in INTERVAL_KEYS}
-        for sample in outcome_draws(runs["base"][fam], draws):
+        for sample in outcome_draws(runs["base"], draws):
             ours = {name: [by_id[name][r.run_id] for r in sample] for name in runs}
             x = goal_numbers(ours["base"], forecasts["base"], thresholds["base"])
             y = goal_numbers(ours["variant"], forecasts["variant"], thresholds["variant"])
@@ -120,7 +106,7 @@ def compare(
         macro[k] = _entry(was, now, per_draw.tolist(), draws)
     out: dict[str, Any] = {"base": str(base), "variant": str(variant)}
     if outside is not None:
-        out |= {"outside": str(outside), "n_runs": {f: len(runs["base"][f]) for f in families}}
+        out |= {"outside": str(outside), "n_runs": n_runs}
     return out | {"draws": draws, "families": families, "macro": macro}
 
 
