@@ -14,6 +14,12 @@ fitted: the fold models are the records' own.
 judged on the headline's 100 runs per family, checked on the other runs of a 300-run record:
 runs it was not judged on); the records' own numbers are then not checked, being over all runs.
 
+A record whose fold models this code cannot read (another feature schema: an ablation that
+changed the features, run from a checkout of its commit) is compared through its forecasts:
+``--save FILE --record DIR``, run in that checkout, writes the record's held-out runs and their
+forecasts to ``FILE`` (a pickle of this project's own objects, written and read by this script
+only); ``--base`` or ``--variant`` then take ``FILE`` in place of the record's directory.
+
     nice -n 19 python -m benchmarks.lofo_paired \\
         --variant benchmarks/results/forecast/lofo_ablations/default_grid \\
         --json benchmarks/results/forecast/lofo_ablations/default_grid/paired.json
@@ -24,7 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import pickle
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +55,41 @@ SAME = ("corpora", "cap_per_family", "seed", "cadence")
 """Settings two records must share to be compared run for run."""
 
 
+Held = tuple[str, list[Any], dict[str, Any], float]
+"""A held-out family of a record: its name, runs, their forecasts and the alert threshold."""
+
+
+def record_dir(source: Path) -> Path:
+    """The record's directory: ``source`` itself, or the one a ``--save`` file names."""
+    if source.is_dir():
+        return source
+    with source.open("rb") as f:
+        return Path(pickle.load(f)["record"])
+
+
+def held_forecasts(source: Path) -> Iterator[Held]:
+    """Each held-out family of the record in ``source`` (a record's directory, forecast by its
+    fold models here, or a file ``--save`` wrote)."""
+    if not source.is_dir():
+        with source.open("rb") as f:
+            yield from pickle.load(f)["families"]
+        return
+    for family, model, runs in held_out(source):
+        yield family, runs, forecasts_of(model, runs), model.alert_threshold_
+
+
+def save(record: Path, path: Path) -> None:
+    """Write the held-out runs and forecasts of ``record`` to ``path`` (see the docstring)."""
+    families = list(held_forecasts(record))
+    with path.open("wb") as f:
+        pickle.dump({"record": str(record), "families": families}, f)
+
+
 def compare(
     base: Path, variant: Path, draws: int = BOOTSTRAP_DRAWS, outside: Path | None = None
 ) -> dict[str, Any]:
     """The paired comparison of the module docstring (JSON-ready)."""
-    records = {name: json.loads((d / "lofo.json").read_text()) for name, d in
+    records = {name: json.loads((record_dir(d) / "lofo.json").read_text()) for name, d in
                (("base", base), ("variant", variant))}  # fmt: skip
     a, b = records["base"]["settings"], records["variant"]["settings"]
     differ = [k for k in SAME if a.get(k) != b.get(k)]
@@ -64,18 +102,18 @@ def compare(
     families: dict[str, Any] = {}
     n_runs: dict[str, int] = {}
     diffs_by_family: dict[str, dict[str, list[float]]] = {}
-    for (fam, model_a, runs_a), (fam_b, model_b, runs_b) in zip(
-        held_out(base), held_out(variant), strict=True
+    for (fam, runs_a, fc_a, th_a), (fam_b, runs_b, fc_b, th_b) in zip(
+        held_forecasts(base), held_forecasts(variant), strict=True
     ):
         if fam != fam_b:
             raise SystemExit(f"the records hold other families: {fam} against {fam_b}")
         runs = {"base": [r for r in runs_a if r.run_id not in known],
                 "variant": [r for r in runs_b if r.run_id not in known]}  # fmt: skip
         n_runs[fam] = len(runs["base"])
-        forecasts, thresholds, points = {}, {}, {}
-        for name, model in (("base", model_a), ("variant", model_b)):
-            forecasts[name] = forecasts_of(model, runs[name])
-            thresholds[name] = model.alert_threshold_
+        forecasts = {"base": fc_a, "variant": fc_b}
+        thresholds = {"base": th_a, "variant": th_b}
+        points = {}
+        for name in runs:
             point = goal_numbers(runs[name], forecasts[name], thresholds[name])
             points[name] = point
             for k in INTERVAL_KEYS if outside is None else ():  # the record's runs and forecasts
@@ -104,7 +142,7 @@ def compare(
         was, now = (_mean(f[k]["base"] for f in families.values()),
                     _mean(f[k]["variant"] for f in families.values()))  # fmt: skip
         macro[k] = _entry(was, now, per_draw.tolist(), draws)
-    out: dict[str, Any] = {"base": str(base), "variant": str(variant)}
+    out: dict[str, Any] = {"base": str(record_dir(base)), "variant": str(record_dir(variant))}
     if outside is not None:
         out |= {"outside": str(outside), "n_runs": n_runs}
     return out | {"draws": draws, "families": families, "macro": macro}
@@ -133,12 +171,22 @@ def _entry(x: float | None, y: float | None, diffs: list[float], draws: int) -> 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", type=Path, default=BASE, help="the headline's OUT (default)")
-    ap.add_argument("--variant", type=Path, required=True, help="the ablation's OUT")
+    ap.add_argument("--variant", type=Path, help="the ablation's OUT")
     ap.add_argument("--draws", type=int, default=BOOTSTRAP_DRAWS)
     ap.add_argument("--outside", type=Path, help="only the runs this record does not hold")
-    ap.add_argument("--json", type=Path, required=True)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--save", type=Path, help="write --record's forecasts here and stop")
+    ap.add_argument("--record", type=Path, help="the record --save forecasts")
     args = ap.parse_args()
     t0 = time.perf_counter()
+    if args.save is not None:
+        if args.record is None:
+            ap.error("--save needs --record")
+        save(args.record, args.save)
+        print(f"wrote {args.save} in {time.perf_counter() - t0:.1f} s")
+        return
+    if args.variant is None or args.json is None:
+        ap.error("the comparison needs --variant and --json")
     result = compare(args.base, args.variant, args.draws, args.outside)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     write_report(args.json, _json_safe(result))
