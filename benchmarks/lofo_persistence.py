@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from grokwatch.forecast.commands import _json_safe, _load_corpus, sample_families
+from benchmarks.lofo_near_miss import sampled_runs
+from grokwatch.forecast.commands import _json_safe
 from grokwatch.forecast.evaluate import Signal, family_refs, metrics, run_max
 from grokwatch.forecast.features import FEATURE_NAMES
 from grokwatch.forecast.forecaster import GrokForecaster
@@ -75,15 +76,10 @@ def persistent(score: np.ndarray, k: int) -> np.ndarray:
 
 
 def replays(settings: dict[str, Any]) -> tuple[list[Replay], list[Replay]]:
-    """The committed run's replays, as ``evaluate_lofo`` made them: every run at its own
-    cadence and its thinned copies (one per fitting cadence)."""
-    runs = [
-        r
-        for c in settings["corpora"]
-        for r in _load_corpus(c, ("train", "eval", "heldout"))
-        if r.labels.get("outcome")
-    ]
-    runs = sample_families(runs, settings["cap_per_family"])
+    """The committed run's replays, as ``evaluate_lofo`` made them: every run of its seeded
+    sample (:func:`~benchmarks.lofo_near_miss.sampled_runs`) at its own cadence and its thinned
+    copies (one per fitting cadence)."""
+    runs = sampled_runs(settings)
     if settings["measures"] is not None:
         runs = [minimal_run(r, settings["measures"]) for r in runs]
     base = [with_family(replay(r), r) for r in runs]

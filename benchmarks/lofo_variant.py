@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, fit: Fit, variant: Mapping[str, Any], say: Say
                "C_grid": (1.0,), "params": params, "budget_samples": args.budget_samples,
                "seed": 0}  # fmt: skip
     settings = {"corpora": corpora, "cap_per_family": args.cap or None, "measures": measures,
-                "fit_cadences": cadences}  # fmt: skip
+                "fit_cadences": cadences, "seed": options["seed"]}  # fmt: skip
     base, extra = replays(settings)
     say(f"replayed {len(base)} runs in {time.perf_counter() - t0:.0f} s")
     models = []

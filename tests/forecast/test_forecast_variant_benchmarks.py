@@ -283,3 +283,25 @@ def test_paired_comparison_of_two_records_of_the_same_runs(runs, tmp_path):
                     dirs_exist_ok=True)  # fmt: skip
     with pytest.raises(SystemExit, match="in its record"):
         mod.compare(tmp_path / "a", tmp_path / "b", draws=5)
+
+
+def test_a_records_replays_are_its_seeded_sample(runs, tmp_path):
+    """benchmarks/lofo_persistence.py replays the runs of a record's own seeded sample (the
+    runs ``lofo_near_miss.sampled_runs`` gives), not always seed 0's."""
+    from trainer.corpus import register_spec, write_run
+
+    corpus = tmp_path / "corpus"
+    register_spec(corpus, {"name": "synth"}, "train")
+    for r in runs:
+        write_run(corpus, dict(r.meta), r.steps, r.columns, r.values)
+    persistence = load_script("benchmarks/lofo_persistence.py", "lofo_persistence_benchmark")
+    near_miss = load_script("benchmarks/lofo_near_miss.py", "lofo_near_miss_benchmark")
+    ids = {}
+    for seed in (0, 1):
+        settings = {"corpora": [str(corpus)], "cap_per_family": 3, "seed": seed,
+                    "measures": None, "fit_cadences": []}  # fmt: skip
+        base, extra = persistence.replays(settings)
+        ids[seed] = sorted(r.run_id for r in base)
+        assert ids[seed] == sorted(r.run_id for r in near_miss.sampled_runs(settings))
+        assert len(ids[seed]) == 9 and extra == []
+    assert ids[0] != ids[1]
