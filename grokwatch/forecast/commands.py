@@ -27,6 +27,7 @@ from grokwatch.forecast.replay import (
     evaluations,
     raw_measures,
     replay,
+    with_decay_time,
     with_family,
 )
 from grokwatch.forecast.training import HOPELESS_MISS, RECIPE, FitReport, fit_corpus
@@ -50,7 +51,7 @@ AGENT_DEFAULTS = "agent defaults"
 def _load_corpus(directory: str | Path, split: str | Sequence[str]) -> Any:
     from trainer.corpus import load
 
-    return load(directory, split=split)
+    return [with_decay_time(r) for r in load(directory, split=split)]
 
 
 def fit_model(
