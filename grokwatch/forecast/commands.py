@@ -27,7 +27,6 @@ from grokwatch.forecast.replay import (
     evaluations,
     raw_measures,
     replay,
-    with_decay_time,
     with_family,
 )
 from grokwatch.forecast.training import HOPELESS_MISS, RECIPE, FitReport, fit_corpus
@@ -51,7 +50,7 @@ AGENT_DEFAULTS = "agent defaults"
 def _load_corpus(directory: str | Path, split: str | Sequence[str]) -> Any:
     from trainer.corpus import load
 
-    return [with_decay_time(r) for r in load(directory, split=split)]
+    return load(directory, split=split)
 
 
 def fit_model(

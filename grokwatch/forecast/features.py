@@ -61,7 +61,7 @@ __all__ = [
     "run_features",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 1
 RATIO = 1.5
 """Log-step window of the trend features: slopes are read over ``[t / RATIO, t]``."""
 
@@ -97,7 +97,6 @@ _MEASURES = (
     "fourier_gini",
     "embedding_band_score",
     "embedding_bimodality",
-    "decay_time",  # t * lr * wd (session 12's ablation, not adopted)
 )
 
 CHANGEPOINT_MEASURES = (
@@ -168,8 +167,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_t_since_cp_weight_norm",
     "last_cp_dir_weight_norm",
     "change_points_since_mem",
-    # optimizer
-    "log_decay_time",
 )
 
 
@@ -583,8 +580,6 @@ class FeatureState:
             feats += [since, direction]
         n_since = sum(1 for cp in self.change_points if mem and cp.step >= t_mem)
         feats.append(float(n_since))
-        tau = s["decay_time"].last  # ln(t lr wd); floored for wd = 0 (no decay: rarely groks)
-        feats.append(math.log(max(tau, 1e-4)) if math.isfinite(tau) else math.nan)
         return np.asarray(feats, dtype=float)
 
 

@@ -40,7 +40,6 @@ __all__ = [
     "raw_measures",
     "replay",
     "thin",
-    "with_decay_time",
     "with_family",
 ]
 
@@ -253,19 +252,6 @@ def replay(
         measures=measures,
         change_points=list(state.change_points),
     )
-
-
-def with_decay_time(run: Any) -> Any:
-    """``run`` (a ``trainer.corpus.Run``) with the measure ``decay_time`` (the ablation of
-    session 12, not adopted): ``t * lr * wd`` from its configuration's constant learning rate
-    and decoupled weight decay, the time constant of AdamW's shrinking of the weights
-    (``(1 - lr wd)`` per step); unchanged without them or with the column already there."""
-    lr, wd = run.config.get("lr"), run.config.get("wd")
-    if lr is None or wd is None or "decay_time" in run.columns:
-        return run
-    tau = np.asarray(run.steps, dtype=float) * float(lr) * float(wd)
-    values = np.column_stack([run.values, tau.astype(run.values.dtype)])
-    return dataclasses.replace(run, columns=(*run.columns, "decay_time"), values=values)
 
 
 def architecture_family(run: StoredRun) -> str:

@@ -195,31 +195,3 @@ def test_a_corpus_like_run_in_batches_matches_point_by_point():
         many.add_rows(*rows_of(pts[k : k + 37]))
         np.testing.assert_array_equal(many.vector(), one.vector())
     assert many.change_points and many.change_points == one.change_points
-
-
-def test_the_decay_time_feature_is_the_log_of_t_lr_wd_and_nan_without_it():
-    # session 12's ablation: a corpus run gains decay_time = t lr wd from its configuration
-    import dataclasses
-
-    from grokwatch.forecast.replay import with_decay_time
-
-    @dataclasses.dataclass(frozen=True)
-    class Run:
-        steps: np.ndarray
-        columns: tuple[str, ...]
-        values: np.ndarray
-        config: dict
-
-    steps = np.array([100, 200, 400])
-    run = Run(steps, ("test_accuracy",), np.zeros((3, 1), np.float32), {"lr": 1e-3, "wd": 0.5})
-    got = with_decay_time(run)
-    assert got.columns == ("test_accuracy", "decay_time")
-    np.testing.assert_allclose(got.values[:, 1], steps * 1e-3 * 0.5, rtol=1e-6)
-    no_wd = dataclasses.replace(run, config={"lr": 1e-3})
-    assert with_decay_time(no_wd) is no_wd
-    assert with_decay_time(got) is got
-    j = FEATURE_NAMES.index("log_decay_time")
-    state = FeatureState()
-    assert math.isclose(state.update(400, {"decay_time": 0.2})[j], math.log(0.2))
-    assert state.update(500, {"decay_time": 0.0})[j] == math.log(1e-4)  # wd = 0: the floor
-    assert math.isnan(FeatureState().update(400, {"test_accuracy": 0.5})[j])
