@@ -286,11 +286,9 @@ def lofo_paired() -> str:
     """Each ablation against the headline run for run (``benchmarks/lofo_paired.py``: every
     ``forecast/lofo_ablations/*/paired.json``): the difference of each number the goals read
     with its 95 % interval, in bold where the interval leaves out 0."""
-    from grokwatch.forecast.lofo import INTERVAL_KEYS
+    from grokwatch.forecast.lofo import HEADLINE, INTERVAL_KEYS
 
-    names = {"recall": "recall", "far": "FAR", "recall_far05": "recall at FAR ≤ 5 %",
-             "lead_gap": "lead (× gap)", "auroc25": "AUROC 25 %", "coverage": "coverage",
-             "ece": "ECE"}  # fmt: skip
+    names = dict(HEADLINE)  # the labels of lofo.md's tables
 
     def cell(e: dict[str, Any], k: str) -> str:
         if e["difference"] is None or e["interval"] is None:

@@ -32,7 +32,7 @@ import json
 import math
 import pickle
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -59,38 +59,32 @@ Held = tuple[str, list[Any], dict[str, Any], float]
 """A held-out family of a record: its name, runs, their forecasts and the alert threshold."""
 
 
-def record_dir(source: Path) -> Path:
-    """The record's directory: ``source`` itself, or the one a ``--save`` file names."""
+def open_record(source: Path) -> tuple[Path, Iterable[Held]]:
+    """The record's directory and its held-out families: ``source`` itself, forecast family by
+    family by its fold models here, or the directory and families a ``--save`` file holds (the
+    file read once)."""
     if source.is_dir():
-        return source
+        held = ((family, runs, forecasts_of(model, runs), model.alert_threshold_)
+                for family, model, runs in held_out(source))  # fmt: skip
+        return source, held
     with source.open("rb") as f:
-        return Path(pickle.load(f)["record"])
-
-
-def held_forecasts(source: Path) -> Iterator[Held]:
-    """Each held-out family of the record in ``source`` (a record's directory, forecast by its
-    fold models here, or a file ``--save`` wrote)."""
-    if not source.is_dir():
-        with source.open("rb") as f:
-            yield from pickle.load(f)["families"]
-        return
-    for family, model, runs in held_out(source):
-        yield family, runs, forecasts_of(model, runs), model.alert_threshold_
+        saved = pickle.load(f)
+    return Path(saved["record"]), saved["families"]
 
 
 def save(record: Path, path: Path) -> None:
     """Write the held-out runs and forecasts of ``record`` to ``path`` (see the docstring)."""
-    families = list(held_forecasts(record))
+    _, families = open_record(record)
     with path.open("wb") as f:
-        pickle.dump({"record": str(record), "families": families}, f)
+        pickle.dump({"record": str(record), "families": list(families)}, f)
 
 
 def compare(
     base: Path, variant: Path, draws: int = BOOTSTRAP_DRAWS, outside: Path | None = None
 ) -> dict[str, Any]:
     """The paired comparison of the module docstring (JSON-ready)."""
-    records = {name: json.loads((record_dir(d) / "lofo.json").read_text()) for name, d in
-               (("base", base), ("variant", variant))}  # fmt: skip
+    opened = {"base": open_record(base), "variant": open_record(variant)}
+    records = {name: json.loads((d / "lofo.json").read_text()) for name, (d, _) in opened.items()}
     a, b = records["base"]["settings"], records["variant"]["settings"]
     differ = [k for k in SAME if a.get(k) != b.get(k)]
     if differ:
@@ -103,7 +97,7 @@ def compare(
     n_runs: dict[str, int] = {}
     diffs_by_family: dict[str, dict[str, list[float]]] = {}
     for (fam, runs_a, fc_a, th_a), (fam_b, runs_b, fc_b, th_b) in zip(
-        held_forecasts(base), held_forecasts(variant), strict=True
+        opened["base"][1], opened["variant"][1], strict=True
     ):
         if fam != fam_b:
             raise SystemExit(f"the records hold other families: {fam} against {fam_b}")
@@ -142,7 +136,7 @@ def compare(
         was, now = (_mean(f[k]["base"] for f in families.values()),
                     _mean(f[k]["variant"] for f in families.values()))  # fmt: skip
         macro[k] = _entry(was, now, per_draw.tolist(), draws)
-    out: dict[str, Any] = {"base": str(record_dir(base)), "variant": str(record_dir(variant))}
+    out: dict[str, Any] = {name: str(d) for name, (d, _) in opened.items()}
     if outside is not None:
         out |= {"outside": str(outside), "n_runs": n_runs}
     return out | {"draws": draws, "families": families, "macro": macro}

@@ -262,7 +262,7 @@ def test_paired_comparison_of_two_records_of_the_same_runs(runs, tmp_path):
     assert moved  # the two fits differ somewhere
     # a record compared through its saved forecasts (as from another checkout): the same
     mod.save(tmp_path / "b", tmp_path / "b.pkl")
-    assert mod.record_dir(tmp_path / "b.pkl") == tmp_path / "b"
+    assert mod.open_record(tmp_path / "b.pkl")[0] == tmp_path / "b"
     assert mod.compare(tmp_path / "a", tmp_path / "b.pkl", draws=40) == other
     # only the runs a smaller sample of the same corpus does not hold
     assert cli([*common, "--trees", "10", "--cap", "6", "--out", str(tmp_path / "small")]) == 0
